@@ -1,0 +1,67 @@
+//! dirctl: the operator CLI of geodir.
+
+mod context;
+mod demo;
+mod object;
+mod opt;
+mod ops;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::opt::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = cli.global;
+    match cli.command {
+        Command::Init(a) => ops::init(&g, a),
+        Command::Demo(a) => demo::run(&g, a),
+        Command::Tenant(c) => ops::tenant(&g, c),
+        Command::User(a) => object::run(&g, engine::directory::ObjectType::User, a),
+        Command::Group(a) => object::run(&g, engine::directory::ObjectType::Group, a),
+        Command::App(a) => object::run(&g, engine::directory::ObjectType::Application, a),
+        Command::Sp(a) => object::run(&g, engine::directory::ObjectType::ServicePrincipal, a),
+        Command::Device(a) => object::run(&g, engine::directory::ObjectType::Device, a),
+        Command::Import(a) => object::import(&g, a),
+        Command::Sync(a) => ops::sync(&g, a),
+        Command::Status => ops::status(&g),
+        Command::Dc(c) => ops::dc(&g, c),
+    }
+}
+
+/// DESIGN.md's exit codes: 2 usage, 3 not found, 4 conflict, 5 unavailable, 1 anything else.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use engine::Error as E;
+    for cause in e.chain() {
+        if let Some(err) = cause.downcast_ref::<E>() {
+            return match err {
+                E::Invalid(_) => 2,
+                E::NotFound(_) => 3,
+                E::Conflict(_) => 4,
+                E::Unavailable(_) => 5,
+                E::OutcomeUnknown(_) | E::Corrupt(_) | E::Fenced(_) | E::Storage(_) => 1,
+            };
+        }
+    }
+    1
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}

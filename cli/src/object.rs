@@ -1,0 +1,247 @@
+//! `dirctl user|group|app|sp|device ...` and `dirctl import`.
+
+use std::io::BufRead;
+
+use anyhow::{Context as _, Result};
+use engine::directory::{self, ObjectType, Txn};
+use engine::Error;
+use serde_json::{json, Map, Value};
+
+use crate::context::Ctx;
+use crate::opt::{Fields, Global, ImportArgs, ObjectArgs, Output, Verb};
+use crate::output;
+
+fn fields_of(ty: ObjectType, f: Fields) -> Result<Map<String, Value>> {
+    let mut m = match f.json {
+        Some(j) => match serde_json::from_str::<Value>(&j) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return Err(Error::Invalid("--json must be a JSON object".into()).into()),
+            Err(e) => return Err(Error::Invalid(format!("--json is not valid JSON: {e}")).into()),
+        },
+        None => Map::new(),
+    };
+    let named = [("userPrincipalName", f.upn), ("displayName", f.display_name), ("mail", f.mail), ("appId", f.app_id)];
+    for (k, v) in named {
+        if let Some(v) = v {
+            m.insert(k.to_string(), Value::from(v));
+        }
+    }
+    for s in f.set {
+        let (k, v) = s.split_once('=').ok_or_else(|| Error::Invalid(format!("--set {s:?} is not FIELD=VALUE")))?;
+        let v = serde_json::from_str(v).unwrap_or_else(|_| Value::from(v));
+        m.insert(k.to_string(), v);
+    }
+    if ty != ObjectType::User && m.contains_key("userPrincipalName") {
+        return Err(Error::Invalid(format!("a {} has no userPrincipalName", ty.noun())).into());
+    }
+    Ok(m)
+}
+
+fn list_columns(ty: ObjectType) -> &'static [&'static str] {
+    match ty {
+        ObjectType::User => &["id", "userPrincipalName", "displayName", "accountEnabled"],
+        ObjectType::Group => &["id", "displayName", "securityEnabled", "mailEnabled"],
+        ObjectType::Application => &["id", "appId", "displayName"],
+        ObjectType::ServicePrincipal => &["id", "appId", "displayName", "accountEnabled"],
+        ObjectType::Device => &["id", "displayName", "operatingSystem", "accountEnabled"],
+    }
+}
+
+pub fn run(g: &Global, ty: ObjectType, a: ObjectArgs) -> Result<()> {
+    let tenant = a.tenant.ok_or_else(|| Error::Invalid("no tenant given: pass --tenant NAME or set DIRCTL_TENANT".into()))?;
+    let group_verb = matches!(a.verb, Verb::AddMember { .. } | Verb::RemoveMember { .. } | Verb::Members { .. });
+    if group_verb && ty != ObjectType::Group {
+        return Err(Error::Invalid(format!("add-member, remove-member and members are `dirctl group` verbs, not `dirctl {}`", ty.noun())).into());
+    }
+    let mut ctx = Ctx::open(g)?;
+    let (tid, partition) = ctx.tenant_partition(&tenant)?;
+    let now = ctx.cluster.clock().now_graph();
+    let out = ctx.output;
+    match a.verb {
+        Verb::Create(f) => {
+            let fields = fields_of(ty, f)?;
+            let (obj, token) = ctx
+                .write(partition, |r| {
+                    let mut t = Txn::new(r);
+                    let obj = directory::create(&mut t, &tid, ty, fields, &now)?;
+                    Ok((t.into_ops(), obj))
+                })
+                .with_context(|| format!("create {} in tenant {tenant}", ty.noun()))?;
+            written(out, &obj, &token)
+        }
+        Verb::Update { id, fields } => {
+            let fields = fields_of(ty, fields)?;
+            let (obj, token) = ctx
+                .write(partition, |r| {
+                    let mut t = Txn::new(r);
+                    let obj = directory::update(&mut t, &tid, ty, &id, fields)?;
+                    Ok((t.into_ops(), obj))
+                })
+                .with_context(|| format!("update {} {id}", ty.noun()))?;
+            written(out, &obj, &token)
+        }
+        Verb::Delete { id } => {
+            let (obj, token) = ctx
+                .write(partition, |r| {
+                    let mut t = Txn::new(r);
+                    let obj = directory::delete(&mut t, &tid, ty, &id, &now)?;
+                    Ok((t.into_ops(), obj))
+                })
+                .with_context(|| format!("delete {} {id}", ty.noun()))?;
+            written(out, &obj, &token)
+        }
+        Verb::Get { id } => {
+            let (obj, served) = ctx.read(partition, |r| directory::get_typed(r, &tid, ty, &id)).with_context(|| format!("get {} {id}", ty.noun()))?;
+            output::emit(out, &json!({"object": obj, "servedBy": served}), || {
+                output::object(&obj, &[("servedBy", format!("{} (term {}, lsn {})", served.datacenter, served.term, served.lsn))])
+            })
+        }
+        Verb::List => {
+            let (objs, served) = ctx.read(partition, |r| directory::list(r, &tid, ty)).with_context(|| format!("list {}s", ty.noun()))?;
+            objects(out, ty, &objs, &served)
+        }
+        Verb::Members { group } => {
+            let (objs, served) = ctx.read(partition, |r| directory::members(r, &tid, &group)).with_context(|| format!("members of group {group}"))?;
+            let cols = ["id", "@odata.type", "displayName", "userPrincipalName"];
+            let rows: Vec<_> = objs.iter().map(|o| output::cells(o, &cols)).collect();
+            output::emit(out, &json!({"objects": objs, "servedBy": served}), || output::table(&cols, &rows))
+        }
+        Verb::AddMember { group, member } => {
+            let ((), token) = ctx
+                .write(partition, |r| {
+                    let mut t = Txn::new(r);
+                    directory::add_member(&mut t, &tid, &group, &member)?;
+                    Ok((t.into_ops(), ()))
+                })
+                .with_context(|| format!("add {member} to group {group}"))?;
+            membership(out, "added", &group, &member, &token)
+        }
+        Verb::RemoveMember { group, member } => {
+            let ((), token) = ctx
+                .write(partition, |r| {
+                    let mut t = Txn::new(r);
+                    directory::remove_member(&mut t, &tid, &group, &member)?;
+                    Ok((t.into_ops(), ()))
+                })
+                .with_context(|| format!("remove {member} from group {group}"))?;
+            membership(out, "removed", &group, &member, &token)
+        }
+    }
+}
+
+fn written(out: Output, obj: &Map<String, Value>, token: &engine::session::Token) -> Result<()> {
+    output::emit(out, &json!({"object": obj, "replicaToken": token}), || output::object(obj, &[("replicaToken", token.to_string())]))
+}
+
+fn membership(out: Output, what: &str, group: &str, member: &str, token: &engine::session::Token) -> Result<()> {
+    output::emit(out, &json!({"group": group, "member": member, "change": what, "replicaToken": token}), || {
+        format!("{what} {member} {} group {group}\nreplicaToken  {token}\n", if what == "added" { "to" } else { "from" })
+    })
+}
+
+fn objects(out: Output, ty: ObjectType, objs: &[Map<String, Value>], served: &engine::cluster::ServedBy) -> Result<()> {
+    let cols = list_columns(ty);
+    let rows: Vec<_> = objs.iter().map(|o| output::cells(o, cols)).collect();
+    output::emit(out, &json!({"objects": objs, "servedBy": served}), || output::table(cols, &rows))
+}
+
+/// One parsed line of an import file.
+struct Line {
+    number: usize,
+    ty: ObjectType,
+    fields: Map<String, Value>,
+    members: Vec<String>,
+}
+
+fn parse_import(path: &std::path::Path) -> Result<Vec<Line>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::NotFound(format!("cannot open import file {}: {e}", path.display())))?;
+    let mut lines = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let number = i + 1;
+        let line = line.with_context(|| format!("read {} line {number}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |why: String| Error::Invalid(format!("{} line {number}: {why}; nothing was imported", path.display()));
+        let mut fields = match serde_json::from_str::<Value>(&line) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return Err(bad("not a JSON object".into()).into()),
+            Err(e) => return Err(bad(format!("malformed JSON: {e}")).into()),
+        };
+        let ty_name = fields.remove("@odata.type").and_then(|v| v.as_str().map(str::to_string)).ok_or_else(|| bad("no @odata.type".into()))?;
+        let ty = ObjectType::parse(&ty_name).map_err(|e| bad(e.to_string()))?;
+        let members = match fields.remove("members") {
+            None => Vec::new(),
+            Some(Value::Array(a)) if ty == ObjectType::Group => {
+                a.into_iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad("members must be a list of object IDs".into()))).collect::<Result<_, _>>()?
+            }
+            Some(_) => return Err(bad("members must be a list of object IDs on a group".into()).into()),
+        };
+        lines.push(Line { number, ty, fields, members });
+    }
+    Ok(lines)
+}
+
+/// Applies import lines to a transaction.
+fn stage(t: &mut Txn, tid: &str, lines: &[Line], now: &str, path: &std::path::Path) -> engine::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(lines.len());
+    for l in lines {
+        let at = |e: Error| match e {
+            Error::Invalid(m) => Error::Invalid(format!("{} line {}: {m}; nothing was imported", path.display(), l.number)),
+            Error::Conflict(m) => Error::Conflict(format!("{} line {}: {m}; nothing was imported", path.display(), l.number)),
+            Error::NotFound(m) => Error::NotFound(format!("{} line {}: {m}; nothing was imported", path.display(), l.number)),
+            other => other,
+        };
+        let obj = directory::create(t, tid, l.ty, l.fields.clone(), now).map_err(at)?;
+        let id = obj.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        for m in &l.members {
+            directory::add_member(t, tid, &id, m).map_err(at)?;
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
+    if a.batch_size == 0 {
+        return Err(Error::Invalid("--batch-size must be at least 1".into()).into());
+    }
+    let lines = parse_import(&a.file)?;
+    let mut ctx = Ctx::open(g)?;
+    let (tid, partition) = ctx.tenant_partition(&a.tenant)?;
+    let now = ctx.cluster.clock().now_graph();
+    let out = ctx.output;
+    // A dry run over the primary's state finds every conflict before anything is written.
+    ctx.write(partition, |r| {
+        let mut t = Txn::new(r);
+        stage(&mut t, &tid, &lines, &now, &a.file)?;
+        Ok((Vec::new(), ()))
+    })?;
+    let bar = if output::stdout_is_terminal() { indicatif::ProgressBar::new(lines.len() as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} objects {per_sec} {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    let mut done = 0usize;
+    let mut last_token = None;
+    for chunk in lines.chunks(a.batch_size) {
+        let (_, token) = ctx
+            .write(partition, |r| {
+                let mut t = Txn::new(r);
+                let ids = stage(&mut t, &tid, chunk, &now, &a.file)?;
+                Ok((t.into_ops(), ids))
+            })
+            .with_context(|| format!("import {} from line {}; lines before it are committed", a.file.display(), chunk[0].number))?;
+        done += chunk.len();
+        bar.inc(chunk.len() as u64);
+        if out == Output::Json {
+            output::json_line(&json!({"committedThroughLine": chunk[chunk.len() - 1].number, "objects": done, "replicaToken": token}))?;
+        }
+        last_token = Some(token);
+    }
+    bar.finish_and_clear();
+    match out {
+        Output::Json => output::json_line(&json!({"imported": done, "tenant": a.tenant, "replicaToken": last_token})),
+        Output::Table => {
+            let token = last_token.map(|t| t.to_string()).unwrap_or_else(|| "none".into());
+            output::print(&format!("imported {done} objects into tenant {} (replica token {token})\n", a.tenant))
+        }
+    }
+}

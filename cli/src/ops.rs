@@ -1,0 +1,179 @@
+//! Cluster-level commands: init, tenant, sync, status, dc.
+
+use anyhow::{Context as _, Result};
+use engine::cluster::Cluster;
+use engine::directory::{self, Txn};
+use engine::topology::parse_datacenter;
+use engine::Error;
+use serde_json::json;
+
+use crate::context::{cluster_root, Ctx};
+use crate::opt::{DcCmd, Global, InitArgs, SyncArgs, TenantCmd};
+use crate::output;
+
+pub fn init(g: &Global, a: InitArgs) -> Result<()> {
+    let root = cluster_root(g)?;
+    let dcs = a.datacenters.split(',').collect::<Vec<_>>();
+    // NAME@LAT,LON,NAME@LAT,LON: rejoin the pairs split on ','.
+    let mut specs = Vec::new();
+    let mut i = 0;
+    while i < dcs.len() {
+        if dcs[i].contains('@') && i + 1 < dcs.len() {
+            specs.push(format!("{},{}", dcs[i], dcs[i + 1]));
+            i += 2;
+        } else {
+            return Err(Error::Invalid(format!("--datacenters: {:?} is not NAME@LAT,LON", dcs[i])).into());
+        }
+    }
+    let dcs = specs.iter().map(|s| parse_datacenter(s)).collect::<engine::Result<Vec<_>>>()?;
+    let t = Cluster::init(&root, dcs, a.partitions).with_context(|| format!("init cluster in {}", root.display()))?;
+    output::emit(g.output, &serde_json::to_value(&t)?, || {
+        let rows: Vec<_> = t.partitions.iter().map(|p| vec![p.id.to_string(), p.primary.clone(), p.sync_standby.clone(), p.term.to_string()]).collect();
+        format!(
+            "created cluster {} in {} with {} datacenters and {} partitions\n{}",
+            t.cluster_id,
+            root.display(),
+            t.datacenters.len(),
+            t.partitions.len(),
+            output::table(&["partition", "primary", "sync standby", "term"], &rows)
+        )
+    })
+}
+
+pub fn tenant(g: &Global, c: TenantCmd) -> Result<()> {
+    let mut ctx = Ctx::open(g)?;
+    match c {
+        TenantCmd::Create { name, partition } => {
+            engine::topology::validate_name(&name)?;
+            if ctx.cluster.topology().tenants.contains_key(&name) {
+                return Err(Error::Conflict(format!("tenant {name} already exists")).into());
+            }
+            let n = ctx.cluster.topology().partitions.len() as u32;
+            let partition = match partition {
+                Some(p) => {
+                    ctx.cluster.topology().partition(p)?;
+                    p
+                }
+                None => crc32(name.as_bytes()) % n,
+            };
+            let id = uuid::Uuid::new_v4().to_string();
+            let now = ctx.cluster.clock().now_graph();
+            let (record, token) = ctx.write(partition, |r| {
+                let mut t = Txn::new(r);
+                let rec = directory::create_tenant(&mut t, &id, &name, &now)?;
+                Ok((t.into_ops(), rec))
+            })?;
+            ctx.cluster.update_topology(|t| {
+                if t.tenants.contains_key(&name) {
+                    return Err(Error::Conflict(format!("tenant {name} already exists")));
+                }
+                t.tenants.insert(name.clone(), engine::topology::TenantPlacement { id: id.clone(), partition });
+                Ok(())
+            })?;
+            output::emit(g.output, &json!({"tenant": record, "name": name, "partition": partition, "replicaToken": token}), || {
+                format!("created tenant {name} ({id}) on partition {partition}\nreplicaToken  {token}\n")
+            })
+        }
+        TenantCmd::List => {
+            let t = ctx.cluster.topology();
+            let list: Vec<_> = t.tenants.iter().map(|(n, p)| json!({"name": n, "id": p.id, "partition": p.partition})).collect();
+            output::emit(g.output, &json!(list), || {
+                let rows: Vec<_> = t.tenants.iter().map(|(n, p)| vec![n.clone(), p.id.clone(), p.partition.to_string()]).collect();
+                output::table(&["name", "id", "partition"], &rows)
+            })
+        }
+    }
+}
+
+fn crc32(b: &[u8]) -> u32 {
+    // A stable hash for placement: the same name lands on the same partition on every machine.
+    b.iter().fold(0x811c_9dc5u32, |h, x| (h ^ u32::from(*x)).wrapping_mul(0x0100_0193))
+}
+
+pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
+    let mut ctx = Ctx::open(g)?;
+    let parts: Vec<u32> = match a.partition {
+        Some(p) => vec![ctx.cluster.topology().partition(p)?.id],
+        None => ctx.cluster.topology().partitions.iter().map(|p| p.id).collect(),
+    };
+    let mut total = 0;
+    let mut plan_errors = Vec::new();
+    for p in &parts {
+        match ctx.cluster.sync_plan(*p) {
+            Ok(n) => total += n,
+            Err(e) => plan_errors.push((*p, e)),
+        }
+    }
+    let bar = if output::stdout_is_terminal() { indicatif::ProgressBar::new(total) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} entries {per_sec} {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for p in parts {
+        if let Some((_, e)) = plan_errors.iter().find(|(q, _)| *q == p) {
+            failures.push(format!("partition {p}: {e}"));
+            continue;
+        }
+        match ctx.cluster.sync(p, &mut |n| bar.inc(n)) {
+            Ok(r) => reports.extend(r),
+            Err(e) => failures.push(format!("partition {p}: {e}")),
+        }
+    }
+    bar.finish_and_clear();
+    let rows: Vec<_> = reports
+        .iter()
+        .map(|r| vec![r.partition.to_string(), r.datacenter.clone(), r.shipped_entries.to_string(), r.lsn.map(|l| l.to_string()).unwrap_or_default(), r.error.clone().unwrap_or_else(|| "ok".into())])
+        .collect();
+    output::emit(g.output, &json!({"replicas": reports, "failures": failures}), || {
+        let mut s = output::table(&["partition", "datacenter", "shipped", "lsn", "result"], &rows);
+        for f in &failures {
+            s.push_str(&format!("failed: {f}\n"));
+        }
+        s
+    })?;
+    if !failures.is_empty() {
+        return Err(Error::Unavailable(format!("sync could not reach {} partition(s): {}", failures.len(), failures.join("; "))).into());
+    }
+    Ok(())
+}
+
+pub fn status(g: &Global) -> Result<()> {
+    let mut ctx = Ctx::open(g)?;
+    let rows = ctx.cluster.status()?;
+    let t = ctx.cluster.topology();
+    output::emit(g.output, &json!({"clusterId": t.cluster_id, "generation": t.generation, "replicas": rows}), || {
+        let table: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                let opt = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+                vec![r.partition.to_string(), r.datacenter.clone(), r.role.to_string(), opt(r.term), opt(r.last_lsn), opt(r.lag_entries), r.health.clone()]
+            })
+            .collect();
+        format!("cluster {} (generation {})\n{}", t.cluster_id, t.generation, output::table(&["partition", "datacenter", "role", "term", "lsn", "lag", "health"], &table))
+    })
+}
+
+pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
+    let mut ctx = Ctx::open(g)?;
+    let (name, drained) = match c {
+        DcCmd::Drain { name } => (name, true),
+        DcCmd::Undrain { name } => (name, false),
+        DcCmd::List => {
+            let t = ctx.cluster.topology();
+            let rows: Vec<_> = t
+                .datacenters
+                .iter()
+                .map(|d| vec![d.name.clone(), format!("{},{}", d.location.lat, d.location.lon), if d.drained { "drained" } else { "serving" }.to_string()])
+                .collect();
+            return output::emit(g.output, &json!(t.datacenters), || output::table(&["name", "location", "reads"], &rows));
+        }
+    };
+    ctx.cluster.topology().datacenter(&name)?;
+    ctx.cluster.update_topology(|t| {
+        for d in t.datacenters.iter_mut().filter(|d| d.name == name) {
+            d.drained = drained;
+        }
+        Ok(())
+    })?;
+    let what = if drained { "drained: reads route around it" } else { "undrained: reads may reach it again" };
+    output::emit(g.output, &json!({"datacenter": name, "drained": drained}), || format!("datacenter {name} {what}\n"))
+}

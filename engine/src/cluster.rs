@@ -1,0 +1,492 @@
+//! The embedded cluster: replicas opened directly under the cluster root.
+//!
+//! Holds the write path (primary and sync standby in parallel, cut on failure),
+//! the read path (nearest healthy secondary, pulling up to a session's token),
+//! catch-up (`sync`), status and init.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::log::{agreement_point, Entry, Op, Position};
+use crate::replica::{Durability, Identity, Replica};
+use crate::session::Token;
+use crate::topology::{nearest, ControlPlane, Datacenter, FileControlPlane, Location, Partition, Topology, CLUSTER_FILE};
+
+/// Entries shipped per synced batch during catch-up.
+const CATCH_UP_BATCH_ENTRIES: usize = 512;
+
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// How long to wait for another process's hold on a replica.
+    pub lock_timeout: Duration,
+    pub clock: Clock,
+    /// Where the caller is, for nearest-datacenter reads.
+    pub region: Option<String>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { lock_timeout: Duration::from_secs(10), clock: Clock::system(), region: None }
+    }
+}
+
+/// Names one replica; ordered so that every process takes replica holds in the same order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReplicaId {
+    pub datacenter: String,
+    pub partition: u32,
+}
+
+impl ReplicaId {
+    pub fn new(datacenter: &str, partition: u32) -> ReplicaId {
+        ReplicaId { datacenter: datacenter.to_string(), partition }
+    }
+}
+
+impl std::fmt::Display for ReplicaId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "dc-{}/p{}", self.datacenter, self.partition)
+    }
+}
+
+/// Which replica answered a read, and where it stood.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServedBy {
+    pub datacenter: String,
+    pub partition: u32,
+    pub term: u64,
+    pub lsn: u64,
+    /// Entries pulled from the primary first, to honour the session's token.
+    pub pulled_entries: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplicaStatus {
+    pub partition: u32,
+    pub datacenter: String,
+    pub role: &'static str,
+    pub term: Option<u64>,
+    pub last_lsn: Option<u64>,
+    pub lag_entries: Option<u64>,
+    pub health: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncReport {
+    pub partition: u32,
+    pub datacenter: String,
+    pub shipped_entries: u64,
+    pub lsn: Option<u64>,
+    pub error: Option<String>,
+}
+
+pub struct Cluster {
+    root: PathBuf,
+    control: FileControlPlane,
+    topology: Topology,
+    options: ClusterOptions,
+    held: BTreeMap<ReplicaId, Replica>,
+}
+
+pub fn replica_path(root: &Path, id: &ReplicaId) -> PathBuf {
+    root.join(format!("dc-{}", id.datacenter)).join(format!("p{}", id.partition))
+}
+
+impl Cluster {
+    /// Creates a new cluster root: every replica, then `cluster.json` last.
+    pub fn init(root: &Path, datacenters: Vec<Datacenter>, partitions: u32) -> Result<Topology> {
+        let topology = Topology::new(uuid::Uuid::new_v4().to_string(), datacenters, partitions)?;
+        if root.join(CLUSTER_FILE).exists() {
+            return Err(Error::Conflict(format!("{} already holds a cluster; choose another folder", root.display())));
+        }
+        if root.exists() {
+            let mut entries = std::fs::read_dir(root).map_err(|e| Error::io(format!("read {}", root.display()), e))?;
+            if entries.next().is_some() {
+                return Err(Error::Conflict(format!("{} is not empty; a cluster root must be a new or empty folder", root.display())));
+            }
+        }
+        std::fs::create_dir_all(root).map_err(|e| Error::io(format!("create cluster root {}", root.display()), e))?;
+        for dc in &topology.datacenters {
+            for p in &topology.partitions {
+                let id = ReplicaId::new(&dc.name, p.id);
+                let identity = Identity { cluster_id: topology.cluster_id.clone(), datacenter: dc.name.clone(), partition: p.id };
+                Replica::create(&replica_path(root, &id), &identity)?;
+            }
+        }
+        FileControlPlane::create(root, &topology)?;
+        Ok(topology)
+    }
+
+    pub fn open(root: &Path, options: ClusterOptions) -> Result<Cluster> {
+        let control = FileControlPlane::open(root)?;
+        let topology = control.load()?;
+        Ok(Cluster { root: root.to_path_buf(), control, topology, options, held: BTreeMap::new() })
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.options.clock
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Changes the control plane and keeps the new topology.
+    pub fn update_topology(&mut self, mut change: impl FnMut(&mut Topology) -> Result<()>) -> Result<&Topology> {
+        self.topology = self.control.update(&mut change)?;
+        Ok(&self.topology)
+    }
+
+    /// Releases every replica this handle holds.
+    pub fn release_all(&mut self) {
+        self.held.clear();
+    }
+
+    /// Holds every replica in `want`, opening them in `ReplicaId` order so that two
+    /// processes never wait on each other. Returns the replicas that could not be held.
+    fn hold(&mut self, want: &BTreeSet<ReplicaId>) -> BTreeMap<ReplicaId, Error> {
+        let mut failed = BTreeMap::new();
+        let Some(first_missing) = want.iter().find(|id| !self.held.contains_key(*id)).cloned() else { return failed };
+        // Release holds that sort after the first replica still to open.
+        self.held.retain(|id, _| *id < first_missing);
+        for id in want.iter().filter(|id| **id >= first_missing) {
+            match Replica::open(&replica_path(&self.root, id), &id.to_string(), self.options.lock_timeout) {
+                Ok(r) => {
+                    self.held.insert(id.clone(), r);
+                }
+                Err(e) => {
+                    failed.insert(id.clone(), e);
+                }
+            }
+        }
+        failed
+    }
+
+    fn replica(&self, id: &ReplicaId) -> Result<&Replica> {
+        self.held.get(id).ok_or_else(|| Error::Unavailable(format!("replica {id} is not open")))
+    }
+
+    fn location_of(&self, region: &str) -> Result<Location> {
+        self.topology.region(region)
+    }
+
+    /// Where reads of `partition` go, best first: the preferred datacenter (a session's),
+    /// then the healthy secondaries by great-circle distance from the caller's region.
+    /// Drained datacenters are left out.
+    pub fn read_order(&self, partition: u32, prefer: Option<&str>) -> Result<Vec<String>> {
+        let origin = match (prefer, &self.options.region) {
+            (Some(dc), _) => Some(self.location_of(dc)?),
+            (None, Some(region)) => Some(self.location_of(region)?),
+            (None, None) => None,
+        };
+        let mut secs: Vec<&Datacenter> = self.topology.secondaries(partition)?.into_iter().filter(|d| !d.drained).collect();
+        if let Some(o) = origin {
+            secs.sort_by(|a, b| a.location.distance_km(&o).total_cmp(&b.location.distance_km(&o)));
+        }
+        Ok(secs.into_iter().map(|d| d.name.clone()).collect())
+    }
+
+    /// The datacenter a session with affinity `session_dc` reads `partition` from.
+    pub fn session_read_dc(&self, partition: u32, session_dc: &str) -> Result<Option<String>> {
+        Ok(self.read_order(partition, Some(session_dc))?.into_iter().next())
+    }
+
+    /// The datacenter nearest the caller's region (a session's affinity when it starts).
+    pub fn nearest_datacenter(&self) -> Result<String> {
+        let origin = match &self.options.region {
+            Some(r) => self.location_of(r)?,
+            None => self.topology.datacenters[0].location,
+        };
+        nearest(&origin, self.topology.datacenters.iter().filter(|d| !d.drained))
+            .or_else(|| self.topology.datacenters.first())
+            .map(|d| d.name.clone())
+            .ok_or_else(|| Error::Unavailable("the cluster has no datacenter".into()))
+    }
+
+    /// Settles entries a crashed writer left above the primary's commit lsn: those the sync
+    /// standby holds are committed, the rest are cut off.
+    fn resolve_primary(&self, p: &Partition) -> Result<()> {
+        let primary = self.replica(&ReplicaId::new(&p.primary, p.id))?;
+        let last = primary.last()?;
+        if last.term > p.term {
+            return Err(Error::Fenced(format!("replica {} holds term {} above the control plane's term {} for partition {}", primary.name(), last.term, p.term, p.id)));
+        }
+        let commit = primary.commit_lsn()?;
+        if last.lsn <= commit {
+            return Ok(());
+        }
+        let standby = self.replica(&ReplicaId::new(&p.sync_standby, p.id)).map_err(|_| {
+            Error::Unavailable(format!(
+                "partition {} has entries above its commit lsn {commit} and its sync standby {} is unreachable to settle them",
+                p.id, p.sync_standby
+            ))
+        })?;
+        let mut settled = commit;
+        while settled < last.lsn && standby.term_at(settled + 1)?.is_some_and(|t| Some(t) == primary.term_at(settled + 1).ok().flatten()) {
+            settled += 1;
+        }
+        primary.truncate_after(settled)?;
+        primary.set_commit_lsn(settled, Durability::Synced)
+    }
+
+    /// Brings `secondary` level with the primary's commit lsn: cuts what diverged, ships the rest.
+    fn catch_up(primary: &Replica, secondary: &Replica, commit: u64, progress: &mut dyn FnMut(u64)) -> Result<u64> {
+        let last = secondary.last()?;
+        let agree = agreement_point(last, |l| secondary.term_at(l), |l| if l <= commit { primary.term_at(l) } else { Ok(None) })?;
+        if agree < last.lsn {
+            secondary.truncate_after(agree)?;
+        }
+        let mut shipped = 0;
+        let mut from = agree + 1;
+        while from <= commit {
+            let to = (from + CATCH_UP_BATCH_ENTRIES as u64 - 1).min(commit);
+            let batch = primary.entries(from, to)?;
+            secondary.append(&batch, Durability::Synced)?;
+            shipped += batch.len() as u64;
+            progress(batch.len() as u64);
+            from = to + 1;
+        }
+        Ok(shipped)
+    }
+
+    /// The replicated write path. `build` reads the primary's committed state and returns the
+    /// ops of one log entry (many objects may share it: group commit). The entry is written,
+    /// synced, on the primary and shipped to the sync standby (and the session's secondary)
+    /// in parallel; it is acknowledged only when primary and standby both hold it durably.
+    pub fn write<T>(&mut self, partition: u32, session_dc: Option<&str>, build: impl FnOnce(&Replica) -> Result<(Vec<Op>, T)>) -> Result<(T, Token)> {
+        let p = self.topology.partition(partition)?.clone();
+        let pid = ReplicaId::new(&p.primary, partition);
+        let sid = ReplicaId::new(&p.sync_standby, partition);
+        let session_id = match session_dc {
+            Some(dc) => self.session_read_dc(partition, dc)?.filter(|d| *d != p.sync_standby).map(|d| ReplicaId::new(&d, partition)),
+            None => None,
+        };
+        let mut want: BTreeSet<ReplicaId> = [pid.clone(), sid.clone()].into();
+        want.extend(session_id.clone());
+        let failed = self.hold(&want);
+        if let Some(e) = failed.get(&pid) {
+            return Err(Error::Unavailable(format!(
+                "the primary of partition {partition} ({pid}) is unreachable, nothing was written: {e}; fail over with `dirctl failover --partition {partition} --emergency`"
+            )));
+        }
+        if let Some(e) = failed.get(&sid) {
+            return Err(Error::Unavailable(format!(
+                "the sync standby of partition {partition} ({sid}) is unreachable, so no geo-durable commit is possible; nothing was written: {e}"
+            )));
+        }
+        self.resolve_primary(&p)?;
+        let primary = self.replica(&pid)?;
+        let standby = self.replica(&sid)?;
+        let commit = primary.commit_lsn()?;
+        Self::catch_up(primary, standby, commit, &mut |_| {}).map_err(|e| {
+            Error::Unavailable(format!("the sync standby {sid} cannot take writes, so no geo-durable commit is possible; nothing was written: {e}"))
+        })?;
+        // The session's secondary is best effort: its token makes later reads pull if it misses this write.
+        let session = session_id.as_ref().and_then(|id| self.held.get(id)).filter(|r| Self::catch_up(primary, r, commit, &mut |_| {}).is_ok());
+        let (ops, out) = build(primary)?;
+        let token_dc = session.map(|r| r.identity().datacenter.clone()).unwrap_or_else(|| p.sync_standby.clone());
+        if ops.is_empty() {
+            return Ok((out, Token { partition, term: p.term, lsn: commit, datacenter: token_dc }));
+        }
+        let entry = [Entry { term: p.term, lsn: commit + 1, time_ms: self.options.clock.now_ms(), ops }];
+        let lsn = commit + 1;
+        let (on_primary, on_standby, on_session) = std::thread::scope(|s| {
+            let st = s.spawn(|| standby.append(&entry, Durability::Synced));
+            let se = session.map(|r| s.spawn(|| r.append(&entry, Durability::Synced)));
+            let pr = primary.append(&entry, Durability::Synced);
+            let st = st.join().unwrap_or_else(|_| Err(Error::Storage("standby shipping thread panicked".into())));
+            let se = se.map(|h| h.join().unwrap_or_else(|_| Err(Error::Storage("session shipping thread panicked".into()))));
+            (pr, st, se)
+        });
+        match (on_primary, on_standby) {
+            (Ok(()), Ok(())) => {
+                // Committed: durable in two datacenters. Recording the commit lsn can lag; a
+                // reopened primary settles it again against the standby.
+                let _ = primary.set_commit_lsn(lsn, Durability::Buffered);
+                let token_dc = if matches!(on_session, Some(Ok(()))) { token_dc } else { p.sync_standby.clone() };
+                Ok((out, Token { partition, term: p.term, lsn, datacenter: token_dc }))
+            }
+            (Ok(()), Err(standby_err)) => {
+                let mut cut = primary.truncate_after(commit).map(|_| ());
+                if let (Some(r), Some(Ok(()))) = (session, &on_session) {
+                    cut = cut.and(r.truncate_after(commit).map(|_| ()));
+                }
+                match cut {
+                    Ok(()) => Err(Error::Unavailable(format!(
+                        "the sync standby {sid} failed to make the write durable, so it was cut off the primary; nothing was applied: {standby_err}"
+                    ))),
+                    Err(e) => Err(Error::OutcomeUnknown(format!("the sync standby {sid} failed ({standby_err}) and cutting the write off the primary failed too ({e})"))),
+                }
+            }
+            (Err(primary_err), _) => {
+                let _ = standby.truncate_after(commit);
+                if let Some(r) = session {
+                    let _ = r.truncate_after(commit);
+                }
+                Err(Error::OutcomeUnknown(format!("writing to the primary {pid} failed mid-commit: {primary_err}")))
+            }
+        }
+    }
+
+    /// The read path: the preferred (session's) datacenter, else the nearest healthy secondary.
+    /// With a token newer than the replica, the replica first pulls the missing entries.
+    pub fn read<T>(&mut self, partition: u32, prefer: Option<&str>, token: Option<&Token>, answer: impl Fn(&Replica) -> Result<T>) -> Result<(T, ServedBy)> {
+        let p = self.topology.partition(partition)?.clone();
+        let mut why = Vec::new();
+        for dc in self.topology.datacenters.iter().filter(|d| d.drained && d.name != p.primary) {
+            why.push(format!("{}: drained", dc.name));
+        }
+        for dc in self.read_order(partition, prefer)? {
+            let id = ReplicaId::new(&dc, partition);
+            if let Some(e) = self.hold(&[id.clone()].into()).remove(&id) {
+                why.push(format!("{dc}: {e}"));
+                continue;
+            }
+            let r = self.replica(&id)?;
+            if let Err(e) = r.probe() {
+                why.push(format!("{dc}: probe failed: {e}"));
+                continue;
+            }
+            let mut pulled = 0;
+            let need = token.map(|t| t.lsn).unwrap_or(0);
+            if r.last()?.lsn < need {
+                match self.pull(&p, &id) {
+                    Ok(n) => pulled = n,
+                    Err(e) => {
+                        why.push(format!("{dc}: behind the session's token and cannot pull from the primary: {e}"));
+                        continue;
+                    }
+                }
+            }
+            let r = self.replica(&id)?;
+            let pos = r.last()?;
+            if pos.lsn < need {
+                why.push(format!("{dc}: at lsn {} after pulling, below the token's {need}", pos.lsn));
+                continue;
+            }
+            let value = answer(r)?;
+            return Ok((value, ServedBy { datacenter: dc, partition, term: pos.term, lsn: pos.lsn, pulled_entries: pulled }));
+        }
+        Err(Error::Unavailable(format!("no healthy replica of partition {partition} can answer ({})", why.join("; "))))
+    }
+
+    /// Pulls the entries a secondary misses from the primary.
+    fn pull(&mut self, p: &Partition, id: &ReplicaId) -> Result<u64> {
+        let pid = ReplicaId::new(&p.primary, p.id);
+        let sid = ReplicaId::new(&p.sync_standby, p.id);
+        let failed = self.hold(&[id.clone(), pid.clone(), sid].into());
+        if let Some(e) = failed.get(id).or(failed.get(&pid)) {
+            return Err(Error::Unavailable(e.to_string()));
+        }
+        self.resolve_primary(p)?;
+        let primary = self.replica(&pid)?;
+        Self::catch_up(primary, self.replica(id)?, primary.commit_lsn()?, &mut |_| {})
+    }
+
+    /// Entries the reachable secondaries of `partition` miss, in all.
+    pub fn sync_plan(&mut self, partition: u32) -> Result<u64> {
+        let p = self.topology.partition(partition)?.clone();
+        let ids: BTreeSet<ReplicaId> = self.topology.datacenters.iter().map(|d| ReplicaId::new(&d.name, partition)).collect();
+        let failed = self.hold(&ids);
+        let pid = ReplicaId::new(&p.primary, partition);
+        if let Some(e) = failed.get(&pid) {
+            return Err(Error::Unavailable(format!("the primary of partition {partition} ({pid}) is unreachable: {e}")));
+        }
+        self.resolve_primary(&p)?;
+        let commit = self.replica(&pid)?.commit_lsn()?;
+        let mut missing = 0;
+        for id in ids.iter().filter(|id| **id != pid) {
+            if let Ok(r) = self.replica(id) {
+                missing += commit.saturating_sub(r.last()?.lsn);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Brings every reachable secondary of `partition` level with the primary's commit lsn.
+    pub fn sync(&mut self, partition: u32, progress: &mut dyn FnMut(u64)) -> Result<Vec<SyncReport>> {
+        let p = self.topology.partition(partition)?.clone();
+        let ids: BTreeSet<ReplicaId> = self.topology.datacenters.iter().map(|d| ReplicaId::new(&d.name, partition)).collect();
+        let failed = self.hold(&ids);
+        let pid = ReplicaId::new(&p.primary, partition);
+        if let Some(e) = failed.get(&pid) {
+            return Err(Error::Unavailable(format!("the primary of partition {partition} ({pid}) is unreachable: {e}")));
+        }
+        self.resolve_primary(&p)?;
+        let primary = self.replica(&pid)?;
+        let commit = primary.commit_lsn()?;
+        let mut out = Vec::new();
+        for id in ids.iter().filter(|id| **id != pid) {
+            let report = match self.held.get(id) {
+                None => SyncReport {
+                    partition,
+                    datacenter: id.datacenter.clone(),
+                    shipped_entries: 0,
+                    lsn: None,
+                    error: Some(failed.get(id).map(|e| e.to_string()).unwrap_or_default()),
+                },
+                Some(r) => match Self::catch_up(primary, r, commit, progress) {
+                    Ok(n) => SyncReport { partition, datacenter: id.datacenter.clone(), shipped_entries: n, lsn: Some(r.last()?.lsn), error: None },
+                    Err(e) => SyncReport { partition, datacenter: id.datacenter.clone(), shipped_entries: 0, lsn: None, error: Some(e.to_string()) },
+                },
+            };
+            out.push(report);
+        }
+        Ok(out)
+    }
+
+    /// Every partition × datacenter: role, term, last lsn, lag, health (a real probe).
+    pub fn status(&mut self) -> Result<Vec<ReplicaStatus>> {
+        let mut out = Vec::new();
+        for p in self.topology.partitions.clone() {
+            let mut rows = Vec::new();
+            let mut primary_commit = None;
+            for dc in self.topology.datacenters.clone() {
+                let id = ReplicaId::new(&dc.name, p.id);
+                let role = if dc.name == p.primary {
+                    "primary"
+                } else if dc.name == p.sync_standby {
+                    "sync-standby"
+                } else {
+                    "secondary"
+                };
+                let failed = self.hold(&[id.clone()].into());
+                let (pos, health) = match failed.get(&id) {
+                    Some(e) => (None, format!("unreachable: {e}")),
+                    None => {
+                        let r = self.replica(&id)?;
+                        match r.probe().and_then(|_| r.last()) {
+                            Ok(pos) => {
+                                if role == "primary" {
+                                    primary_commit = Some(r.commit_lsn()?.min(pos.lsn));
+                                }
+                                (Some(pos), if dc.drained { "drained".to_string() } else { "ok".to_string() })
+                            }
+                            Err(e) => (None, format!("probe failed: {e}")),
+                        }
+                    }
+                };
+                self.held.remove(&id);
+                rows.push((dc.name.clone(), role, pos, health));
+            }
+            for (dc, role, pos, health) in rows {
+                let pos: Option<Position> = pos;
+                let lag = match (pos, primary_commit) {
+                    (Some(pos), Some(c)) => Some(c.saturating_sub(pos.lsn)),
+                    _ => None,
+                };
+                out.push(ReplicaStatus { partition: p.id, datacenter: dc, role, term: pos.map(|x| x.term), last_lsn: pos.map(|x| x.lsn), lag_entries: lag, health });
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,14 @@
+//! geodir's engine: the replicated directory store behind `dirctl`.
+//!
+//! See ARCHITECTURE.md at the repository root for the map, docs/design.md for formats.
+
+pub mod clock;
+pub mod cluster;
+pub mod directory;
+pub mod error;
+pub mod log;
+pub mod replica;
+pub mod session;
+pub mod topology;
+
+pub use error::{Error, Result};

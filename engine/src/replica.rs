@@ -1,0 +1,392 @@
+//! One replica: one partition's copy in one datacenter, its own RocksDB instance.
+//!
+//! Column families: `default` holds the directory data, `log` the replication log
+//! (key: lsn as u64 big-endian), `meta` the replica's identity and positions.
+//! **Invariant:** only this module imports `rocksdb`.
+//! **Invariant:** a replica is never created by `open`: only `create` (init, rebuild) makes one.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+use crate::error::{Error, Result};
+use crate::log::{Entry, Op, Position};
+
+const CF_LOG: &str = "log";
+const CF_META: &str = "meta";
+const META_LAST: &[u8] = b"last";
+const META_COMMIT: &[u8] = b"commit";
+const META_IDENTITY: &[u8] = b"identity";
+pub const META_PROBE: &[u8] = b"probe";
+const LOCK_FILE: &str = "geodir.lock";
+
+/// Who a replica is: written once at creation, checked at every open.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub cluster_id: String,
+    pub datacenter: String,
+    pub partition: u32,
+}
+
+/// Whether a write waits for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    Synced,
+    Buffered,
+}
+
+pub struct Replica {
+    db: DB,
+    path: PathBuf,
+    identity: Identity,
+    poisoned: AtomicBool,
+    _lock: File,
+}
+
+fn db_options() -> Options {
+    let mut o = Options::default();
+    o.create_if_missing(false);
+    o.create_missing_column_families(false);
+    o.set_keep_log_file_num(2);
+    o.set_max_manifest_file_size(4 << 20);
+    o
+}
+
+fn cfs() -> Vec<ColumnFamilyDescriptor> {
+    [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_LOG, CF_META]
+        .into_iter()
+        .map(|n| ColumnFamilyDescriptor::new(n, Options::default()))
+        .collect()
+}
+
+fn storage(context: impl std::fmt::Display, e: rocksdb::Error) -> Error {
+    Error::Storage(format!("{context}: {e}"))
+}
+
+fn u64_at(bytes: &[u8], at: usize, what: &str) -> Result<u64> {
+    bytes
+        .get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| Error::Corrupt(format!("{what}: expected 8 bytes at offset {at}, found {}", bytes.len())))
+}
+
+fn encode_position(p: Position) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&p.term.to_be_bytes());
+    b[8..].copy_from_slice(&p.lsn.to_be_bytes());
+    b
+}
+
+impl Replica {
+    /// Creates a new, empty replica at `path` (which must not exist). Used by init and rebuild only.
+    pub fn create(path: &Path, identity: &Identity) -> Result<()> {
+        if path.exists() {
+            return Err(Error::Conflict(format!("{} already exists", path.display())));
+        }
+        std::fs::create_dir_all(path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        File::create(path.join(LOCK_FILE)).map_err(|e| Error::io(format!("create lock file in {}", path.display()), e))?;
+        let mut o = db_options();
+        o.create_if_missing(true);
+        o.create_missing_column_families(true);
+        let db = DB::open_cf_descriptors(&o, path, cfs()).map_err(|e| storage(format!("create replica {}", path.display()), e))?;
+        let meta = db.cf_handle(CF_META).ok_or_else(|| Error::Storage("meta column family missing".into()))?;
+        let mut b = WriteBatch::default();
+        let id = serde_json::to_vec(identity).map_err(|e| Error::Storage(e.to_string()))?;
+        b.put_cf(&meta, META_IDENTITY, id);
+        b.put_cf(&meta, META_LAST, encode_position(Position::default()));
+        b.put_cf(&meta, META_COMMIT, 0u64.to_be_bytes());
+        b.put_cf(&meta, META_PROBE, b"ok");
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        db.write_opt(b, &w).map_err(|e| storage(format!("initialise replica {}", path.display()), e))?;
+        drop(db);
+        sync_dir(path)?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    /// Opens an existing replica, waiting up to `lock_timeout` for another process's hold on it.
+    /// A missing folder is a lost replica (`Unavailable`), never an empty one to write into.
+    pub fn open(path: &Path, name: &str, lock_timeout: Duration) -> Result<Replica> {
+        let lock_path = path.join(LOCK_FILE);
+        let lock = match File::options().read(true).write(true).open(&lock_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Unavailable(format!("replica {name} is lost: {} does not exist", lock_path.display())));
+            }
+            Err(e) => return Err(Error::Unavailable(format!("replica {name} is unreachable: {e}"))),
+        };
+        let start = Instant::now();
+        let mut wait = Duration::from_millis(1);
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if start.elapsed() >= lock_timeout {
+                        return Err(Error::Unavailable(format!(
+                            "replica {name} is held by another dirctl process; gave up after {} ms (raise --lock-timeout-ms)",
+                            lock_timeout.as_millis()
+                        )));
+                    }
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::Unavailable(format!("replica {name}: cannot lock {}: {e}", lock_path.display())))
+                }
+            }
+        }
+        let db = DB::open_cf_descriptors(&db_options(), path, cfs()).map_err(|e| Error::Unavailable(format!("replica {name} cannot be opened: {e}")))?;
+        let meta = db.cf_handle(CF_META).ok_or_else(|| Error::Corrupt(format!("replica {name}: meta column family missing")))?;
+        let raw = db
+            .get_cf(&meta, META_IDENTITY)
+            .map_err(|e| storage(format!("read identity of {name}"), e))?
+            .ok_or_else(|| Error::Corrupt(format!("replica {name}: identity missing")))?;
+        let identity: Identity = serde_json::from_slice(&raw).map_err(|e| Error::Corrupt(format!("replica {name}: identity: {e}")))?;
+        Ok(Replica { db, path: path.to_path_buf(), identity, poisoned: AtomicBool::new(false), _lock: lock })
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn name(&self) -> String {
+        format!("dc-{}/p{}", self.identity.datacenter, self.identity.partition)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(name).ok_or_else(|| Error::Corrupt(format!("{}: column family {name} missing", self.name())))
+    }
+
+    fn meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf(CF_META)?, key).map_err(|e| storage(format!("read {}", self.name()), e))
+    }
+
+    /// The real health probe: read the probe key.
+    pub fn probe(&self) -> Result<()> {
+        match self.meta_get(META_PROBE)? {
+            Some(v) if v == b"ok" => Ok(()),
+            _ => Err(Error::Corrupt(format!("{}: probe key missing", self.name()))),
+        }
+    }
+
+    /// (term, lsn) of the last entry in this replica's log.
+    pub fn last(&self) -> Result<Position> {
+        let raw = self.meta_get(META_LAST)?.ok_or_else(|| Error::Corrupt(format!("{}: last position missing", self.name())))?;
+        Ok(Position { term: u64_at(&raw, 0, "last position")?, lsn: u64_at(&raw, 8, "last position")? })
+    }
+
+    /// The highest lsn known committed (meaningful on a primary).
+    pub fn commit_lsn(&self) -> Result<u64> {
+        let raw = self.meta_get(META_COMMIT)?.ok_or_else(|| Error::Corrupt(format!("{}: commit lsn missing", self.name())))?;
+        u64_at(&raw, 0, "commit lsn")
+    }
+
+    fn write(&self, batch: WriteBatch, durability: Durability, what: &str) -> Result<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(Error::Storage(format!("{} refuses writes after an earlier failed write; reopen it", self.name())));
+        }
+        let mut w = WriteOptions::default();
+        w.set_sync(durability == Durability::Synced);
+        self.db.write_opt(batch, &w).map_err(|e| {
+            self.poisoned.store(true, Ordering::SeqCst);
+            storage(format!("{what} on {}", self.name()), e)
+        })
+    }
+
+    pub fn set_commit_lsn(&self, lsn: u64, durability: Durability) -> Result<()> {
+        let mut b = WriteBatch::default();
+        b.put_cf(self.cf(CF_META)?, META_COMMIT, lsn.to_be_bytes());
+        self.write(b, durability, "record commit lsn")
+    }
+
+    /// Appends entries (which must continue this log) with their data, in one batch.
+    pub fn append(&self, entries: &[Entry], durability: Durability) -> Result<()> {
+        let Some(last_entry) = entries.last() else { return Ok(()) };
+        let mut expect = self.last()?.lsn + 1;
+        let (log, meta) = (self.cf(CF_LOG)?, self.cf(CF_META)?);
+        let data = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).ok_or_else(|| Error::Corrupt("default cf missing".into()))?;
+        let mut b = WriteBatch::default();
+        for e in entries {
+            if e.lsn != expect {
+                return Err(Error::Storage(format!("{}: entry lsn {} does not follow {}", self.name(), e.lsn, expect - 1)));
+            }
+            expect += 1;
+            b.put_cf(log, e.lsn.to_be_bytes(), e.encode());
+            for op in &e.ops {
+                match op {
+                    Op::Put { key, value, .. } => b.put_cf(data, key, value),
+                    Op::Delete { key, .. } => b.delete_cf(data, key),
+                }
+            }
+        }
+        b.put_cf(meta, META_LAST, encode_position(last_entry.position()));
+        self.write(b, durability, &format!("append lsn {}..={}", entries[0].lsn, last_entry.lsn))
+    }
+
+    /// Cuts off every entry above `lsn`, undoing its data changes, in one synced batch.
+    /// Returns the entries that were cut, newest first.
+    pub fn truncate_after(&self, lsn: u64) -> Result<Vec<Entry>> {
+        let last = self.last()?;
+        if last.lsn <= lsn {
+            return Ok(Vec::new());
+        }
+        let cut = {
+            let mut v = self.entries(lsn + 1, last.lsn)?;
+            v.reverse();
+            v
+        };
+        let new_last = if lsn == 0 { Position::default() } else { Position { term: self.entry(lsn)?.term, lsn } };
+        let (log, meta) = (self.cf(CF_LOG)?, self.cf(CF_META)?);
+        let data = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).ok_or_else(|| Error::Corrupt("default cf missing".into()))?;
+        let mut b = WriteBatch::default();
+        for e in &cut {
+            for op in e.ops.iter().rev() {
+                match op.prev() {
+                    Some(p) => b.put_cf(data, op.key(), p),
+                    None => b.delete_cf(data, op.key()),
+                }
+            }
+            b.delete_cf(log, e.lsn.to_be_bytes());
+        }
+        b.put_cf(meta, META_LAST, encode_position(new_last));
+        if self.commit_lsn()? > lsn {
+            b.put_cf(meta, META_COMMIT, lsn.to_be_bytes());
+        }
+        self.write(b, Durability::Synced, &format!("cut entries above lsn {lsn}"))?;
+        Ok(cut)
+    }
+
+    /// The entry at `lsn`, checksum checked.
+    pub fn entry(&self, lsn: u64) -> Result<Entry> {
+        let raw = self
+            .db
+            .get_cf(self.cf(CF_LOG)?, lsn.to_be_bytes())
+            .map_err(|e| storage(format!("read log of {}", self.name()), e))?
+            .ok_or_else(|| Error::NotFound(format!("{}: no log entry at lsn {lsn}", self.name())))?;
+        let e = Entry::decode(&raw, &format!("{} lsn {lsn}", self.name()))?;
+        if e.lsn != lsn {
+            return Err(Error::Corrupt(format!("{}: entry stored at lsn {lsn} names lsn {}", self.name(), e.lsn)));
+        }
+        Ok(e)
+    }
+
+    /// The term of the entry at `lsn`, if this replica holds it.
+    pub fn term_at(&self, lsn: u64) -> Result<Option<u64>> {
+        match self.entry(lsn) {
+            Ok(e) => Ok(Some(e.term)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Entries `from..=to`, in order, every checksum checked.
+    pub fn entries(&self, from: u64, to: u64) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        if from > to {
+            return Ok(out);
+        }
+        let start = from.to_be_bytes();
+        let iter = self.db.iterator_cf(self.cf(CF_LOG)?, IteratorMode::From(&start, Direction::Forward));
+        let mut expect = from;
+        for item in iter {
+            let (k, v) = item.map_err(|e| storage(format!("read log of {}", self.name()), e))?;
+            let lsn = u64_at(&k, 0, "log key")?;
+            if lsn > to {
+                break;
+            }
+            let e = Entry::decode(&v, &format!("{} lsn {lsn}", self.name()))?;
+            if lsn != expect || e.lsn != lsn {
+                return Err(Error::Corrupt(format!("{}: log has a gap or misplaced entry at lsn {lsn} (expected {expect})", self.name())));
+            }
+            expect += 1;
+            out.push(e);
+        }
+        if expect != to + 1 {
+            return Err(Error::NotFound(format!("{}: log ends at lsn {} before {to}", self.name(), expect - 1)));
+        }
+        Ok(out)
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get(key).map_err(|e| storage(format!("read {}", self.name()), e))
+    }
+
+    /// Every (key, value) whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator(IteratorMode::From(prefix, Direction::Forward)) {
+            let (k, v) = item.map_err(|e| storage(format!("scan {}", self.name()), e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// fsync a folder so that a created or renamed entry in it is durable.
+pub fn sync_dir(path: &Path) -> Result<()> {
+    File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::io(format!("fsync folder {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> Identity {
+        Identity { cluster_id: "c".into(), datacenter: "westus".into(), partition: 0 }
+    }
+
+    fn entry(term: u64, lsn: u64, key: &[u8], value: &[u8], prev: Option<&[u8]>) -> Entry {
+        Entry { term, lsn, time_ms: 0, ops: vec![Op::Put { key: key.to_vec(), value: value.to_vec(), prev: prev.map(<[u8]>::to_vec) }] }
+    }
+
+    #[test]
+    fn open_refuses_a_missing_replica_and_creates_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("p0");
+        assert!(matches!(Replica::open(&p, "p0", Duration::ZERO), Err(Error::Unavailable(_))));
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn append_then_truncate_restores_previous_values() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("p0");
+        Replica::create(&p, &id()).expect("create");
+        let r = Replica::open(&p, "p0", Duration::ZERO).expect("open");
+        r.append(&[entry(1, 1, b"a", b"1", None)], Durability::Synced).expect("append 1");
+        r.append(&[entry(1, 2, b"a", b"2", Some(b"1")), entry(1, 3, b"b", b"x", None)], Durability::Synced).expect("append 2,3");
+        assert_eq!(r.last().expect("last"), Position { term: 1, lsn: 3 });
+        let cut = r.truncate_after(1).expect("truncate");
+        assert_eq!(cut.iter().map(|e| e.lsn).collect::<Vec<_>>(), vec![3, 2]);
+        assert_eq!(r.get(b"a").expect("get"), Some(b"1".to_vec()));
+        assert_eq!(r.get(b"b").expect("get"), None);
+        assert_eq!(r.last().expect("last"), Position { term: 1, lsn: 1 });
+        assert!(matches!(r.append(&[entry(1, 3, b"c", b"y", None)], Durability::Synced), Err(Error::Storage(_))));
+    }
+
+    #[test]
+    fn a_second_open_waits_then_fails_clearly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("p0");
+        Replica::create(&p, &id()).expect("create");
+        let _held = Replica::open(&p, "p0", Duration::ZERO).expect("open");
+        let start = Instant::now();
+        let second = Replica::open(&p, "p0", Duration::from_millis(100));
+        assert!(matches!(second, Err(Error::Unavailable(ref m)) if m.contains("held by another")));
+        assert!(start.elapsed() >= Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,299 @@
+//! The control plane: datacenters, partitions, primaries, terms, sync standbys,
+//! tenant placement and operator health overrides, kept in `cluster.json`.
+//!
+//! Behind the `ControlPlane` trait so that a server mode can keep it elsewhere (etcd).
+//! The file is replaced atomically: temp file, fsync, rename, fsync the folder,
+//! with the generation raised by one on every change, under an exclusive lock.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::replica::sync_dir;
+
+pub const TOPOLOGY_FORMAT_VERSION: u32 = 1;
+pub const CLUSTER_FILE: &str = "cluster.json";
+const LOCK_FILE: &str = "cluster.lock";
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl Location {
+    /// Great-circle distance in km (haversine).
+    pub fn distance_km(&self, other: &Location) -> f64 {
+        let (la1, la2) = (self.lat.to_radians(), other.lat.to_radians());
+        let dla = la2 - la1;
+        let dlo = (other.lon - self.lon).to_radians();
+        let a = (dla / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlo / 2.0).sin().powi(2);
+        2.0 * 6371.0 * a.sqrt().asin()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Datacenter {
+    pub name: String,
+    pub location: Location,
+    /// Operator health override: reads route around a drained datacenter.
+    #[serde(default)]
+    pub drained: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Partition {
+    pub id: u32,
+    pub primary: String,
+    pub term: u64,
+    pub sync_standby: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TenantPlacement {
+    pub id: String,
+    pub partition: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    pub format: u32,
+    pub cluster_id: String,
+    pub generation: u64,
+    pub datacenters: Vec<Datacenter>,
+    pub partitions: Vec<Partition>,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantPlacement>,
+}
+
+impl Topology {
+    /// A new topology: primaries spread round-robin, each sync standby the nearest other datacenter.
+    pub fn new(cluster_id: String, datacenters: Vec<Datacenter>, partitions: u32) -> Result<Topology> {
+        if datacenters.len() < 2 {
+            return Err(Error::Invalid(format!(
+                "a cluster needs at least 2 datacenters for geo-durable writes, got {}",
+                datacenters.len()
+            )));
+        }
+        if partitions == 0 {
+            return Err(Error::Invalid("a cluster needs at least 1 partition".into()));
+        }
+        for (i, dc) in datacenters.iter().enumerate() {
+            validate_name(&dc.name)?;
+            if datacenters[..i].iter().any(|d| d.name == dc.name) {
+                return Err(Error::Invalid(format!("datacenter {} is named twice", dc.name)));
+            }
+            if !(-90.0..=90.0).contains(&dc.location.lat) || !(-180.0..=180.0).contains(&dc.location.lon) {
+                return Err(Error::Invalid(format!("datacenter {}: location {},{} is not a latitude,longitude", dc.name, dc.location.lat, dc.location.lon)));
+            }
+        }
+        let parts = (0..partitions)
+            .map(|id| {
+                let primary = &datacenters[id as usize % datacenters.len()];
+                let standby = nearest(&primary.location, datacenters.iter().filter(|d| d.name != primary.name)).map(|d| d.name.clone()).unwrap_or_default();
+                Partition { id, primary: primary.name.clone(), term: 1, sync_standby: standby }
+            })
+            .collect();
+        Ok(Topology { format: TOPOLOGY_FORMAT_VERSION, cluster_id, generation: 1, datacenters, partitions: parts, tenants: BTreeMap::new() })
+    }
+
+    pub fn datacenter(&self, name: &str) -> Result<&Datacenter> {
+        self.datacenters
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| Error::NotFound(format!("no datacenter named {name} (known: {})", self.dc_names().join(", "))))
+    }
+
+    pub fn dc_names(&self) -> Vec<String> {
+        self.datacenters.iter().map(|d| d.name.clone()).collect()
+    }
+
+    pub fn partition(&self, id: u32) -> Result<&Partition> {
+        self.partitions
+            .iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| Error::NotFound(format!("no partition {id} (the cluster has {})", self.partitions.len())))
+    }
+
+    pub fn tenant(&self, name: &str) -> Result<&TenantPlacement> {
+        self.tenants.get(name).ok_or_else(|| Error::NotFound(format!("no tenant named {name}; create it with `dirctl tenant create {name}`")))
+    }
+
+    /// The secondaries of a partition (every datacenter but the primary's).
+    pub fn secondaries(&self, partition: u32) -> Result<Vec<&Datacenter>> {
+        let p = self.partition(partition)?;
+        Ok(self.datacenters.iter().filter(|d| d.name != p.primary).collect())
+    }
+
+    /// Resolves a region: a datacenter name or `LAT,LON`.
+    pub fn region(&self, region: &str) -> Result<Location> {
+        if let Ok(dc) = self.datacenter(region) {
+            return Ok(dc.location);
+        }
+        parse_location(region).map_err(|_| Error::Invalid(format!("region {region:?} is neither a datacenter ({}) nor LAT,LON", self.dc_names().join(", "))))
+    }
+}
+
+/// The datacenter nearest to `from` among `candidates`.
+pub fn nearest<'a>(from: &Location, candidates: impl Iterator<Item = &'a Datacenter>) -> Option<&'a Datacenter> {
+    candidates.min_by(|a, b| a.location.distance_km(from).total_cmp(&b.location.distance_km(from)))
+}
+
+pub fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(Error::Invalid(format!("name {name:?} must be 1-64 characters of letters, digits, '-' and '_'")));
+    }
+    Ok(())
+}
+
+pub fn parse_location(s: &str) -> Result<Location> {
+    let bad = || Error::Invalid(format!("location {s:?} is not LAT,LON"));
+    let (a, b) = s.split_once(',').ok_or_else(bad)?;
+    let lat: f64 = a.trim().parse().map_err(|_| bad())?;
+    let lon: f64 = b.trim().parse().map_err(|_| bad())?;
+    if !lat.is_finite() || !lon.is_finite() {
+        return Err(bad());
+    }
+    Ok(Location { lat, lon })
+}
+
+/// Parses `name@lat,lon`.
+pub fn parse_datacenter(s: &str) -> Result<Datacenter> {
+    let (name, loc) = s.split_once('@').ok_or_else(|| Error::Invalid(format!("datacenter {s:?} is not NAME@LAT,LON")))?;
+    Ok(Datacenter { name: name.to_string(), location: parse_location(loc)?, drained: false })
+}
+
+/// Where the topology lives. The embedded mode keeps it in a file; a server mode could keep it in etcd.
+pub trait ControlPlane {
+    fn load(&self) -> Result<Topology>;
+    /// Applies `change` to the current topology under an exclusive hold and stores it with generation + 1.
+    fn update(&self, change: &mut dyn FnMut(&mut Topology) -> Result<()>) -> Result<Topology>;
+}
+
+pub struct FileControlPlane {
+    root: PathBuf,
+}
+
+impl FileControlPlane {
+    /// A control plane in an existing cluster root.
+    pub fn open(root: &Path) -> Result<FileControlPlane> {
+        if !root.is_dir() {
+            return Err(Error::NotFound(format!("cluster root {} does not exist; create one with `dirctl init`", root.display())));
+        }
+        if !root.join(CLUSTER_FILE).is_file() {
+            return Err(Error::NotFound(format!("{} holds no cluster ({CLUSTER_FILE} missing); create one with `dirctl init`", root.display())));
+        }
+        Ok(FileControlPlane { root: root.to_path_buf() })
+    }
+
+    /// Writes the first topology of a new cluster root.
+    pub fn create(root: &Path, topology: &Topology) -> Result<FileControlPlane> {
+        File::create(root.join(LOCK_FILE)).map_err(|e| Error::io(format!("create {}", root.join(LOCK_FILE).display()), e))?;
+        write_atomically(&root.join(CLUSTER_FILE), &to_json(topology)?)?;
+        Ok(FileControlPlane { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+fn to_json(t: &Topology) -> Result<Vec<u8>> {
+    let mut v = serde_json::to_vec_pretty(t).map_err(|e| Error::Storage(format!("encode topology: {e}")))?;
+    v.push(b'\n');
+    Ok(v)
+}
+
+impl ControlPlane for FileControlPlane {
+    fn load(&self) -> Result<Topology> {
+        let path = self.root.join(CLUSTER_FILE);
+        let raw = std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let t: Topology = serde_json::from_slice(&raw).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        if t.format != TOPOLOGY_FORMAT_VERSION {
+            return Err(Error::Corrupt(format!("{}: unknown format {}", path.display(), t.format)));
+        }
+        Ok(t)
+    }
+
+    fn update(&self, change: &mut dyn FnMut(&mut Topology) -> Result<()>) -> Result<Topology> {
+        let lock_path = self.root.join(LOCK_FILE);
+        let lock = File::options().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
+        lock.lock().map_err(|e| Error::io(format!("lock {}", lock_path.display()), e))?;
+        let mut t = self.load()?;
+        change(&mut t)?;
+        t.generation += 1;
+        write_atomically(&self.root.join(CLUSTER_FILE), &to_json(&t)?)?;
+        Ok(t)
+    }
+}
+
+/// Replaces `path` atomically: temp file, fsync, rename, fsync the folder.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("rename {} to {}", tmp.display(), path.display()), e))?;
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dcs() -> Vec<Datacenter> {
+        ["westus@37.4,-122.1", "eastus@37.4,-79.4", "westeurope@52.4,4.9"].iter().map(|s| parse_datacenter(s).expect("dc")).collect()
+    }
+
+    #[test]
+    fn primaries_spread_and_standbys_are_in_another_datacenter() {
+        let t = Topology::new("c".into(), dcs(), 4).expect("topology");
+        let primaries: Vec<_> = t.partitions.iter().map(|p| p.primary.as_str()).collect();
+        assert_eq!(primaries, ["westus", "eastus", "westeurope", "westus"]);
+        for p in &t.partitions {
+            assert_ne!(p.primary, p.sync_standby);
+        }
+        assert_eq!(t.partitions[0].sync_standby, "eastus");
+        assert_eq!(t.partitions[2].sync_standby, "eastus");
+    }
+
+    #[test]
+    fn bad_topologies_are_refused() {
+        assert!(matches!(Topology::new("c".into(), dcs()[..1].to_vec(), 4), Err(Error::Invalid(_))));
+        assert!(matches!(Topology::new("c".into(), dcs(), 0), Err(Error::Invalid(_))));
+        let mut twice = dcs();
+        twice.push(twice[0].clone());
+        assert!(matches!(Topology::new("c".into(), twice, 2), Err(Error::Invalid(m)) if m.contains("twice")));
+    }
+
+    #[test]
+    fn update_raises_the_generation_and_survives_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cp = FileControlPlane::create(dir.path(), &Topology::new("c".into(), dcs(), 2).expect("t")).expect("create");
+        cp.update(&mut |t| {
+            t.datacenters[1].drained = true;
+            Ok(())
+        })
+        .expect("update");
+        let t = cp.load().expect("load");
+        assert_eq!(t.generation, 2);
+        assert!(t.datacenters[1].drained);
+    }
+
+    #[test]
+    fn distance_orders_datacenters() {
+        let d = dcs();
+        let sf = Location { lat: 37.7, lon: -122.4 };
+        assert_eq!(nearest(&sf, d.iter()).expect("some").name, "westus");
+        let paris = Location { lat: 48.8, lon: 2.3 };
+        assert_eq!(nearest(&paris, d.iter()).expect("some").name, "westeurope");
+    }
+}
