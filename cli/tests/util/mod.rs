@@ -1,0 +1,106 @@
+//! Runs the real `dirctl` binary in a temp folder; on failure, prints the command,
+//! its stdout and stderr.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub const DCS: &str = "westus@37.4,-122.1,eastus@37.4,-79.4,westeurope@52.4,4.9";
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+pub struct Run {
+    pub cmd: String,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{}\nstdout is not JSON: {e}", self.describe()))
+    }
+    pub fn describe(&self) -> String {
+        format!("command: {}\nexit code: {}\nstdout:\n{}\nstderr:\n{}", self.cmd, self.code, self.stdout, self.stderr)
+    }
+}
+
+pub fn dirctl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dirctl"))
+}
+
+fn finish(cmd: String, out: Output) -> Run {
+    Run { cmd, code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+}
+
+impl Cluster {
+    /// A new cluster: 3 datacenters, 4 partitions, tenant `contoso` on partition 0
+    /// (primary westus, sync standby eastus, westeurope an ordinary secondary).
+    pub fn new() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cluster");
+        let c = Cluster { dir, root };
+        c.ok(&["init", "--datacenters", DCS, "--partitions", "4"]);
+        c.ok(&["tenant", "create", "contoso", "--partition", "0"]);
+        c
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn dc_dir(&self, dc: &str) -> PathBuf {
+        self.root.join(format!("dc-{dc}"))
+    }
+
+    pub fn command(&self, args: &[&str]) -> (Command, String) {
+        let mut c = dirctl();
+        c.args(args).env("DIRCTL_CLUSTER", &self.root).env_remove("DIRCTL_REGION").env_remove("DIRCTL_SESSION").env_remove("DIRCTL_TENANT");
+        (c, format!("DIRCTL_CLUSTER={} dirctl {}", self.root.display(), args.join(" ")))
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let (mut c, shown) = self.command(args);
+        finish(shown, c.output().unwrap())
+    }
+
+    /// Runs with `--output json` and expects exit 0.
+    pub fn ok(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["--output", "json"]);
+        let r = self.run(&a);
+        assert_eq!(r.code, 0, "{}", r.describe());
+        r.json()
+    }
+
+    /// Runs and expects exit `code`; returns the run for further checks.
+    pub fn fails(&self, args: &[&str], code: i32) -> Run {
+        let r = self.run(args);
+        assert_eq!(r.code, code, "{}", r.describe());
+        r
+    }
+
+    pub fn create_user(&self, upn: &str) -> String {
+        let v = self.ok(&["user", "create", "--tenant", "contoso", "--upn", upn, "--display-name", upn]);
+        v["object"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// The partition's status rows.
+    pub fn status(&self, partition: u64) -> Vec<Value> {
+        let v = self.ok(&["status"]);
+        v["replicas"].as_array().unwrap().iter().filter(|r| r["partition"] == partition).cloned().collect()
+    }
+
+    pub fn lsn(&self, partition: u64, dc: &str) -> Option<u64> {
+        self.status(partition).iter().find(|r| r["datacenter"] == dc).and_then(|r| r["last_lsn"].as_u64())
+    }
+}
+
+pub fn rename(from: &Path, to: &Path) {
+    std::fs::rename(from, to).unwrap_or_else(|e| panic!("rename {} -> {}: {e}", from.display(), to.display()));
+}
