@@ -32,7 +32,12 @@ pub fn cluster_root(g: &Global) -> Result<PathBuf> {
 impl Ctx {
     pub fn open(g: &Global) -> Result<Ctx> {
         let root = cluster_root(g)?;
-        let options = ClusterOptions { lock_timeout: Duration::from_millis(g.lock_timeout_ms), clock: clock()?, region: g.region.clone() };
+        let options = ClusterOptions {
+            lock_timeout: Duration::from_millis(g.lock_timeout_ms),
+            clock: clock()?,
+            region: g.region.clone(),
+            failpoint: std::env::var("DIRCTL_FAILPOINT").ok(),
+        };
         let cluster = Cluster::open(&root, options).with_context(|| format!("open cluster {}", root.display()))?;
         if let Some(r) = &g.region {
             cluster.topology().region(r)?;

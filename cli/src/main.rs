@@ -42,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sync(a) => ops::sync(&g, a),
         Command::Status => ops::status(&g),
         Command::Dc(c) => ops::dc(&g, c),
+        Command::Failover(a) => ops::failover(&g, a),
     }
 }
 

@@ -65,8 +65,31 @@ pub enum Command {
     /// Datacenters: drain and undrain (an operator's health override).
     #[command(subcommand)]
     Dc(DcCmd),
+    /// Move a partition's primary: planned (--to DC, zero loss) or emergency (--emergency).
+    Failover(FailoverArgs),
     /// Build a demo cluster in a fresh folder and walk through geodir's promises.
     Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["partition", "all_from"])))]
+pub struct FailoverArgs {
+    /// The partition to fail over.
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Every partition whose primary is in this datacenter.
+    #[arg(long, value_name = "DC")]
+    pub all_from: Option<String>,
+    /// Planned: the datacenter that becomes primary (with --all-from: optional, else the sync standby).
+    #[arg(long, value_name = "DC", conflicts_with = "emergency")]
+    pub to: Option<String>,
+    /// The primary's datacenter is unreachable: promote the sync standby.
+    #[arg(long)]
+    pub emergency: bool,
+    /// With --emergency, when primary and sync standby are both unreachable: promote the most
+    /// advanced reachable replica although acknowledged writes may be lost.
+    #[arg(long, requires = "emergency")]
+    pub accept_data_loss: bool,
 }
 
 #[derive(Args, Debug)]

@@ -25,16 +25,20 @@ fn promise_1_acknowledged_write_survives_deleting_the_primary_datacenter_folder(
 }
 
 #[test]
-fn promise_2_unreachable_sync_standby_gives_exit_5_and_nothing_is_applied_anywhere() {
+fn promise_2_no_reachable_secondary_in_another_datacenter_gives_exit_5_and_nothing_is_applied_anywhere() {
     let c = Cluster::new();
     c.create_user("first@contoso.com");
     let before = c.lsn(0, "westus");
+    // The sync standby and the only other secondary are both unreachable.
     let away = c.path("eastus-away");
     rename(&c.dc_dir("eastus"), &away);
+    let away2 = c.path("westeurope-away");
+    rename(&c.dc_dir("westeurope"), &away2);
     let id = "0b6e8f0a-1111-4222-8333-444455556666";
     let r = c.fails(&["user", "create", "--tenant", "contoso", "--set", &format!("id={id}"), "--upn", "x@contoso.com", "--display-name", "x"], 5);
     assert!(r.stderr.contains("sync standby"), "{}", r.describe());
     rename(&away, &c.dc_dir("eastus"));
+    rename(&away2, &c.dc_dir("westeurope"));
     assert_eq!(c.lsn(0, "westus"), before, "the primary's log moved");
     for region in ["westus", "eastus", "westeurope"] {
         c.fails(&["user", "get", "--tenant", "contoso", id, "--region", region], 3);
@@ -144,22 +148,22 @@ fn malformed_input_is_refused_clearly_and_nothing_is_written() {
     // An import with a bad line in the middle writes none of the good lines before it.
     let file = c.path("bad.jsonl");
     let mut f = std::fs::File::create(&file).unwrap();
-    writeln!(f, r#"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok1@contoso.com","displayName":"ok1"}}"#).unwrap();
-    writeln!(f, r#"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok2@contoso.com","displayName":"ok2"}}"#).unwrap();
-    writeln!(f, r#"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"broken""#).unwrap();
+    writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok1@contoso.com","displayName":"ok1"}}"##).unwrap();
+    writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok2@contoso.com","displayName":"ok2"}}"##).unwrap();
+    writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"broken""##).unwrap();
     drop(f);
     let r = c.fails(&["import", "--tenant", "contoso", file.to_str().unwrap(), "--batch-size", "1"], 2);
     assert!(r.stderr.contains("line 3"), "{}", r.describe());
     let mut f = std::fs::File::create(&file).unwrap();
-    writeln!(f, r#"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok1@contoso.com","displayName":"ok1"}}"#).unwrap();
-    writeln!(f, r#"{{"@odata.type":"#microsoft.graph.printer","displayName":"p"}}"#).unwrap();
+    writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok1@contoso.com","displayName":"ok1"}}"##).unwrap();
+    writeln!(f, r##"{{"@odata.type":"#microsoft.graph.printer","displayName":"p"}}"##).unwrap();
     drop(f);
     let r = c.fails(&["import", "--tenant", "contoso", file.to_str().unwrap(), "--batch-size", "1"], 2);
     assert!(r.stderr.contains("unknown object type"), "{}", r.describe());
     // A conflict late in the file is found before anything is written.
     let mut f = std::fs::File::create(&file).unwrap();
-    writeln!(f, r#"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok1@contoso.com","displayName":"ok1"}}"#).unwrap();
-    writeln!(f, r#"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"OK1@contoso.com","displayName":"ok1 again"}}"#).unwrap();
+    writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok1@contoso.com","displayName":"ok1"}}"##).unwrap();
+    writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"OK1@contoso.com","displayName":"ok1 again"}}"##).unwrap();
     drop(f);
     c.fails(&["import", "--tenant", "contoso", file.to_str().unwrap(), "--batch-size", "1"], 4);
     assert_eq!(c.lsn(0, "westus"), before);

@@ -27,11 +27,14 @@ pub struct ClusterOptions {
     pub clock: Clock,
     /// Where the caller is, for nearest-datacenter reads.
     pub region: Option<String>,
+    /// Crash tests: `crash-after-primary-append` kills the process (abort) once an entry is
+    /// durable on the primary and before it is shipped, leaving an unacknowledged tail.
+    pub failpoint: Option<String>,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { lock_timeout: Duration::from_secs(10), clock: Clock::system(), region: None }
+        ClusterOptions { lock_timeout: Duration::from_secs(10), clock: Clock::system(), region: None, failpoint: None }
     }
 }
 
@@ -76,21 +79,31 @@ pub struct ReplicaStatus {
     pub health: String,
 }
 
+/// What catching a secondary up did: entries shipped, and entries cut off because no
+/// primary committed them (a fenced primary's tail, a crashed writer's leftovers).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CatchUp {
+    pub shipped: u64,
+    pub cut: Vec<Position>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct SyncReport {
     pub partition: u32,
     pub datacenter: String,
     pub shipped_entries: u64,
+    /// Entries this replica held that no primary committed, now cut off, as (term, lsn).
+    pub cut_entries: Vec<Position>,
     pub lsn: Option<u64>,
     pub error: Option<String>,
 }
 
 pub struct Cluster {
-    root: PathBuf,
-    control: FileControlPlane,
-    topology: Topology,
-    options: ClusterOptions,
-    held: BTreeMap<ReplicaId, Replica>,
+    pub(crate) root: PathBuf,
+    pub(crate) control: FileControlPlane,
+    pub(crate) topology: Topology,
+    pub(crate) options: ClusterOptions,
+    pub(crate) held: BTreeMap<ReplicaId, Replica>,
 }
 
 pub fn replica_path(root: &Path, id: &ReplicaId) -> PathBuf {
@@ -153,7 +166,7 @@ impl Cluster {
 
     /// Holds every replica in `want`, opening them in `ReplicaId` order so that two
     /// processes never wait on each other. Returns the replicas that could not be held.
-    fn hold(&mut self, want: &BTreeSet<ReplicaId>) -> BTreeMap<ReplicaId, Error> {
+    pub(crate) fn hold(&mut self, want: &BTreeSet<ReplicaId>) -> BTreeMap<ReplicaId, Error> {
         let mut failed = BTreeMap::new();
         let Some(first_missing) = want.iter().find(|id| !self.held.contains_key(*id)).cloned() else { return failed };
         // Release holds that sort after the first replica still to open.
@@ -171,7 +184,7 @@ impl Cluster {
         failed
     }
 
-    fn replica(&self, id: &ReplicaId) -> Result<&Replica> {
+    pub(crate) fn replica(&self, id: &ReplicaId) -> Result<&Replica> {
         self.held.get(id).ok_or_else(|| Error::Unavailable(format!("replica {id} is not open")))
     }
 
@@ -214,7 +227,7 @@ impl Cluster {
 
     /// Settles entries a crashed writer left above the primary's commit lsn: those the sync
     /// standby holds are committed, the rest are cut off.
-    fn resolve_primary(&self, p: &Partition) -> Result<()> {
+    pub(crate) fn resolve_primary(&self, p: &Partition) -> Result<()> {
         let primary = self.replica(&ReplicaId::new(&p.primary, p.id))?;
         let last = primary.last()?;
         if last.term > p.term {
@@ -239,11 +252,12 @@ impl Cluster {
     }
 
     /// Brings `secondary` level with the primary's commit lsn: cuts what diverged, ships the rest.
-    fn catch_up(primary: &Replica, secondary: &Replica, commit: u64, progress: &mut dyn FnMut(u64)) -> Result<u64> {
+    pub(crate) fn catch_up(primary: &Replica, secondary: &Replica, commit: u64, progress: &mut dyn FnMut(u64)) -> Result<CatchUp> {
         let last = secondary.last()?;
         let agree = agreement_point(last, |l| secondary.term_at(l), |l| if l <= commit { primary.term_at(l) } else { Ok(None) })?;
+        let mut cut = Vec::new();
         if agree < last.lsn {
-            secondary.truncate_after(agree)?;
+            cut = secondary.truncate_after(agree)?.iter().map(|e| e.position()).collect();
         }
         let mut shipped = 0;
         let mut from = agree + 1;
@@ -255,7 +269,7 @@ impl Cluster {
             progress(batch.len() as u64);
             from = to + 1;
         }
-        Ok(shipped)
+        Ok(CatchUp { shipped, cut })
     }
 
     /// The replicated write path. `build` reads the primary's committed state and returns the
@@ -273,15 +287,25 @@ impl Cluster {
         let mut want: BTreeSet<ReplicaId> = [pid.clone(), sid.clone()].into();
         want.extend(session_id.clone());
         let failed = self.hold(&want);
+        // A failover may have switched the partition while this process waited for the
+        // replicas: the control plane, read under the hold, decides who may write.
+        let fresh = self.control.load()?;
+        if *fresh.partition(partition)? != p {
+            self.topology = fresh;
+            self.release_all();
+            return self.write(partition, session_dc, build);
+        }
         if let Some(e) = failed.get(&pid) {
             return Err(Error::Unavailable(format!(
                 "the primary of partition {partition} ({pid}) is unreachable, nothing was written: {e}; fail over with `dirctl failover --partition {partition} --emergency`"
             )));
         }
-        if let Some(e) = failed.get(&sid) {
-            return Err(Error::Unavailable(format!(
-                "the sync standby of partition {partition} ({sid}) is unreachable, so no geo-durable commit is possible; nothing was written: {e}"
-            )));
+        if failed.contains_key(&sid) {
+            // Re-designate: another secondary in another datacenter, brought level and
+            // recorded in the control plane before any write is acknowledged again.
+            self.redesignate_standby(partition)?;
+            self.release_all();
+            return self.write(partition, session_dc, build);
         }
         self.resolve_primary(&p)?;
         let primary = self.replica(&pid)?;
@@ -299,6 +323,10 @@ impl Cluster {
         }
         let entry = [Entry { term: p.term, lsn: commit + 1, time_ms: self.options.clock.now_ms(), ops }];
         let lsn = commit + 1;
+        if self.options.failpoint.as_deref() == Some("crash-after-primary-append") {
+            primary.append(&entry, Durability::Synced)?;
+            std::process::abort();
+        }
         let (on_primary, on_standby, on_session) = std::thread::scope(|s| {
             let st = s.spawn(|| standby.append(&entry, Durability::Synced));
             let se = session.map(|r| s.spawn(|| r.append(&entry, Durability::Synced)));
@@ -352,15 +380,13 @@ impl Cluster {
                 continue;
             }
             let r = self.replica(&id)?;
-            if let Err(e) = r.probe() {
-                why.push(format!("{dc}: probe failed: {e}"));
-                continue;
-            }
             let mut pulled = 0;
             let need = token.map(|t| t.lsn).unwrap_or(0);
-            if r.last()?.lsn < need {
+            let last = r.last()?;
+            // Behind the token, or holding a fenced primary's uncommitted tail: pull first.
+            if last.lsn < need || p.diverged(last) {
                 match self.pull(&p, &id) {
-                    Ok(n) => pulled = n,
+                    Ok(n) => pulled = n.shipped,
                     Err(e) => {
                         why.push(format!("{dc}: behind the session's token and cannot pull from the primary: {e}"));
                         continue;
@@ -380,7 +406,7 @@ impl Cluster {
     }
 
     /// Pulls the entries a secondary misses from the primary.
-    fn pull(&mut self, p: &Partition, id: &ReplicaId) -> Result<u64> {
+    fn pull(&mut self, p: &Partition, id: &ReplicaId) -> Result<CatchUp> {
         let pid = ReplicaId::new(&p.primary, p.id);
         let sid = ReplicaId::new(&p.sync_standby, p.id);
         let failed = self.hold(&[id.clone(), pid.clone(), sid].into());
@@ -431,12 +457,13 @@ impl Cluster {
                     partition,
                     datacenter: id.datacenter.clone(),
                     shipped_entries: 0,
+                    cut_entries: Vec::new(),
                     lsn: None,
                     error: Some(failed.get(id).map(|e| e.to_string()).unwrap_or_default()),
                 },
                 Some(r) => match Self::catch_up(primary, r, commit, progress) {
-                    Ok(n) => SyncReport { partition, datacenter: id.datacenter.clone(), shipped_entries: n, lsn: Some(r.last()?.lsn), error: None },
-                    Err(e) => SyncReport { partition, datacenter: id.datacenter.clone(), shipped_entries: 0, lsn: None, error: Some(e.to_string()) },
+                    Ok(n) => SyncReport { partition, datacenter: id.datacenter.clone(), shipped_entries: n.shipped, cut_entries: n.cut, lsn: Some(r.last()?.lsn), error: None },
+                    Err(e) => SyncReport { partition, datacenter: id.datacenter.clone(), shipped_entries: 0, cut_entries: Vec::new(), lsn: None, error: Some(e.to_string()) },
                 },
             };
             out.push(report);

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod cluster;
 pub mod directory;
 pub mod error;
+pub mod failover;
 pub mod log;
 pub mod replica;
 pub mod session;

@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
@@ -43,6 +44,9 @@ pub struct Replica {
     path: PathBuf,
     identity: Identity,
     poisoned: AtomicBool,
+    /// (last position, commit lsn), kept in step with `meta`: this process holds the replica
+    /// exclusively, so the copy in memory is the truth between writes.
+    positions: Mutex<(Position, u64)>,
     _lock: File,
 }
 
@@ -149,7 +153,13 @@ impl Replica {
             .map_err(|e| storage(format!("read identity of {name}"), e))?
             .ok_or_else(|| Error::Corrupt(format!("replica {name}: identity missing")))?;
         let identity: Identity = serde_json::from_slice(&raw).map_err(|e| Error::Corrupt(format!("replica {name}: identity: {e}")))?;
-        Ok(Replica { db, path: path.to_path_buf(), identity, poisoned: AtomicBool::new(false), _lock: lock })
+        let last = db.get_cf(&meta, META_LAST).map_err(|e| storage(format!("read {name}"), e))?.ok_or_else(|| Error::Corrupt(format!("{name}: last position missing")))?;
+        let last = Position { term: u64_at(&last, 0, "last position")?, lsn: u64_at(&last, 8, "last position")? };
+        let commit = db.get_cf(&meta, META_COMMIT).map_err(|e| storage(format!("read {name}"), e))?.ok_or_else(|| Error::Corrupt(format!("{name}: commit lsn missing")))?;
+        let commit = u64_at(&commit, 0, "commit lsn")?;
+        let r = Replica { db, path: path.to_path_buf(), identity, poisoned: AtomicBool::new(false), positions: Mutex::new((last, commit)), _lock: lock };
+        r.probe().map_err(|e| Error::Unavailable(format!("replica {name} failed its health probe: {e}")))?;
+        Ok(r)
     }
 
     pub fn identity(&self) -> &Identity {
@@ -182,14 +192,16 @@ impl Replica {
 
     /// (term, lsn) of the last entry in this replica's log.
     pub fn last(&self) -> Result<Position> {
-        let raw = self.meta_get(META_LAST)?.ok_or_else(|| Error::Corrupt(format!("{}: last position missing", self.name())))?;
-        Ok(Position { term: u64_at(&raw, 0, "last position")?, lsn: u64_at(&raw, 8, "last position")? })
+        Ok(self.positions()?.0)
     }
 
     /// The highest lsn known committed (meaningful on a primary).
     pub fn commit_lsn(&self) -> Result<u64> {
-        let raw = self.meta_get(META_COMMIT)?.ok_or_else(|| Error::Corrupt(format!("{}: commit lsn missing", self.name())))?;
-        u64_at(&raw, 0, "commit lsn")
+        Ok(self.positions()?.1)
+    }
+
+    fn positions(&self) -> Result<std::sync::MutexGuard<'_, (Position, u64)>> {
+        self.positions.lock().map_err(|_| Error::Storage(format!("{}: position lock poisoned", self.name())))
     }
 
     fn write(&self, batch: WriteBatch, durability: Durability, what: &str) -> Result<()> {
@@ -207,7 +219,9 @@ impl Replica {
     pub fn set_commit_lsn(&self, lsn: u64, durability: Durability) -> Result<()> {
         let mut b = WriteBatch::default();
         b.put_cf(self.cf(CF_META)?, META_COMMIT, lsn.to_be_bytes());
-        self.write(b, durability, "record commit lsn")
+        self.write(b, durability, "record commit lsn")?;
+        self.positions()?.1 = lsn;
+        Ok(())
     }
 
     /// Appends entries (which must continue this log) with their data, in one batch.
@@ -231,7 +245,9 @@ impl Replica {
             }
         }
         b.put_cf(meta, META_LAST, encode_position(last_entry.position()));
-        self.write(b, durability, &format!("append lsn {}..={}", entries[0].lsn, last_entry.lsn))
+        self.write(b, durability, &format!("append lsn {}..={}", entries[0].lsn, last_entry.lsn))?;
+        self.positions()?.0 = last_entry.position();
+        Ok(())
     }
 
     /// Cuts off every entry above `lsn`, undoing its data changes, in one synced batch.
@@ -260,10 +276,10 @@ impl Replica {
             b.delete_cf(log, e.lsn.to_be_bytes());
         }
         b.put_cf(meta, META_LAST, encode_position(new_last));
-        if self.commit_lsn()? > lsn {
-            b.put_cf(meta, META_COMMIT, lsn.to_be_bytes());
-        }
+        let commit = self.commit_lsn()?.min(lsn);
+        b.put_cf(meta, META_COMMIT, commit.to_be_bytes());
         self.write(b, Durability::Synced, &format!("cut entries above lsn {lsn}"))?;
+        *self.positions()? = (new_last, commit);
         Ok(cut)
     }
 

@@ -51,6 +51,23 @@ pub struct Partition {
     pub primary: String,
     pub term: u64,
     pub sync_standby: String,
+    /// Where each term's entries begin: an entry of term t at an lsn at or past the start
+    /// of a later term was never committed (a fenced primary's tail).
+    #[serde(default)]
+    pub term_starts: Vec<TermStart>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermStart {
+    pub term: u64,
+    pub first_lsn: u64,
+}
+
+impl Partition {
+    /// Whether a replica whose last entry is `last` holds entries no primary committed.
+    pub fn diverged(&self, last: crate::log::Position) -> bool {
+        self.term_starts.iter().find(|s| s.term > last.term).is_some_and(|s| last.lsn >= s.first_lsn)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,7 +112,7 @@ impl Topology {
             .map(|id| {
                 let primary = &datacenters[id as usize % datacenters.len()];
                 let standby = nearest(&primary.location, datacenters.iter().filter(|d| d.name != primary.name)).map(|d| d.name.clone()).unwrap_or_default();
-                Partition { id, primary: primary.name.clone(), term: 1, sync_standby: standby }
+                Partition { id, primary: primary.name.clone(), term: 1, sync_standby: standby, term_starts: vec![TermStart { term: 1, first_lsn: 1 }] }
             })
             .collect();
         Ok(Topology { format: TOPOLOGY_FORMAT_VERSION, cluster_id, generation: 1, datacenters, partitions: parts, tenants: BTreeMap::new() })

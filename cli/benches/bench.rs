@@ -1,0 +1,245 @@
+//! geodir's benchmarks. Each figure is printed beside a baseline measured in the same run
+//! on the same data (raw RocksDB with the same sync settings), and the run ends with a JSON
+//! summary. Run with `scripts/bench`.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use engine::cluster::{Cluster, ClusterOptions};
+use engine::directory::{self, ObjectType, Txn};
+use engine::topology::{parse_datacenter, TenantPlacement};
+use serde_json::{json, Map, Value};
+
+const DCS: [&str; 3] = ["westus@37.4,-122.1", "eastus@37.4,-79.4", "westeurope@52.4,4.9"];
+
+fn user(i: usize) -> Map<String, Value> {
+    json!({"userPrincipalName": format!("bench.user.{i}@contoso.com"), "displayName": format!("Bench User {i}"),
+           "mail": format!("bench.user.{i}@contoso.com"), "department": "Engineering", "jobTitle": "Engineer"})
+    .as_object()
+    .cloned()
+    .unwrap()
+}
+
+fn cluster(dir: &Path) -> (Cluster, String) {
+    let root = dir.join("cluster");
+    Cluster::init(&root, DCS.iter().map(|s| parse_datacenter(s).unwrap()).collect(), 1).unwrap();
+    let mut c = Cluster::open(&root, ClusterOptions::default()).unwrap();
+    let tid = uuid::Uuid::new_v4().to_string();
+    c.update_topology(|t| {
+        t.tenants.insert("contoso".into(), TenantPlacement { id: tid.clone(), partition: 0 });
+        Ok(())
+    })
+    .unwrap();
+    (c, tid)
+}
+
+fn raw_db(dir: &Path) -> rocksdb::DB {
+    let mut o = rocksdb::Options::default();
+    o.create_if_missing(true);
+    rocksdb::DB::open(&o, dir).unwrap()
+}
+
+fn synced() -> rocksdb::WriteOptions {
+    let mut w = rocksdb::WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Figure {
+    name: &'static str,
+    unit: &'static str,
+    value: f64,
+    baseline_name: &'static str,
+    baseline: f64,
+    /// value / baseline for throughputs, baseline-relative cost for latencies (value / baseline).
+    goal: &'static str,
+}
+
+fn report(f: &Figure) -> Value {
+    let ratio = f.value / f.baseline;
+    println!("{:<44} {:>12.3} {:<9} baseline {:<34} {:>12.3}  ratio {:.2}  (goal {})", f.name, f.value, f.unit, f.baseline_name, f.baseline, ratio, f.goal);
+    json!({"figure": f.name, "unit": f.unit, "value": f.value, "baseline": f.baseline_name, "baseline_value": f.baseline, "ratio": ratio, "goal": f.goal})
+}
+
+fn write_latency(dir: &Path, n: usize) -> Vec<Value> {
+    let (mut c, tid) = cluster(&dir.join("w"));
+    let now = "2026-11-29T00:00:00Z";
+    let mut ours = Vec::with_capacity(n);
+    for i in 0..n {
+        let o = user(i);
+        let t = Instant::now();
+        c.write(0, None, |r| {
+            let mut x = Txn::new(r);
+            directory::create(&mut x, &tid, ObjectType::User, o, now)?;
+            Ok((x.into_ops(), ()))
+        })
+        .unwrap();
+        ours.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let db = raw_db(&dir.join("raw-w"));
+    let mut raw = Vec::with_capacity(n);
+    for i in 0..n {
+        let v = serde_json::to_vec(&user(i)).unwrap();
+        let t = Instant::now();
+        db.put_opt(format!("k{i:08}"), v, &synced()).unwrap();
+        raw.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let (m, r) = (percentile(&mut ours.clone(), 0.5), percentile(&mut raw.clone(), 0.5));
+    let (m99, r99) = (percentile(&mut ours, 0.99), percentile(&mut raw, 0.99));
+    vec![
+        report(&Figure { name: "replicated write latency median", unit: "ms", value: m, baseline_name: "raw RocksDB synced put median", baseline: r, goal: "ratio <= 2" }),
+        report(&Figure { name: "replicated write latency p99", unit: "ms", value: m99, baseline_name: "raw RocksDB synced put p99", baseline: r99, goal: "ratio <= 2" }),
+    ]
+}
+
+fn bulk_import(dir: &Path, n: usize, batch: usize) -> Vec<Value> {
+    let (mut c, tid) = cluster(&dir.join("i"));
+    let now = "2026-11-29T00:00:00Z";
+    let objs: Vec<_> = (0..n).map(user).collect();
+    let t = Instant::now();
+    for chunk in objs.chunks(batch) {
+        c.write(0, None, |r| {
+            let mut x = Txn::new(r);
+            for o in chunk {
+                directory::create(&mut x, &tid, ObjectType::User, o.clone(), now)?;
+            }
+            Ok((x.into_ops(), ()))
+        })
+        .unwrap();
+    }
+    let ours = n as f64 / t.elapsed().as_secs_f64();
+    let db = raw_db(&dir.join("raw-i"));
+    let t = Instant::now();
+    for (b, chunk) in objs.chunks(batch).enumerate() {
+        let mut wb = rocksdb::WriteBatch::default();
+        for (i, o) in chunk.iter().enumerate() {
+            wb.put(format!("k{:08}", b * batch + i), serde_json::to_vec(o).unwrap());
+        }
+        db.write_opt(wb, &synced()).unwrap();
+    }
+    let raw = n as f64 / t.elapsed().as_secs_f64();
+    vec![report(&Figure { name: "bulk import", unit: "objects/s", value: ours, baseline_name: "raw RocksDB WriteBatch, 1 sync/batch", baseline: raw, goal: "ratio >= 0.5" })]
+}
+
+fn point_reads(dir: &Path, n: usize, reads: usize) -> Vec<Value> {
+    let (mut c, tid) = cluster(&dir.join("r"));
+    let now = "2026-11-29T00:00:00Z";
+    let objs: Vec<_> = (0..n).map(user).collect();
+    let mut ids = Vec::new();
+    for chunk in objs.chunks(1000) {
+        let (mut got, _) = c
+            .write(0, None, |r| {
+                let mut x = Txn::new(r);
+                let mut v = Vec::new();
+                for o in chunk {
+                    v.push(directory::create(&mut x, &tid, ObjectType::User, o.clone(), now)?["id"].as_str().unwrap_or_default().to_string());
+                }
+                Ok((x.into_ops(), v))
+            })
+            .unwrap();
+        ids.append(&mut got);
+    }
+    c.sync(0, &mut |_| {}).unwrap();
+    c.release_all();
+    c.read(0, Some("eastus"), None, |_| Ok(())).unwrap();
+    let t = Instant::now();
+    for i in 0..reads {
+        let id = &ids[(i * 7919) % ids.len()];
+        c.read(0, Some("eastus"), None, |r| directory::get(r, &tid, id)).unwrap();
+    }
+    let ours = reads as f64 / t.elapsed().as_secs_f64();
+    let db = raw_db(&dir.join("raw-r"));
+    let mut wb = rocksdb::WriteBatch::default();
+    for (i, o) in objs.iter().enumerate() {
+        wb.put(format!("k{i:08}"), serde_json::to_vec(o).unwrap());
+    }
+    db.write_opt(wb, &synced()).unwrap();
+    let t = Instant::now();
+    for i in 0..reads {
+        let v = db.get(format!("k{:08}", (i * 7919) % n)).unwrap();
+        std::hint::black_box(v);
+    }
+    let raw = reads as f64 / t.elapsed().as_secs_f64();
+    vec![report(&Figure { name: "point reads from a secondary", unit: "reads/s", value: ours, baseline_name: "raw RocksDB get", baseline: raw, goal: "ratio >= 0.8" })]
+}
+
+fn catch_up(dir: &Path, entries: usize) -> Vec<Value> {
+    let (mut c, tid) = cluster(&dir.join("c"));
+    let now = "2026-11-29T00:00:00Z";
+    for i in 0..entries {
+        let o = user(i);
+        c.write(0, None, |r| {
+            let mut x = Txn::new(r);
+            directory::create(&mut x, &tid, ObjectType::User, o, now)?;
+            Ok((x.into_ops(), ()))
+        })
+        .unwrap();
+    }
+    let t = Instant::now();
+    let rep = c.sync(0, &mut |_| {}).unwrap();
+    let ours = t.elapsed().as_secs_f64();
+    assert!(rep.iter().any(|r| r.shipped_entries as usize == entries), "{rep:?}");
+    // Baseline: the same entries' data loaded raw, in batches of the same size, one sync each.
+    let db = raw_db(&dir.join("raw-c"));
+    let t = Instant::now();
+    for b in 0..entries.div_ceil(512) {
+        let mut wb = rocksdb::WriteBatch::default();
+        for i in b * 512..((b + 1) * 512).min(entries) {
+            wb.put(format!("k{i:08}"), serde_json::to_vec(&user(i)).unwrap());
+        }
+        db.write_opt(wb, &synced()).unwrap();
+    }
+    let raw = t.elapsed().as_secs_f64();
+    vec![report(&Figure { name: "catch-up of a secondary 10,000 entries behind", unit: "s", value: ours, baseline_name: "raw RocksDB load of the data, 512/sync", baseline: raw, goal: "report seconds" })]
+}
+
+fn cli_get_wall(dir: &Path) -> Vec<Value> {
+    let exe = env!("CARGO_BIN_EXE_dirctl");
+    let root = dir.join("fixtures-cluster");
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
+    let run = |args: &[&str]| {
+        let out = Command::new(exe).args(args).env("DIRCTL_CLUSTER", &root).output().unwrap();
+        assert!(out.status.success(), "dirctl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    run(&["init", "--datacenters", &DCS.join(","), "--partitions", "4"]);
+    run(&["tenant", "create", "contoso"]);
+    run(&["import", "--tenant", "contoso", &format!("{fixtures}/contoso.jsonl")]);
+    run(&["sync"]);
+    let first = std::fs::read_to_string(format!("{fixtures}/contoso.jsonl")).unwrap();
+    let upn = serde_json::from_str::<Value>(first.lines().next().unwrap()).unwrap()["userPrincipalName"].as_str().unwrap().to_string();
+    let mut ours = Vec::new();
+    let mut base = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        run(&["user", "get", "--tenant", "contoso", &upn, "--region", "westeurope"]);
+        ours.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        run(&["--version"]);
+        base.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let (m, b) = (percentile(&mut ours, 0.5), percentile(&mut base, 0.5));
+    vec![report(&Figure { name: "dirctl user get wall (fixtures)", unit: "ms", value: m, baseline_name: "dirctl --version wall", baseline: b, goal: "value < 50 ms" })]
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = std::env::var("GEODIR_BENCH_QUICK").is_ok();
+    let scale = if quick { 10 } else { 1 };
+    println!("geodir benchmarks (each beside a baseline measured in this run)");
+    let mut all = Vec::new();
+    all.extend(write_latency(dir.path(), 300 / scale));
+    all.extend(bulk_import(dir.path(), 20_000 / scale, 1000));
+    all.extend(point_reads(dir.path(), 10_000 / scale, 200_000 / scale));
+    all.extend(catch_up(dir.path(), 10_000 / scale));
+    all.extend(cli_get_wall(dir.path()));
+    let _ = Duration::ZERO;
+    println!("{}", serde_json::to_string_pretty(&json!({"benchmarks": all})).unwrap());
+}
