@@ -12,7 +12,11 @@ use engine::directory::{self, ObjectType, Txn};
 use engine::topology::{parse_datacenter, TenantPlacement};
 use serde_json::{json, Map, Value};
 
-const DCS: [&str; 3] = ["westus@37.4,-122.1", "eastus@37.4,-79.4", "westeurope@52.4,4.9"];
+const DCS: [&str; 3] = [
+    "westus@37.4,-122.1",
+    "eastus@37.4,-79.4",
+    "westeurope@52.4,4.9",
+];
 
 fn user(i: usize) -> Map<String, Value> {
     json!({"userPrincipalName": format!("bench.user.{i}@contoso.com"), "displayName": format!("Bench User {i}"),
@@ -24,11 +28,22 @@ fn user(i: usize) -> Map<String, Value> {
 
 fn cluster(dir: &Path) -> (Cluster, String) {
     let root = dir.join("cluster");
-    Cluster::init(&root, DCS.iter().map(|s| parse_datacenter(s).unwrap()).collect(), 1).unwrap();
+    Cluster::init(
+        &root,
+        DCS.iter().map(|s| parse_datacenter(s).unwrap()).collect(),
+        1,
+    )
+    .unwrap();
     let mut c = Cluster::open(&root, ClusterOptions::default()).unwrap();
     let tid = uuid::Uuid::new_v4().to_string();
     c.update_topology(|t| {
-        t.tenants.insert("contoso".into(), TenantPlacement { id: tid.clone(), partition: 0 });
+        t.tenants.insert(
+            "contoso".into(),
+            TenantPlacement {
+                id: tid.clone(),
+                partition: 0,
+            },
+        );
         Ok(())
     })
     .unwrap();
@@ -64,7 +79,10 @@ struct Figure {
 
 fn report(f: &Figure) -> Value {
     let ratio = f.value / f.baseline;
-    println!("{:<44} {:>12.3} {:<9} baseline {:<34} {:>12.3}  ratio {:.2}  (goal {})", f.name, f.value, f.unit, f.baseline_name, f.baseline, ratio, f.goal);
+    println!(
+        "{:<44} {:>12.3} {:<9} baseline {:<34} {:>12.3}  ratio {:.2}  (goal {})",
+        f.name, f.value, f.unit, f.baseline_name, f.baseline, ratio, f.goal
+    );
     json!({"figure": f.name, "unit": f.unit, "value": f.value, "baseline": f.baseline_name, "baseline_value": f.baseline, "ratio": ratio, "goal": f.goal})
 }
 
@@ -91,11 +109,28 @@ fn write_latency(dir: &Path, n: usize) -> Vec<Value> {
         db.put_opt(format!("k{i:08}"), v, &synced()).unwrap();
         raw.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let (m, r) = (percentile(&mut ours.clone(), 0.5), percentile(&mut raw.clone(), 0.5));
+    let (m, r) = (
+        percentile(&mut ours.clone(), 0.5),
+        percentile(&mut raw.clone(), 0.5),
+    );
     let (m99, r99) = (percentile(&mut ours, 0.99), percentile(&mut raw, 0.99));
     vec![
-        report(&Figure { name: "replicated write latency median", unit: "ms", value: m, baseline_name: "raw RocksDB synced put median", baseline: r, goal: "ratio <= 2" }),
-        report(&Figure { name: "replicated write latency p99", unit: "ms", value: m99, baseline_name: "raw RocksDB synced put p99", baseline: r99, goal: "ratio <= 2" }),
+        report(&Figure {
+            name: "replicated write latency median",
+            unit: "ms",
+            value: m,
+            baseline_name: "raw RocksDB synced put median",
+            baseline: r,
+            goal: "ratio <= 2",
+        }),
+        report(&Figure {
+            name: "replicated write latency p99",
+            unit: "ms",
+            value: m99,
+            baseline_name: "raw RocksDB synced put p99",
+            baseline: r99,
+            goal: "ratio <= 2",
+        }),
     ]
 }
 
@@ -120,12 +155,22 @@ fn bulk_import(dir: &Path, n: usize, batch: usize) -> Vec<Value> {
     for (b, chunk) in objs.chunks(batch).enumerate() {
         let mut wb = rocksdb::WriteBatch::default();
         for (i, o) in chunk.iter().enumerate() {
-            wb.put(format!("k{:08}", b * batch + i), serde_json::to_vec(o).unwrap());
+            wb.put(
+                format!("k{:08}", b * batch + i),
+                serde_json::to_vec(o).unwrap(),
+            );
         }
         db.write_opt(wb, &synced()).unwrap();
     }
     let raw = n as f64 / t.elapsed().as_secs_f64();
-    vec![report(&Figure { name: "bulk import", unit: "objects/s", value: ours, baseline_name: "raw RocksDB WriteBatch, 1 sync/batch", baseline: raw, goal: "ratio >= 0.5" })]
+    vec![report(&Figure {
+        name: "bulk import",
+        unit: "objects/s",
+        value: ours,
+        baseline_name: "raw RocksDB WriteBatch, 1 sync/batch",
+        baseline: raw,
+        goal: "ratio >= 0.5",
+    })]
 }
 
 fn point_reads(dir: &Path, n: usize, reads: usize) -> Vec<Value> {
@@ -139,7 +184,12 @@ fn point_reads(dir: &Path, n: usize, reads: usize) -> Vec<Value> {
                 let mut x = Txn::new(r);
                 let mut v = Vec::new();
                 for o in chunk {
-                    v.push(directory::create(&mut x, &tid, ObjectType::User, o.clone(), now)?["id"].as_str().unwrap_or_default().to_string());
+                    v.push(
+                        directory::create(&mut x, &tid, ObjectType::User, o.clone(), now)?["id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
                 }
                 Ok((x.into_ops(), v))
             })
@@ -152,7 +202,8 @@ fn point_reads(dir: &Path, n: usize, reads: usize) -> Vec<Value> {
     let t = Instant::now();
     for i in 0..reads {
         let id = &ids[(i * 7919) % ids.len()];
-        c.read(0, Some("eastus"), None, |r| directory::get(r, &tid, id)).unwrap();
+        c.read(0, Some("eastus"), None, |r| directory::get(r, &tid, id))
+            .unwrap();
     }
     let ours = reads as f64 / t.elapsed().as_secs_f64();
     let db = raw_db(&dir.join("raw-r"));
@@ -167,7 +218,14 @@ fn point_reads(dir: &Path, n: usize, reads: usize) -> Vec<Value> {
         std::hint::black_box(v);
     }
     let raw = reads as f64 / t.elapsed().as_secs_f64();
-    vec![report(&Figure { name: "point reads from a secondary", unit: "reads/s", value: ours, baseline_name: "raw RocksDB get", baseline: raw, goal: "ratio >= 0.8" })]
+    vec![report(&Figure {
+        name: "point reads from a secondary",
+        unit: "reads/s",
+        value: ours,
+        baseline_name: "raw RocksDB get",
+        baseline: raw,
+        goal: "ratio >= 0.8",
+    })]
 }
 
 fn catch_up(dir: &Path, entries: usize) -> Vec<Value> {
@@ -185,7 +243,10 @@ fn catch_up(dir: &Path, entries: usize) -> Vec<Value> {
     let t = Instant::now();
     let rep = c.sync(0, &mut |_| {}).unwrap();
     let ours = t.elapsed().as_secs_f64();
-    assert!(rep.iter().any(|r| r.shipped_entries as usize == entries), "{rep:?}");
+    assert!(
+        rep.iter().any(|r| r.shipped_entries as usize == entries),
+        "{rep:?}"
+    );
     // Baseline: the same entries' data loaded raw, in batches of the same size, one sync each.
     let db = raw_db(&dir.join("raw-c"));
     let t = Instant::now();
@@ -197,7 +258,14 @@ fn catch_up(dir: &Path, entries: usize) -> Vec<Value> {
         db.write_opt(wb, &synced()).unwrap();
     }
     let raw = t.elapsed().as_secs_f64();
-    vec![report(&Figure { name: "catch-up of a secondary 10,000 entries behind", unit: "s", value: ours, baseline_name: "raw RocksDB load of the data, 512/sync", baseline: raw, goal: "report seconds" })]
+    vec![report(&Figure {
+        name: "catch-up of a secondary 10,000 entries behind",
+        unit: "s",
+        value: ours,
+        baseline_name: "raw RocksDB load of the data, 512/sync",
+        baseline: raw,
+        goal: "report seconds",
+    })]
 }
 
 fn cli_get_wall(dir: &Path) -> Vec<Value> {
@@ -205,28 +273,61 @@ fn cli_get_wall(dir: &Path) -> Vec<Value> {
     let root = dir.join("fixtures-cluster");
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
     let run = |args: &[&str]| {
-        let out = Command::new(exe).args(args).env("DIRCTL_CLUSTER", &root).output().unwrap();
-        assert!(out.status.success(), "dirctl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(exe)
+            .args(args)
+            .env("DIRCTL_CLUSTER", &root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "dirctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     };
     run(&["init", "--datacenters", &DCS.join(","), "--partitions", "4"]);
     run(&["tenant", "create", "contoso"]);
-    run(&["import", "--tenant", "contoso", &format!("{fixtures}/contoso.jsonl")]);
+    run(&[
+        "import",
+        "--tenant",
+        "contoso",
+        &format!("{fixtures}/contoso.jsonl"),
+    ]);
     run(&["sync"]);
     let first = std::fs::read_to_string(format!("{fixtures}/contoso.jsonl")).unwrap();
-    let upn = serde_json::from_str::<Value>(first.lines().next().unwrap()).unwrap()["userPrincipalName"].as_str().unwrap().to_string();
+    let upn = serde_json::from_str::<Value>(first.lines().next().unwrap()).unwrap()
+        ["userPrincipalName"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut ours = Vec::new();
     let mut base = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
-        run(&["user", "get", "--tenant", "contoso", &upn, "--region", "westeurope"]);
+        run(&[
+            "user",
+            "get",
+            "--tenant",
+            "contoso",
+            &upn,
+            "--region",
+            "westeurope",
+        ]);
         ours.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         run(&["--version"]);
         base.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let (m, b) = (percentile(&mut ours, 0.5), percentile(&mut base, 0.5));
-    vec![report(&Figure { name: "dirctl user get wall (fixtures)", unit: "ms", value: m, baseline_name: "dirctl --version wall", baseline: b, goal: "value < 50 ms" })]
+    vec![report(&Figure {
+        name: "dirctl user get wall (fixtures)",
+        unit: "ms",
+        value: m,
+        baseline_name: "dirctl --version wall",
+        baseline: b,
+        goal: "value < 50 ms",
+    })]
 }
 
 fn main() {
@@ -241,5 +342,8 @@ fn main() {
     all.extend(catch_up(dir.path(), 10_000 / scale));
     all.extend(cli_get_wall(dir.path()));
     let _ = Duration::ZERO;
-    println!("{}", serde_json::to_string_pretty(&json!({"benchmarks": all})).unwrap());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({"benchmarks": all})).unwrap()
+    );
 }

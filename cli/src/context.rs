@@ -26,7 +26,10 @@ pub fn clock() -> Result<Clock> {
 }
 
 pub fn cluster_root(g: &Global) -> Result<PathBuf> {
-    g.cluster.clone().ok_or_else(|| engine::Error::Invalid("no cluster given: pass --cluster DIR or set DIRCTL_CLUSTER".into()).into())
+    g.cluster.clone().ok_or_else(|| {
+        engine::Error::Invalid("no cluster given: pass --cluster DIR or set DIRCTL_CLUSTER".into())
+            .into()
+    })
 }
 
 impl Ctx {
@@ -38,7 +41,8 @@ impl Ctx {
             region: g.region.clone(),
             failpoint: std::env::var("DIRCTL_FAILPOINT").ok(),
         };
-        let cluster = Cluster::open(&root, options).with_context(|| format!("open cluster {}", root.display()))?;
+        let cluster = Cluster::open(&root, options)
+            .with_context(|| format!("open cluster {}", root.display()))?;
         if let Some(r) = &g.region {
             cluster.topology().region(r)?;
         }
@@ -46,13 +50,20 @@ impl Ctx {
             Some(p) => Some((p.clone(), Session::load(p)?)),
             None => None,
         };
-        Ok(Ctx { cluster, output: g.output, session })
+        Ok(Ctx {
+            cluster,
+            output: g.output,
+            session,
+        })
     }
 
     /// The session's datacenter affinity, chosen on first use: the datacenter nearest the region.
     fn session_dc(&mut self) -> Result<Option<String>> {
         let nearest = self.cluster.nearest_datacenter()?;
-        Ok(self.session.as_mut().map(|(_, s)| s.datacenter.get_or_insert(nearest).clone()))
+        Ok(self
+            .session
+            .as_mut()
+            .map(|(_, s)| s.datacenter.get_or_insert(nearest).clone()))
     }
 
     pub fn tenant_partition(&self, tenant: &str) -> Result<(String, u32)> {
@@ -60,7 +71,11 @@ impl Ctx {
         Ok((t.id.clone(), t.partition))
     }
 
-    pub fn write<T>(&mut self, partition: u32, build: impl FnOnce(&Replica) -> engine::Result<(Vec<Op>, T)>) -> Result<(T, Token)> {
+    pub fn write<T>(
+        &mut self,
+        partition: u32,
+        build: impl FnOnce(&Replica) -> engine::Result<(Vec<Op>, T)>,
+    ) -> Result<(T, Token)> {
         let dc = self.session_dc()?;
         let (out, token) = self.cluster.write(partition, dc.as_deref(), build)?;
         if let Some((path, s)) = &mut self.session {
@@ -70,10 +85,19 @@ impl Ctx {
         Ok((out, token))
     }
 
-    pub fn read<T>(&mut self, partition: u32, answer: impl Fn(&Replica) -> engine::Result<T>) -> Result<(T, ServedBy)> {
+    pub fn read<T>(
+        &mut self,
+        partition: u32,
+        answer: impl Fn(&Replica) -> engine::Result<T>,
+    ) -> Result<(T, ServedBy)> {
         let dc = self.session_dc()?;
-        let token = self.session.as_ref().and_then(|(_, s)| s.tokens.get(&partition).cloned());
-        let (out, served) = self.cluster.read(partition, dc.as_deref(), token.as_ref(), answer)?;
+        let token = self
+            .session
+            .as_ref()
+            .and_then(|(_, s)| s.tokens.get(&partition).cloned());
+        let (out, served) = self
+            .cluster
+            .read(partition, dc.as_deref(), token.as_ref(), answer)?;
         if let Some((path, s)) = &mut self.session {
             s.save(path)?;
         }

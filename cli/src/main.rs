@@ -3,8 +3,8 @@
 mod context;
 mod demo;
 mod object;
-mod opt;
 mod ops;
+mod opt;
 mod output;
 
 use std::process::ExitCode;
@@ -64,5 +64,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -20,14 +20,21 @@ fn fields_of(ty: ObjectType, f: Fields) -> Result<Map<String, Value>> {
         },
         None => Map::new(),
     };
-    let named = [("userPrincipalName", f.upn), ("displayName", f.display_name), ("mail", f.mail), ("appId", f.app_id)];
+    let named = [
+        ("userPrincipalName", f.upn),
+        ("displayName", f.display_name),
+        ("mail", f.mail),
+        ("appId", f.app_id),
+    ];
     for (k, v) in named {
         if let Some(v) = v {
             m.insert(k.to_string(), Value::from(v));
         }
     }
     for s in f.set {
-        let (k, v) = s.split_once('=').ok_or_else(|| Error::Invalid(format!("--set {s:?} is not FIELD=VALUE")))?;
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| Error::Invalid(format!("--set {s:?} is not FIELD=VALUE")))?;
         let v = serde_json::from_str(v).unwrap_or_else(|_| Value::from(v));
         m.insert(k.to_string(), v);
     }
@@ -48,10 +55,19 @@ fn list_columns(ty: ObjectType) -> &'static [&'static str] {
 }
 
 pub fn run(g: &Global, ty: ObjectType, a: ObjectArgs) -> Result<()> {
-    let tenant = a.tenant.ok_or_else(|| Error::Invalid("no tenant given: pass --tenant NAME or set DIRCTL_TENANT".into()))?;
-    let group_verb = matches!(a.verb, Verb::AddMember { .. } | Verb::RemoveMember { .. } | Verb::Members { .. });
+    let tenant = a.tenant.ok_or_else(|| {
+        Error::Invalid("no tenant given: pass --tenant NAME or set DIRCTL_TENANT".into())
+    })?;
+    let group_verb = matches!(
+        a.verb,
+        Verb::AddMember { .. } | Verb::RemoveMember { .. } | Verb::Members { .. }
+    );
     if group_verb && ty != ObjectType::Group {
-        return Err(Error::Invalid(format!("add-member, remove-member and members are `dirctl group` verbs, not `dirctl {}`", ty.noun())).into());
+        return Err(Error::Invalid(format!(
+            "add-member, remove-member and members are `dirctl group` verbs, not `dirctl {}`",
+            ty.noun()
+        ))
+        .into());
     }
     let mut ctx = Ctx::open(g)?;
     let (tid, partition) = ctx.tenant_partition(&tenant)?;
@@ -91,20 +107,37 @@ pub fn run(g: &Global, ty: ObjectType, a: ObjectArgs) -> Result<()> {
             written(out, &obj, &token)
         }
         Verb::Get { id } => {
-            let (obj, served) = ctx.read(partition, |r| directory::get_typed(r, &tid, ty, &id)).with_context(|| format!("get {} {id}", ty.noun()))?;
+            let (obj, served) = ctx
+                .read(partition, |r| directory::get_typed(r, &tid, ty, &id))
+                .with_context(|| format!("get {} {id}", ty.noun()))?;
             output::emit(out, &json!({"object": obj, "servedBy": served}), || {
-                output::object(&obj, &[("servedBy", format!("{} (term {}, lsn {})", served.datacenter, served.term, served.lsn))])
+                output::object(
+                    &obj,
+                    &[(
+                        "servedBy",
+                        format!(
+                            "{} (term {}, lsn {})",
+                            served.datacenter, served.term, served.lsn
+                        ),
+                    )],
+                )
             })
         }
         Verb::List => {
-            let (objs, served) = ctx.read(partition, |r| directory::list(r, &tid, ty)).with_context(|| format!("list {}s", ty.noun()))?;
+            let (objs, served) = ctx
+                .read(partition, |r| directory::list(r, &tid, ty))
+                .with_context(|| format!("list {}s", ty.noun()))?;
             objects(out, ty, &objs, &served)
         }
         Verb::Members { group } => {
-            let (objs, served) = ctx.read(partition, |r| directory::members(r, &tid, &group)).with_context(|| format!("members of group {group}"))?;
+            let (objs, served) = ctx
+                .read(partition, |r| directory::members(r, &tid, &group))
+                .with_context(|| format!("members of group {group}"))?;
             let cols = ["id", "@odata.type", "displayName", "userPrincipalName"];
             let rows: Vec<_> = objs.iter().map(|o| output::cells(o, &cols)).collect();
-            output::emit(out, &json!({"objects": objs, "servedBy": served}), || output::table(&cols, &rows))
+            output::emit(out, &json!({"objects": objs, "servedBy": served}), || {
+                output::table(&cols, &rows)
+            })
         }
         Verb::AddMember { group, member } => {
             let ((), token) = ctx
@@ -130,19 +163,41 @@ pub fn run(g: &Global, ty: ObjectType, a: ObjectArgs) -> Result<()> {
 }
 
 fn written(out: Output, obj: &Map<String, Value>, token: &engine::session::Token) -> Result<()> {
-    output::emit(out, &json!({"object": obj, "replicaToken": token}), || output::object(obj, &[("replicaToken", token.to_string())]))
-}
-
-fn membership(out: Output, what: &str, group: &str, member: &str, token: &engine::session::Token) -> Result<()> {
-    output::emit(out, &json!({"group": group, "member": member, "change": what, "replicaToken": token}), || {
-        format!("{what} {member} {} group {group}\nreplicaToken  {token}\n", if what == "added" { "to" } else { "from" })
+    output::emit(out, &json!({"object": obj, "replicaToken": token}), || {
+        output::object(obj, &[("replicaToken", token.to_string())])
     })
 }
 
-fn objects(out: Output, ty: ObjectType, objs: &[Map<String, Value>], served: &engine::cluster::ServedBy) -> Result<()> {
+fn membership(
+    out: Output,
+    what: &str,
+    group: &str,
+    member: &str,
+    token: &engine::session::Token,
+) -> Result<()> {
+    output::emit(
+        out,
+        &json!({"group": group, "member": member, "change": what, "replicaToken": token}),
+        || {
+            format!(
+                "{what} {member} {} group {group}\nreplicaToken  {token}\n",
+                if what == "added" { "to" } else { "from" }
+            )
+        },
+    )
+}
+
+fn objects(
+    out: Output,
+    ty: ObjectType,
+    objs: &[Map<String, Value>],
+    served: &engine::cluster::ServedBy,
+) -> Result<()> {
     let cols = list_columns(ty);
     let rows: Vec<_> = objs.iter().map(|o| output::cells(o, cols)).collect();
-    output::emit(out, &json!({"objects": objs, "servedBy": served}), || output::table(cols, &rows))
+    output::emit(out, &json!({"objects": objs, "servedBy": served}), || {
+        output::table(cols, &rows)
+    })
 }
 
 /// One parsed line of an import file.
@@ -154,7 +209,8 @@ struct Line {
 }
 
 fn parse_import(path: &std::path::Path) -> Result<Vec<Line>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::NotFound(format!("cannot open import file {}: {e}", path.display())))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::NotFound(format!("cannot open import file {}: {e}", path.display())))?;
     let mut lines = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let number = i + 1;
@@ -162,38 +218,80 @@ fn parse_import(path: &std::path::Path) -> Result<Vec<Line>> {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |why: String| Error::Invalid(format!("{} line {number}: {why}; nothing was imported", path.display()));
+        let bad = |why: String| {
+            Error::Invalid(format!(
+                "{} line {number}: {why}; nothing was imported",
+                path.display()
+            ))
+        };
         let mut fields = match serde_json::from_str::<Value>(&line) {
             Ok(Value::Object(m)) => m,
             Ok(_) => return Err(bad("not a JSON object".into()).into()),
             Err(e) => return Err(bad(format!("malformed JSON: {e}")).into()),
         };
-        let ty_name = fields.remove("@odata.type").and_then(|v| v.as_str().map(str::to_string)).ok_or_else(|| bad("no @odata.type".into()))?;
+        let ty_name = fields
+            .remove("@odata.type")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .ok_or_else(|| bad("no @odata.type".into()))?;
         let ty = ObjectType::parse(&ty_name).map_err(|e| bad(e.to_string()))?;
         let members = match fields.remove("members") {
             None => Vec::new(),
-            Some(Value::Array(a)) if ty == ObjectType::Group => {
-                a.into_iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad("members must be a list of object IDs".into()))).collect::<Result<_, _>>()?
+            Some(Value::Array(a)) if ty == ObjectType::Group => a
+                .into_iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| bad("members must be a list of object IDs".into()))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(bad("members must be a list of object IDs on a group".into()).into())
             }
-            Some(_) => return Err(bad("members must be a list of object IDs on a group".into()).into()),
         };
-        lines.push(Line { number, ty, fields, members });
+        lines.push(Line {
+            number,
+            ty,
+            fields,
+            members,
+        });
     }
     Ok(lines)
 }
 
 /// Applies import lines to a transaction.
-fn stage(t: &mut Txn, tid: &str, lines: &[Line], now: &str, path: &std::path::Path) -> engine::Result<Vec<String>> {
+fn stage(
+    t: &mut Txn,
+    tid: &str,
+    lines: &[Line],
+    now: &str,
+    path: &std::path::Path,
+) -> engine::Result<Vec<String>> {
     let mut ids = Vec::with_capacity(lines.len());
     for l in lines {
         let at = |e: Error| match e {
-            Error::Invalid(m) => Error::Invalid(format!("{} line {}: {m}; nothing was imported", path.display(), l.number)),
-            Error::Conflict(m) => Error::Conflict(format!("{} line {}: {m}; nothing was imported", path.display(), l.number)),
-            Error::NotFound(m) => Error::NotFound(format!("{} line {}: {m}; nothing was imported", path.display(), l.number)),
+            Error::Invalid(m) => Error::Invalid(format!(
+                "{} line {}: {m}; nothing was imported",
+                path.display(),
+                l.number
+            )),
+            Error::Conflict(m) => Error::Conflict(format!(
+                "{} line {}: {m}; nothing was imported",
+                path.display(),
+                l.number
+            )),
+            Error::NotFound(m) => Error::NotFound(format!(
+                "{} line {}: {m}; nothing was imported",
+                path.display(),
+                l.number
+            )),
             other => other,
         };
         let obj = directory::create(t, tid, l.ty, l.fields.clone(), now).map_err(at)?;
-        let id = obj.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let id = obj
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         for m in &l.members {
             directory::add_member(t, tid, &id, m).map_err(at)?;
         }
@@ -217,8 +315,15 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
         stage(&mut t, &tid, &lines, &now, &a.file)?;
         Ok((Vec::new(), ()))
     })?;
-    let bar = if output::stdout_is_terminal() { indicatif::ProgressBar::new(lines.len() as u64) } else { indicatif::ProgressBar::hidden() };
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} objects {per_sec} {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    let bar = if output::stdout_is_terminal() {
+        indicatif::ProgressBar::new(lines.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} objects {per_sec} {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let mut done = 0usize;
     let mut last_token = None;
     for chunk in lines.chunks(a.batch_size) {
@@ -228,20 +333,35 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
                 let ids = stage(&mut t, &tid, chunk, &now, &a.file)?;
                 Ok((t.into_ops(), ids))
             })
-            .with_context(|| format!("import {} from line {}; lines before it are committed", a.file.display(), chunk[0].number))?;
+            .with_context(|| {
+                format!(
+                    "import {} from line {}; lines before it are committed",
+                    a.file.display(),
+                    chunk[0].number
+                )
+            })?;
         done += chunk.len();
         bar.inc(chunk.len() as u64);
         if out == Output::Json {
-            output::json_line(&json!({"committedThroughLine": chunk[chunk.len() - 1].number, "objects": done, "replicaToken": token}))?;
+            output::json_line(
+                &json!({"committedThroughLine": chunk[chunk.len() - 1].number, "objects": done, "replicaToken": token}),
+            )?;
         }
         last_token = Some(token);
     }
     bar.finish_and_clear();
     match out {
-        Output::Json => output::json_line(&json!({"imported": done, "tenant": a.tenant, "replicaToken": last_token})),
+        Output::Json => output::json_line(
+            &json!({"imported": done, "tenant": a.tenant, "replicaToken": last_token}),
+        ),
         Output::Table => {
-            let token = last_token.map(|t| t.to_string()).unwrap_or_else(|| "none".into());
-            output::print(&format!("imported {done} objects into tenant {} (replica token {token})\n", a.tenant))
+            let token = last_token
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "none".into());
+            output::print(&format!(
+                "imported {done} objects into tenant {} (replica token {token})\n",
+                a.tenant
+            ))
         }
     }
 }

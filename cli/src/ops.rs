@@ -22,13 +22,30 @@ pub fn init(g: &Global, a: InitArgs) -> Result<()> {
             specs.push(format!("{},{}", dcs[i], dcs[i + 1]));
             i += 2;
         } else {
-            return Err(Error::Invalid(format!("--datacenters: {:?} is not NAME@LAT,LON", dcs[i])).into());
+            return Err(
+                Error::Invalid(format!("--datacenters: {:?} is not NAME@LAT,LON", dcs[i])).into(),
+            );
         }
     }
-    let dcs = specs.iter().map(|s| parse_datacenter(s)).collect::<engine::Result<Vec<_>>>()?;
-    let t = Cluster::init(&root, dcs, a.partitions).with_context(|| format!("init cluster in {}", root.display()))?;
+    let dcs = specs
+        .iter()
+        .map(|s| parse_datacenter(s))
+        .collect::<engine::Result<Vec<_>>>()?;
+    let t = Cluster::init(&root, dcs, a.partitions)
+        .with_context(|| format!("init cluster in {}", root.display()))?;
     output::emit(g.output, &serde_json::to_value(&t)?, || {
-        let rows: Vec<_> = t.partitions.iter().map(|p| vec![p.id.to_string(), p.primary.clone(), p.sync_standby.clone(), p.term.to_string()]).collect();
+        let rows: Vec<_> = t
+            .partitions
+            .iter()
+            .map(|p| {
+                vec![
+                    p.id.to_string(),
+                    p.primary.clone(),
+                    p.sync_standby.clone(),
+                    p.term.to_string(),
+                ]
+            })
+            .collect();
         format!(
             "created cluster {} in {} with {} datacenters and {} partitions\n{}",
             t.cluster_id,
@@ -67,18 +84,36 @@ pub fn tenant(g: &Global, c: TenantCmd) -> Result<()> {
                 if t.tenants.contains_key(&name) {
                     return Err(Error::Conflict(format!("tenant {name} already exists")));
                 }
-                t.tenants.insert(name.clone(), engine::topology::TenantPlacement { id: id.clone(), partition });
+                t.tenants.insert(
+                    name.clone(),
+                    engine::topology::TenantPlacement {
+                        id: id.clone(),
+                        partition,
+                    },
+                );
                 Ok(())
             })?;
-            output::emit(g.output, &json!({"tenant": record, "name": name, "partition": partition, "replicaToken": token}), || {
-                format!("created tenant {name} ({id}) on partition {partition}\nreplicaToken  {token}\n")
-            })
+            output::emit(
+                g.output,
+                &json!({"tenant": record, "name": name, "partition": partition, "replicaToken": token}),
+                || {
+                    format!("created tenant {name} ({id}) on partition {partition}\nreplicaToken  {token}\n")
+                },
+            )
         }
         TenantCmd::List => {
             let t = ctx.cluster.topology();
-            let list: Vec<_> = t.tenants.iter().map(|(n, p)| json!({"name": n, "id": p.id, "partition": p.partition})).collect();
+            let list: Vec<_> = t
+                .tenants
+                .iter()
+                .map(|(n, p)| json!({"name": n, "id": p.id, "partition": p.partition}))
+                .collect();
             output::emit(g.output, &json!(list), || {
-                let rows: Vec<_> = t.tenants.iter().map(|(n, p)| vec![n.clone(), p.id.clone(), p.partition.to_string()]).collect();
+                let rows: Vec<_> = t
+                    .tenants
+                    .iter()
+                    .map(|(n, p)| vec![n.clone(), p.id.clone(), p.partition.to_string()])
+                    .collect();
                 output::table(&["name", "id", "partition"], &rows)
             })
         }
@@ -87,14 +122,22 @@ pub fn tenant(g: &Global, c: TenantCmd) -> Result<()> {
 
 fn crc32(b: &[u8]) -> u32 {
     // A stable hash for placement: the same name lands on the same partition on every machine.
-    b.iter().fold(0x811c_9dc5u32, |h, x| (h ^ u32::from(*x)).wrapping_mul(0x0100_0193))
+    b.iter().fold(0x811c_9dc5u32, |h, x| {
+        (h ^ u32::from(*x)).wrapping_mul(0x0100_0193)
+    })
 }
 
 pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
     let mut ctx = Ctx::open(g)?;
     let parts: Vec<u32> = match a.partition {
         Some(p) => vec![ctx.cluster.topology().partition(p)?.id],
-        None => ctx.cluster.topology().partitions.iter().map(|p| p.id).collect(),
+        None => ctx
+            .cluster
+            .topology()
+            .partitions
+            .iter()
+            .map(|p| p.id)
+            .collect(),
     };
     let mut total = 0;
     let mut plan_errors = Vec::new();
@@ -104,8 +147,15 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
             Err(e) => plan_errors.push((*p, e)),
         }
     }
-    let bar = if output::stdout_is_terminal() { indicatif::ProgressBar::new(total) } else { indicatif::ProgressBar::hidden() };
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} entries {per_sec} {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    let bar = if output::stdout_is_terminal() {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} entries {per_sec} {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for p in parts {
@@ -121,17 +171,37 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
     bar.finish_and_clear();
     let rows: Vec<_> = reports
         .iter()
-        .map(|r| vec![r.partition.to_string(), r.datacenter.clone(), r.shipped_entries.to_string(), r.lsn.map(|l| l.to_string()).unwrap_or_default(), r.error.clone().unwrap_or_else(|| "ok".into())])
+        .map(|r| {
+            vec![
+                r.partition.to_string(),
+                r.datacenter.clone(),
+                r.shipped_entries.to_string(),
+                r.lsn.map(|l| l.to_string()).unwrap_or_default(),
+                r.error.clone().unwrap_or_else(|| "ok".into()),
+            ]
+        })
         .collect();
-    output::emit(g.output, &json!({"replicas": reports, "failures": failures}), || {
-        let mut s = output::table(&["partition", "datacenter", "shipped", "lsn", "result"], &rows);
-        for f in &failures {
-            s.push_str(&format!("failed: {f}\n"));
-        }
-        s
-    })?;
+    output::emit(
+        g.output,
+        &json!({"replicas": reports, "failures": failures}),
+        || {
+            let mut s = output::table(
+                &["partition", "datacenter", "shipped", "lsn", "result"],
+                &rows,
+            );
+            for f in &failures {
+                s.push_str(&format!("failed: {f}\n"));
+            }
+            s
+        },
+    )?;
     if !failures.is_empty() {
-        return Err(Error::Unavailable(format!("sync could not reach {} partition(s): {}", failures.len(), failures.join("; "))).into());
+        return Err(Error::Unavailable(format!(
+            "sync could not reach {} partition(s): {}",
+            failures.len(),
+            failures.join("; ")
+        ))
+        .into());
     }
     Ok(())
 }
@@ -140,16 +210,45 @@ pub fn status(g: &Global) -> Result<()> {
     let mut ctx = Ctx::open(g)?;
     let rows = ctx.cluster.status()?;
     let t = ctx.cluster.topology();
-    output::emit(g.output, &json!({"clusterId": t.cluster_id, "generation": t.generation, "replicas": rows}), || {
-        let table: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                let opt = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
-                vec![r.partition.to_string(), r.datacenter.clone(), r.role.to_string(), opt(r.term), opt(r.last_lsn), opt(r.lag_entries), r.health.clone()]
-            })
-            .collect();
-        format!("cluster {} (generation {})\n{}", t.cluster_id, t.generation, output::table(&["partition", "datacenter", "role", "term", "lsn", "lag", "health"], &table))
-    })
+    output::emit(
+        g.output,
+        &json!({"clusterId": t.cluster_id, "generation": t.generation, "replicas": rows}),
+        || {
+            let table: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    let opt =
+                        |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+                    vec![
+                        r.partition.to_string(),
+                        r.datacenter.clone(),
+                        r.role.to_string(),
+                        opt(r.term),
+                        opt(r.last_lsn),
+                        opt(r.lag_entries),
+                        r.health.clone(),
+                    ]
+                })
+                .collect();
+            format!(
+                "cluster {} (generation {})\n{}",
+                t.cluster_id,
+                t.generation,
+                output::table(
+                    &[
+                        "partition",
+                        "datacenter",
+                        "role",
+                        "term",
+                        "lsn",
+                        "lag",
+                        "health"
+                    ],
+                    &table
+                )
+            )
+        },
+    )
 }
 
 pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
@@ -162,9 +261,17 @@ pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
             let rows: Vec<_> = t
                 .datacenters
                 .iter()
-                .map(|d| vec![d.name.clone(), format!("{},{}", d.location.lat, d.location.lon), if d.drained { "drained" } else { "serving" }.to_string()])
+                .map(|d| {
+                    vec![
+                        d.name.clone(),
+                        format!("{},{}", d.location.lat, d.location.lon),
+                        if d.drained { "drained" } else { "serving" }.to_string(),
+                    ]
+                })
                 .collect();
-            return output::emit(g.output, &json!(t.datacenters), || output::table(&["name", "location", "reads"], &rows));
+            return output::emit(g.output, &json!(t.datacenters), || {
+                output::table(&["name", "location", "reads"], &rows)
+            });
         }
     };
     ctx.cluster.topology().datacenter(&name)?;
@@ -174,8 +281,16 @@ pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
         }
         Ok(())
     })?;
-    let what = if drained { "drained: reads route around it" } else { "undrained: reads may reach it again" };
-    output::emit(g.output, &json!({"datacenter": name, "drained": drained}), || format!("datacenter {name} {what}\n"))
+    let what = if drained {
+        "drained: reads route around it"
+    } else {
+        "undrained: reads may reach it again"
+    };
+    output::emit(
+        g.output,
+        &json!({"datacenter": name, "drained": drained}),
+        || format!("datacenter {name} {what}\n"),
+    )
 }
 
 pub fn failover(g: &Global, a: FailoverArgs) -> Result<()> {
@@ -184,7 +299,10 @@ pub fn failover(g: &Global, a: FailoverArgs) -> Result<()> {
         (Some(p), _) => {
             ctx.cluster.topology().partition(*p)?;
             if a.to.is_none() && !a.emergency {
-                return Err(Error::Invalid("say where to: --to DC (planned) or --emergency".into()).into());
+                return Err(Error::Invalid(
+                    "say where to: --to DC (planned) or --emergency".into(),
+                )
+                .into());
             }
             vec![(*p, a.to.clone())]
         }
@@ -192,17 +310,34 @@ pub fn failover(g: &Global, a: FailoverArgs) -> Result<()> {
             let t = ctx.cluster.topology();
             t.datacenter(dc)?;
             if a.to.as_deref() == Some(dc.as_str()) {
-                return Err(Error::Invalid(format!("--to {dc} is the datacenter being emptied")).into());
+                return Err(
+                    Error::Invalid(format!("--to {dc} is the datacenter being emptied")).into(),
+                );
             }
-            t.partitions.iter().filter(|p| p.primary == *dc).map(|p| (p.id, a.to.clone().or_else(|| Some(p.sync_standby.clone())))).collect()
+            t.partitions
+                .iter()
+                .filter(|p| p.primary == *dc)
+                .map(|p| (p.id, a.to.clone().or_else(|| Some(p.sync_standby.clone()))))
+                .collect()
         }
-        (None, None) => return Err(Error::Invalid("give --partition P or --all-from DC".into()).into()),
+        (None, None) => {
+            return Err(Error::Invalid("give --partition P or --all-from DC".into()).into())
+        }
     };
-    let bar = if output::stdout_is_terminal() && parts.len() > 1 { indicatif::ProgressBar::new(parts.len() as u64) } else { indicatif::ProgressBar::hidden() };
+    let bar = if output::stdout_is_terminal() && parts.len() > 1 {
+        indicatif::ProgressBar::new(parts.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for (p, to) in parts {
-        let r = if a.emergency { ctx.cluster.failover_emergency(p, a.accept_data_loss) } else { ctx.cluster.failover_planned(p, to.as_deref().unwrap_or_default()) };
+        let r = if a.emergency {
+            ctx.cluster.failover_emergency(p, a.accept_data_loss)
+        } else {
+            ctx.cluster
+                .failover_planned(p, to.as_deref().unwrap_or_default())
+        };
         match r {
             Ok(r) => reports.push(r),
             Err(e) => failures.push((p, e)),
@@ -220,21 +355,43 @@ pub fn failover(g: &Global, a: FailoverArgs) -> Result<()> {
                 r.sync_standby.clone(),
                 r.lsn.to_string(),
                 format!("{:.1}", r.write_unavailable_ms),
-                r.possible_loss_after_lsn.map(|l| format!("acknowledged writes after lsn {l} may be lost")).unwrap_or_else(|| "none".into()),
+                r.possible_loss_after_lsn
+                    .map(|l| format!("acknowledged writes after lsn {l} may be lost"))
+                    .unwrap_or_else(|| "none".into()),
             ]
         })
         .collect();
-    let failed: Vec<String> = failures.iter().map(|(p, e)| format!("partition {p}: {e}")).collect();
-    output::emit(g.output, &json!({"failovers": reports, "failures": failed}), || {
-        let mut s = output::table(&["partition", "primary", "term", "sync standby", "lsn", "writes unavailable ms", "data loss"], &rows);
-        for f in &failed {
-            s.push_str(&format!("failed: {f}\n"));
-        }
-        s
-    })?;
+    let failed: Vec<String> = failures
+        .iter()
+        .map(|(p, e)| format!("partition {p}: {e}"))
+        .collect();
+    output::emit(
+        g.output,
+        &json!({"failovers": reports, "failures": failed}),
+        || {
+            let mut s = output::table(
+                &[
+                    "partition",
+                    "primary",
+                    "term",
+                    "sync standby",
+                    "lsn",
+                    "writes unavailable ms",
+                    "data loss",
+                ],
+                &rows,
+            );
+            for f in &failed {
+                s.push_str(&format!("failed: {f}\n"));
+            }
+            s
+        },
+    )?;
     match failures.into_iter().next() {
         Some((_, e)) if reports.is_empty() => Err(e.into()),
-        Some((p, e)) => Err(anyhow::anyhow!(e).context(format!("failover of partition {p} failed (others succeeded)"))),
+        Some((p, e)) => Err(anyhow::anyhow!(e).context(format!(
+            "failover of partition {p} failed (others succeeded)"
+        ))),
         None => Ok(()),
     }
 }

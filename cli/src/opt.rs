@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "dirctl", version, about = "Operate a geodir cluster: a geo-replicated directory data tier")]
+#[command(
+    name = "dirctl",
+    version,
+    about = "Operate a geodir cluster: a geo-replicated directory data tier"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -20,7 +24,12 @@ pub struct Global {
     #[arg(long, global = true, env = "DIRCTL_CLUSTER", value_name = "DIR")]
     pub cluster: Option<PathBuf>,
     /// Where the caller is, for nearest-datacenter reads: a datacenter name or LAT,LON.
-    #[arg(long, global = true, env = "DIRCTL_REGION", value_name = "NAME|LAT,LON")]
+    #[arg(
+        long,
+        global = true,
+        env = "DIRCTL_REGION",
+        value_name = "NAME|LAT,LON"
+    )]
     pub region: Option<String>,
     /// A logical session file: keeps replica tokens and datacenter affinity (read-your-writes).
     #[arg(long, global = true, env = "DIRCTL_SESSION", value_name = "FILE")]

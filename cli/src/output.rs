@@ -66,7 +66,12 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// An object as FIELD VALUE lines, plus trailing extra lines (token, served by).
 pub fn object(obj: &Map<String, Value>, extra: &[(&str, String)]) -> String {
-    let w = obj.keys().map(|k| k.len()).chain(extra.iter().map(|(k, _)| k.len())).max().unwrap_or(0);
+    let w = obj
+        .keys()
+        .map(|k| k.len())
+        .chain(extra.iter().map(|(k, _)| k.len()))
+        .max()
+        .unwrap_or(0);
     let mut s = String::new();
     for (k, v) in obj {
         s.push_str(&format!("{k:<w$}  {}\n", cell(v)));
@@ -85,5 +90,8 @@ pub fn emit(output: Output, json_value: &Value, human: impl FnOnce() -> String) 
 }
 
 pub fn cells(obj: &Map<String, Value>, fields: &[&str]) -> Vec<String> {
-    fields.iter().map(|f| obj.get(*f).map(cell).unwrap_or_default()).collect()
+    fields
+        .iter()
+        .map(|f| obj.get(*f).map(cell).unwrap_or_default())
+        .collect()
 }

@@ -16,16 +16,31 @@ fn promise_1_acknowledged_write_survives_deleting_the_primary_datacenter_folder(
     let c = Cluster::new();
     let id = c.create_user("ada@contoso.com");
     std::fs::remove_dir_all(c.dc_dir("westus")).unwrap();
-    let v = c.ok(&["user", "get", "--tenant", "contoso", &id, "--region", "eastus"]);
+    let v = c.ok(&[
+        "user", "get", "--tenant", "contoso", &id, "--region", "eastus",
+    ]);
     assert_eq!(v["object"]["userPrincipalName"], "ada@contoso.com");
     assert_eq!(v["servedBy"]["datacenter"], "eastus");
     // The lost primary is reported, never silently recreated as an empty replica.
-    c.fails(&["user", "create", "--tenant", "contoso", "--upn", "b@contoso.com", "--display-name", "b"], 5);
+    c.fails(
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "contoso",
+            "--upn",
+            "b@contoso.com",
+            "--display-name",
+            "b",
+        ],
+        5,
+    );
     assert!(!c.dc_dir("westus").exists());
 }
 
 #[test]
-fn promise_2_no_reachable_secondary_in_another_datacenter_gives_exit_5_and_nothing_is_applied_anywhere() {
+fn promise_2_no_reachable_secondary_in_another_datacenter_gives_exit_5_and_nothing_is_applied_anywhere(
+) {
     let c = Cluster::new();
     c.create_user("first@contoso.com");
     let before = c.lsn(0, "westus");
@@ -35,21 +50,61 @@ fn promise_2_no_reachable_secondary_in_another_datacenter_gives_exit_5_and_nothi
     let away2 = c.path("westeurope-away");
     rename(&c.dc_dir("westeurope"), &away2);
     let id = "0b6e8f0a-1111-4222-8333-444455556666";
-    let r = c.fails(&["user", "create", "--tenant", "contoso", "--set", &format!("id={id}"), "--upn", "x@contoso.com", "--display-name", "x"], 5);
+    let r = c.fails(
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "contoso",
+            "--set",
+            &format!("id={id}"),
+            "--upn",
+            "x@contoso.com",
+            "--display-name",
+            "x",
+        ],
+        5,
+    );
     assert!(r.stderr.contains("sync standby"), "{}", r.describe());
     rename(&away, &c.dc_dir("eastus"));
     rename(&away2, &c.dc_dir("westeurope"));
     assert_eq!(c.lsn(0, "westus"), before, "the primary's log moved");
     for region in ["westus", "eastus", "westeurope"] {
-        c.fails(&["user", "get", "--tenant", "contoso", id, "--region", region], 3);
+        c.fails(
+            &["user", "get", "--tenant", "contoso", id, "--region", region],
+            3,
+        );
     }
     c.ok(&["sync"]);
     for region in ["westus", "eastus", "westeurope"] {
-        c.fails(&["user", "get", "--tenant", "contoso", id, "--region", region], 3);
-        c.fails(&["user", "get", "--tenant", "contoso", "x@contoso.com", "--region", region], 3);
+        c.fails(
+            &["user", "get", "--tenant", "contoso", id, "--region", region],
+            3,
+        );
+        c.fails(
+            &[
+                "user",
+                "get",
+                "--tenant",
+                "contoso",
+                "x@contoso.com",
+                "--region",
+                region,
+            ],
+            3,
+        );
     }
     // The UPN was never taken: the same write succeeds now.
-    c.ok(&["user", "create", "--tenant", "contoso", "--upn", "x@contoso.com", "--display-name", "x"]);
+    c.ok(&[
+        "user",
+        "create",
+        "--tenant",
+        "contoso",
+        "--upn",
+        "x@contoso.com",
+        "--display-name",
+        "x",
+    ]);
 }
 
 #[test]
@@ -60,16 +115,53 @@ fn promise_3_session_reads_its_own_write_at_a_datacenter_that_was_lagging() {
     // westeurope is unreachable while the session writes: the write commits on westus + eastus only.
     let away = c.path("westeurope-away");
     rename(&c.dc_dir("westeurope"), &away);
-    let v = c.ok(&["user", "create", "--tenant", "contoso", "--upn", "s@contoso.com", "--display-name", "s", "--session", session, "--region", "westeurope"]);
+    let v = c.ok(&[
+        "user",
+        "create",
+        "--tenant",
+        "contoso",
+        "--upn",
+        "s@contoso.com",
+        "--display-name",
+        "s",
+        "--session",
+        session,
+        "--region",
+        "westeurope",
+    ]);
     let id = v["object"]["id"].as_str().unwrap().to_string();
     rename(&away, &c.dc_dir("westeurope"));
     // Without the session, westeurope's replica lags: it does not know the user.
-    c.fails(&["user", "get", "--tenant", "contoso", &id, "--region", "westeurope"], 3);
+    c.fails(
+        &[
+            "user",
+            "get",
+            "--tenant",
+            "contoso",
+            &id,
+            "--region",
+            "westeurope",
+        ],
+        3,
+    );
     // With the session, westeurope first pulls from the primary, then answers.
-    let v = c.ok(&["user", "get", "--tenant", "contoso", &id, "--session", session, "--region", "westeurope"]);
+    let v = c.ok(&[
+        "user",
+        "get",
+        "--tenant",
+        "contoso",
+        &id,
+        "--session",
+        session,
+        "--region",
+        "westeurope",
+    ]);
     assert_eq!(v["object"]["id"], id.as_str());
     assert_eq!(v["servedBy"]["datacenter"], "westeurope");
-    assert!(v["servedBy"]["pulled_entries"].as_u64().unwrap() >= 1, "{v}");
+    assert!(
+        v["servedBy"]["pulled_entries"].as_u64().unwrap() >= 1,
+        "{v}"
+    );
 }
 
 #[test]
@@ -77,10 +169,31 @@ fn promise_3_session_write_is_shipped_to_the_session_datacenter() {
     let c = Cluster::new();
     let session = c.path("s.json");
     let session = session.to_str().unwrap();
-    let v = c.ok(&["user", "create", "--tenant", "contoso", "--upn", "t@contoso.com", "--display-name", "t", "--session", session, "--region", "westeurope"]);
+    let v = c.ok(&[
+        "user",
+        "create",
+        "--tenant",
+        "contoso",
+        "--upn",
+        "t@contoso.com",
+        "--display-name",
+        "t",
+        "--session",
+        session,
+        "--region",
+        "westeurope",
+    ]);
     assert_eq!(v["replicaToken"]["datacenter"], "westeurope");
     // Even without the session, westeurope holds it: it was shipped synchronously.
-    let v = c.ok(&["user", "get", "--tenant", "contoso", "t@contoso.com", "--region", "westeurope"]);
+    let v = c.ok(&[
+        "user",
+        "get",
+        "--tenant",
+        "contoso",
+        "t@contoso.com",
+        "--region",
+        "westeurope",
+    ]);
     assert_eq!(v["servedBy"]["datacenter"], "westeurope");
 }
 
@@ -91,12 +204,22 @@ fn promise_6_reads_go_on_with_the_primary_datacenter_drained() {
     c.ok(&["sync"]);
     c.ok(&["dc", "drain", "westus"]);
     for region in ["westus", "eastus", "westeurope"] {
-        let v = c.ok(&["user", "get", "--tenant", "contoso", &id, "--region", region]);
+        let v = c.ok(&[
+            "user", "get", "--tenant", "contoso", &id, "--region", region,
+        ]);
         assert_ne!(v["servedBy"]["datacenter"], "westus");
     }
     // Drain the nearest secondary too: reads route to the remaining one.
     c.ok(&["dc", "drain", "westeurope"]);
-    let v = c.ok(&["user", "get", "--tenant", "contoso", &id, "--region", "westeurope"]);
+    let v = c.ok(&[
+        "user",
+        "get",
+        "--tenant",
+        "contoso",
+        &id,
+        "--region",
+        "westeurope",
+    ]);
     assert_eq!(v["servedBy"]["datacenter"], "eastus");
     c.ok(&["dc", "undrain", "westeurope"]);
     c.ok(&["dc", "undrain", "westus"]);
@@ -108,18 +231,47 @@ fn promise_6_reads_route_around_an_unreachable_datacenter_found_by_probe() {
     let id = c.create_user("p@contoso.com");
     c.ok(&["sync"]);
     std::fs::remove_dir_all(c.dc_dir("westeurope")).unwrap();
-    let v = c.ok(&["user", "get", "--tenant", "contoso", &id, "--region", "westeurope"]);
+    let v = c.ok(&[
+        "user",
+        "get",
+        "--tenant",
+        "contoso",
+        &id,
+        "--region",
+        "westeurope",
+    ]);
     assert_eq!(v["servedBy"]["datacenter"], "eastus");
     let s = c.ok(&["status"]);
-    let row = s["replicas"].as_array().unwrap().iter().find(|r| r["partition"] == 0 && r["datacenter"] == "westeurope").cloned().unwrap();
-    assert!(row["health"].as_str().unwrap().starts_with("unreachable"), "{row}");
+    let row = s["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["partition"] == 0 && r["datacenter"] == "westeurope")
+        .cloned()
+        .unwrap();
+    assert!(
+        row["health"].as_str().unwrap().starts_with("unreachable"),
+        "{row}"
+    );
 }
 
 #[test]
 fn duplicate_upn_is_a_conflict_with_exit_4() {
     let c = Cluster::new();
     c.create_user("dup@contoso.com");
-    let r = c.fails(&["user", "create", "--tenant", "contoso", "--upn", "DUP@contoso.com", "--display-name", "again"], 4);
+    let r = c.fails(
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "contoso",
+            "--upn",
+            "DUP@contoso.com",
+            "--display-name",
+            "again",
+        ],
+        4,
+    );
     assert!(r.stderr.contains("already taken"), "{}", r.describe());
     let list = c.ok(&["user", "list", "--tenant", "contoso", "--region", "eastus"]);
     assert_eq!(list["objects"].as_array().unwrap().len(), 1);
@@ -128,11 +280,44 @@ fn duplicate_upn_is_a_conflict_with_exit_4() {
 #[test]
 fn not_found_gives_exit_3() {
     let c = Cluster::new();
-    c.fails(&["user", "get", "--tenant", "contoso", "7d1c7a1e-0000-4000-8000-000000000000"], 3);
-    c.fails(&["user", "get", "--tenant", "contoso", "nobody@contoso.com"], 3);
-    c.fails(&["user", "get", "--tenant", "nosuchtenant", "nobody@contoso.com"], 3);
-    c.fails(&["group", "members", "--tenant", "contoso", "7d1c7a1e-0000-4000-8000-000000000000"], 3);
-    let r = dirctl().args(["status", "--cluster", c.path("nowhere").to_str().unwrap()]).output().unwrap();
+    c.fails(
+        &[
+            "user",
+            "get",
+            "--tenant",
+            "contoso",
+            "7d1c7a1e-0000-4000-8000-000000000000",
+        ],
+        3,
+    );
+    c.fails(
+        &["user", "get", "--tenant", "contoso", "nobody@contoso.com"],
+        3,
+    );
+    c.fails(
+        &[
+            "user",
+            "get",
+            "--tenant",
+            "nosuchtenant",
+            "nobody@contoso.com",
+        ],
+        3,
+    );
+    c.fails(
+        &[
+            "group",
+            "members",
+            "--tenant",
+            "contoso",
+            "7d1c7a1e-0000-4000-8000-000000000000",
+        ],
+        3,
+    );
+    let r = dirctl()
+        .args(["status", "--cluster", c.path("nowhere").to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(r.status.code(), Some(3));
 }
 
@@ -140,61 +325,206 @@ fn not_found_gives_exit_3() {
 fn malformed_input_is_refused_clearly_and_nothing_is_written() {
     let c = Cluster::new();
     let before = c.lsn(0, "westus");
-    let r = c.fails(&["user", "create", "--tenant", "contoso", "--json", "{not json"], 2);
+    let r = c.fails(
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "contoso",
+            "--json",
+            "{not json",
+        ],
+        2,
+    );
     assert!(r.stderr.contains("not valid JSON"), "{}", r.describe());
-    let r = c.fails(&["user", "create", "--tenant", "contoso", "--upn", "a@contoso.com", "--display-name", "a", "--set", "shoeSize=42"], 2);
+    let r = c.fails(
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "contoso",
+            "--upn",
+            "a@contoso.com",
+            "--display-name",
+            "a",
+            "--set",
+            "shoeSize=42",
+        ],
+        2,
+    );
     assert!(r.stderr.contains("shoeSize"), "{}", r.describe());
-    c.fails(&["user", "create", "--tenant", "contoso", "--upn", "not-an-upn", "--display-name", "a"], 2);
+    c.fails(
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "contoso",
+            "--upn",
+            "not-an-upn",
+            "--display-name",
+            "a",
+        ],
+        2,
+    );
     // An import with a bad line in the middle writes none of the good lines before it.
     let file = c.path("bad.jsonl");
     let mut f = std::fs::File::create(&file).unwrap();
     writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok1@contoso.com","displayName":"ok1"}}"##).unwrap();
     writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok2@contoso.com","displayName":"ok2"}}"##).unwrap();
-    writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"broken""##).unwrap();
+    writeln!(
+        f,
+        r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"broken""##
+    )
+    .unwrap();
     drop(f);
-    let r = c.fails(&["import", "--tenant", "contoso", file.to_str().unwrap(), "--batch-size", "1"], 2);
+    let r = c.fails(
+        &[
+            "import",
+            "--tenant",
+            "contoso",
+            file.to_str().unwrap(),
+            "--batch-size",
+            "1",
+        ],
+        2,
+    );
     assert!(r.stderr.contains("line 3"), "{}", r.describe());
     let mut f = std::fs::File::create(&file).unwrap();
     writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok1@contoso.com","displayName":"ok1"}}"##).unwrap();
-    writeln!(f, r##"{{"@odata.type":"#microsoft.graph.printer","displayName":"p"}}"##).unwrap();
+    writeln!(
+        f,
+        r##"{{"@odata.type":"#microsoft.graph.printer","displayName":"p"}}"##
+    )
+    .unwrap();
     drop(f);
-    let r = c.fails(&["import", "--tenant", "contoso", file.to_str().unwrap(), "--batch-size", "1"], 2);
+    let r = c.fails(
+        &[
+            "import",
+            "--tenant",
+            "contoso",
+            file.to_str().unwrap(),
+            "--batch-size",
+            "1",
+        ],
+        2,
+    );
     assert!(r.stderr.contains("unknown object type"), "{}", r.describe());
     // A conflict late in the file is found before anything is written.
     let mut f = std::fs::File::create(&file).unwrap();
     writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok1@contoso.com","displayName":"ok1"}}"##).unwrap();
     writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"OK1@contoso.com","displayName":"ok1 again"}}"##).unwrap();
     drop(f);
-    c.fails(&["import", "--tenant", "contoso", file.to_str().unwrap(), "--batch-size", "1"], 4);
+    c.fails(
+        &[
+            "import",
+            "--tenant",
+            "contoso",
+            file.to_str().unwrap(),
+            "--batch-size",
+            "1",
+        ],
+        4,
+    );
     assert_eq!(c.lsn(0, "westus"), before);
-    c.fails(&["user", "get", "--tenant", "contoso", "ok1@contoso.com", "--region", "eastus"], 3);
+    c.fails(
+        &[
+            "user",
+            "get",
+            "--tenant",
+            "contoso",
+            "ok1@contoso.com",
+            "--region",
+            "eastus",
+        ],
+        3,
+    );
 }
 
 #[test]
 fn init_refuses_bad_topologies_and_an_existing_cluster() {
     let c = Cluster::new();
     let r = c.fails(&["init", "--datacenters", DCS], 4);
-    assert!(r.stderr.contains("already holds a cluster"), "{}", r.describe());
+    assert!(
+        r.stderr.contains("already holds a cluster"),
+        "{}",
+        r.describe()
+    );
     let fresh = c.path("fresh");
-    let run = |args: &[&str]| dirctl().arg("--cluster").arg(&fresh).args(args).output().unwrap();
-    assert_eq!(run(&["init", "--datacenters", "westus@37.4,-122.1"]).status.code(), Some(2));
-    assert_eq!(run(&["init", "--datacenters", DCS, "--partitions", "0"]).status.code(), Some(2));
-    assert_eq!(run(&["init", "--datacenters", "a@1,2,a@3,4"]).status.code(), Some(2));
-    assert_eq!(run(&["init", "--datacenters", "a@1,2,b@nope,4"]).status.code(), Some(2));
+    let run = |args: &[&str]| {
+        dirctl()
+            .arg("--cluster")
+            .arg(&fresh)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(
+        run(&["init", "--datacenters", "westus@37.4,-122.1"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["init", "--datacenters", DCS, "--partitions", "0"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["init", "--datacenters", "a@1,2,a@3,4"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["init", "--datacenters", "a@1,2,b@nope,4"])
+            .status
+            .code(),
+        Some(2)
+    );
     assert!(!fresh.join("cluster.json").exists());
 }
 
 #[test]
 fn a_replica_held_by_another_process_is_waited_for_then_fails_clearly() {
     let c = Cluster::new();
-    let lock = std::fs::File::options().read(true).write(true).open(c.dc_dir("westus").join("p0").join("geodir.lock")).unwrap();
+    let lock = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(c.dc_dir("westus").join("p0").join("geodir.lock"))
+        .unwrap();
     lock.lock().unwrap();
     let start = std::time::Instant::now();
-    let r = c.fails(&["user", "create", "--tenant", "contoso", "--upn", "l@contoso.com", "--display-name", "l", "--lock-timeout-ms", "300"], 5);
+    let r = c.fails(
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "contoso",
+            "--upn",
+            "l@contoso.com",
+            "--display-name",
+            "l",
+            "--lock-timeout-ms",
+            "300",
+        ],
+        5,
+    );
     assert!(start.elapsed() >= std::time::Duration::from_millis(300));
-    assert!(r.stderr.contains("held by another dirctl process"), "{}", r.describe());
+    assert!(
+        r.stderr.contains("held by another dirctl process"),
+        "{}",
+        r.describe()
+    );
     lock.unlock().unwrap();
-    c.ok(&["user", "create", "--tenant", "contoso", "--upn", "l@contoso.com", "--display-name", "l"]);
+    c.ok(&[
+        "user",
+        "create",
+        "--tenant",
+        "contoso",
+        "--upn",
+        "l@contoso.com",
+        "--display-name",
+        "l",
+    ]);
 }
 
 #[test]
@@ -207,11 +537,25 @@ fn two_dirctl_writers_at_once_both_succeed() {
                 for i in 0..12 {
                     let upn = format!("w{w}-{i}@contoso.com");
                     let out = dirctl()
-                        .args(["user", "create", "--tenant", "contoso", "--upn", &upn, "--display-name", &upn, "--cluster"])
+                        .args([
+                            "user",
+                            "create",
+                            "--tenant",
+                            "contoso",
+                            "--upn",
+                            &upn,
+                            "--display-name",
+                            &upn,
+                            "--cluster",
+                        ])
                         .arg(&root)
                         .output()
                         .unwrap();
-                    assert!(out.status.success(), "writer {w} item {i}: {}", String::from_utf8_lossy(&out.stderr));
+                    assert!(
+                        out.status.success(),
+                        "writer {w} item {i}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
                 }
             })
         })
@@ -228,8 +572,21 @@ fn two_dirctl_writers_at_once_both_succeed() {
 fn import_killed_with_sigkill_keeps_every_object_it_reported_committed() {
     let c = Cluster::new();
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/contoso.jsonl");
-    let (mut cmd, shown) = c.command(&["import", "--tenant", "contoso", fixtures, "--batch-size", "100", "--output", "json"]);
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (mut cmd, shown) = c.command(&[
+        "import",
+        "--tenant",
+        "contoso",
+        fixtures,
+        "--batch-size",
+        "100",
+        "--output",
+        "json",
+    ]);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut reported = 0u64;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     while let Some(Ok(line)) = lines.next() {
@@ -243,21 +600,51 @@ fn import_killed_with_sigkill_keeps_every_object_it_reported_committed() {
         }
     }
     child.wait().unwrap();
-    assert!(reported >= 1500, "{shown}: import ended before it was killed");
+    assert!(
+        reported >= 1500,
+        "{shown}: import ended before it was killed"
+    );
     // Every object of the reported lines is readable.
     let text = std::fs::read_to_string(fixtures).unwrap();
-    let ids: Vec<String> = text.lines().take(reported as usize).map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = text
+        .lines()
+        .take(reported as usize)
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
     let users = c.ok(&["user", "list", "--tenant", "contoso", "--region", "eastus"]);
-    let have: std::collections::HashSet<&str> = users["objects"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap()).collect();
+    let have: std::collections::HashSet<&str> = users["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
     for id in &ids {
-        assert!(have.contains(id.as_str()), "object {id} was reported committed but is missing");
+        assert!(
+            have.contains(id.as_str()),
+            "object {id} was reported committed but is missing"
+        );
     }
     // After sync, the replicas agree.
     c.ok(&["sync"]);
     let rows = c.status(0);
     let lsns: Vec<_> = rows.iter().map(|r| r["last_lsn"].as_u64()).collect();
-    assert!(lsns.iter().all(|l| *l == lsns[0] && l.is_some()), "{rows:?}");
-    let a = c.ok(&["user", "list", "--tenant", "contoso", "--region", "westeurope"]);
+    assert!(
+        lsns.iter().all(|l| *l == lsns[0] && l.is_some()),
+        "{rows:?}"
+    );
+    let a = c.ok(&[
+        "user",
+        "list",
+        "--tenant",
+        "contoso",
+        "--region",
+        "westeurope",
+    ]);
     let b = c.ok(&["user", "list", "--tenant", "contoso", "--region", "eastus"]);
     assert_eq!(a["objects"], b["objects"]);
 }
@@ -266,39 +653,106 @@ fn import_killed_with_sigkill_keeps_every_object_it_reported_committed() {
 fn groups_hold_nested_members() {
     let c = Cluster::new();
     let u = c.create_user("m@contoso.com");
-    let g1 = c.ok(&["group", "create", "--tenant", "contoso", "--display-name", "inner"])["object"]["id"].as_str().unwrap().to_string();
-    let g2 = c.ok(&["group", "create", "--tenant", "contoso", "--display-name", "outer"])["object"]["id"].as_str().unwrap().to_string();
+    let g1 = c.ok(&[
+        "group",
+        "create",
+        "--tenant",
+        "contoso",
+        "--display-name",
+        "inner",
+    ])["object"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let g2 = c.ok(&[
+        "group",
+        "create",
+        "--tenant",
+        "contoso",
+        "--display-name",
+        "outer",
+    ])["object"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     c.ok(&["group", "add-member", "--tenant", "contoso", &g1, &u]);
     c.ok(&["group", "add-member", "--tenant", "contoso", &g2, &g1]);
     c.fails(&["group", "add-member", "--tenant", "contoso", &g2, &g1], 4);
-    let m = c.ok(&["group", "members", "--tenant", "contoso", &g2, "--region", "eastus"]);
+    let m = c.ok(&[
+        "group", "members", "--tenant", "contoso", &g2, "--region", "eastus",
+    ]);
     assert_eq!(m["objects"][0]["id"], g1.as_str());
     c.ok(&["group", "remove-member", "--tenant", "contoso", &g1, &u]);
-    let m = c.ok(&["group", "members", "--tenant", "contoso", &g1, "--region", "eastus"]);
+    let m = c.ok(&[
+        "group", "members", "--tenant", "contoso", &g1, "--region", "eastus",
+    ]);
     assert_eq!(m["objects"].as_array().unwrap().len(), 0);
-    c.fails(&["group", "remove-member", "--tenant", "contoso", &g1, &u], 3);
+    c.fails(
+        &["group", "remove-member", "--tenant", "contoso", &g1, &u],
+        3,
+    );
 }
 
 #[test]
 fn every_object_type_can_be_created_read_updated_and_deleted() {
     let c = Cluster::new();
     for (noun, args) in [
-        ("user", vec!["--upn", "crud@contoso.com", "--display-name", "Crud"]),
+        (
+            "user",
+            vec!["--upn", "crud@contoso.com", "--display-name", "Crud"],
+        ),
         ("group", vec!["--display-name", "G"]),
         ("app", vec!["--display-name", "App"]),
-        ("sp", vec!["--app-id", "00000000-0000-4000-8000-00000000000a", "--display-name", "SP"]),
-        ("device", vec!["--display-name", "DEV-1", "--set", "operatingSystem=Windows"]),
+        (
+            "sp",
+            vec![
+                "--app-id",
+                "00000000-0000-4000-8000-00000000000a",
+                "--display-name",
+                "SP",
+            ],
+        ),
+        (
+            "device",
+            vec![
+                "--display-name",
+                "DEV-1",
+                "--set",
+                "operatingSystem=Windows",
+            ],
+        ),
     ] {
         let mut a = vec![noun, "create", "--tenant", "contoso"];
         a.extend(args);
         let id = c.ok(&a)["object"]["id"].as_str().unwrap().to_string();
-        let v = c.ok(&[noun, "update", "--tenant", "contoso", &id, "--display-name", "Renamed"]);
+        let v = c.ok(&[
+            noun,
+            "update",
+            "--tenant",
+            "contoso",
+            &id,
+            "--display-name",
+            "Renamed",
+        ]);
         assert_eq!(v["object"]["displayName"], "Renamed");
-        let v = c.ok(&[noun, "get", "--tenant", "contoso", &id, "--region", "eastus"]);
+        let v = c.ok(&[
+            noun, "get", "--tenant", "contoso", &id, "--region", "eastus",
+        ]);
         assert_eq!(v["object"]["displayName"], "Renamed");
-        assert_eq!(c.ok(&[noun, "list", "--tenant", "contoso", "--region", "eastus"])["objects"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            c.ok(&[noun, "list", "--tenant", "contoso", "--region", "eastus"])["objects"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
         c.ok(&[noun, "delete", "--tenant", "contoso", &id]);
-        c.fails(&[noun, "get", "--tenant", "contoso", &id, "--region", "eastus"], 3);
+        c.fails(
+            &[
+                noun, "get", "--tenant", "contoso", &id, "--region", "eastus",
+            ],
+            3,
+        );
     }
 }
 
@@ -309,9 +763,15 @@ fn status_shows_lag_until_sync_brings_secondaries_level() {
         c.create_user(&format!("lag{i}@contoso.com"));
     }
     let rows = c.status(0);
-    let we = rows.iter().find(|r| r["datacenter"] == "westeurope").unwrap();
+    let we = rows
+        .iter()
+        .find(|r| r["datacenter"] == "westeurope")
+        .unwrap();
     assert_eq!(we["lag_entries"], 4);
-    assert_eq!(rows.iter().find(|r| r["datacenter"] == "eastus").unwrap()["lag_entries"], 0);
+    assert_eq!(
+        rows.iter().find(|r| r["datacenter"] == "eastus").unwrap()["lag_entries"],
+        0
+    );
     c.ok(&["sync", "--partition", "0"]);
     assert!(c.status(0).iter().all(|r| r["lag_entries"] == 0));
 }

@@ -8,14 +8,23 @@ use util::{rename, Cluster};
 // contoso is on partition 0: primary westus, sync standby eastus, westeurope lags.
 
 fn partition(c: &Cluster, p: u64) -> serde_json::Value {
-    let t: serde_json::Value = serde_json::from_slice(&std::fs::read(c.root.join("cluster.json")).unwrap()).unwrap();
-    t["partitions"].as_array().unwrap().iter().find(|x| x["id"] == p).cloned().unwrap()
+    let t: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.root.join("cluster.json")).unwrap()).unwrap();
+    t["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == p)
+        .cloned()
+        .unwrap()
 }
 
 #[test]
 fn planned_failover_loses_nothing_raises_the_term_and_reports_the_window() {
     let c = Cluster::new();
-    let ids: Vec<_> = (0..5).map(|i| c.create_user(&format!("pf{i}@contoso.com"))).collect();
+    let ids: Vec<_> = (0..5)
+        .map(|i| c.create_user(&format!("pf{i}@contoso.com")))
+        .collect();
     let v = c.ok(&["failover", "--partition", "0", "--to", "westeurope"]);
     let r = &v["failovers"][0];
     assert_eq!(r["new_primary"], "westeurope");
@@ -31,7 +40,15 @@ fn planned_failover_loses_nothing_raises_the_term_and_reports_the_window() {
         }
     }
     let id = c.create_user("after@contoso.com");
-    let v = c.ok(&["user", "get", "--tenant", "contoso", &id, "--region", p["sync_standby"].as_str().unwrap()]);
+    let v = c.ok(&[
+        "user",
+        "get",
+        "--tenant",
+        "contoso",
+        &id,
+        "--region",
+        p["sync_standby"].as_str().unwrap(),
+    ]);
     assert_eq!(v["servedBy"]["term"], 2);
     c.fails(&["failover", "--partition", "0", "--to", "westeurope"], 4);
 }
@@ -39,9 +56,23 @@ fn planned_failover_loses_nothing_raises_the_term_and_reports_the_window() {
 #[test]
 fn emergency_failover_after_deleting_the_primary_folder_keeps_every_acknowledged_write() {
     let c = Cluster::new();
-    let ids: Vec<_> = (0..5).map(|i| c.create_user(&format!("ef{i}@contoso.com"))).collect();
+    let ids: Vec<_> = (0..5)
+        .map(|i| c.create_user(&format!("ef{i}@contoso.com")))
+        .collect();
     std::fs::remove_dir_all(c.dc_dir("westus")).unwrap();
-    c.fails(&["user", "create", "--tenant", "contoso", "--upn", "x@contoso.com", "--display-name", "x"], 5);
+    c.fails(
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "contoso",
+            "--upn",
+            "x@contoso.com",
+            "--display-name",
+            "x",
+        ],
+        5,
+    );
     // A planned failover needs the primary.
     c.fails(&["failover", "--partition", "0", "--to", "eastus"], 5);
     let v = c.ok(&["failover", "--partition", "0", "--emergency"]);
@@ -49,7 +80,15 @@ fn emergency_failover_after_deleting_the_primary_folder_keeps_every_acknowledged
     assert_eq!(v["failovers"][0]["sync_standby"], "westeurope");
     assert!(v["failovers"][0]["possible_loss_after_lsn"].is_null());
     for id in &ids {
-        let v = c.ok(&["user", "get", "--tenant", "contoso", id, "--region", "westeurope"]);
+        let v = c.ok(&[
+            "user",
+            "get",
+            "--tenant",
+            "contoso",
+            id,
+            "--region",
+            "westeurope",
+        ]);
         assert_eq!(v["servedBy"]["datacenter"], "westeurope");
     }
     c.create_user("x@contoso.com");
@@ -65,7 +104,13 @@ fn double_loss_of_primary_and_standby_is_refused_without_accept_data_loss() {
     let r = c.fails(&["failover", "--partition", "0", "--emergency"], 5);
     assert!(r.stderr.contains("--accept-data-loss"), "{}", r.describe());
     assert_eq!(partition(&c, 0)["primary"], "westus");
-    let v = c.ok(&["failover", "--partition", "0", "--emergency", "--accept-data-loss"]);
+    let v = c.ok(&[
+        "failover",
+        "--partition",
+        "0",
+        "--emergency",
+        "--accept-data-loss",
+    ]);
     assert_eq!(v["failovers"][0]["new_primary"], "westeurope");
     assert_eq!(v["failovers"][0]["possible_loss_after_lsn"], 0);
 }
@@ -76,8 +121,22 @@ fn stale_primary_tail_is_discarded_and_never_visible() {
     let acked = c.create_user("acked@contoso.com");
     // A writer crashes after its entry is durable on the primary only: an unacknowledged tail.
     let tail_id = "5a1e7a11-0000-4000-8000-00000000a11e";
-    let (mut cmd, shown) = c.command(&["user", "create", "--tenant", "contoso", "--set", &format!("id={tail_id}"), "--upn", "tail@contoso.com", "--display-name", "tail"]);
-    let out = cmd.env("DIRCTL_FAILPOINT", "crash-after-primary-append").output().unwrap();
+    let (mut cmd, shown) = c.command(&[
+        "user",
+        "create",
+        "--tenant",
+        "contoso",
+        "--set",
+        &format!("id={tail_id}"),
+        "--upn",
+        "tail@contoso.com",
+        "--display-name",
+        "tail",
+    ]);
+    let out = cmd
+        .env("DIRCTL_FAILPOINT", "crash-after-primary-append")
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "{shown} should have crashed");
     // The primary's datacenter becomes unreachable before anyone settles the tail.
     let away = c.path("westus-away");
@@ -87,13 +146,28 @@ fn stale_primary_tail_is_discarded_and_never_visible() {
     // The old primary comes back: it is a secondary of a newer term now.
     rename(&away, &c.dc_dir("westus"));
     let v = c.ok(&["sync"]);
-    let row = v["replicas"].as_array().unwrap().iter().find(|r| r["partition"] == 0 && r["datacenter"] == "westus").cloned().unwrap();
+    let row = v["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["partition"] == 0 && r["datacenter"] == "westus")
+        .cloned()
+        .unwrap();
     assert_eq!(row["cut_entries"].as_array().unwrap().len(), 1, "{row}");
     assert_eq!(row["cut_entries"][0]["term"], 1);
     for region in ["westus", "eastus", "westeurope"] {
-        c.fails(&["user", "get", "--tenant", "contoso", tail_id, "--region", region], 3);
-        c.ok(&["user", "get", "--tenant", "contoso", &acked, "--region", region]);
-        c.ok(&["user", "get", "--tenant", "contoso", &newer, "--region", region]);
+        c.fails(
+            &[
+                "user", "get", "--tenant", "contoso", tail_id, "--region", region,
+            ],
+            3,
+        );
+        c.ok(&[
+            "user", "get", "--tenant", "contoso", &acked, "--region", region,
+        ]);
+        c.ok(&[
+            "user", "get", "--tenant", "contoso", &newer, "--region", region,
+        ]);
     }
 }
 
@@ -101,17 +175,44 @@ fn stale_primary_tail_is_discarded_and_never_visible() {
 fn a_returning_stale_primary_is_cut_before_it_serves_a_read() {
     let c = Cluster::new();
     let tail_id = "5a1e7a11-0000-4000-8000-00000000b11e";
-    let (mut cmd, _) = c.command(&["user", "create", "--tenant", "contoso", "--set", &format!("id={tail_id}"), "--upn", "tail@contoso.com", "--display-name", "tail"]);
-    assert!(!cmd.env("DIRCTL_FAILPOINT", "crash-after-primary-append").output().unwrap().status.success());
+    let (mut cmd, _) = c.command(&[
+        "user",
+        "create",
+        "--tenant",
+        "contoso",
+        "--set",
+        &format!("id={tail_id}"),
+        "--upn",
+        "tail@contoso.com",
+        "--display-name",
+        "tail",
+    ]);
+    assert!(!cmd
+        .env("DIRCTL_FAILPOINT", "crash-after-primary-append")
+        .output()
+        .unwrap()
+        .status
+        .success());
     let away = c.path("westus-away");
     rename(&c.dc_dir("westus"), &away);
     c.ok(&["failover", "--partition", "0", "--emergency"]);
     rename(&away, &c.dc_dir("westus"));
     // No sync: the read itself finds westus diverged and cuts its tail first.
-    let r = c.fails(&["user", "get", "--tenant", "contoso", tail_id, "--region", "westus"], 3);
+    let r = c.fails(
+        &[
+            "user", "get", "--tenant", "contoso", tail_id, "--region", "westus",
+        ],
+        3,
+    );
     assert!(!r.stdout.contains("tail@contoso.com"));
     let v = c.ok(&["status"]);
-    let row = v["replicas"].as_array().unwrap().iter().find(|r| r["partition"] == 0 && r["datacenter"] == "westus").cloned().unwrap();
+    let row = v["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["partition"] == 0 && r["datacenter"] == "westus")
+        .cloned()
+        .unwrap();
     assert_eq!(row["role"], "secondary");
 }
 
@@ -120,7 +221,12 @@ fn failover_all_from_a_datacenter_moves_every_primary_off_it() {
     let c = Cluster::new();
     c.create_user("a@contoso.com");
     let v = c.ok(&["failover", "--all-from", "westus"]);
-    let moved: Vec<_> = v["failovers"].as_array().unwrap().iter().map(|r| r["partition"].as_u64().unwrap()).collect();
+    let moved: Vec<_> = v["failovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["partition"].as_u64().unwrap())
+        .collect();
     assert_eq!(moved, vec![0, 3]);
     for p in 0..4 {
         assert_ne!(partition(&c, p)["primary"], "westus");
@@ -137,7 +243,15 @@ fn an_unreachable_sync_standby_is_replaced_before_the_next_write_is_acknowledged
     let p = partition(&c, 0);
     assert_eq!(p["sync_standby"], "westeurope");
     // The new standby holds the write without any sync.
-    let v = c.ok(&["user", "get", "--tenant", "contoso", &id, "--region", "westeurope"]);
+    let v = c.ok(&[
+        "user",
+        "get",
+        "--tenant",
+        "contoso",
+        &id,
+        "--region",
+        "westeurope",
+    ]);
     assert_eq!(v["servedBy"]["datacenter"], "westeurope");
     rename(&away, &c.dc_dir("eastus"));
 }

@@ -17,8 +17,14 @@ impl Clock {
 
     /// A clock that always reads `rfc3339`.
     pub fn fixed(rfc3339: &str) -> Result<Clock> {
-        let t = DateTime::parse_from_rfc3339(rfc3339).map_err(|e| Error::Invalid(format!("time {rfc3339:?} is not RFC 3339 (e.g. 2026-12-29T10:00:00Z): {e}")))?;
-        Ok(Clock { fixed: Some(t.with_timezone(&Utc)) })
+        let t = DateTime::parse_from_rfc3339(rfc3339).map_err(|e| {
+            Error::Invalid(format!(
+                "time {rfc3339:?} is not RFC 3339 (e.g. 2026-12-29T10:00:00Z): {e}"
+            ))
+        })?;
+        Ok(Clock {
+            fixed: Some(t.with_timezone(&Utc)),
+        })
     }
 
     pub fn now(&self) -> DateTime<Utc> {

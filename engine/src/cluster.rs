@@ -15,7 +15,10 @@ use crate::error::{Error, Result};
 use crate::log::{agreement_point, Entry, Op, Position};
 use crate::replica::{Durability, Identity, Replica};
 use crate::session::Token;
-use crate::topology::{nearest, ControlPlane, Datacenter, FileControlPlane, Location, Partition, Topology, CLUSTER_FILE};
+use crate::topology::{
+    nearest, ControlPlane, Datacenter, FileControlPlane, Location, Partition, Topology,
+    CLUSTER_FILE,
+};
 
 /// Entries shipped per synced batch during catch-up.
 const CATCH_UP_BATCH_ENTRIES: usize = 512;
@@ -34,7 +37,12 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { lock_timeout: Duration::from_secs(10), clock: Clock::system(), region: None, failpoint: None }
+        ClusterOptions {
+            lock_timeout: Duration::from_secs(10),
+            clock: Clock::system(),
+            region: None,
+            failpoint: None,
+        }
     }
 }
 
@@ -47,7 +55,10 @@ pub struct ReplicaId {
 
 impl ReplicaId {
     pub fn new(datacenter: &str, partition: u32) -> ReplicaId {
-        ReplicaId { datacenter: datacenter.to_string(), partition }
+        ReplicaId {
+            datacenter: datacenter.to_string(),
+            partition,
+        }
     }
 }
 
@@ -107,7 +118,8 @@ pub struct Cluster {
 }
 
 pub fn replica_path(root: &Path, id: &ReplicaId) -> PathBuf {
-    root.join(format!("dc-{}", id.datacenter)).join(format!("p{}", id.partition))
+    root.join(format!("dc-{}", id.datacenter))
+        .join(format!("p{}", id.partition))
 }
 
 impl Cluster {
@@ -115,19 +127,31 @@ impl Cluster {
     pub fn init(root: &Path, datacenters: Vec<Datacenter>, partitions: u32) -> Result<Topology> {
         let topology = Topology::new(uuid::Uuid::new_v4().to_string(), datacenters, partitions)?;
         if root.join(CLUSTER_FILE).exists() {
-            return Err(Error::Conflict(format!("{} already holds a cluster; choose another folder", root.display())));
+            return Err(Error::Conflict(format!(
+                "{} already holds a cluster; choose another folder",
+                root.display()
+            )));
         }
         if root.exists() {
-            let mut entries = std::fs::read_dir(root).map_err(|e| Error::io(format!("read {}", root.display()), e))?;
+            let mut entries = std::fs::read_dir(root)
+                .map_err(|e| Error::io(format!("read {}", root.display()), e))?;
             if entries.next().is_some() {
-                return Err(Error::Conflict(format!("{} is not empty; a cluster root must be a new or empty folder", root.display())));
+                return Err(Error::Conflict(format!(
+                    "{} is not empty; a cluster root must be a new or empty folder",
+                    root.display()
+                )));
             }
         }
-        std::fs::create_dir_all(root).map_err(|e| Error::io(format!("create cluster root {}", root.display()), e))?;
+        std::fs::create_dir_all(root)
+            .map_err(|e| Error::io(format!("create cluster root {}", root.display()), e))?;
         for dc in &topology.datacenters {
             for p in &topology.partitions {
                 let id = ReplicaId::new(&dc.name, p.id);
-                let identity = Identity { cluster_id: topology.cluster_id.clone(), datacenter: dc.name.clone(), partition: p.id };
+                let identity = Identity {
+                    cluster_id: topology.cluster_id.clone(),
+                    datacenter: dc.name.clone(),
+                    partition: p.id,
+                };
                 Replica::create(&replica_path(root, &id), &identity)?;
             }
         }
@@ -138,7 +162,13 @@ impl Cluster {
     pub fn open(root: &Path, options: ClusterOptions) -> Result<Cluster> {
         let control = FileControlPlane::open(root)?;
         let topology = control.load()?;
-        Ok(Cluster { root: root.to_path_buf(), control, topology, options, held: BTreeMap::new() })
+        Ok(Cluster {
+            root: root.to_path_buf(),
+            control,
+            topology,
+            options,
+            held: BTreeMap::new(),
+        })
     }
 
     pub fn topology(&self) -> &Topology {
@@ -154,7 +184,10 @@ impl Cluster {
     }
 
     /// Changes the control plane and keeps the new topology.
-    pub fn update_topology(&mut self, mut change: impl FnMut(&mut Topology) -> Result<()>) -> Result<&Topology> {
+    pub fn update_topology(
+        &mut self,
+        mut change: impl FnMut(&mut Topology) -> Result<()>,
+    ) -> Result<&Topology> {
         self.topology = self.control.update(&mut change)?;
         Ok(&self.topology)
     }
@@ -168,11 +201,18 @@ impl Cluster {
     /// processes never wait on each other. Returns the replicas that could not be held.
     pub(crate) fn hold(&mut self, want: &BTreeSet<ReplicaId>) -> BTreeMap<ReplicaId, Error> {
         let mut failed = BTreeMap::new();
-        let Some(first_missing) = want.iter().find(|id| !self.held.contains_key(*id)).cloned() else { return failed };
+        let Some(first_missing) = want.iter().find(|id| !self.held.contains_key(*id)).cloned()
+        else {
+            return failed;
+        };
         // Release holds that sort after the first replica still to open.
         self.held.retain(|id, _| *id < first_missing);
         for id in want.iter().filter(|id| **id >= first_missing) {
-            match Replica::open(&replica_path(&self.root, id), &id.to_string(), self.options.lock_timeout) {
+            match Replica::open(
+                &replica_path(&self.root, id),
+                &id.to_string(),
+                self.options.lock_timeout,
+            ) {
                 Ok(r) => {
                     self.held.insert(id.clone(), r);
                 }
@@ -185,7 +225,9 @@ impl Cluster {
     }
 
     pub(crate) fn replica(&self, id: &ReplicaId) -> Result<&Replica> {
-        self.held.get(id).ok_or_else(|| Error::Unavailable(format!("replica {id} is not open")))
+        self.held
+            .get(id)
+            .ok_or_else(|| Error::Unavailable(format!("replica {id} is not open")))
     }
 
     fn location_of(&self, region: &str) -> Result<Location> {
@@ -201,16 +243,28 @@ impl Cluster {
             (None, Some(region)) => Some(self.location_of(region)?),
             (None, None) => None,
         };
-        let mut secs: Vec<&Datacenter> = self.topology.secondaries(partition)?.into_iter().filter(|d| !d.drained).collect();
+        let mut secs: Vec<&Datacenter> = self
+            .topology
+            .secondaries(partition)?
+            .into_iter()
+            .filter(|d| !d.drained)
+            .collect();
         if let Some(o) = origin {
-            secs.sort_by(|a, b| a.location.distance_km(&o).total_cmp(&b.location.distance_km(&o)));
+            secs.sort_by(|a, b| {
+                a.location
+                    .distance_km(&o)
+                    .total_cmp(&b.location.distance_km(&o))
+            });
         }
         Ok(secs.into_iter().map(|d| d.name.clone()).collect())
     }
 
     /// The datacenter a session with affinity `session_dc` reads `partition` from.
     pub fn session_read_dc(&self, partition: u32, session_dc: &str) -> Result<Option<String>> {
-        Ok(self.read_order(partition, Some(session_dc))?.into_iter().next())
+        Ok(self
+            .read_order(partition, Some(session_dc))?
+            .into_iter()
+            .next())
     }
 
     /// The datacenter nearest the caller's region (a session's affinity when it starts).
@@ -219,10 +273,13 @@ impl Cluster {
             Some(r) => self.location_of(r)?,
             None => self.topology.datacenters[0].location,
         };
-        nearest(&origin, self.topology.datacenters.iter().filter(|d| !d.drained))
-            .or_else(|| self.topology.datacenters.first())
-            .map(|d| d.name.clone())
-            .ok_or_else(|| Error::Unavailable("the cluster has no datacenter".into()))
+        nearest(
+            &origin,
+            self.topology.datacenters.iter().filter(|d| !d.drained),
+        )
+        .or_else(|| self.topology.datacenters.first())
+        .map(|d| d.name.clone())
+        .ok_or_else(|| Error::Unavailable("the cluster has no datacenter".into()))
     }
 
     /// Settles entries a crashed writer left above the primary's commit lsn: those the sync
@@ -231,7 +288,13 @@ impl Cluster {
         let primary = self.replica(&ReplicaId::new(&p.primary, p.id))?;
         let last = primary.last()?;
         if last.term > p.term {
-            return Err(Error::Fenced(format!("replica {} holds term {} above the control plane's term {} for partition {}", primary.name(), last.term, p.term, p.id)));
+            return Err(Error::Fenced(format!(
+                "replica {} holds term {} above the control plane's term {} for partition {}",
+                primary.name(),
+                last.term,
+                p.term,
+                p.id
+            )));
         }
         let commit = primary.commit_lsn()?;
         if last.lsn <= commit {
@@ -244,7 +307,11 @@ impl Cluster {
             ))
         })?;
         let mut settled = commit;
-        while settled < last.lsn && standby.term_at(settled + 1)?.is_some_and(|t| Some(t) == primary.term_at(settled + 1).ok().flatten()) {
+        while settled < last.lsn
+            && standby
+                .term_at(settled + 1)?
+                .is_some_and(|t| Some(t) == primary.term_at(settled + 1).ok().flatten())
+        {
             settled += 1;
         }
         primary.truncate_after(settled)?;
@@ -252,12 +319,31 @@ impl Cluster {
     }
 
     /// Brings `secondary` level with the primary's commit lsn: cuts what diverged, ships the rest.
-    pub(crate) fn catch_up(primary: &Replica, secondary: &Replica, commit: u64, progress: &mut dyn FnMut(u64)) -> Result<CatchUp> {
+    pub(crate) fn catch_up(
+        primary: &Replica,
+        secondary: &Replica,
+        commit: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<CatchUp> {
         let last = secondary.last()?;
-        let agree = agreement_point(last, |l| secondary.term_at(l), |l| if l <= commit { primary.term_at(l) } else { Ok(None) })?;
+        let agree = agreement_point(
+            last,
+            |l| secondary.term_at(l),
+            |l| {
+                if l <= commit {
+                    primary.term_at(l)
+                } else {
+                    Ok(None)
+                }
+            },
+        )?;
         let mut cut = Vec::new();
         if agree < last.lsn {
-            cut = secondary.truncate_after(agree)?.iter().map(|e| e.position()).collect();
+            cut = secondary
+                .truncate_after(agree)?
+                .iter()
+                .map(|e| e.position())
+                .collect();
         }
         let mut shipped = 0;
         let mut from = agree + 1;
@@ -276,12 +362,20 @@ impl Cluster {
     /// ops of one log entry (many objects may share it: group commit). The entry is written,
     /// synced, on the primary and shipped to the sync standby (and the session's secondary)
     /// in parallel; it is acknowledged only when primary and standby both hold it durably.
-    pub fn write<T>(&mut self, partition: u32, session_dc: Option<&str>, build: impl FnOnce(&Replica) -> Result<(Vec<Op>, T)>) -> Result<(T, Token)> {
+    pub fn write<T>(
+        &mut self,
+        partition: u32,
+        session_dc: Option<&str>,
+        build: impl FnOnce(&Replica) -> Result<(Vec<Op>, T)>,
+    ) -> Result<(T, Token)> {
         let p = self.topology.partition(partition)?.clone();
         let pid = ReplicaId::new(&p.primary, partition);
         let sid = ReplicaId::new(&p.sync_standby, partition);
         let session_id = match session_dc {
-            Some(dc) => self.session_read_dc(partition, dc)?.filter(|d| *d != p.sync_standby).map(|d| ReplicaId::new(&d, partition)),
+            Some(dc) => self
+                .session_read_dc(partition, dc)?
+                .filter(|d| *d != p.sync_standby)
+                .map(|d| ReplicaId::new(&d, partition)),
             None => None,
         };
         let mut want: BTreeSet<ReplicaId> = [pid.clone(), sid.clone()].into();
@@ -315,13 +409,31 @@ impl Cluster {
             Error::Unavailable(format!("the sync standby {sid} cannot take writes, so no geo-durable commit is possible; nothing was written: {e}"))
         })?;
         // The session's secondary is best effort: its token makes later reads pull if it misses this write.
-        let session = session_id.as_ref().and_then(|id| self.held.get(id)).filter(|r| Self::catch_up(primary, r, commit, &mut |_| {}).is_ok());
+        let session = session_id
+            .as_ref()
+            .and_then(|id| self.held.get(id))
+            .filter(|r| Self::catch_up(primary, r, commit, &mut |_| {}).is_ok());
         let (ops, out) = build(primary)?;
-        let token_dc = session.map(|r| r.identity().datacenter.clone()).unwrap_or_else(|| p.sync_standby.clone());
+        let token_dc = session
+            .map(|r| r.identity().datacenter.clone())
+            .unwrap_or_else(|| p.sync_standby.clone());
         if ops.is_empty() {
-            return Ok((out, Token { partition, term: p.term, lsn: commit, datacenter: token_dc }));
+            return Ok((
+                out,
+                Token {
+                    partition,
+                    term: p.term,
+                    lsn: commit,
+                    datacenter: token_dc,
+                },
+            ));
         }
-        let entry = [Entry { term: p.term, lsn: commit + 1, time_ms: self.options.clock.now_ms(), ops }];
+        let entry = [Entry {
+            term: p.term,
+            lsn: commit + 1,
+            time_ms: self.options.clock.now_ms(),
+            ops,
+        }];
         let lsn = commit + 1;
         if self.options.failpoint.as_deref() == Some("crash-after-primary-append") {
             primary.append(&entry, Durability::Synced)?;
@@ -331,8 +443,14 @@ impl Cluster {
             let st = s.spawn(|| standby.append(&entry, Durability::Synced));
             let se = session.map(|r| s.spawn(|| r.append(&entry, Durability::Synced)));
             let pr = primary.append(&entry, Durability::Synced);
-            let st = st.join().unwrap_or_else(|_| Err(Error::Storage("standby shipping thread panicked".into())));
-            let se = se.map(|h| h.join().unwrap_or_else(|_| Err(Error::Storage("session shipping thread panicked".into()))));
+            let st = st
+                .join()
+                .unwrap_or_else(|_| Err(Error::Storage("standby shipping thread panicked".into())));
+            let se = se.map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Storage("session shipping thread panicked".into()))
+                })
+            });
             (pr, st, se)
         });
         match (on_primary, on_standby) {
@@ -340,8 +458,20 @@ impl Cluster {
                 // Committed: durable in two datacenters. Recording the commit lsn can lag; a
                 // reopened primary settles it again against the standby.
                 let _ = primary.set_commit_lsn(lsn, Durability::Buffered);
-                let token_dc = if matches!(on_session, Some(Ok(()))) { token_dc } else { p.sync_standby.clone() };
-                Ok((out, Token { partition, term: p.term, lsn, datacenter: token_dc }))
+                let token_dc = if matches!(on_session, Some(Ok(()))) {
+                    token_dc
+                } else {
+                    p.sync_standby.clone()
+                };
+                Ok((
+                    out,
+                    Token {
+                        partition,
+                        term: p.term,
+                        lsn,
+                        datacenter: token_dc,
+                    },
+                ))
             }
             (Ok(()), Err(standby_err)) => {
                 let mut cut = primary.truncate_after(commit).map(|_| ());
@@ -360,17 +490,30 @@ impl Cluster {
                 if let Some(r) = session {
                     let _ = r.truncate_after(commit);
                 }
-                Err(Error::OutcomeUnknown(format!("writing to the primary {pid} failed mid-commit: {primary_err}")))
+                Err(Error::OutcomeUnknown(format!(
+                    "writing to the primary {pid} failed mid-commit: {primary_err}"
+                )))
             }
         }
     }
 
     /// The read path: the preferred (session's) datacenter, else the nearest healthy secondary.
     /// With a token newer than the replica, the replica first pulls the missing entries.
-    pub fn read<T>(&mut self, partition: u32, prefer: Option<&str>, token: Option<&Token>, answer: impl Fn(&Replica) -> Result<T>) -> Result<(T, ServedBy)> {
+    pub fn read<T>(
+        &mut self,
+        partition: u32,
+        prefer: Option<&str>,
+        token: Option<&Token>,
+        answer: impl Fn(&Replica) -> Result<T>,
+    ) -> Result<(T, ServedBy)> {
         let p = self.topology.partition(partition)?.clone();
         let mut why = Vec::new();
-        for dc in self.topology.datacenters.iter().filter(|d| d.drained && d.name != p.primary) {
+        for dc in self
+            .topology
+            .datacenters
+            .iter()
+            .filter(|d| d.drained && d.name != p.primary)
+        {
             why.push(format!("{}: drained", dc.name));
         }
         for dc in self.read_order(partition, prefer)? {
@@ -396,13 +539,28 @@ impl Cluster {
             let r = self.replica(&id)?;
             let pos = r.last()?;
             if pos.lsn < need {
-                why.push(format!("{dc}: at lsn {} after pulling, below the token's {need}", pos.lsn));
+                why.push(format!(
+                    "{dc}: at lsn {} after pulling, below the token's {need}",
+                    pos.lsn
+                ));
                 continue;
             }
             let value = answer(r)?;
-            return Ok((value, ServedBy { datacenter: dc, partition, term: pos.term, lsn: pos.lsn, pulled_entries: pulled }));
+            return Ok((
+                value,
+                ServedBy {
+                    datacenter: dc,
+                    partition,
+                    term: pos.term,
+                    lsn: pos.lsn,
+                    pulled_entries: pulled,
+                },
+            ));
         }
-        Err(Error::Unavailable(format!("no healthy replica of partition {partition} can answer ({})", why.join("; "))))
+        Err(Error::Unavailable(format!(
+            "no healthy replica of partition {partition} can answer ({})",
+            why.join("; ")
+        )))
     }
 
     /// Pulls the entries a secondary misses from the primary.
@@ -415,17 +573,29 @@ impl Cluster {
         }
         self.resolve_primary(p)?;
         let primary = self.replica(&pid)?;
-        Self::catch_up(primary, self.replica(id)?, primary.commit_lsn()?, &mut |_| {})
+        Self::catch_up(
+            primary,
+            self.replica(id)?,
+            primary.commit_lsn()?,
+            &mut |_| {},
+        )
     }
 
     /// Entries the reachable secondaries of `partition` miss, in all.
     pub fn sync_plan(&mut self, partition: u32) -> Result<u64> {
         let p = self.topology.partition(partition)?.clone();
-        let ids: BTreeSet<ReplicaId> = self.topology.datacenters.iter().map(|d| ReplicaId::new(&d.name, partition)).collect();
+        let ids: BTreeSet<ReplicaId> = self
+            .topology
+            .datacenters
+            .iter()
+            .map(|d| ReplicaId::new(&d.name, partition))
+            .collect();
         let failed = self.hold(&ids);
         let pid = ReplicaId::new(&p.primary, partition);
         if let Some(e) = failed.get(&pid) {
-            return Err(Error::Unavailable(format!("the primary of partition {partition} ({pid}) is unreachable: {e}")));
+            return Err(Error::Unavailable(format!(
+                "the primary of partition {partition} ({pid}) is unreachable: {e}"
+            )));
         }
         self.resolve_primary(&p)?;
         let commit = self.replica(&pid)?.commit_lsn()?;
@@ -439,13 +609,24 @@ impl Cluster {
     }
 
     /// Brings every reachable secondary of `partition` level with the primary's commit lsn.
-    pub fn sync(&mut self, partition: u32, progress: &mut dyn FnMut(u64)) -> Result<Vec<SyncReport>> {
+    pub fn sync(
+        &mut self,
+        partition: u32,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Vec<SyncReport>> {
         let p = self.topology.partition(partition)?.clone();
-        let ids: BTreeSet<ReplicaId> = self.topology.datacenters.iter().map(|d| ReplicaId::new(&d.name, partition)).collect();
+        let ids: BTreeSet<ReplicaId> = self
+            .topology
+            .datacenters
+            .iter()
+            .map(|d| ReplicaId::new(&d.name, partition))
+            .collect();
         let failed = self.hold(&ids);
         let pid = ReplicaId::new(&p.primary, partition);
         if let Some(e) = failed.get(&pid) {
-            return Err(Error::Unavailable(format!("the primary of partition {partition} ({pid}) is unreachable: {e}")));
+            return Err(Error::Unavailable(format!(
+                "the primary of partition {partition} ({pid}) is unreachable: {e}"
+            )));
         }
         self.resolve_primary(&p)?;
         let primary = self.replica(&pid)?;
@@ -462,8 +643,22 @@ impl Cluster {
                     error: Some(failed.get(id).map(|e| e.to_string()).unwrap_or_default()),
                 },
                 Some(r) => match Self::catch_up(primary, r, commit, progress) {
-                    Ok(n) => SyncReport { partition, datacenter: id.datacenter.clone(), shipped_entries: n.shipped, cut_entries: n.cut, lsn: Some(r.last()?.lsn), error: None },
-                    Err(e) => SyncReport { partition, datacenter: id.datacenter.clone(), shipped_entries: 0, cut_entries: Vec::new(), lsn: None, error: Some(e.to_string()) },
+                    Ok(n) => SyncReport {
+                        partition,
+                        datacenter: id.datacenter.clone(),
+                        shipped_entries: n.shipped,
+                        cut_entries: n.cut,
+                        lsn: Some(r.last()?.lsn),
+                        error: None,
+                    },
+                    Err(e) => SyncReport {
+                        partition,
+                        datacenter: id.datacenter.clone(),
+                        shipped_entries: 0,
+                        cut_entries: Vec::new(),
+                        lsn: None,
+                        error: Some(e.to_string()),
+                    },
                 },
             };
             out.push(report);
@@ -496,7 +691,14 @@ impl Cluster {
                                 if role == "primary" {
                                     primary_commit = Some(r.commit_lsn()?.min(pos.lsn));
                                 }
-                                (Some(pos), if dc.drained { "drained".to_string() } else { "ok".to_string() })
+                                (
+                                    Some(pos),
+                                    if dc.drained {
+                                        "drained".to_string()
+                                    } else {
+                                        "ok".to_string()
+                                    },
+                                )
                             }
                             Err(e) => (None, format!("probe failed: {e}")),
                         }
@@ -511,7 +713,15 @@ impl Cluster {
                     (Some(pos), Some(c)) => Some(c.saturating_sub(pos.lsn)),
                     _ => None,
                 };
-                out.push(ReplicaStatus { partition: p.id, datacenter: dc, role, term: pos.map(|x| x.term), last_lsn: pos.map(|x| x.lsn), lag_entries: lag, health });
+                out.push(ReplicaStatus {
+                    partition: p.id,
+                    datacenter: dc,
+                    role,
+                    term: pos.map(|x| x.term),
+                    last_lsn: pos.map(|x| x.lsn),
+                    lag_entries: lag,
+                    health,
+                });
             }
         }
         Ok(out)

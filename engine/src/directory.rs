@@ -53,7 +53,11 @@ pub struct Txn<'a> {
 
 impl<'a> Txn<'a> {
     pub fn new(base: &'a dyn Store) -> Txn<'a> {
-        Txn { base, pending: BTreeMap::new(), ops: Vec::new() }
+        Txn {
+            base,
+            pending: BTreeMap::new(),
+            ops: Vec::new(),
+        }
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
@@ -64,9 +68,14 @@ impl<'a> Txn<'a> {
     }
 
     pub fn delete(&mut self, key: Vec<u8>) -> Result<()> {
-        let Some(prev) = self.get(&key)? else { return Ok(()) };
+        let Some(prev) = self.get(&key)? else {
+            return Ok(());
+        };
         self.pending.insert(key.clone(), None);
-        self.ops.push(Op::Delete { key, prev: Some(prev) });
+        self.ops.push(Op::Delete {
+            key,
+            prev: Some(prev),
+        });
         Ok(())
     }
 
@@ -87,8 +96,13 @@ impl Store for Txn<'_> {
         }
     }
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.base.scan_prefix(prefix)?.into_iter().collect();
-        for (k, v) in self.pending.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
+            self.base.scan_prefix(prefix)?.into_iter().collect();
+        for (k, v) in self
+            .pending
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
             match v {
                 Some(v) => merged.insert(k.clone(), v.clone()),
                 None => merged.remove(k),
@@ -121,7 +135,11 @@ struct Field {
 }
 
 const fn f(name: &'static str, kind: Kind, required: bool) -> Field {
-    Field { name, kind, required }
+    Field {
+        name,
+        kind,
+        required,
+    }
 }
 
 const USER_FIELDS: &[Field] = &[
@@ -173,7 +191,13 @@ const DEVICE_FIELDS: &[Field] = &[
 const SERVER_FIELDS: &[&str] = &["id", "@odata.type", "createdDateTime", "deletedDateTime"];
 
 impl ObjectType {
-    pub const ALL: [ObjectType; 5] = [ObjectType::User, ObjectType::Group, ObjectType::Application, ObjectType::ServicePrincipal, ObjectType::Device];
+    pub const ALL: [ObjectType; 5] = [
+        ObjectType::User,
+        ObjectType::Group,
+        ObjectType::Application,
+        ObjectType::ServicePrincipal,
+        ObjectType::Device,
+    ];
 
     pub fn odata_type(self) -> &'static str {
         match self {
@@ -202,7 +226,9 @@ impl ObjectType {
 
     /// Accepts the CLI noun, Graph's type name, or the full `@odata.type`.
     pub fn parse(s: &str) -> Result<ObjectType> {
-        let lower = s.trim_start_matches("#microsoft.graph.").to_ascii_lowercase();
+        let lower = s
+            .trim_start_matches("#microsoft.graph.")
+            .to_ascii_lowercase();
         match lower.as_str() {
             "user" => Ok(ObjectType::User),
             "group" => Ok(ObjectType::Group),
@@ -230,12 +256,17 @@ impl ObjectType {
 
     /// What a group may hold as a member.
     pub fn can_be_member(self) -> bool {
-        matches!(self, ObjectType::User | ObjectType::Group | ObjectType::ServicePrincipal)
+        matches!(
+            self,
+            ObjectType::User | ObjectType::Group | ObjectType::ServicePrincipal
+        )
     }
 }
 
 fn tenant_bytes(tenant: &str) -> Result<[u8; 16]> {
-    Uuid::parse_str(tenant).map(|u| *u.as_bytes()).map_err(|_| Error::Corrupt(format!("tenant id {tenant:?} is not a UUID")))
+    Uuid::parse_str(tenant)
+        .map(|u| *u.as_bytes())
+        .map_err(|_| Error::Corrupt(format!("tenant id {tenant:?} is not a UUID")))
 }
 
 fn key(kind: u8, tenant: &str, parts: &[&[u8]]) -> Result<Vec<u8>> {
@@ -249,7 +280,11 @@ fn key(kind: u8, tenant: &str, parts: &[&[u8]]) -> Result<Vec<u8>> {
 }
 
 pub fn parse_id(id: &str) -> Result<Uuid> {
-    Uuid::parse_str(id).map_err(|_| Error::Invalid(format!("{id:?} is not an object ID (a GUID such as 3f2504e0-4f89-11d3-9a0c-0305e82c3301)")))
+    Uuid::parse_str(id).map_err(|_| {
+        Error::Invalid(format!(
+            "{id:?} is not an object ID (a GUID such as 3f2504e0-4f89-11d3-9a0c-0305e82c3301)"
+        ))
+    })
 }
 
 fn object_key(tenant: &str, id: &Uuid) -> Result<Vec<u8>> {
@@ -267,7 +302,9 @@ pub fn tenant_key(tenant: &str) -> Result<Vec<u8>> {
 fn decode(raw: &[u8], what: &str) -> Result<Map<String, Value>> {
     match serde_json::from_slice(raw) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(Error::Corrupt(format!("{what}: stored value is not a JSON object"))),
+        Ok(_) => Err(Error::Corrupt(format!(
+            "{what}: stored value is not a JSON object"
+        ))),
         Err(e) => Err(Error::Corrupt(format!("{what}: {e}"))),
     }
 }
@@ -277,7 +314,9 @@ fn encode(m: &Map<String, Value>) -> Vec<u8> {
 }
 
 fn type_of(m: &Map<String, Value>) -> Option<ObjectType> {
-    m.get("@odata.type").and_then(Value::as_str).and_then(ObjectType::from_odata)
+    m.get("@odata.type")
+        .and_then(Value::as_str)
+        .and_then(ObjectType::from_odata)
 }
 
 /// Checks client-supplied fields against the type's schema.
@@ -293,13 +332,22 @@ fn check_fields(ty: ObjectType, fields: &Map<String, Value>, creating: bool) -> 
         }
         let Some(field) = schema.iter().find(|f| f.name == name) else {
             if SERVER_FIELDS.contains(&name.as_str()) {
-                return Err(Error::Invalid(format!("{} field {name} is set by the service, not by a client", ty.noun())));
+                return Err(Error::Invalid(format!(
+                    "{} field {name} is set by the service, not by a client",
+                    ty.noun()
+                )));
             }
             let known: Vec<_> = schema.iter().map(|f| f.name).collect();
-            return Err(Error::Invalid(format!("{} has no field {name:?} (known: {})", ty.noun(), known.join(", "))));
+            return Err(Error::Invalid(format!(
+                "{} has no field {name:?} (known: {})",
+                ty.noun(),
+                known.join(", ")
+            )));
         };
         let ok = match field.kind {
-            Kind::Str => v.as_str().is_some_and(|s| !s.trim().is_empty()) || (!field.required && v.is_null()),
+            Kind::Str => {
+                v.as_str().is_some_and(|s| !s.trim().is_empty()) || (!field.required && v.is_null())
+            }
             Kind::Bool => v.is_boolean(),
             Kind::StrList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
         };
@@ -309,7 +357,10 @@ fn check_fields(ty: ObjectType, fields: &Map<String, Value>, creating: bool) -> 
                 Kind::Bool => "true or false",
                 Kind::StrList => "a list of strings",
             };
-            return Err(Error::Invalid(format!("{} field {name} must be {want}, got {v}", ty.noun())));
+            return Err(Error::Invalid(format!(
+                "{} field {name} must be {want}, got {v}",
+                ty.noun()
+            )));
         }
     }
     if creating {
@@ -320,24 +371,39 @@ fn check_fields(ty: ObjectType, fields: &Map<String, Value>, creating: bool) -> 
         }
     }
     if let Some(upn) = fields.get("userPrincipalName").and_then(Value::as_str) {
-        let valid = upn.split_once('@').is_some_and(|(a, b)| !a.is_empty() && b.contains('.') && !upn.contains(char::is_whitespace));
+        let valid = upn.split_once('@').is_some_and(|(a, b)| {
+            !a.is_empty() && b.contains('.') && !upn.contains(char::is_whitespace)
+        });
         if !valid {
-            return Err(Error::Invalid(format!("userPrincipalName {upn:?} is not of the form alias@domain.tld")));
+            return Err(Error::Invalid(format!(
+                "userPrincipalName {upn:?} is not of the form alias@domain.tld"
+            )));
         }
     }
     Ok(())
 }
 
 /// Creates an object in `tenant`; returns it as stored.
-pub fn create(t: &mut Txn, tenant: &str, ty: ObjectType, fields: Map<String, Value>, now: &str) -> Result<Map<String, Value>> {
+pub fn create(
+    t: &mut Txn,
+    tenant: &str,
+    ty: ObjectType,
+    fields: Map<String, Value>,
+    now: &str,
+) -> Result<Map<String, Value>> {
     check_fields(ty, &fields, true)?;
     let id = match fields.get("id").and_then(Value::as_str) {
         Some(s) => parse_id(s)?,
         None => Uuid::new_v4(),
     };
     let okey = object_key(tenant, &id)?;
-    if t.get(&okey)?.is_some() || t.get(&key(K_TOMBSTONE, tenant, &[id.as_bytes()])?)?.is_some() {
-        return Err(Error::Conflict(format!("an object with id {id} already exists in this tenant")));
+    if t.get(&okey)?.is_some()
+        || t.get(&key(K_TOMBSTONE, tenant, &[id.as_bytes()])?)?
+            .is_some()
+    {
+        return Err(Error::Conflict(format!(
+            "an object with id {id} already exists in this tenant"
+        )));
     }
     let mut obj = Map::new();
     obj.insert("@odata.type".into(), Value::from(ty.odata_type()));
@@ -356,7 +422,8 @@ pub fn create(t: &mut Txn, tenant: &str, ty: ObjectType, fields: Map<String, Val
             obj.entry("mailEnabled").or_insert(Value::Bool(false));
         }
         ObjectType::Application => {
-            obj.entry("appId").or_insert_with(|| Value::from(Uuid::new_v4().to_string()));
+            obj.entry("appId")
+                .or_insert_with(|| Value::from(Uuid::new_v4().to_string()));
         }
     }
     obj.insert("createdDateTime".into(), Value::from(now));
@@ -368,12 +435,19 @@ pub fn create(t: &mut Txn, tenant: &str, ty: ObjectType, fields: Map<String, Val
 }
 
 fn claim_upn(t: &mut Txn, tenant: &str, obj: &Map<String, Value>, id: &Uuid) -> Result<()> {
-    let upn = obj.get("userPrincipalName").and_then(Value::as_str).unwrap_or_default();
+    let upn = obj
+        .get("userPrincipalName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let ukey = upn_key(tenant, upn)?;
     if let Some(owner) = t.get(&ukey)? {
         if owner != id.as_bytes() {
-            let owner = Uuid::from_slice(&owner).map(|u| u.to_string()).unwrap_or_default();
-            return Err(Error::Conflict(format!("userPrincipalName {upn} is already taken by user {owner}")));
+            let owner = Uuid::from_slice(&owner)
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            return Err(Error::Conflict(format!(
+                "userPrincipalName {upn} is already taken by user {owner}"
+            )));
         }
     }
     t.put(ukey, id.as_bytes().to_vec())
@@ -382,20 +456,34 @@ fn claim_upn(t: &mut Txn, tenant: &str, obj: &Map<String, Value>, id: &Uuid) -> 
 /// Finds a live object by ID, or a user by userPrincipalName.
 pub fn get(s: &dyn Store, tenant: &str, id_or_upn: &str) -> Result<Map<String, Value>> {
     let id = if id_or_upn.contains('@') {
-        let owner = s.get(&upn_key(tenant, id_or_upn)?)?.ok_or_else(|| Error::NotFound(format!("no user with userPrincipalName {id_or_upn}")))?;
-        Uuid::from_slice(&owner).map_err(|_| Error::Corrupt(format!("UPN index entry for {id_or_upn} is not an ID")))?
+        let owner = s.get(&upn_key(tenant, id_or_upn)?)?.ok_or_else(|| {
+            Error::NotFound(format!("no user with userPrincipalName {id_or_upn}"))
+        })?;
+        Uuid::from_slice(&owner)
+            .map_err(|_| Error::Corrupt(format!("UPN index entry for {id_or_upn} is not an ID")))?
     } else {
         parse_id(id_or_upn)?
     };
-    let raw = s.get(&object_key(tenant, &id)?)?.ok_or_else(|| Error::NotFound(format!("no object with id {id} in this tenant")))?;
+    let raw = s
+        .get(&object_key(tenant, &id)?)?
+        .ok_or_else(|| Error::NotFound(format!("no object with id {id} in this tenant")))?;
     decode(&raw, &format!("object {id}"))
 }
 
 /// Like `get`, but the object must be of type `ty`.
-pub fn get_typed(s: &dyn Store, tenant: &str, ty: ObjectType, id_or_upn: &str) -> Result<Map<String, Value>> {
+pub fn get_typed(
+    s: &dyn Store,
+    tenant: &str,
+    ty: ObjectType,
+    id_or_upn: &str,
+) -> Result<Map<String, Value>> {
     let obj = get(s, tenant, id_or_upn)?;
     if type_of(&obj) != Some(ty) {
-        return Err(Error::NotFound(format!("{id_or_upn} is not a {} (it is a {})", ty.noun(), type_of(&obj).map(|t| t.noun()).unwrap_or("?"))));
+        return Err(Error::NotFound(format!(
+            "{id_or_upn} is not a {} (it is a {})",
+            ty.noun(),
+            type_of(&obj).map(|t| t.noun()).unwrap_or("?")
+        )));
     }
     Ok(obj)
 }
@@ -417,18 +505,32 @@ pub fn list(s: &dyn Store, tenant: &str, ty: ObjectType) -> Result<Vec<Map<Strin
 }
 
 /// Merges `patch` into an object (null removes an optional field).
-pub fn update(t: &mut Txn, tenant: &str, ty: ObjectType, id_or_upn: &str, patch: Map<String, Value>) -> Result<Map<String, Value>> {
+pub fn update(
+    t: &mut Txn,
+    tenant: &str,
+    ty: ObjectType,
+    id_or_upn: &str,
+    patch: Map<String, Value>,
+) -> Result<Map<String, Value>> {
     if patch.is_empty() {
-        return Err(Error::Invalid("nothing to update: give --set FIELD=VALUE or --json".into()));
+        return Err(Error::Invalid(
+            "nothing to update: give --set FIELD=VALUE or --json".into(),
+        ));
     }
     check_fields(ty, &patch, false)?;
     let mut obj = get_typed(t, tenant, ty, id_or_upn)?;
     let id = id_of(&obj)?;
-    let old_upn = obj.get("userPrincipalName").and_then(Value::as_str).map(str::to_string);
+    let old_upn = obj
+        .get("userPrincipalName")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     for (k, v) in patch {
         if v.is_null() {
             if ty.fields().iter().any(|f| f.name == k && f.required) {
-                return Err(Error::Invalid(format!("{} field {k} is required and cannot be removed", ty.noun())));
+                return Err(Error::Invalid(format!(
+                    "{} field {k} is required and cannot be removed",
+                    ty.noun()
+                )));
             }
             obj.remove(&k);
         } else {
@@ -436,8 +538,12 @@ pub fn update(t: &mut Txn, tenant: &str, ty: ObjectType, id_or_upn: &str, patch:
         }
     }
     if ty == ObjectType::User {
-        let new_upn = obj.get("userPrincipalName").and_then(Value::as_str).map(str::to_string);
-        if new_upn.as_ref().map(|u| u.to_lowercase()) != old_upn.as_ref().map(|u| u.to_lowercase()) {
+        let new_upn = obj
+            .get("userPrincipalName")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if new_upn.as_ref().map(|u| u.to_lowercase()) != old_upn.as_ref().map(|u| u.to_lowercase())
+        {
             claim_upn(t, tenant, &obj, &id)?;
             if let Some(old) = old_upn {
                 t.delete(upn_key(tenant, &old)?)?;
@@ -450,7 +556,13 @@ pub fn update(t: &mut Txn, tenant: &str, ty: ObjectType, id_or_upn: &str, patch:
 
 /// Deletes an object: users, groups, applications and service principals go to the
 /// recycle bin with their memberships; devices are removed for good.
-pub fn delete(t: &mut Txn, tenant: &str, ty: ObjectType, id_or_upn: &str, now: &str) -> Result<Map<String, Value>> {
+pub fn delete(
+    t: &mut Txn,
+    tenant: &str,
+    ty: ObjectType,
+    id_or_upn: &str,
+    now: &str,
+) -> Result<Map<String, Value>> {
     let mut obj = get_typed(t, tenant, ty, id_or_upn)?;
     let id = id_of(&obj)?;
     let member_of: Vec<Uuid> = t
@@ -461,7 +573,11 @@ pub fn delete(t: &mut Txn, tenant: &str, ty: ObjectType, id_or_upn: &str, now: &
     let members: Vec<(Uuid, Vec<u8>)> = t
         .scan_prefix(&key(K_MEMBER, tenant, &[id.as_bytes()])?)?
         .into_iter()
-        .filter_map(|(k, v)| k.get(33..49).and_then(|b| Uuid::from_slice(b).ok()).map(|m| (m, v)))
+        .filter_map(|(k, v)| {
+            k.get(33..49)
+                .and_then(|b| Uuid::from_slice(b).ok())
+                .map(|m| (m, v))
+        })
         .collect();
     for g in &member_of {
         t.delete(key(K_MEMBER, tenant, &[g.as_bytes(), id.as_bytes()])?)?;
@@ -479,8 +595,20 @@ pub fn delete(t: &mut Txn, tenant: &str, ty: ObjectType, id_or_upn: &str, now: &
         obj.insert("deletedDateTime".into(), Value::from(now));
         let mut tomb = Map::new();
         tomb.insert("object".into(), Value::Object(obj.clone()));
-        tomb.insert("memberOf".into(), member_of.iter().map(|g| Value::from(g.to_string())).collect());
-        tomb.insert("members".into(), members.iter().map(|(m, _)| Value::from(m.to_string())).collect());
+        tomb.insert(
+            "memberOf".into(),
+            member_of
+                .iter()
+                .map(|g| Value::from(g.to_string()))
+                .collect(),
+        );
+        tomb.insert(
+            "members".into(),
+            members
+                .iter()
+                .map(|(m, _)| Value::from(m.to_string()))
+                .collect(),
+        );
         t.put(key(K_TOMBSTONE, tenant, &[id.as_bytes()])?, encode(&tomb))?;
     }
     Ok(obj)
@@ -492,18 +620,29 @@ pub fn add_member(t: &mut Txn, tenant: &str, group: &str, member: &str) -> Resul
     let m = get(t, tenant, member)?;
     let mty = type_of(&m).ok_or_else(|| Error::Corrupt(format!("object {member} has no type")))?;
     if !mty.can_be_member() {
-        return Err(Error::Invalid(format!("a {} cannot be a group member (users, groups and service principals can)", mty.noun())));
+        return Err(Error::Invalid(format!(
+            "a {} cannot be a group member (users, groups and service principals can)",
+            mty.noun()
+        )));
     }
     let (gid, mid) = (id_of(&g)?, id_of(&m)?);
     if gid == mid {
-        return Err(Error::Invalid(format!("group {gid} cannot be a member of itself")));
+        return Err(Error::Invalid(format!(
+            "group {gid} cannot be a member of itself"
+        )));
     }
     let mkey = key(K_MEMBER, tenant, &[gid.as_bytes(), mid.as_bytes()])?;
     if t.get(&mkey)?.is_some() {
-        return Err(Error::Conflict(format!("{} {mid} is already a member of group {gid}", mty.noun())));
+        return Err(Error::Conflict(format!(
+            "{} {mid} is already a member of group {gid}",
+            mty.noun()
+        )));
     }
     t.put(mkey, mty.noun().as_bytes().to_vec())?;
-    t.put(key(K_MEMBER_OF, tenant, &[mid.as_bytes(), gid.as_bytes()])?, Vec::new())
+    t.put(
+        key(K_MEMBER_OF, tenant, &[mid.as_bytes(), gid.as_bytes()])?,
+        Vec::new(),
+    )
 }
 
 pub fn remove_member(t: &mut Txn, tenant: &str, group: &str, member: &str) -> Result<()> {
@@ -512,7 +651,9 @@ pub fn remove_member(t: &mut Txn, tenant: &str, group: &str, member: &str) -> Re
     let (gid, mid) = (id_of(&g)?, id_of(&m)?);
     let mkey = key(K_MEMBER, tenant, &[gid.as_bytes(), mid.as_bytes()])?;
     if t.get(&mkey)?.is_none() {
-        return Err(Error::NotFound(format!("{mid} is not a member of group {gid}")));
+        return Err(Error::NotFound(format!(
+            "{mid} is not a member of group {gid}"
+        )));
     }
     t.delete(mkey)?;
     t.delete(key(K_MEMBER_OF, tenant, &[mid.as_bytes(), gid.as_bytes()])?)
@@ -524,14 +665,22 @@ pub fn members(s: &dyn Store, tenant: &str, group: &str) -> Result<Vec<Map<Strin
     let gid = id_of(&g)?;
     let mut out = Vec::new();
     for (k, _) in s.scan_prefix(&key(K_MEMBER, tenant, &[gid.as_bytes()])?)? {
-        let mid = k.get(33..49).and_then(|b| Uuid::from_slice(b).ok()).ok_or_else(|| Error::Corrupt(format!("member key {} is malformed", hex(&k))))?;
+        let mid = k
+            .get(33..49)
+            .and_then(|b| Uuid::from_slice(b).ok())
+            .ok_or_else(|| Error::Corrupt(format!("member key {} is malformed", hex(&k))))?;
         out.push(get(s, tenant, &mid.to_string())?);
     }
     Ok(out)
 }
 
 /// The tenant record written when a tenant is created.
-pub fn create_tenant(t: &mut Txn, tenant_id: &str, name: &str, now: &str) -> Result<Map<String, Value>> {
+pub fn create_tenant(
+    t: &mut Txn,
+    tenant_id: &str,
+    name: &str,
+    now: &str,
+) -> Result<Map<String, Value>> {
     let mut m = Map::new();
     m.insert("id".into(), Value::from(tenant_id));
     m.insert("displayName".into(), Value::from(name));
@@ -561,14 +710,20 @@ mod tests {
     const T: &str = "6f1d2a4e-0000-4000-8000-000000000001";
 
     fn user(upn: &str) -> Map<String, Value> {
-        serde_json::json!({"userPrincipalName": upn, "displayName": upn}).as_object().cloned().unwrap_or_default()
+        serde_json::json!({"userPrincipalName": upn, "displayName": upn})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
     }
 
     #[test]
     fn duplicate_upn_in_one_transaction_conflicts_case_insensitively() {
         let mut t = Txn::new(&Empty);
         create(&mut t, T, ObjectType::User, user("ada@contoso.com"), "now").expect("first");
-        assert!(matches!(create(&mut t, T, ObjectType::User, user("ADA@contoso.com"), "now"), Err(Error::Conflict(_))));
+        assert!(matches!(
+            create(&mut t, T, ObjectType::User, user("ADA@contoso.com"), "now"),
+            Err(Error::Conflict(_))
+        ));
     }
 
     #[test]
@@ -576,10 +731,14 @@ mod tests {
         let mut t = Txn::new(&Empty);
         let mut u = user("a@b.com");
         u.insert("shoeSize".into(), Value::from(42));
-        assert!(matches!(create(&mut t, T, ObjectType::User, u, "now"), Err(Error::Invalid(m)) if m.contains("shoeSize")));
+        assert!(
+            matches!(create(&mut t, T, ObjectType::User, u, "now"), Err(Error::Invalid(m)) if m.contains("shoeSize"))
+        );
         let mut u = user("a@b.com");
         u.remove("displayName");
-        assert!(matches!(create(&mut t, T, ObjectType::User, u, "now"), Err(Error::Invalid(m)) if m.contains("displayName")));
+        assert!(
+            matches!(create(&mut t, T, ObjectType::User, u, "now"), Err(Error::Invalid(m)) if m.contains("displayName"))
+        );
         assert_eq!(t.op_count(), 0);
     }
 
@@ -587,14 +746,30 @@ mod tests {
     fn delete_keeps_memberships_with_the_tombstone() {
         let mut t = Txn::new(&Empty);
         let u = create(&mut t, T, ObjectType::User, user("a@b.com"), "now").expect("user");
-        let g = create(&mut t, T, ObjectType::Group, serde_json::json!({"displayName": "g"}).as_object().cloned().unwrap_or_default(), "now").expect("group");
-        let (uid, gid) = (u["id"].as_str().unwrap_or_default().to_string(), g["id"].as_str().unwrap_or_default().to_string());
+        let g = create(
+            &mut t,
+            T,
+            ObjectType::Group,
+            serde_json::json!({"displayName": "g"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            "now",
+        )
+        .expect("group");
+        let (uid, gid) = (
+            u["id"].as_str().unwrap_or_default().to_string(),
+            g["id"].as_str().unwrap_or_default().to_string(),
+        );
         add_member(&mut t, T, &gid, &uid).expect("add");
         assert_eq!(members(&t, T, &gid).expect("members").len(), 1);
         delete(&mut t, T, ObjectType::User, &uid, "later").expect("delete");
         assert_eq!(members(&t, T, &gid).expect("members").len(), 0);
         assert!(matches!(get(&t, T, "a@b.com"), Err(Error::NotFound(_))));
-        let tomb = t.get(&key(K_TOMBSTONE, T, &[parse_id(&uid).expect("id").as_bytes()]).expect("key")).expect("get").expect("tombstone");
+        let tomb = t
+            .get(&key(K_TOMBSTONE, T, &[parse_id(&uid).expect("id").as_bytes()]).expect("key"))
+            .expect("get")
+            .expect("tombstone");
         let tomb: Value = serde_json::from_slice(&tomb).expect("json");
         assert_eq!(tomb["memberOf"][0], Value::from(gid));
         assert_eq!(tomb["object"]["deletedDateTime"], Value::from("later"));

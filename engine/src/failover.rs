@@ -28,15 +28,26 @@ pub enum Promotion {
 /// acknowledged write, so it is promoted when reachable. Otherwise nothing can prove what
 /// was acknowledged: refuse unless `accept_data_loss`, then take the most advanced
 /// reachable replica.
-pub fn emergency_promotion(primary: &str, sync_standby: &str, replicas: &[Candidate], accept_data_loss: bool) -> Result<Promotion> {
-    let reachable = |dc: &str| replicas.iter().any(|c| c.datacenter == dc && c.last.is_some());
+pub fn emergency_promotion(
+    primary: &str,
+    sync_standby: &str,
+    replicas: &[Candidate],
+    accept_data_loss: bool,
+) -> Result<Promotion> {
+    let reachable = |dc: &str| {
+        replicas
+            .iter()
+            .any(|c| c.datacenter == dc && c.last.is_some())
+    };
     if reachable(primary) {
         return Err(Error::Conflict(format!(
             "the primary {primary} is reachable; use a planned failover (`--to DC`), which loses nothing"
         )));
     }
     if reachable(sync_standby) {
-        return Ok(Promotion::Safe { datacenter: sync_standby.to_string() });
+        return Ok(Promotion::Safe {
+            datacenter: sync_standby.to_string(),
+        });
     }
     if !accept_data_loss {
         return Err(Error::Unavailable(format!(
@@ -48,15 +59,29 @@ pub fn emergency_promotion(primary: &str, sync_standby: &str, replicas: &[Candid
         .iter()
         .filter(|c| c.datacenter != primary)
         .filter_map(|c| c.last.map(|p| (p, c)))
-        .max_by(|(a, ca), (b, cb)| a.lsn.cmp(&b.lsn).then(a.term.cmp(&b.term)).then(cb.datacenter.cmp(&ca.datacenter)))
-        .ok_or_else(|| Error::Unavailable("no replica of the partition is reachable".to_string()))?;
-    Ok(Promotion::Lossy { datacenter: best.1.datacenter.clone(), known_lsn: best.0.lsn })
+        .max_by(|(a, ca), (b, cb)| {
+            a.lsn
+                .cmp(&b.lsn)
+                .then(a.term.cmp(&b.term))
+                .then(cb.datacenter.cmp(&ca.datacenter))
+        })
+        .ok_or_else(|| {
+            Error::Unavailable("no replica of the partition is reachable".to_string())
+        })?;
+    Ok(Promotion::Lossy {
+        datacenter: best.1.datacenter.clone(),
+        known_lsn: best.0.lsn,
+    })
 }
 
 /// The new sync standby after `new_primary` takes over: a reachable replica in another
 /// datacenter, preferring the most advanced (least to ship), then the first by name.
 /// `exclude` names datacenters that must not be chosen (e.g. a lost old primary).
-pub fn choose_sync_standby(new_primary: &str, replicas: &[Candidate], exclude: &[&str]) -> Option<String> {
+pub fn choose_sync_standby(
+    new_primary: &str,
+    replicas: &[Candidate],
+    exclude: &[&str],
+) -> Option<String> {
     replicas
         .iter()
         .filter(|c| c.datacenter != new_primary && !exclude.contains(&c.datacenter.as_str()))
@@ -70,7 +95,11 @@ mod tests {
     use super::*;
 
     fn c(dc: &str, last: Option<(u64, u64)>) -> Candidate {
-        Candidate { datacenter: dc.into(), last: last.map(|(term, lsn)| Position { term, lsn }), drained: false }
+        Candidate {
+            datacenter: dc.into(),
+            last: last.map(|(term, lsn)| Position { term, lsn }),
+            drained: false,
+        }
     }
 
     /// Every combination of reachability for three replicas and the flag.
@@ -86,11 +115,29 @@ mod tests {
                 ];
                 let got = emergency_promotion("p", "s", &replicas, accept);
                 match (reach(0), reach(1), reach(2), accept) {
-                    (true, _, _, _) => assert!(matches!(got, Err(Error::Conflict(_))), "{mask} {accept}: {got:?}"),
-                    (false, true, _, _) => assert_eq!(got.ok(), Some(Promotion::Safe { datacenter: "s".into() })),
-                    (false, false, _, false) => assert!(matches!(got, Err(Error::Unavailable(_))), "{mask}: {got:?}"),
-                    (false, false, true, true) => assert_eq!(got.ok(), Some(Promotion::Lossy { datacenter: "o".into(), known_lsn: 7 })),
-                    (false, false, false, true) => assert!(matches!(got, Err(Error::Unavailable(_)))),
+                    (true, _, _, _) => assert!(
+                        matches!(got, Err(Error::Conflict(_))),
+                        "{mask} {accept}: {got:?}"
+                    ),
+                    (false, true, _, _) => assert_eq!(
+                        got.ok(),
+                        Some(Promotion::Safe {
+                            datacenter: "s".into()
+                        })
+                    ),
+                    (false, false, _, false) => {
+                        assert!(matches!(got, Err(Error::Unavailable(_))), "{mask}: {got:?}")
+                    }
+                    (false, false, true, true) => assert_eq!(
+                        got.ok(),
+                        Some(Promotion::Lossy {
+                            datacenter: "o".into(),
+                            known_lsn: 7
+                        })
+                    ),
+                    (false, false, false, true) => {
+                        assert!(matches!(got, Err(Error::Unavailable(_))))
+                    }
                 }
             }
         }
@@ -98,15 +145,34 @@ mod tests {
 
     #[test]
     fn lossy_promotion_takes_the_most_advanced_replica() {
-        let replicas = vec![c("p", None), c("s", None), c("a", Some((1, 5))), c("b", Some((1, 9)))];
-        assert_eq!(emergency_promotion("p", "s", &replicas, true).ok(), Some(Promotion::Lossy { datacenter: "b".into(), known_lsn: 9 }));
+        let replicas = vec![
+            c("p", None),
+            c("s", None),
+            c("a", Some((1, 5))),
+            c("b", Some((1, 9))),
+        ];
+        assert_eq!(
+            emergency_promotion("p", "s", &replicas, true).ok(),
+            Some(Promotion::Lossy {
+                datacenter: "b".into(),
+                known_lsn: 9
+            })
+        );
     }
 
     #[test]
     fn new_standby_is_reachable_in_another_datacenter_and_most_advanced() {
-        let replicas = vec![c("p", Some((1, 10))), c("s", Some((1, 10))), c("o", Some((1, 3))), c("x", None)];
+        let replicas = vec![
+            c("p", Some((1, 10))),
+            c("s", Some((1, 10))),
+            c("o", Some((1, 3))),
+            c("x", None),
+        ];
         assert_eq!(choose_sync_standby("s", &replicas, &[]), Some("p".into()));
-        assert_eq!(choose_sync_standby("s", &replicas, &["p"]), Some("o".into()));
+        assert_eq!(
+            choose_sync_standby("s", &replicas, &["p"]),
+            Some("o".into())
+        );
         assert_eq!(choose_sync_standby("s", &replicas, &["p", "o"]), None);
     }
 }
@@ -140,19 +206,38 @@ pub struct FailoverReport {
 
 impl Cluster {
     fn candidates(&mut self, partition: u32) -> Result<Vec<Candidate>> {
-        let ids: BTreeSet<ReplicaId> = self.topology.datacenters.iter().map(|d| ReplicaId::new(&d.name, partition)).collect();
+        let ids: BTreeSet<ReplicaId> = self
+            .topology
+            .datacenters
+            .iter()
+            .map(|d| ReplicaId::new(&d.name, partition))
+            .collect();
         let failed = self.hold(&ids);
         let mut out = Vec::new();
         for d in self.topology.datacenters.clone() {
             let id = ReplicaId::new(&d.name, partition);
-            let last = if failed.contains_key(&id) { None } else { Some(self.replica(&id)?.last()?) };
-            out.push(Candidate { datacenter: d.name.clone(), last, drained: d.drained });
+            let last = if failed.contains_key(&id) {
+                None
+            } else {
+                Some(self.replica(&id)?.last()?)
+            };
+            out.push(Candidate {
+                datacenter: d.name.clone(),
+                last,
+                drained: d.drained,
+            });
         }
         Ok(out)
     }
 
     /// Records the switch in the control plane, refusing if someone else changed the partition meanwhile.
-    fn switch(&mut self, before: &crate::topology::Partition, new_primary: &str, standby: &str, first_lsn: u64) -> Result<u64> {
+    fn switch(
+        &mut self,
+        before: &crate::topology::Partition,
+        new_primary: &str,
+        standby: &str,
+        first_lsn: u64,
+    ) -> Result<u64> {
         let new_term = before.term + 1;
         let id = before.id;
         self.update_topology(|t| {
@@ -176,22 +261,38 @@ impl Cluster {
         self.topology.datacenter(to)?;
         let p = self.topology.partition(partition)?.clone();
         if p.primary == to {
-            return Err(Error::Conflict(format!("{to} is already the primary of partition {partition}")));
+            return Err(Error::Conflict(format!(
+                "{to} is already the primary of partition {partition}"
+            )));
         }
-        let (pid, tid) = (ReplicaId::new(&p.primary, partition), ReplicaId::new(to, partition));
+        let (pid, tid) = (
+            ReplicaId::new(&p.primary, partition),
+            ReplicaId::new(to, partition),
+        );
         let cands = self.candidates(partition)?;
         let fenced = Instant::now();
         self.replica(&pid).map_err(|_| {
             Error::Unavailable(format!("the primary {} of partition {partition} is unreachable; use `dirctl failover --partition {partition} --emergency`", p.primary))
         })?;
-        self.replica(&tid).map_err(|_| Error::Unavailable(format!("the target {to} of partition {partition} is unreachable")))?;
+        self.replica(&tid).map_err(|_| {
+            Error::Unavailable(format!(
+                "the target {to} of partition {partition} is unreachable"
+            ))
+        })?;
         self.resolve_primary(&p)?;
         let primary = self.replica(&pid)?;
         let target = self.replica(&tid)?;
         let commit = primary.commit_lsn()?;
         Cluster::catch_up(primary, target, commit, &mut |_| {})?;
         target.set_commit_lsn(commit, Durability::Synced)?;
-        let standby = if cands.iter().any(|c| c.datacenter == p.primary && c.last.is_some()) { p.primary.clone() } else { p.sync_standby.clone() };
+        let standby = if cands
+            .iter()
+            .any(|c| c.datacenter == p.primary && c.last.is_some())
+        {
+            p.primary.clone()
+        } else {
+            p.sync_standby.clone()
+        };
         let new_term = self.switch(&p, to, &standby, commit + 1)?;
         let window = fenced.elapsed().as_secs_f64() * 1e3;
         self.release_all();
@@ -211,7 +312,11 @@ impl Cluster {
 
     /// Emergency failover: the primary is unreachable; promote the sync standby (or, with
     /// `accept_data_loss`, the most advanced reachable replica).
-    pub fn failover_emergency(&mut self, partition: u32, accept_data_loss: bool) -> Result<FailoverReport> {
+    pub fn failover_emergency(
+        &mut self,
+        partition: u32,
+        accept_data_loss: bool,
+    ) -> Result<FailoverReport> {
         let started = Instant::now();
         self.topology = self.control.load()?;
         let p = self.topology.partition(partition)?.clone();
@@ -219,21 +324,30 @@ impl Cluster {
         let decision = emergency_promotion(&p.primary, &p.sync_standby, &cands, accept_data_loss)?;
         let (new_primary, loss) = match &decision {
             Promotion::Safe { datacenter } => (datacenter.clone(), None),
-            Promotion::Lossy { datacenter, known_lsn } => (datacenter.clone(), Some(*known_lsn)),
+            Promotion::Lossy {
+                datacenter,
+                known_lsn,
+            } => (datacenter.clone(), Some(*known_lsn)),
         };
         let nid = ReplicaId::new(&new_primary, partition);
         let np = self.replica(&nid)?;
         // If this replica holds a diverged tail from an even older term, cut it first.
         let mut last = np.last()?;
         if p.diverged(last) {
-            let keep = p.term_starts.iter().find(|s| s.term > last.term).map(|s| s.first_lsn - 1).unwrap_or(last.lsn);
+            let keep = p
+                .term_starts
+                .iter()
+                .find(|s| s.term > last.term)
+                .map(|s| s.first_lsn - 1)
+                .unwrap_or(last.lsn);
             np.truncate_after(keep)?;
             last = np.last()?;
         }
         // Everything the promoted replica holds is now committed: the standby held every
         // acknowledged write; entries beyond them were "outcome unknown" and may stand.
         np.set_commit_lsn(last.lsn, Durability::Synced)?;
-        let standby = choose_sync_standby(&new_primary, &cands, &[p.primary.as_str()]).unwrap_or_else(|| p.primary.clone());
+        let standby = choose_sync_standby(&new_primary, &cands, &[p.primary.as_str()])
+            .unwrap_or_else(|| p.primary.clone());
         let sid = ReplicaId::new(&standby, partition);
         if let (Ok(np), Ok(s)) = (self.replica(&nid), self.replica(&sid)) {
             Cluster::catch_up(np, s, last.lsn, &mut |_| {})?;
@@ -272,9 +386,15 @@ impl Cluster {
         Cluster::catch_up(primary, s, commit, &mut |_| {})?;
         let id = p.id;
         self.update_topology(|t| {
-            let q = t.partitions.iter_mut().find(|q| q.id == id).ok_or_else(|| Error::NotFound(format!("no partition {id}")))?;
+            let q = t
+                .partitions
+                .iter_mut()
+                .find(|q| q.id == id)
+                .ok_or_else(|| Error::NotFound(format!("no partition {id}")))?;
             if *q != p {
-                return Err(Error::Conflict(format!("partition {id} changed while its sync standby was re-designated; retry")));
+                return Err(Error::Conflict(format!(
+                    "partition {id} changed while its sync standby was re-designated; retry"
+                )));
             }
             q.sync_standby = new.clone();
             Ok(())

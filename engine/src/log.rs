@@ -51,7 +51,18 @@ pub struct Entry {
 }
 
 /// A position in a partition's log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Position {
     pub term: u64,
     pub lsn: u64,
@@ -59,11 +70,20 @@ pub struct Position {
 
 impl Entry {
     pub fn position(&self) -> Position {
-        Position { term: self.term, lsn: self.lsn }
+        Position {
+            term: self.term,
+            lsn: self.lsn,
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.ops.iter().map(|o| o.key().len() * 2 + 64).sum::<usize>());
+        let mut out = Vec::with_capacity(
+            64 + self
+                .ops
+                .iter()
+                .map(|o| o.key().len() * 2 + 64)
+                .sum::<usize>(),
+        );
         out.push(ENTRY_FORMAT_VERSION);
         out.extend_from_slice(&self.term.to_be_bytes());
         out.extend_from_slice(&self.lsn.to_be_bytes());
@@ -131,7 +151,12 @@ impl Entry {
         if r.pos != body.len() {
             return Err(corrupt("trailing bytes"));
         }
-        Ok(Entry { term, lsn, time_ms, ops })
+        Ok(Entry {
+            term,
+            lsn,
+            time_ms,
+            ops,
+        })
     }
 }
 
@@ -166,10 +191,14 @@ impl Reader<'_> {
         self.take(1).map(|s| s[0])
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).and_then(|s| s.try_into().ok()).map(u32::from_be_bytes)
+        self.take(4)
+            .and_then(|s| s.try_into().ok())
+            .map(u32::from_be_bytes)
     }
     fn u64(&mut self) -> Option<u64> {
-        self.take(8).and_then(|s| s.try_into().ok()).map(u64::from_be_bytes)
+        self.take(8)
+            .and_then(|s| s.try_into().ok())
+            .map(u64::from_be_bytes)
     }
     fn bytes(&mut self) -> Option<Vec<u8>> {
         let n = self.u32()? as usize;
@@ -215,9 +244,20 @@ mod tests {
             lsn: 42,
             time_ms: 1_700_000_000_000,
             ops: vec![
-                Op::Put { key: b"k1".to_vec(), value: b"v1".to_vec(), prev: None },
-                Op::Put { key: b"k2".to_vec(), value: b"v2".to_vec(), prev: Some(b"old".to_vec()) },
-                Op::Delete { key: b"k3".to_vec(), prev: Some(b"gone".to_vec()) },
+                Op::Put {
+                    key: b"k1".to_vec(),
+                    value: b"v1".to_vec(),
+                    prev: None,
+                },
+                Op::Put {
+                    key: b"k2".to_vec(),
+                    value: b"v2".to_vec(),
+                    prev: Some(b"old".to_vec()),
+                },
+                Op::Delete {
+                    key: b"k3".to_vec(),
+                    prev: Some(b"gone".to_vec()),
+                },
             ],
         }
     }
@@ -234,7 +274,10 @@ mod tests {
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x40;
-            assert!(matches!(Entry::decode(&b, "test"), Err(Error::Corrupt(_))), "flip at {i} not detected");
+            assert!(
+                matches!(Entry::decode(&b, "test"), Err(Error::Corrupt(_))),
+                "flip at {i} not detected"
+            );
         }
     }
 
@@ -242,7 +285,10 @@ mod tests {
     fn every_truncation_is_detected() {
         let bytes = sample().encode();
         for n in 0..bytes.len() {
-            assert!(matches!(Entry::decode(&bytes[..n], "test"), Err(Error::Corrupt(_))), "truncation to {n} not detected");
+            assert!(
+                matches!(Entry::decode(&bytes[..n], "test"), Err(Error::Corrupt(_))),
+                "truncation to {n} not detected"
+            );
         }
     }
 
@@ -254,8 +300,17 @@ mod tests {
         let at = |v: &'static [u64]| move |lsn: u64| Ok::<_, ()>(v.get(lsn as usize - 1).copied());
         let s: &'static [u64] = Box::leak(Box::new(s));
         let p: &'static [u64] = Box::leak(Box::new(p));
-        assert_eq!(agreement_point(Position { term: 2, lsn: 5 }, at(s), at(p)), Ok(3));
-        assert_eq!(agreement_point(Position { term: 1, lsn: 2 }, at(s), at(p)), Ok(2));
-        assert_eq!(agreement_point(Position { term: 0, lsn: 0 }, at(s), at(p)), Ok(0));
+        assert_eq!(
+            agreement_point(Position { term: 2, lsn: 5 }, at(s), at(p)),
+            Ok(3)
+        );
+        assert_eq!(
+            agreement_point(Position { term: 1, lsn: 2 }, at(s), at(p)),
+            Ok(2)
+        );
+        assert_eq!(
+            agreement_point(Position { term: 0, lsn: 0 }, at(s), at(p)),
+            Ok(0)
+        );
     }
 }

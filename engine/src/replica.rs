@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 
 use crate::error::{Error, Result};
 use crate::log::{Entry, Op, Position};
@@ -75,7 +77,12 @@ fn u64_at(bytes: &[u8], at: usize, what: &str) -> Result<u64> {
         .get(at..at + 8)
         .and_then(|s| s.try_into().ok())
         .map(u64::from_be_bytes)
-        .ok_or_else(|| Error::Corrupt(format!("{what}: expected 8 bytes at offset {at}, found {}", bytes.len())))
+        .ok_or_else(|| {
+            Error::Corrupt(format!(
+                "{what}: expected 8 bytes at offset {at}, found {}",
+                bytes.len()
+            ))
+        })
 }
 
 fn encode_position(p: Position) -> [u8; 16] {
@@ -89,15 +96,23 @@ impl Replica {
     /// Creates a new, empty replica at `path` (which must not exist). Used by init and rebuild only.
     pub fn create(path: &Path, identity: &Identity) -> Result<()> {
         if path.exists() {
-            return Err(Error::Conflict(format!("{} already exists", path.display())));
+            return Err(Error::Conflict(format!(
+                "{} already exists",
+                path.display()
+            )));
         }
-        std::fs::create_dir_all(path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
-        File::create(path.join(LOCK_FILE)).map_err(|e| Error::io(format!("create lock file in {}", path.display()), e))?;
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        File::create(path.join(LOCK_FILE))
+            .map_err(|e| Error::io(format!("create lock file in {}", path.display()), e))?;
         let mut o = db_options();
         o.create_if_missing(true);
         o.create_missing_column_families(true);
-        let db = DB::open_cf_descriptors(&o, path, cfs()).map_err(|e| storage(format!("create replica {}", path.display()), e))?;
-        let meta = db.cf_handle(CF_META).ok_or_else(|| Error::Storage("meta column family missing".into()))?;
+        let db = DB::open_cf_descriptors(&o, path, cfs())
+            .map_err(|e| storage(format!("create replica {}", path.display()), e))?;
+        let meta = db
+            .cf_handle(CF_META)
+            .ok_or_else(|| Error::Storage("meta column family missing".into()))?;
         let mut b = WriteBatch::default();
         let id = serde_json::to_vec(identity).map_err(|e| Error::Storage(e.to_string()))?;
         b.put_cf(&meta, META_IDENTITY, id);
@@ -106,13 +121,85 @@ impl Replica {
         b.put_cf(&meta, META_PROBE, b"ok");
         let mut w = WriteOptions::default();
         w.set_sync(true);
-        db.write_opt(b, &w).map_err(|e| storage(format!("initialise replica {}", path.display()), e))?;
+        db.write_opt(b, &w)
+            .map_err(|e| storage(format!("initialise replica {}", path.display()), e))?;
         drop(db);
         sync_dir(path)?;
         if let Some(parent) = path.parent() {
             sync_dir(parent)?;
         }
         Ok(())
+    }
+
+    /// Takes a RocksDB checkpoint of this replica into `dest` (which must not exist): hard
+    /// links where possible, consistent at `last()` because this process holds the replica.
+    pub fn checkpoint(&self, dest: &Path) -> Result<Position> {
+        let pos = self.last()?;
+        let cp = rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .map_err(|e| storage(format!("checkpoint {}", self.name()), e))?;
+        cp.create_checkpoint(dest).map_err(|e| {
+            storage(
+                format!("checkpoint {} into {}", self.name(), dest.display()),
+                e,
+            )
+        })?;
+        Ok(pos)
+    }
+
+    /// Makes a checkpoint folder a replica with `identity` (a rebuilt datacenter's, a
+    /// restored cluster's): rewrites the identity, clears the commit lsn, adds the lock file.
+    pub fn adopt(path: &Path, identity: &Identity) -> Result<()> {
+        let db = DB::open_cf_descriptors(&db_options(), path, cfs())
+            .map_err(|e| storage(format!("open checkpoint {}", path.display()), e))?;
+        let meta = db.cf_handle(CF_META).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "checkpoint {}: meta column family missing",
+                path.display()
+            ))
+        })?;
+        let mut b = WriteBatch::default();
+        b.put_cf(
+            &meta,
+            META_IDENTITY,
+            serde_json::to_vec(identity).map_err(|e| Error::Storage(e.to_string()))?,
+        );
+        b.put_cf(&meta, META_COMMIT, 0u64.to_be_bytes());
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        db.write_opt(b, &w)
+            .map_err(|e| storage(format!("adopt checkpoint {}", path.display()), e))?;
+        drop(db);
+        File::create(path.join(LOCK_FILE))
+            .map_err(|e| Error::io(format!("create lock file in {}", path.display()), e))?;
+        sync_dir(path)
+    }
+
+    /// The first lsn still in this replica's log (entries below it were pruned), or None if empty.
+    pub fn first_log_lsn(&self) -> Result<Option<u64>> {
+        let mut it = self.db.iterator_cf(self.cf(CF_LOG)?, IteratorMode::Start);
+        match it.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, _) =
+                    item.map_err(|e| storage(format!("read log of {}", self.name()), e))?;
+                Ok(Some(u64_at(&k, 0, "log key")?))
+            }
+        }
+    }
+
+    /// Log retention: drops entries up to and including `lsn` (their data stays).
+    pub fn prune_log_through(&self, lsn: u64) -> Result<()> {
+        let mut b = WriteBatch::default();
+        b.delete_range_cf(
+            self.cf(CF_LOG)?,
+            0u64.to_be_bytes(),
+            (lsn + 1).to_be_bytes(),
+        );
+        self.write(
+            b,
+            Durability::Buffered,
+            &format!("prune log through lsn {lsn}"),
+        )
     }
 
     /// Opens an existing replica, waiting up to `lock_timeout` for another process's hold on it.
@@ -122,9 +209,16 @@ impl Replica {
         let lock = match File::options().read(true).write(true).open(&lock_path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::Unavailable(format!("replica {name} is lost: {} does not exist", lock_path.display())));
+                return Err(Error::Unavailable(format!(
+                    "replica {name} is lost: {} does not exist",
+                    lock_path.display()
+                )));
             }
-            Err(e) => return Err(Error::Unavailable(format!("replica {name} is unreachable: {e}"))),
+            Err(e) => {
+                return Err(Error::Unavailable(format!(
+                    "replica {name} is unreachable: {e}"
+                )))
+            }
         };
         let start = Instant::now();
         let mut wait = Duration::from_millis(1);
@@ -142,23 +236,48 @@ impl Replica {
                     wait = (wait * 2).min(Duration::from_millis(50));
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(Error::Unavailable(format!("replica {name}: cannot lock {}: {e}", lock_path.display())))
+                    return Err(Error::Unavailable(format!(
+                        "replica {name}: cannot lock {}: {e}",
+                        lock_path.display()
+                    )))
                 }
             }
         }
-        let db = DB::open_cf_descriptors(&db_options(), path, cfs()).map_err(|e| Error::Unavailable(format!("replica {name} cannot be opened: {e}")))?;
-        let meta = db.cf_handle(CF_META).ok_or_else(|| Error::Corrupt(format!("replica {name}: meta column family missing")))?;
+        let db = DB::open_cf_descriptors(&db_options(), path, cfs())
+            .map_err(|e| Error::Unavailable(format!("replica {name} cannot be opened: {e}")))?;
+        let meta = db
+            .cf_handle(CF_META)
+            .ok_or_else(|| Error::Corrupt(format!("replica {name}: meta column family missing")))?;
         let raw = db
             .get_cf(&meta, META_IDENTITY)
             .map_err(|e| storage(format!("read identity of {name}"), e))?
             .ok_or_else(|| Error::Corrupt(format!("replica {name}: identity missing")))?;
-        let identity: Identity = serde_json::from_slice(&raw).map_err(|e| Error::Corrupt(format!("replica {name}: identity: {e}")))?;
-        let last = db.get_cf(&meta, META_LAST).map_err(|e| storage(format!("read {name}"), e))?.ok_or_else(|| Error::Corrupt(format!("{name}: last position missing")))?;
-        let last = Position { term: u64_at(&last, 0, "last position")?, lsn: u64_at(&last, 8, "last position")? };
-        let commit = db.get_cf(&meta, META_COMMIT).map_err(|e| storage(format!("read {name}"), e))?.ok_or_else(|| Error::Corrupt(format!("{name}: commit lsn missing")))?;
+        let identity: Identity = serde_json::from_slice(&raw)
+            .map_err(|e| Error::Corrupt(format!("replica {name}: identity: {e}")))?;
+        let last = db
+            .get_cf(&meta, META_LAST)
+            .map_err(|e| storage(format!("read {name}"), e))?
+            .ok_or_else(|| Error::Corrupt(format!("{name}: last position missing")))?;
+        let last = Position {
+            term: u64_at(&last, 0, "last position")?,
+            lsn: u64_at(&last, 8, "last position")?,
+        };
+        let commit = db
+            .get_cf(&meta, META_COMMIT)
+            .map_err(|e| storage(format!("read {name}"), e))?
+            .ok_or_else(|| Error::Corrupt(format!("{name}: commit lsn missing")))?;
         let commit = u64_at(&commit, 0, "commit lsn")?;
-        let r = Replica { db, path: path.to_path_buf(), identity, poisoned: AtomicBool::new(false), positions: Mutex::new((last, commit)), _lock: lock };
-        r.probe().map_err(|e| Error::Unavailable(format!("replica {name} failed its health probe: {e}")))?;
+        let r = Replica {
+            db,
+            path: path.to_path_buf(),
+            identity,
+            poisoned: AtomicBool::new(false),
+            positions: Mutex::new((last, commit)),
+            _lock: lock,
+        };
+        r.probe().map_err(|e| {
+            Error::Unavailable(format!("replica {name} failed its health probe: {e}"))
+        })?;
         Ok(r)
     }
 
@@ -167,7 +286,10 @@ impl Replica {
     }
 
     pub fn name(&self) -> String {
-        format!("dc-{}/p{}", self.identity.datacenter, self.identity.partition)
+        format!(
+            "dc-{}/p{}",
+            self.identity.datacenter, self.identity.partition
+        )
     }
 
     pub fn path(&self) -> &Path {
@@ -175,18 +297,25 @@ impl Replica {
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
-        self.db.cf_handle(name).ok_or_else(|| Error::Corrupt(format!("{}: column family {name} missing", self.name())))
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| Error::Corrupt(format!("{}: column family {name} missing", self.name())))
     }
 
     fn meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get_cf(self.cf(CF_META)?, key).map_err(|e| storage(format!("read {}", self.name()), e))
+        self.db
+            .get_cf(self.cf(CF_META)?, key)
+            .map_err(|e| storage(format!("read {}", self.name()), e))
     }
 
     /// The real health probe: read the probe key.
     pub fn probe(&self) -> Result<()> {
         match self.meta_get(META_PROBE)? {
             Some(v) if v == b"ok" => Ok(()),
-            _ => Err(Error::Corrupt(format!("{}: probe key missing", self.name()))),
+            _ => Err(Error::Corrupt(format!(
+                "{}: probe key missing",
+                self.name()
+            ))),
         }
     }
 
@@ -201,12 +330,17 @@ impl Replica {
     }
 
     fn positions(&self) -> Result<std::sync::MutexGuard<'_, (Position, u64)>> {
-        self.positions.lock().map_err(|_| Error::Storage(format!("{}: position lock poisoned", self.name())))
+        self.positions
+            .lock()
+            .map_err(|_| Error::Storage(format!("{}: position lock poisoned", self.name())))
     }
 
     fn write(&self, batch: WriteBatch, durability: Durability, what: &str) -> Result<()> {
         if self.poisoned.load(Ordering::SeqCst) {
-            return Err(Error::Storage(format!("{} refuses writes after an earlier failed write; reopen it", self.name())));
+            return Err(Error::Storage(format!(
+                "{} refuses writes after an earlier failed write; reopen it",
+                self.name()
+            )));
         }
         let mut w = WriteOptions::default();
         w.set_sync(durability == Durability::Synced);
@@ -226,14 +360,24 @@ impl Replica {
 
     /// Appends entries (which must continue this log) with their data, in one batch.
     pub fn append(&self, entries: &[Entry], durability: Durability) -> Result<()> {
-        let Some(last_entry) = entries.last() else { return Ok(()) };
+        let Some(last_entry) = entries.last() else {
+            return Ok(());
+        };
         let mut expect = self.last()?.lsn + 1;
         let (log, meta) = (self.cf(CF_LOG)?, self.cf(CF_META)?);
-        let data = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).ok_or_else(|| Error::Corrupt("default cf missing".into()))?;
+        let data = self
+            .db
+            .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .ok_or_else(|| Error::Corrupt("default cf missing".into()))?;
         let mut b = WriteBatch::default();
         for e in entries {
             if e.lsn != expect {
-                return Err(Error::Storage(format!("{}: entry lsn {} does not follow {}", self.name(), e.lsn, expect - 1)));
+                return Err(Error::Storage(format!(
+                    "{}: entry lsn {} does not follow {}",
+                    self.name(),
+                    e.lsn,
+                    expect - 1
+                )));
             }
             expect += 1;
             b.put_cf(log, e.lsn.to_be_bytes(), e.encode());
@@ -245,7 +389,11 @@ impl Replica {
             }
         }
         b.put_cf(meta, META_LAST, encode_position(last_entry.position()));
-        self.write(b, durability, &format!("append lsn {}..={}", entries[0].lsn, last_entry.lsn))?;
+        self.write(
+            b,
+            durability,
+            &format!("append lsn {}..={}", entries[0].lsn, last_entry.lsn),
+        )?;
         self.positions()?.0 = last_entry.position();
         Ok(())
     }
@@ -262,9 +410,19 @@ impl Replica {
             v.reverse();
             v
         };
-        let new_last = if lsn == 0 { Position::default() } else { Position { term: self.entry(lsn)?.term, lsn } };
+        let new_last = if lsn == 0 {
+            Position::default()
+        } else {
+            Position {
+                term: self.entry(lsn)?.term,
+                lsn,
+            }
+        };
         let (log, meta) = (self.cf(CF_LOG)?, self.cf(CF_META)?);
-        let data = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).ok_or_else(|| Error::Corrupt("default cf missing".into()))?;
+        let data = self
+            .db
+            .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .ok_or_else(|| Error::Corrupt("default cf missing".into()))?;
         let mut b = WriteBatch::default();
         for e in &cut {
             for op in e.ops.iter().rev() {
@@ -278,7 +436,11 @@ impl Replica {
         b.put_cf(meta, META_LAST, encode_position(new_last));
         let commit = self.commit_lsn()?.min(lsn);
         b.put_cf(meta, META_COMMIT, commit.to_be_bytes());
-        self.write(b, Durability::Synced, &format!("cut entries above lsn {lsn}"))?;
+        self.write(
+            b,
+            Durability::Synced,
+            &format!("cut entries above lsn {lsn}"),
+        )?;
         *self.positions()? = (new_last, commit);
         Ok(cut)
     }
@@ -289,10 +451,16 @@ impl Replica {
             .db
             .get_cf(self.cf(CF_LOG)?, lsn.to_be_bytes())
             .map_err(|e| storage(format!("read log of {}", self.name()), e))?
-            .ok_or_else(|| Error::NotFound(format!("{}: no log entry at lsn {lsn}", self.name())))?;
+            .ok_or_else(|| {
+                Error::NotFound(format!("{}: no log entry at lsn {lsn}", self.name()))
+            })?;
         let e = Entry::decode(&raw, &format!("{} lsn {lsn}", self.name()))?;
         if e.lsn != lsn {
-            return Err(Error::Corrupt(format!("{}: entry stored at lsn {lsn} names lsn {}", self.name(), e.lsn)));
+            return Err(Error::Corrupt(format!(
+                "{}: entry stored at lsn {lsn} names lsn {}",
+                self.name(),
+                e.lsn
+            )));
         }
         Ok(e)
     }
@@ -313,7 +481,10 @@ impl Replica {
             return Ok(out);
         }
         let start = from.to_be_bytes();
-        let iter = self.db.iterator_cf(self.cf(CF_LOG)?, IteratorMode::From(&start, Direction::Forward));
+        let iter = self.db.iterator_cf(
+            self.cf(CF_LOG)?,
+            IteratorMode::From(&start, Direction::Forward),
+        );
         let mut expect = from;
         for item in iter {
             let (k, v) = item.map_err(|e| storage(format!("read log of {}", self.name()), e))?;
@@ -323,25 +494,37 @@ impl Replica {
             }
             let e = Entry::decode(&v, &format!("{} lsn {lsn}", self.name()))?;
             if lsn != expect || e.lsn != lsn {
-                return Err(Error::Corrupt(format!("{}: log has a gap or misplaced entry at lsn {lsn} (expected {expect})", self.name())));
+                return Err(Error::Corrupt(format!(
+                    "{}: log has a gap or misplaced entry at lsn {lsn} (expected {expect})",
+                    self.name()
+                )));
             }
             expect += 1;
             out.push(e);
         }
         if expect != to + 1 {
-            return Err(Error::NotFound(format!("{}: log ends at lsn {} before {to}", self.name(), expect - 1)));
+            return Err(Error::NotFound(format!(
+                "{}: log ends at lsn {} before {to}",
+                self.name(),
+                expect - 1
+            )));
         }
         Ok(out)
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get(key).map_err(|e| storage(format!("read {}", self.name()), e))
+        self.db
+            .get(key)
+            .map_err(|e| storage(format!("read {}", self.name()), e))
     }
 
     /// Every (key, value) whose key starts with `prefix`, in key order.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
-        for item in self.db.iterator(IteratorMode::From(prefix, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator(IteratorMode::From(prefix, Direction::Forward))
+        {
             let (k, v) = item.map_err(|e| storage(format!("scan {}", self.name()), e))?;
             if !k.starts_with(prefix) {
                 break;
@@ -354,7 +537,9 @@ impl Replica {
 
 /// fsync a folder so that a created or renamed entry in it is durable.
 pub fn sync_dir(path: &Path) -> Result<()> {
-    File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::io(format!("fsync folder {}", path.display()), e))
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(format!("fsync folder {}", path.display()), e))
 }
 
 #[cfg(test)]
@@ -362,18 +547,34 @@ mod tests {
     use super::*;
 
     fn id() -> Identity {
-        Identity { cluster_id: "c".into(), datacenter: "westus".into(), partition: 0 }
+        Identity {
+            cluster_id: "c".into(),
+            datacenter: "westus".into(),
+            partition: 0,
+        }
     }
 
     fn entry(term: u64, lsn: u64, key: &[u8], value: &[u8], prev: Option<&[u8]>) -> Entry {
-        Entry { term, lsn, time_ms: 0, ops: vec![Op::Put { key: key.to_vec(), value: value.to_vec(), prev: prev.map(<[u8]>::to_vec) }] }
+        Entry {
+            term,
+            lsn,
+            time_ms: 0,
+            ops: vec![Op::Put {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                prev: prev.map(<[u8]>::to_vec),
+            }],
+        }
     }
 
     #[test]
     fn open_refuses_a_missing_replica_and_creates_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("p0");
-        assert!(matches!(Replica::open(&p, "p0", Duration::ZERO), Err(Error::Unavailable(_))));
+        assert!(matches!(
+            Replica::open(&p, "p0", Duration::ZERO),
+            Err(Error::Unavailable(_))
+        ));
         assert!(!p.exists());
     }
 
@@ -383,15 +584,26 @@ mod tests {
         let p = dir.path().join("p0");
         Replica::create(&p, &id()).expect("create");
         let r = Replica::open(&p, "p0", Duration::ZERO).expect("open");
-        r.append(&[entry(1, 1, b"a", b"1", None)], Durability::Synced).expect("append 1");
-        r.append(&[entry(1, 2, b"a", b"2", Some(b"1")), entry(1, 3, b"b", b"x", None)], Durability::Synced).expect("append 2,3");
+        r.append(&[entry(1, 1, b"a", b"1", None)], Durability::Synced)
+            .expect("append 1");
+        r.append(
+            &[
+                entry(1, 2, b"a", b"2", Some(b"1")),
+                entry(1, 3, b"b", b"x", None),
+            ],
+            Durability::Synced,
+        )
+        .expect("append 2,3");
         assert_eq!(r.last().expect("last"), Position { term: 1, lsn: 3 });
         let cut = r.truncate_after(1).expect("truncate");
         assert_eq!(cut.iter().map(|e| e.lsn).collect::<Vec<_>>(), vec![3, 2]);
         assert_eq!(r.get(b"a").expect("get"), Some(b"1".to_vec()));
         assert_eq!(r.get(b"b").expect("get"), None);
         assert_eq!(r.last().expect("last"), Position { term: 1, lsn: 1 });
-        assert!(matches!(r.append(&[entry(1, 3, b"c", b"y", None)], Durability::Synced), Err(Error::Storage(_))));
+        assert!(matches!(
+            r.append(&[entry(1, 3, b"c", b"y", None)], Durability::Synced),
+            Err(Error::Storage(_))
+        ));
     }
 
     #[test]

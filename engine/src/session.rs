@@ -21,7 +21,11 @@ pub struct Token {
 
 impl std::fmt::Display for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "p{}:t{}:l{}@{}", self.partition, self.term, self.lsn, self.datacenter)
+        write!(
+            f,
+            "p{}:t{}:l{}@{}",
+            self.partition, self.term, self.lsn, self.datacenter
+        )
     }
 }
 
@@ -38,7 +42,12 @@ impl Session {
     /// Loads a session file; a missing file is a new, empty session.
     pub fn load(path: &Path) -> Result<Session> {
         match std::fs::read(path) {
-            Ok(raw) => serde_json::from_slice(&raw).map_err(|e| Error::Invalid(format!("session file {} is not a dirctl session: {e}", path.display()))),
+            Ok(raw) => serde_json::from_slice(&raw).map_err(|e| {
+                Error::Invalid(format!(
+                    "session file {} is not a dirctl session: {e}",
+                    path.display()
+                ))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Session::default()),
             Err(e) => Err(Error::io(format!("read session {}", path.display()), e)),
         }
@@ -51,7 +60,10 @@ impl Session {
 
     /// Keeps the newer of the stored token and `t`.
     pub fn observe(&mut self, t: &Token) {
-        let newer = self.tokens.get(&t.partition).is_none_or(|old| (old.term, old.lsn) <= (t.term, t.lsn));
+        let newer = self
+            .tokens
+            .get(&t.partition)
+            .is_none_or(|old| (old.term, old.lsn) <= (t.term, t.lsn));
         if newer {
             self.tokens.insert(t.partition, t.clone());
         }

@@ -66,7 +66,10 @@ pub struct TermStart {
 impl Partition {
     /// Whether a replica whose last entry is `last` holds entries no primary committed.
     pub fn diverged(&self, last: crate::log::Position) -> bool {
-        self.term_starts.iter().find(|s| s.term > last.term).is_some_and(|s| last.lsn >= s.first_lsn)
+        self.term_starts
+            .iter()
+            .find(|s| s.term > last.term)
+            .is_some_and(|s| last.lsn >= s.first_lsn)
     }
 }
 
@@ -89,7 +92,11 @@ pub struct Topology {
 
 impl Topology {
     /// A new topology: primaries spread round-robin, each sync standby the nearest other datacenter.
-    pub fn new(cluster_id: String, datacenters: Vec<Datacenter>, partitions: u32) -> Result<Topology> {
+    pub fn new(
+        cluster_id: String,
+        datacenters: Vec<Datacenter>,
+        partitions: u32,
+    ) -> Result<Topology> {
         if datacenters.len() < 2 {
             return Err(Error::Invalid(format!(
                 "a cluster needs at least 2 datacenters for geo-durable writes, got {}",
@@ -97,32 +104,68 @@ impl Topology {
             )));
         }
         if partitions == 0 {
-            return Err(Error::Invalid("a cluster needs at least 1 partition".into()));
+            return Err(Error::Invalid(
+                "a cluster needs at least 1 partition".into(),
+            ));
         }
         for (i, dc) in datacenters.iter().enumerate() {
             validate_name(&dc.name)?;
             if datacenters[..i].iter().any(|d| d.name == dc.name) {
-                return Err(Error::Invalid(format!("datacenter {} is named twice", dc.name)));
+                return Err(Error::Invalid(format!(
+                    "datacenter {} is named twice",
+                    dc.name
+                )));
             }
-            if !(-90.0..=90.0).contains(&dc.location.lat) || !(-180.0..=180.0).contains(&dc.location.lon) {
-                return Err(Error::Invalid(format!("datacenter {}: location {},{} is not a latitude,longitude", dc.name, dc.location.lat, dc.location.lon)));
+            if !(-90.0..=90.0).contains(&dc.location.lat)
+                || !(-180.0..=180.0).contains(&dc.location.lon)
+            {
+                return Err(Error::Invalid(format!(
+                    "datacenter {}: location {},{} is not a latitude,longitude",
+                    dc.name, dc.location.lat, dc.location.lon
+                )));
             }
         }
         let parts = (0..partitions)
             .map(|id| {
                 let primary = &datacenters[id as usize % datacenters.len()];
-                let standby = nearest(&primary.location, datacenters.iter().filter(|d| d.name != primary.name)).map(|d| d.name.clone()).unwrap_or_default();
-                Partition { id, primary: primary.name.clone(), term: 1, sync_standby: standby, term_starts: vec![TermStart { term: 1, first_lsn: 1 }] }
+                let standby = nearest(
+                    &primary.location,
+                    datacenters.iter().filter(|d| d.name != primary.name),
+                )
+                .map(|d| d.name.clone())
+                .unwrap_or_default();
+                Partition {
+                    id,
+                    primary: primary.name.clone(),
+                    term: 1,
+                    sync_standby: standby,
+                    term_starts: vec![TermStart {
+                        term: 1,
+                        first_lsn: 1,
+                    }],
+                }
             })
             .collect();
-        Ok(Topology { format: TOPOLOGY_FORMAT_VERSION, cluster_id, generation: 1, datacenters, partitions: parts, tenants: BTreeMap::new() })
+        Ok(Topology {
+            format: TOPOLOGY_FORMAT_VERSION,
+            cluster_id,
+            generation: 1,
+            datacenters,
+            partitions: parts,
+            tenants: BTreeMap::new(),
+        })
     }
 
     pub fn datacenter(&self, name: &str) -> Result<&Datacenter> {
         self.datacenters
             .iter()
             .find(|d| d.name == name)
-            .ok_or_else(|| Error::NotFound(format!("no datacenter named {name} (known: {})", self.dc_names().join(", "))))
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no datacenter named {name} (known: {})",
+                    self.dc_names().join(", ")
+                ))
+            })
     }
 
     pub fn dc_names(&self) -> Vec<String> {
@@ -130,20 +173,30 @@ impl Topology {
     }
 
     pub fn partition(&self, id: u32) -> Result<&Partition> {
-        self.partitions
-            .iter()
-            .find(|p| p.id == id)
-            .ok_or_else(|| Error::NotFound(format!("no partition {id} (the cluster has {})", self.partitions.len())))
+        self.partitions.iter().find(|p| p.id == id).ok_or_else(|| {
+            Error::NotFound(format!(
+                "no partition {id} (the cluster has {})",
+                self.partitions.len()
+            ))
+        })
     }
 
     pub fn tenant(&self, name: &str) -> Result<&TenantPlacement> {
-        self.tenants.get(name).ok_or_else(|| Error::NotFound(format!("no tenant named {name}; create it with `dirctl tenant create {name}`")))
+        self.tenants.get(name).ok_or_else(|| {
+            Error::NotFound(format!(
+                "no tenant named {name}; create it with `dirctl tenant create {name}`"
+            ))
+        })
     }
 
     /// The secondaries of a partition (every datacenter but the primary's).
     pub fn secondaries(&self, partition: u32) -> Result<Vec<&Datacenter>> {
         let p = self.partition(partition)?;
-        Ok(self.datacenters.iter().filter(|d| d.name != p.primary).collect())
+        Ok(self
+            .datacenters
+            .iter()
+            .filter(|d| d.name != p.primary)
+            .collect())
     }
 
     /// Resolves a region: a datacenter name or `LAT,LON`.
@@ -151,18 +204,37 @@ impl Topology {
         if let Ok(dc) = self.datacenter(region) {
             return Ok(dc.location);
         }
-        parse_location(region).map_err(|_| Error::Invalid(format!("region {region:?} is neither a datacenter ({}) nor LAT,LON", self.dc_names().join(", "))))
+        parse_location(region).map_err(|_| {
+            Error::Invalid(format!(
+                "region {region:?} is neither a datacenter ({}) nor LAT,LON",
+                self.dc_names().join(", ")
+            ))
+        })
     }
 }
 
 /// The datacenter nearest to `from` among `candidates`.
-pub fn nearest<'a>(from: &Location, candidates: impl Iterator<Item = &'a Datacenter>) -> Option<&'a Datacenter> {
-    candidates.min_by(|a, b| a.location.distance_km(from).total_cmp(&b.location.distance_km(from)))
+pub fn nearest<'a>(
+    from: &Location,
+    candidates: impl Iterator<Item = &'a Datacenter>,
+) -> Option<&'a Datacenter> {
+    candidates.min_by(|a, b| {
+        a.location
+            .distance_km(from)
+            .total_cmp(&b.location.distance_km(from))
+    })
 }
 
 pub fn validate_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(Error::Invalid(format!("name {name:?} must be 1-64 characters of letters, digits, '-' and '_'")));
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Error::Invalid(format!(
+            "name {name:?} must be 1-64 characters of letters, digits, '-' and '_'"
+        )));
     }
     Ok(())
 }
@@ -180,8 +252,14 @@ pub fn parse_location(s: &str) -> Result<Location> {
 
 /// Parses `name@lat,lon`.
 pub fn parse_datacenter(s: &str) -> Result<Datacenter> {
-    let (name, loc) = s.split_once('@').ok_or_else(|| Error::Invalid(format!("datacenter {s:?} is not NAME@LAT,LON")))?;
-    Ok(Datacenter { name: name.to_string(), location: parse_location(loc)?, drained: false })
+    let (name, loc) = s
+        .split_once('@')
+        .ok_or_else(|| Error::Invalid(format!("datacenter {s:?} is not NAME@LAT,LON")))?;
+    Ok(Datacenter {
+        name: name.to_string(),
+        location: parse_location(loc)?,
+        drained: false,
+    })
 }
 
 /// Where the topology lives. The embedded mode keeps it in a file; a server mode could keep it in etcd.
@@ -199,19 +277,30 @@ impl FileControlPlane {
     /// A control plane in an existing cluster root.
     pub fn open(root: &Path) -> Result<FileControlPlane> {
         if !root.is_dir() {
-            return Err(Error::NotFound(format!("cluster root {} does not exist; create one with `dirctl init`", root.display())));
+            return Err(Error::NotFound(format!(
+                "cluster root {} does not exist; create one with `dirctl init`",
+                root.display()
+            )));
         }
         if !root.join(CLUSTER_FILE).is_file() {
-            return Err(Error::NotFound(format!("{} holds no cluster ({CLUSTER_FILE} missing); create one with `dirctl init`", root.display())));
+            return Err(Error::NotFound(format!(
+                "{} holds no cluster ({CLUSTER_FILE} missing); create one with `dirctl init`",
+                root.display()
+            )));
         }
-        Ok(FileControlPlane { root: root.to_path_buf() })
+        Ok(FileControlPlane {
+            root: root.to_path_buf(),
+        })
     }
 
     /// Writes the first topology of a new cluster root.
     pub fn create(root: &Path, topology: &Topology) -> Result<FileControlPlane> {
-        File::create(root.join(LOCK_FILE)).map_err(|e| Error::io(format!("create {}", root.join(LOCK_FILE).display()), e))?;
+        File::create(root.join(LOCK_FILE))
+            .map_err(|e| Error::io(format!("create {}", root.join(LOCK_FILE).display()), e))?;
         write_atomically(&root.join(CLUSTER_FILE), &to_json(topology)?)?;
-        Ok(FileControlPlane { root: root.to_path_buf() })
+        Ok(FileControlPlane {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -220,7 +309,8 @@ impl FileControlPlane {
 }
 
 fn to_json(t: &Topology) -> Result<Vec<u8>> {
-    let mut v = serde_json::to_vec_pretty(t).map_err(|e| Error::Storage(format!("encode topology: {e}")))?;
+    let mut v = serde_json::to_vec_pretty(t)
+        .map_err(|e| Error::Storage(format!("encode topology: {e}")))?;
     v.push(b'\n');
     Ok(v)
 }
@@ -228,18 +318,31 @@ fn to_json(t: &Topology) -> Result<Vec<u8>> {
 impl ControlPlane for FileControlPlane {
     fn load(&self) -> Result<Topology> {
         let path = self.root.join(CLUSTER_FILE);
-        let raw = std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-        let t: Topology = serde_json::from_slice(&raw).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        let raw =
+            std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let t: Topology = serde_json::from_slice(&raw)
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
         if t.format != TOPOLOGY_FORMAT_VERSION {
-            return Err(Error::Corrupt(format!("{}: unknown format {}", path.display(), t.format)));
+            return Err(Error::Corrupt(format!(
+                "{}: unknown format {}",
+                path.display(),
+                t.format
+            )));
         }
         Ok(t)
     }
 
     fn update(&self, change: &mut dyn FnMut(&mut Topology) -> Result<()>) -> Result<Topology> {
         let lock_path = self.root.join(LOCK_FILE);
-        let lock = File::options().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
-        lock.lock().map_err(|e| Error::io(format!("lock {}", lock_path.display()), e))?;
+        let lock = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
+        lock.lock()
+            .map_err(|e| Error::io(format!("lock {}", lock_path.display()), e))?;
         let mut t = self.load()?;
         change(&mut t)?;
         t.generation += 1;
@@ -255,10 +358,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         _ => Path::new("."),
     };
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
+    let mut f =
+        File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
     drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("rename {} to {}", tmp.display(), path.display()), e))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::io(format!("rename {} to {}", tmp.display(), path.display()), e))?;
     sync_dir(dir)
 }
 
@@ -267,7 +374,14 @@ mod tests {
     use super::*;
 
     fn dcs() -> Vec<Datacenter> {
-        ["westus@37.4,-122.1", "eastus@37.4,-79.4", "westeurope@52.4,4.9"].iter().map(|s| parse_datacenter(s).expect("dc")).collect()
+        [
+            "westus@37.4,-122.1",
+            "eastus@37.4,-79.4",
+            "westeurope@52.4,4.9",
+        ]
+        .iter()
+        .map(|s| parse_datacenter(s).expect("dc"))
+        .collect()
     }
 
     #[test]
@@ -284,17 +398,27 @@ mod tests {
 
     #[test]
     fn bad_topologies_are_refused() {
-        assert!(matches!(Topology::new("c".into(), dcs()[..1].to_vec(), 4), Err(Error::Invalid(_))));
-        assert!(matches!(Topology::new("c".into(), dcs(), 0), Err(Error::Invalid(_))));
+        assert!(matches!(
+            Topology::new("c".into(), dcs()[..1].to_vec(), 4),
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            Topology::new("c".into(), dcs(), 0),
+            Err(Error::Invalid(_))
+        ));
         let mut twice = dcs();
         twice.push(twice[0].clone());
-        assert!(matches!(Topology::new("c".into(), twice, 2), Err(Error::Invalid(m)) if m.contains("twice")));
+        assert!(
+            matches!(Topology::new("c".into(), twice, 2), Err(Error::Invalid(m)) if m.contains("twice"))
+        );
     }
 
     #[test]
     fn update_raises_the_generation_and_survives_reload() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cp = FileControlPlane::create(dir.path(), &Topology::new("c".into(), dcs(), 2).expect("t")).expect("create");
+        let cp =
+            FileControlPlane::create(dir.path(), &Topology::new("c".into(), dcs(), 2).expect("t"))
+                .expect("create");
         cp.update(&mut |t| {
             t.datacenters[1].drained = true;
             Ok(())
@@ -308,9 +432,15 @@ mod tests {
     #[test]
     fn distance_orders_datacenters() {
         let d = dcs();
-        let sf = Location { lat: 37.7, lon: -122.4 };
+        let sf = Location {
+            lat: 37.7,
+            lon: -122.4,
+        };
         assert_eq!(nearest(&sf, d.iter()).expect("some").name, "westus");
-        let paris = Location { lat: 48.8, lon: 2.3 };
+        let paris = Location {
+            lat: 48.8,
+            lon: 2.3,
+        };
         assert_eq!(nearest(&paris, d.iter()).expect("some").name, "westeurope");
     }
 }

@@ -19,7 +19,11 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value};
 
-const DCS: [&str; 3] = ["westus@37.4,-122.1", "eastus@37.4,-79.4", "westeurope@52.4,4.9"];
+const DCS: [&str; 3] = [
+    "westus@37.4,-122.1",
+    "eastus@37.4,-79.4",
+    "westeurope@52.4,4.9",
+];
 const NAMES: [&str; 3] = ["westus", "eastus", "westeurope"];
 const PARTITIONS: u32 = 2;
 
@@ -40,22 +44,43 @@ struct World {
 }
 
 fn obj(upn: &str, id: &str, name: &str) -> Map<String, Value> {
-    serde_json::json!({"id": id, "userPrincipalName": upn, "displayName": name}).as_object().cloned().unwrap()
+    serde_json::json!({"id": id, "userPrincipalName": upn, "displayName": name})
+        .as_object()
+        .cloned()
+        .unwrap()
 }
 
 impl World {
     fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("c");
-        Cluster::init(&root, DCS.iter().map(|s| parse_datacenter(s).unwrap()).collect(), PARTITIONS).unwrap();
-        let mut cluster = Cluster::open(&root, ClusterOptions { lock_timeout: Duration::from_secs(5), ..ClusterOptions::default() }).unwrap();
+        Cluster::init(
+            &root,
+            DCS.iter().map(|s| parse_datacenter(s).unwrap()).collect(),
+            PARTITIONS,
+        )
+        .unwrap();
+        let mut cluster = Cluster::open(
+            &root,
+            ClusterOptions {
+                lock_timeout: Duration::from_secs(5),
+                ..ClusterOptions::default()
+            },
+        )
+        .unwrap();
         let mut tenants = Vec::new();
         for p in 0..PARTITIONS {
             let id = uuid::Uuid::new_v4().to_string();
             let name = format!("t{p}");
             cluster
                 .update_topology(|t| {
-                    t.tenants.insert(name.clone(), TenantPlacement { id: id.clone(), partition: p });
+                    t.tenants.insert(
+                        name.clone(),
+                        TenantPlacement {
+                            id: id.clone(),
+                            partition: p,
+                        },
+                    );
                     Ok(())
                 })
                 .unwrap();
@@ -89,23 +114,37 @@ impl World {
         let update = !self.acked.is_empty() && rng.random_bool(0.3);
         let name = format!("name-{step}");
         let (id, result) = if update {
-            let keys: Vec<_> = self.acked.keys().filter(|(t, _)| *t == tenant).cloned().collect();
-            let Some((_, id)) = keys.get(rng.random_range(0..keys.len().max(1))).cloned() else { return };
-            let patch = serde_json::json!({"displayName": name}).as_object().cloned().unwrap();
-            let r = self.cluster.write(partition, in_session.then_some(self.session_dc), |r| {
-                let mut t = Txn::new(r);
-                directory::update(&mut t, &tenant, ObjectType::User, &id, patch)?;
-                Ok((t.into_ops(), ()))
-            });
+            let keys: Vec<_> = self
+                .acked
+                .keys()
+                .filter(|(t, _)| *t == tenant)
+                .cloned()
+                .collect();
+            let Some((_, id)) = keys.get(rng.random_range(0..keys.len().max(1))).cloned() else {
+                return;
+            };
+            let patch = serde_json::json!({"displayName": name})
+                .as_object()
+                .cloned()
+                .unwrap();
+            let r = self
+                .cluster
+                .write(partition, in_session.then_some(self.session_dc), |r| {
+                    let mut t = Txn::new(r);
+                    directory::update(&mut t, &tenant, ObjectType::User, &id, patch)?;
+                    Ok((t.into_ops(), ()))
+                });
             (id, r)
         } else {
             let id = uuid::Uuid::new_v4().to_string();
             let o = obj(&format!("u{step}@t.com"), &id, &name);
-            let r = self.cluster.write(partition, in_session.then_some(self.session_dc), |r| {
-                let mut t = Txn::new(r);
-                directory::create(&mut t, &tenant, ObjectType::User, o, "now")?;
-                Ok((t.into_ops(), ()))
-            });
+            let r = self
+                .cluster
+                .write(partition, in_session.then_some(self.session_dc), |r| {
+                    let mut t = Txn::new(r);
+                    directory::create(&mut t, &tenant, ObjectType::User, o, "now")?;
+                    Ok((t.into_ops(), ()))
+                });
             (id, r)
         };
         match result {
@@ -117,9 +156,17 @@ impl World {
             }
             Err(Error::Unavailable(_)) => {
                 // Only allowed when the partition's primary or sync standby is unreachable.
-                let p = self.cluster.topology().partition(partition).unwrap().clone();
+                let p = self
+                    .cluster
+                    .topology()
+                    .partition(partition)
+                    .unwrap()
+                    .clone();
                 let down = self.unreachable.map(|i| NAMES[i]);
-                assert!(down == Some(p.primary.as_str()) || down == Some(p.sync_standby.as_str()), "write refused with every needed replica reachable");
+                assert!(
+                    down == Some(p.primary.as_str()) || down == Some(p.sync_standby.as_str()),
+                    "write refused with every needed replica reachable"
+                );
                 if !update {
                     self.refused.push((tenant, id));
                 }
@@ -139,19 +186,37 @@ impl World {
         let prefer = NAMES[rng.random_range(0..3)];
         let (o, served) = self
             .cluster
-            .read(token.partition, Some(prefer), Some(&token), |r| directory::get(r, &tenant, &id))
-            .unwrap_or_else(|e| panic!("token read of acknowledged {id} (token {token}) failed: {e}"));
-        assert!(served.lsn >= token.lsn, "served at lsn {} below token {token}", served.lsn);
+            .read(token.partition, Some(prefer), Some(&token), |r| {
+                directory::get(r, &tenant, &id)
+            })
+            .unwrap_or_else(|e| {
+                panic!("token read of acknowledged {id} (token {token}) failed: {e}")
+            });
+        assert!(
+            served.lsn >= token.lsn,
+            "served at lsn {} below token {token}",
+            served.lsn
+        );
         // Later acknowledged updates may have changed the name; the token's own write is
         // the floor. The model keeps the newest acknowledged name, with its token.
-        assert_eq!(o["displayName"], name.as_str(), "stale read of {id}: served by {served:?}");
+        assert_eq!(
+            o["displayName"],
+            name.as_str(),
+            "stale read of {id}: served by {served:?}"
+        );
     }
 
     /// Promise 3: a session's reads never go backwards and see its own writes.
     fn session_read(&mut self) {
         for (p, token) in self.session_tokens.clone() {
-            let (_, served) = self.cluster.read(p, Some(self.session_dc), Some(&token), |_| Ok(())).unwrap_or_else(|e| panic!("session read failed: {e}"));
-            assert!(served.lsn >= token.lsn, "session read went backwards: {served:?} < {token}");
+            let (_, served) = self
+                .cluster
+                .read(p, Some(self.session_dc), Some(&token), |_| Ok(()))
+                .unwrap_or_else(|e| panic!("session read failed: {e}"));
+            assert!(
+                served.lsn >= token.lsn,
+                "session read went backwards: {served:?} < {token}"
+            );
         }
     }
 
@@ -160,7 +225,9 @@ impl World {
         for (tenant, id) in self.refused.clone() {
             let p = self.tenants.iter().find(|(t, _)| *t == tenant).unwrap().1;
             for dc in NAMES {
-                if let Ok((found, _)) = self.cluster.read(p, Some(dc), None, |r| Ok(directory::get(r, &tenant, &id).is_ok())) {
+                if let Ok((found, _)) = self.cluster.read(p, Some(dc), None, |r| {
+                    Ok(directory::get(r, &tenant, &id).is_ok())
+                }) {
                     assert!(!found, "refused write {id} is visible");
                 }
             }
@@ -202,8 +269,18 @@ impl World {
             match self.cluster.sync(p, &mut |_| {}) {
                 Ok(_) => {}
                 Err(Error::Unavailable(_)) => {
-                    let primary = self.cluster.topology().partition(p).unwrap().primary.clone();
-                    assert_eq!(self.unreachable.map(|i| NAMES[i]), Some(primary.as_str()), "sync refused with the primary reachable");
+                    let primary = self
+                        .cluster
+                        .topology()
+                        .partition(p)
+                        .unwrap()
+                        .primary
+                        .clone();
+                    assert_eq!(
+                        self.unreachable.map(|i| NAMES[i]),
+                        Some(primary.as_str()),
+                        "sync refused with the primary reachable"
+                    );
                 }
                 Err(e) => panic!("sync failed: {e}"),
             }
@@ -234,7 +311,12 @@ fn run_seed(seed: u64, steps: usize) {
     w.check_refused();
     for ((tenant, id), (name, token)) in w.acked.clone() {
         for dc in NAMES {
-            let (o, _) = w.cluster.read(token.partition, Some(dc), None, |r| directory::get(r, &tenant, &id)).unwrap_or_else(|e| panic!("{id} lost after sync: {e}"));
+            let (o, _) = w
+                .cluster
+                .read(token.partition, Some(dc), None, |r| {
+                    directory::get(r, &tenant, &id)
+                })
+                .unwrap_or_else(|e| panic!("{id} lost after sync: {e}"));
             assert_eq!(o["displayName"], name.as_str());
         }
     }
@@ -242,11 +324,17 @@ fn run_seed(seed: u64, steps: usize) {
 
 #[test]
 fn randomized_writes_syncs_token_reads_drains_and_lost_datacenters_keep_promises_1_to_3() {
-    let steps = std::env::var("GEODIR_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(150);
+    let steps = std::env::var("GEODIR_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(150);
     let seeds: Vec<u64> = match std::env::var("GEODIR_SEED") {
         Ok(s) => vec![s.parse().expect("GEODIR_SEED is a number")],
         Err(_) => {
-            let n = std::env::var("GEODIR_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+            let n = std::env::var("GEODIR_SEEDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(4);
             let base: u64 = rand::rng().random();
             (0..n).map(|i| base.wrapping_add(i)).collect()
         }

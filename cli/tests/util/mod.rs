@@ -23,10 +23,14 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{}\nstdout is not JSON: {e}", self.describe()))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("{}\nstdout is not JSON: {e}", self.describe()))
     }
     pub fn describe(&self) -> String {
-        format!("command: {}\nexit code: {}\nstdout:\n{}\nstderr:\n{}", self.cmd, self.code, self.stdout, self.stderr)
+        format!(
+            "command: {}\nexit code: {}\nstdout:\n{}\nstderr:\n{}",
+            self.cmd, self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -35,7 +39,12 @@ pub fn dirctl() -> Command {
 }
 
 fn finish(cmd: String, out: Output) -> Run {
-    Run { cmd, code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+    Run {
+        cmd,
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
 }
 
 impl Cluster {
@@ -60,8 +69,19 @@ impl Cluster {
 
     pub fn command(&self, args: &[&str]) -> (Command, String) {
         let mut c = dirctl();
-        c.args(args).env("DIRCTL_CLUSTER", &self.root).env_remove("DIRCTL_REGION").env_remove("DIRCTL_SESSION").env_remove("DIRCTL_TENANT");
-        (c, format!("DIRCTL_CLUSTER={} dirctl {}", self.root.display(), args.join(" ")))
+        c.args(args)
+            .env("DIRCTL_CLUSTER", &self.root)
+            .env_remove("DIRCTL_REGION")
+            .env_remove("DIRCTL_SESSION")
+            .env_remove("DIRCTL_TENANT");
+        (
+            c,
+            format!(
+                "DIRCTL_CLUSTER={} dirctl {}",
+                self.root.display(),
+                args.join(" ")
+            ),
+        )
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
@@ -86,21 +106,40 @@ impl Cluster {
     }
 
     pub fn create_user(&self, upn: &str) -> String {
-        let v = self.ok(&["user", "create", "--tenant", "contoso", "--upn", upn, "--display-name", upn]);
+        let v = self.ok(&[
+            "user",
+            "create",
+            "--tenant",
+            "contoso",
+            "--upn",
+            upn,
+            "--display-name",
+            upn,
+        ]);
         v["object"]["id"].as_str().unwrap().to_string()
     }
 
     /// The partition's status rows.
     pub fn status(&self, partition: u64) -> Vec<Value> {
         let v = self.ok(&["status"]);
-        v["replicas"].as_array().unwrap().iter().filter(|r| r["partition"] == partition).cloned().collect()
+        v["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["partition"] == partition)
+            .cloned()
+            .collect()
     }
 
     pub fn lsn(&self, partition: u64, dc: &str) -> Option<u64> {
-        self.status(partition).iter().find(|r| r["datacenter"] == dc).and_then(|r| r["last_lsn"].as_u64())
+        self.status(partition)
+            .iter()
+            .find(|r| r["datacenter"] == dc)
+            .and_then(|r| r["last_lsn"].as_u64())
     }
 }
 
 pub fn rename(from: &Path, to: &Path) {
-    std::fs::rename(from, to).unwrap_or_else(|e| panic!("rename {} -> {}: {e}", from.display(), to.display()));
+    std::fs::rename(from, to)
+        .unwrap_or_else(|e| panic!("rename {} -> {}: {e}", from.display(), to.display()));
 }
