@@ -40,6 +40,7 @@ impl Ctx {
             clock: clock()?,
             region: g.region.clone(),
             failpoint: std::env::var("DIRCTL_FAILPOINT").ok(),
+            retain_log_entries: g.retain_log_entries,
         };
         let cluster = Cluster::open(&root, options)
             .with_context(|| format!("open cluster {}", root.display()))?;

@@ -40,6 +40,9 @@ pub struct Global {
     /// How long to wait for a replica another dirctl process holds.
     #[arg(long, global = true, default_value_t = 10_000, value_name = "MS")]
     pub lock_timeout_ms: u64,
+    /// Log retention: keep this many entries beyond what every reachable replica holds.
+    #[arg(long, global = true, default_value_t = 100_000, value_name = "N")]
+    pub retain_log_entries: u64,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +204,8 @@ pub enum DcCmd {
     Drain { name: String },
     /// Let reads reach a drained datacenter again.
     Undrain { name: String },
+    /// Give every lost replica of a datacenter a fresh copy: a checkpoint of a healthy replica plus the log after it.
+    Rebuild { name: String },
     /// List datacenters with location and health override.
     List,
 }

@@ -33,6 +33,8 @@ pub struct ClusterOptions {
     /// Crash tests: `crash-after-primary-append` kills the process (abort) once an entry is
     /// durable on the primary and before it is shipped, leaving an unacknowledged tail.
     pub failpoint: Option<String>,
+    /// Log retention: entries every reachable replica holds are pruned, keeping this many.
+    pub retain_log_entries: u64,
 }
 
 impl Default for ClusterOptions {
@@ -42,6 +44,7 @@ impl Default for ClusterOptions {
             clock: Clock::system(),
             region: None,
             failpoint: None,
+            retain_log_entries: 100_000,
         }
     }
 }
@@ -84,6 +87,9 @@ pub struct ReplicaStatus {
     pub partition: u32,
     pub datacenter: String,
     pub role: &'static str,
+    /// The partition's current term (control plane).
+    pub partition_term: u64,
+    /// The term of this replica's last entry.
     pub term: Option<u64>,
     pub last_lsn: Option<u64>,
     pub lag_entries: Option<u64>,
@@ -107,6 +113,8 @@ pub struct SyncReport {
     pub cut_entries: Vec<Position>,
     pub lsn: Option<u64>,
     pub error: Option<String>,
+    /// The replica was behind the retained log and was re-seeded from a checkpoint.
+    pub reseeded: bool,
 }
 
 pub struct Cluster {
@@ -347,6 +355,12 @@ impl Cluster {
         }
         let mut shipped = 0;
         let mut from = agree + 1;
+        if from <= commit && primary.first_log_lsn()?.is_some_and(|first| first > from) {
+            return Err(Error::Unavailable(format!(
+                "{} is behind the primary's retained log (needs lsn {from}); `dirctl sync` re-seeds it from a checkpoint",
+                secondary.name()
+            )));
+        }
         while from <= commit {
             let to = (from + CATCH_UP_BATCH_ENTRIES as u64 - 1).min(commit);
             let batch = primary.entries(from, to)?;
@@ -629,6 +643,28 @@ impl Cluster {
             )));
         }
         self.resolve_primary(&p)?;
+        // Secondaries behind the retained log are re-seeded from a checkpoint.
+        let first = self.replica(&pid)?.first_log_lsn()?;
+        let mut reseeded = BTreeSet::new();
+        for id in ids.iter().filter(|id| **id != pid) {
+            let behind = match self.held.get(id) {
+                Some(r) => first.is_some_and(|f| r.last().map(|l| l.lsn + 1 < f).unwrap_or(false)),
+                None => false,
+            };
+            if behind {
+                self.held.remove(id);
+                let path = replica_path(&self.root, id);
+                let stale = path.with_extension("stale");
+                if stale.exists() {
+                    std::fs::remove_dir_all(&stale).map_err(|e| Error::io(format!("remove {}", stale.display()), e))?;
+                }
+                std::fs::rename(&path, &stale).map_err(|e| Error::io(format!("move {} aside", path.display()), e))?;
+                self.reseed(&p, &id.datacenter)?;
+                std::fs::remove_dir_all(&stale).map_err(|e| Error::io(format!("remove {}", stale.display()), e))?;
+                reseeded.insert(id.clone());
+            }
+        }
+        let failed = self.hold(&ids);
         let primary = self.replica(&pid)?;
         let commit = primary.commit_lsn()?;
         let mut out = Vec::new();
@@ -641,6 +677,7 @@ impl Cluster {
                     cut_entries: Vec::new(),
                     lsn: None,
                     error: Some(failed.get(id).map(|e| e.to_string()).unwrap_or_default()),
+                    reseeded: false,
                 },
                 Some(r) => match Self::catch_up(primary, r, commit, progress) {
                     Ok(n) => SyncReport {
@@ -650,6 +687,7 @@ impl Cluster {
                         cut_entries: n.cut,
                         lsn: Some(r.last()?.lsn),
                         error: None,
+                        reseeded: false,
                     },
                     Err(e) => SyncReport {
                         partition,
@@ -658,10 +696,24 @@ impl Cluster {
                         cut_entries: Vec::new(),
                         lsn: None,
                         error: Some(e.to_string()),
+                        reseeded: false,
                     },
                 },
             };
+            let report = if reseeded.contains(id) { SyncReport { reseeded: true, ..report } } else { report };
             out.push(report);
+        }
+        // Log retention: prune what every reachable replica holds, keeping a margin.
+        let held_lsns: Vec<u64> = ids.iter().filter_map(|id| self.held.get(id)).map(|r| r.last().map(|l| l.lsn)).collect::<Result<_>>()?;
+        let through = held_lsns.iter().copied().min().unwrap_or(0).min(commit).saturating_sub(self.options.retain_log_entries);
+        if through > 0 {
+            for id in &ids {
+                if let Some(r) = self.held.get(id) {
+                    if r.first_log_lsn()?.is_some_and(|f| f <= through) {
+                        r.prune_log_through(through)?;
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -683,6 +735,7 @@ impl Cluster {
                 };
                 let failed = self.hold(&[id.clone()].into());
                 let (pos, health) = match failed.get(&id) {
+                    Some(_) if crate::rebuild::rebuild_path(&self.root, &id).exists() => (None, "rebuilding (or an interrupted rebuild: run `dirctl dc rebuild`)".to_string()),
                     Some(e) => (None, format!("unreachable: {e}")),
                     None => {
                         let r = self.replica(&id)?;
@@ -691,14 +744,14 @@ impl Cluster {
                                 if role == "primary" {
                                     primary_commit = Some(r.commit_lsn()?.min(pos.lsn));
                                 }
-                                (
-                                    Some(pos),
-                                    if dc.drained {
-                                        "drained".to_string()
-                                    } else {
-                                        "ok".to_string()
-                                    },
-                                )
+                                let health = if p.diverged(pos) {
+                                    format!("fenced: holds uncommitted entries of term {} up to lsn {}; cut at the next sync or read", pos.term, pos.lsn)
+                                } else if dc.drained {
+                                    "drained".to_string()
+                                } else {
+                                    "ok".to_string()
+                                };
+                                (Some(pos), health)
                             }
                             Err(e) => (None, format!("probe failed: {e}")),
                         }
@@ -717,6 +770,7 @@ impl Cluster {
                     partition: p.id,
                     datacenter: dc,
                     role,
+                    partition_term: p.term,
                     term: pos.map(|x| x.term),
                     last_lsn: pos.map(|x| x.lsn),
                     lag_entries: lag,

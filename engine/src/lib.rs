@@ -8,6 +8,7 @@ pub mod directory;
 pub mod error;
 pub mod failover;
 pub mod log;
+pub mod rebuild;
 pub mod replica;
 pub mod session;
 pub mod topology;
