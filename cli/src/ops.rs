@@ -210,29 +210,45 @@ pub fn status(g: &Global) -> Result<()> {
     let mut ctx = Ctx::open(g)?;
     let rows = ctx.cluster.status()?;
     let t = ctx.cluster.topology();
-    output::emit(g.output, &json!({"clusterId": t.cluster_id, "generation": t.generation, "replicas": rows}), || {
-        let table: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                let opt = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
-                vec![
-                    r.partition.to_string(),
-                    r.datacenter.clone(),
-                    r.role.to_string(),
-                    r.partition_term.to_string(),
-                    format!("{}/{}", opt(r.term), opt(r.last_lsn)),
-                    opt(r.lag_entries),
-                    r.health.clone(),
-                ]
-            })
-            .collect();
-        format!(
-            "cluster {} (generation {})\n{}",
-            t.cluster_id,
-            t.generation,
-            output::table(&["partition", "datacenter", "role", "term", "last term/lsn", "lag", "health"], &table)
-        )
-    })
+    output::emit(
+        g.output,
+        &json!({"clusterId": t.cluster_id, "generation": t.generation, "replicas": rows}),
+        || {
+            let table: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    let opt =
+                        |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+                    vec![
+                        r.partition.to_string(),
+                        r.datacenter.clone(),
+                        r.role.to_string(),
+                        r.partition_term.to_string(),
+                        format!("{}/{}", opt(r.term), opt(r.last_lsn)),
+                        opt(r.lag_entries),
+                        r.health.clone(),
+                    ]
+                })
+                .collect();
+            format!(
+                "cluster {} (generation {})\n{}",
+                t.cluster_id,
+                t.generation,
+                output::table(
+                    &[
+                        "partition",
+                        "datacenter",
+                        "role",
+                        "term",
+                        "last term/lsn",
+                        "lag",
+                        "health"
+                    ],
+                    &table
+                )
+            )
+        },
+    )
 }
 
 pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
@@ -242,17 +258,40 @@ pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
         DcCmd::Undrain { name } => (name, false),
         DcCmd::Rebuild { name } => {
             let n = ctx.cluster.topology().partitions.len() as u64;
-            let bar = if output::stdout_is_terminal() { indicatif::ProgressBar::new(n) } else { indicatif::ProgressBar::hidden() };
+            let bar = if output::stdout_is_terminal() {
+                indicatif::ProgressBar::new(n)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
             let reports = ctx.cluster.rebuild_datacenter(&name, &mut |k| bar.inc(k))?;
             bar.finish_and_clear();
             let rows: Vec<_> = reports
                 .iter()
-                .map(|r| vec![r.partition.to_string(), r.seeded_from.clone().unwrap_or_default(), r.lsn.map(|l| l.to_string()).unwrap_or_default(), r.result.clone()])
+                .map(|r| {
+                    vec![
+                        r.partition.to_string(),
+                        r.seeded_from.clone().unwrap_or_default(),
+                        r.lsn.map(|l| l.to_string()).unwrap_or_default(),
+                        r.result.clone(),
+                    ]
+                })
                 .collect();
-            output::emit(g.output, &json!({"datacenter": name, "replicas": reports}), || output::table(&["partition", "seeded from", "lsn", "result"], &rows))?;
-            let bad: Vec<_> = reports.iter().filter(|r| r.result != "rebuilt" && r.result != "healthy, kept").map(|r| format!("partition {}: {}", r.partition, r.result)).collect();
+            output::emit(
+                g.output,
+                &json!({"datacenter": name, "replicas": reports}),
+                || output::table(&["partition", "seeded from", "lsn", "result"], &rows),
+            )?;
+            let bad: Vec<_> = reports
+                .iter()
+                .filter(|r| r.result != "rebuilt" && r.result != "healthy, kept")
+                .map(|r| format!("partition {}: {}", r.partition, r.result))
+                .collect();
             if !bad.is_empty() {
-                return Err(Error::Unavailable(format!("datacenter {name} is not whole: {}", bad.join("; "))).into());
+                return Err(Error::Unavailable(format!(
+                    "datacenter {name} is not whole: {}",
+                    bad.join("; ")
+                ))
+                .into());
             }
             return Ok(());
         }

@@ -198,8 +198,17 @@ fn a_returning_stale_primary_is_cut_before_it_serves_a_read() {
     c.ok(&["failover", "--partition", "0", "--emergency"]);
     rename(&away, &c.dc_dir("westus"));
     let v = c.ok(&["status"]);
-    let row = v["replicas"].as_array().unwrap().iter().find(|r| r["partition"] == 0 && r["datacenter"] == "westus").cloned().unwrap();
-    assert!(row["health"].as_str().unwrap().starts_with("fenced"), "{row}");
+    let row = v["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["partition"] == 0 && r["datacenter"] == "westus")
+        .cloned()
+        .unwrap();
+    assert!(
+        row["health"].as_str().unwrap().starts_with("fenced"),
+        "{row}"
+    );
     // No sync: the read itself finds westus diverged and cuts its tail first.
     let r = c.fails(
         &[
@@ -277,14 +286,33 @@ fn a_rebuilt_datacenter_answers_reads_equal_to_the_primary() {
     assert!(r.stdout.contains("rebuilt"), "{}", r.describe());
     c.ok(&["failover", "--all-from", "westeurope", "--emergency"]);
     let v = c.ok(&["dc", "rebuild", "westeurope"]);
-    let results: Vec<_> = v["replicas"].as_array().unwrap().iter().map(|r| r["result"].as_str().unwrap().to_string()).collect();
-    assert_eq!(results, ["healthy, kept", "healthy, kept", "rebuilt", "healthy, kept"], "{v}");
-    let here = c.ok(&["user", "list", "--tenant", "contoso", "--region", "westeurope"]);
+    let results: Vec<_> = v["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        results,
+        ["healthy, kept", "healthy, kept", "rebuilt", "healthy, kept"],
+        "{v}"
+    );
+    let here = c.ok(&[
+        "user",
+        "list",
+        "--tenant",
+        "contoso",
+        "--region",
+        "westeurope",
+    ]);
     assert_eq!(here["servedBy"]["datacenter"], "westeurope");
     let there = c.ok(&["user", "list", "--tenant", "contoso", "--region", "eastus"]);
     assert_eq!(here["objects"], there["objects"]);
     assert_eq!(here["objects"].as_array().unwrap().len(), 8);
-    assert!(c.status(0).iter().all(|r| r["lag_entries"] == 0 && r["health"] == "ok"));
+    assert!(c
+        .status(0)
+        .iter()
+        .all(|r| r["lag_entries"] == 0 && r["health"] == "ok"));
     // The rebuilt replica is a full member: it can become primary.
     c.ok(&["failover", "--partition", "0", "--to", "westeurope"]);
     c.create_user("after-rebuild@contoso.com");
@@ -295,15 +323,31 @@ fn a_secondary_behind_the_retained_log_is_reseeded_from_a_checkpoint() {
     let c = Cluster::new();
     let away = c.path("westeurope-away");
     rename(&c.dc_dir("westeurope"), &away);
-    let ids: Vec<_> = (0..6).map(|i| c.create_user(&format!("rs{i}@contoso.com"))).collect();
+    let ids: Vec<_> = (0..6)
+        .map(|i| c.create_user(&format!("rs{i}@contoso.com")))
+        .collect();
     let v = c.ok(&["sync", "--partition", "0", "--retain-log-entries", "2"]);
     assert!(v["failures"].as_array().unwrap().is_empty(), "{v}");
     rename(&away, &c.dc_dir("westeurope"));
     let v = c.ok(&["sync", "--partition", "0", "--retain-log-entries", "2"]);
-    let row = v["replicas"].as_array().unwrap().iter().find(|r| r["datacenter"] == "westeurope").cloned().unwrap();
+    let row = v["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["datacenter"] == "westeurope")
+        .cloned()
+        .unwrap();
     assert_eq!(row["reseeded"], true, "{row}");
     for id in &ids {
-        c.ok(&["user", "get", "--tenant", "contoso", id, "--region", "westeurope"]);
+        c.ok(&[
+            "user",
+            "get",
+            "--tenant",
+            "contoso",
+            id,
+            "--region",
+            "westeurope",
+        ]);
     }
     assert!(!c.root.join("dc-westeurope").join("p0.stale").exists());
 }

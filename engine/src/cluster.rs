@@ -200,6 +200,11 @@ impl Cluster {
         Ok(&self.topology)
     }
 
+    /// Sets or clears the failpoint (crash tests).
+    pub fn set_failpoint(&mut self, failpoint: Option<&str>) {
+        self.options.failpoint = failpoint.map(str::to_string);
+    }
+
     /// Releases every replica this handle holds.
     pub fn release_all(&mut self) {
         self.held.clear();
@@ -449,9 +454,21 @@ impl Cluster {
             ops,
         }];
         let lsn = commit + 1;
-        if self.options.failpoint.as_deref() == Some("crash-after-primary-append") {
-            primary.append(&entry, Durability::Synced)?;
-            std::process::abort();
+        match self.options.failpoint.as_deref() {
+            Some("crash-after-primary-append") => {
+                primary.append(&entry, Durability::Synced)?;
+                std::process::abort();
+            }
+            Some("vanish-after-primary-append") => {
+                // In-process stand-in for the same crash: the entry stays on the primary
+                // only, unsettled, and this handle lets go of every replica as a dead process would.
+                primary.append(&entry, Durability::Synced)?;
+                self.release_all();
+                return Err(Error::OutcomeUnknown(
+                    "failpoint vanish-after-primary-append".into(),
+                ));
+            }
+            _ => {}
         }
         let (on_primary, on_standby, on_session) = std::thread::scope(|s| {
             let st = s.spawn(|| standby.append(&entry, Durability::Synced));
@@ -611,7 +628,8 @@ impl Cluster {
                 "the primary of partition {partition} ({pid}) is unreachable: {e}"
             )));
         }
-        self.resolve_primary(&p)?;
+        // Only an estimate for a progress bar: no settling here.
+
         let commit = self.replica(&pid)?.commit_lsn()?;
         let mut missing = 0;
         for id in ids.iter().filter(|id| **id != pid) {
@@ -642,6 +660,10 @@ impl Cluster {
                 "the primary of partition {partition} ({pid}) is unreachable: {e}"
             )));
         }
+        if failed.contains_key(&ReplicaId::new(&p.sync_standby, partition)) {
+            self.redesignate_standby(partition)?;
+            return self.sync(partition, progress);
+        }
         self.resolve_primary(&p)?;
         // Secondaries behind the retained log are re-seeded from a checkpoint.
         let first = self.replica(&pid)?.first_log_lsn()?;
@@ -656,11 +678,14 @@ impl Cluster {
                 let path = replica_path(&self.root, id);
                 let stale = path.with_extension("stale");
                 if stale.exists() {
-                    std::fs::remove_dir_all(&stale).map_err(|e| Error::io(format!("remove {}", stale.display()), e))?;
+                    std::fs::remove_dir_all(&stale)
+                        .map_err(|e| Error::io(format!("remove {}", stale.display()), e))?;
                 }
-                std::fs::rename(&path, &stale).map_err(|e| Error::io(format!("move {} aside", path.display()), e))?;
+                std::fs::rename(&path, &stale)
+                    .map_err(|e| Error::io(format!("move {} aside", path.display()), e))?;
                 self.reseed(&p, &id.datacenter)?;
-                std::fs::remove_dir_all(&stale).map_err(|e| Error::io(format!("remove {}", stale.display()), e))?;
+                std::fs::remove_dir_all(&stale)
+                    .map_err(|e| Error::io(format!("remove {}", stale.display()), e))?;
                 reseeded.insert(id.clone());
             }
         }
@@ -700,12 +725,29 @@ impl Cluster {
                     },
                 },
             };
-            let report = if reseeded.contains(id) { SyncReport { reseeded: true, ..report } } else { report };
+            let report = if reseeded.contains(id) {
+                SyncReport {
+                    reseeded: true,
+                    ..report
+                }
+            } else {
+                report
+            };
             out.push(report);
         }
         // Log retention: prune what every reachable replica holds, keeping a margin.
-        let held_lsns: Vec<u64> = ids.iter().filter_map(|id| self.held.get(id)).map(|r| r.last().map(|l| l.lsn)).collect::<Result<_>>()?;
-        let through = held_lsns.iter().copied().min().unwrap_or(0).min(commit).saturating_sub(self.options.retain_log_entries);
+        let held_lsns: Vec<u64> = ids
+            .iter()
+            .filter_map(|id| self.held.get(id))
+            .map(|r| r.last().map(|l| l.lsn))
+            .collect::<Result<_>>()?;
+        let through = held_lsns
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(0)
+            .min(commit)
+            .saturating_sub(self.options.retain_log_entries);
         if through > 0 {
             for id in &ids {
                 if let Some(r) = self.held.get(id) {
@@ -735,7 +777,11 @@ impl Cluster {
                 };
                 let failed = self.hold(&[id.clone()].into());
                 let (pos, health) = match failed.get(&id) {
-                    Some(_) if crate::rebuild::rebuild_path(&self.root, &id).exists() => (None, "rebuilding (or an interrupted rebuild: run `dirctl dc rebuild`)".to_string()),
+                    Some(_) if crate::rebuild::rebuild_path(&self.root, &id).exists() => (
+                        None,
+                        "rebuilding (or an interrupted rebuild: run `dirctl dc rebuild`)"
+                            .to_string(),
+                    ),
                     Some(e) => (None, format!("unreachable: {e}")),
                     None => {
                         let r = self.replica(&id)?;

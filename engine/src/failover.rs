@@ -379,11 +379,14 @@ impl Cluster {
                 p.sync_standby
             )));
         };
-        self.resolve_primary(&p).ok();
+        // Entries above the primary's commit lsn cannot be settled without the old standby,
+        // which may hold them (and may have acknowledged them): ship them too, so they
+        // become committed. An unknown outcome may become visible; an acknowledged write is never lost.
         let primary = self.replica(&ReplicaId::new(&p.primary, partition))?;
         let s = self.replica(&ReplicaId::new(&new, partition))?;
-        let commit = primary.commit_lsn()?;
-        Cluster::catch_up(primary, s, commit, &mut |_| {})?;
+        let last = primary.last()?.lsn;
+        Cluster::catch_up(primary, s, last, &mut |_| {})?;
+        primary.set_commit_lsn(last, Durability::Synced)?;
         let id = p.id;
         self.update_topology(|t| {
             let q = t
