@@ -667,10 +667,14 @@ impl Cluster {
     }
 
     /// Takes a checkpoint of `partition` into `dest` (which must not exist), consistent at the
-    /// returned position: from a secondary level with the primary's commit where one is (so
+    /// returned position, and names the datacenter it came from: from a secondary level with the primary's commit where one is (so
     /// the primary is not slowed), else from the primary. Holds the partition's replicas only
     /// while checkpointing (hard links: cheap) and releases them before returning.
-    pub fn checkpoint_partition(&mut self, partition: u32, dest: &Path) -> Result<Position> {
+    pub fn checkpoint_partition(
+        &mut self,
+        partition: u32,
+        dest: &Path,
+    ) -> Result<(Position, String)> {
         let p = self.topology.partition(partition)?.clone();
         let ids: BTreeSet<ReplicaId> = self
             .topology
@@ -710,7 +714,10 @@ impl Cluster {
                     primary
                 }
             };
-            source.checkpoint(dest)
+            Ok((
+                source.checkpoint(dest)?,
+                source.identity().datacenter.clone(),
+            ))
         })();
         self.release_all();
         out
