@@ -382,6 +382,25 @@ pub fn restore_in_place(cluster: &mut Cluster, archive: &Path, limits: Limits) -
             .into());
         }
     }
+    // RocksDB names files by path: an open replica whose folder is swapped would write into
+    // and delete from the new one. Close them, and keep only their lock files held.
+    cluster.release_all();
+    let mut locks = Vec::new();
+    for dc in &cluster.topology().datacenters {
+        for p in &cluster.topology().partitions {
+            let id = ReplicaId::new(&dc.name, p.id);
+            let lock = replica_path(&root, &id).join("geodir.lock");
+            let Ok(f) = std::fs::File::options().read(true).write(true).open(&lock) else {
+                continue;
+            };
+            f.try_lock().map_err(|e| {
+                engine::Error::Unavailable(format!(
+                    "replica {id} was taken by another dirctl process, nothing was changed: {e:?}"
+                ))
+            })?;
+            locks.push(f);
+        }
+    }
     let x = extract(archive, &root, limits)?;
     let current = cluster.topology().clone();
     let mut topology = x.topology.clone();
@@ -408,7 +427,7 @@ pub fn restore_in_place(cluster: &mut Cluster, archive: &Path, limits: Limits) -
         t.generation = generation;
         Ok(())
     })?;
-    cluster.release_all();
+    drop(locks);
     Ok(Restored {
         root,
         cluster_id: topology.cluster_id,
