@@ -1,6 +1,7 @@
 //! geodir's benchmarks. Each figure is printed beside a baseline measured in the same run
 //! on the same data (raw RocksDB with the same sync settings), and the run ends with a JSON
-//! summary. Run with `scripts/bench`.
+//! summary. Run with `scripts/bench`. `GEODIR_BENCH_BACKUP_MB` sets the backup figure's data
+//! size (default 1024 MB; 102 with `GEODIR_BENCH_QUICK`).
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -330,6 +331,116 @@ fn cli_get_wall(dir: &Path) -> Vec<Value> {
     })]
 }
 
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+fn sh(script: &str) -> f64 {
+    let t = Instant::now();
+    let st = Command::new("sh").arg("-c").arg(script).status().unwrap();
+    assert!(st.success(), "{script}");
+    t.elapsed().as_secs_f64()
+}
+
+/// Backup create and restore MB/s on `mb` MB of directory data (checkpoint bytes), beside
+/// `tar -c | zstd -3` and `zstd -d | tar -x` of the same checkpoint files.
+fn backup_throughput(dir: &Path, mb: u64) -> Vec<Value> {
+    let (mut c, tid) = cluster(&dir.join("b"));
+    let now = "2026-11-29T00:00:00Z";
+    // Directory data that compresses like real attributes do, not like zeros.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut text = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                b"abcdefghijklmnopqrstuvwxyz  eeeaaoo"[(seed >> 33) as usize % 35] as char
+            })
+            .collect()
+    };
+    let mut i = 0;
+    let cp = dir.join("b-checkpoint");
+    loop {
+        for _ in 0..8 {
+            let objs: Vec<_> = (i..i + 500)
+                .map(|k| {
+                    let mut u = user(k);
+                    u.insert("jobTitle".into(), Value::from(text(2000)));
+                    u
+                })
+                .collect();
+            i += 500;
+            c.write(0, None, |r| {
+                let mut x = Txn::new(r);
+                for o in objs {
+                    directory::create(&mut x, &tid, ObjectType::User, o, now)?;
+                }
+                Ok((x.into_ops(), ()))
+            })
+            .unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&cp);
+        c.checkpoint_partition(0, &cp).unwrap();
+        if dir_bytes(&cp) >= mb << 20 {
+            break;
+        }
+    }
+    let bytes = dir_bytes(&cp) as f64 / (1 << 20) as f64;
+    let dest = dir.join("b-backups");
+    let t = Instant::now();
+    let opts = backup::CreateOptions {
+        dest: dest.clone(),
+        force: true,
+        now: chrono::Utc::now(),
+    };
+    let made = backup::create(&mut c, &opts, &mut |_, _| {}).unwrap();
+    let ours = bytes / t.elapsed().as_secs_f64();
+    let backup::Created::New(_, archive) = made else {
+        panic!("no backup made")
+    };
+    let base_tar = dir.join("b-base.tar.zst");
+    let base = bytes
+        / sh(&format!(
+            "tar -c -C {} . | zstd -3 -q -f -o {}",
+            cp.display(),
+            base_tar.display()
+        ));
+    let t = Instant::now();
+    backup::restore_to(&archive, &dir.join("b-restored"), backup::Limits::default()).unwrap();
+    let ours_r = bytes / t.elapsed().as_secs_f64();
+    let out = dir.join("b-base-out");
+    std::fs::create_dir_all(&out).unwrap();
+    let base_r = bytes
+        / sh(&format!(
+            "zstd -d -q -c {} | tar -x -C {}",
+            base_tar.display(),
+            out.display()
+        ));
+    println!("backup data: {bytes:.0} MB of checkpoint files ({i} users)");
+    vec![
+        report(&Figure {
+            name: "backup create",
+            unit: "MB/s",
+            value: ours,
+            baseline_name: "tar -c | zstd -3, same files",
+            baseline: base,
+            goal: "ratio >= 0.8",
+        }),
+        report(&Figure {
+            name: "backup restore (verify + 3 DCs)",
+            unit: "MB/s",
+            value: ours_r,
+            baseline_name: "zstd -d | tar -x, same files",
+            baseline: base_r,
+            goal: "ratio >= 0.8",
+        }),
+    ]
+}
+
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let quick = std::env::var("GEODIR_BENCH_QUICK").is_ok();
@@ -341,6 +452,12 @@ fn main() {
     all.extend(point_reads(dir.path(), 10_000 / scale, 200_000 / scale));
     all.extend(catch_up(dir.path(), 10_000 / scale));
     all.extend(cli_get_wall(dir.path()));
+    // GEODIR_BENCH_BACKUP_MB: how much directory data the backup figure uses (default 1 GiB).
+    let backup_mb = std::env::var("GEODIR_BENCH_BACKUP_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024 / scale as u64);
+    all.extend(backup_throughput(dir.path(), backup_mb));
     let _ = Duration::ZERO;
     println!(
         "{}",

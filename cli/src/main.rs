@@ -1,5 +1,6 @@
 //! dirctl: the operator CLI of geodir.
 
+mod backup;
 mod context;
 mod demo;
 mod object;
@@ -43,6 +44,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status => ops::status(&g),
         Command::Dc(c) => ops::dc(&g, c),
         Command::Failover(a) => ops::failover(&g, a),
+        Command::Backup(c) => backup::run(&g, c),
+        Command::Health(d) => backup::health(&g, &d),
+        Command::Metrics(d) => backup::metrics(&g, &d),
     }
 }
 
@@ -50,17 +54,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn exit_code(e: &anyhow::Error) -> u8 {
     use engine::Error as E;
     for cause in e.chain() {
-        if let Some(err) = cause.downcast_ref::<E>() {
+        if let Some(err) = cause.downcast_ref::<::backup::Error>() {
+            use ::backup::Error as B;
             return match err {
-                E::Invalid(_) => 2,
-                E::NotFound(_) => 3,
-                E::Conflict(_) => 4,
-                E::Unavailable(_) => 5,
-                E::OutcomeUnknown(_) | E::Corrupt(_) | E::Fenced(_) | E::Storage(_) => 1,
+                B::Invalid(_) => 2,
+                B::NotFound(_) => 3,
+                B::Conflict(_) => 4,
+                B::Corrupt { .. } | B::Unsafe { .. } | B::Io { .. } => 1,
+                B::Engine(inner) => engine_code(inner),
             };
+        }
+        if let Some(err) = cause.downcast_ref::<E>() {
+            return engine_code(err);
         }
     }
     1
+}
+
+fn engine_code(err: &engine::Error) -> u8 {
+    use engine::Error as E;
+    match err {
+        E::Invalid(_) => 2,
+        E::NotFound(_) => 3,
+        E::Conflict(_) => 4,
+        E::Unavailable(_) => 5,
+        E::OutcomeUnknown(_) | E::Corrupt(_) | E::Fenced(_) | E::Storage(_) => 1,
+    }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

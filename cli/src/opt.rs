@@ -81,6 +81,81 @@ pub enum Command {
     Failover(FailoverArgs),
     /// Build a demo cluster in a fresh folder and walk through geodir's promises.
     Demo(DemoArgs),
+    /// Daily snapshot backups: create, list, verify, prune, restore.
+    #[command(subcommand)]
+    Backup(BackupCmd),
+    /// Exit non-zero with a clear message when a promise is at risk.
+    Health(BackupsDir),
+    /// Metrics in Prometheus text format.
+    Metrics(BackupsDir),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BackupsDir {
+    /// The backups folder (default: <cluster root>/backups).
+    #[arg(long, env = "DIRCTL_BACKUPS", value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCmd {
+    /// Snapshot every partition into one archive named by today's UTC date.
+    Create {
+        #[command(flatten)]
+        dir: BackupsDir,
+        /// Replace today's backup if there is one.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The backups, oldest first.
+    List {
+        #[command(flatten)]
+        dir: BackupsDir,
+    },
+    /// Read a backup entirely and check every checksum.
+    Verify {
+        /// A backup ID (YYYY-MM-DD) or an archive path.
+        id: String,
+        #[command(flatten)]
+        dir: BackupsDir,
+    },
+    /// Remove old backups; the newest good one is always kept.
+    Prune {
+        #[arg(long, default_value_t = 7)]
+        keep_daily: usize,
+        #[arg(long, default_value_t = 4)]
+        keep_weekly: usize,
+        #[command(flatten)]
+        dir: BackupsDir,
+    },
+    /// Restore a whole cluster: into a new cluster root (--to) or in place (--in-place --yes).
+    #[command(group(clap::ArgGroup::new("where").required(true).args(["to", "in_place"])))]
+    Restore {
+        /// A backup ID (YYYY-MM-DD) or an archive path.
+        id: String,
+        /// A new cluster root (must not exist); the restored cluster gets a new identity.
+        #[arg(long, value_name = "NEWDIR")]
+        to: Option<PathBuf>,
+        /// Replace this cluster's replicas with the backup's (privileged).
+        #[arg(long)]
+        in_place: bool,
+        /// Confirm --in-place without a prompt.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        dir: BackupsDir,
+    },
+    /// Bring one object back from a backup as a new replicated write.
+    RestoreObject {
+        object_id: String,
+        /// The backup ID (YYYY-MM-DD) or an archive path.
+        #[arg(long, value_name = "BACKUP_ID")]
+        from: String,
+        #[arg(long, env = "DIRCTL_TENANT")]
+        tenant: String,
+        #[command(flatten)]
+        dir: BackupsDir,
+    },
 }
 
 #[derive(Args, Debug)]

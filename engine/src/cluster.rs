@@ -760,6 +760,80 @@ impl Cluster {
         Ok(out)
     }
 
+    /// Takes a checkpoint of `partition` into `dest` (which must not exist), consistent at the
+    /// returned position, and names the datacenter it came from: from a secondary level with the primary's commit where one is (so
+    /// the primary is not slowed), else from the primary. Holds the partition's replicas only
+    /// while checkpointing (hard links: cheap) and releases them before returning.
+    pub fn checkpoint_partition(
+        &mut self,
+        partition: u32,
+        dest: &Path,
+    ) -> Result<(Position, String)> {
+        let p = self.topology.partition(partition)?.clone();
+        let ids: BTreeSet<ReplicaId> = self
+            .topology
+            .datacenters
+            .iter()
+            .map(|d| ReplicaId::new(&d.name, partition))
+            .collect();
+        let failed = self.hold(&ids);
+        let out = (|| {
+            let pid = ReplicaId::new(&p.primary, partition);
+            if let Some(e) = failed.get(&pid) {
+                return Err(Error::Unavailable(format!(
+                    "the primary of partition {partition} ({pid}) is unreachable, so no position is known to be committed: {e}"
+                )));
+            }
+            self.resolve_primary(&p)?;
+            let primary = self.replica(&pid)?;
+            let commit = primary.commit_lsn()?;
+            let commit_term = if commit == 0 {
+                0
+            } else {
+                primary.entry(commit)?.term
+            };
+            let level = ids.iter().filter(|id| **id != pid).find_map(|id| {
+                let r = self.held.get(id)?;
+                (r.last().ok()?
+                    == Position {
+                        term: commit_term,
+                        lsn: commit,
+                    })
+                .then_some(r)
+            });
+            let source = match level {
+                Some(r) => r,
+                None => {
+                    primary.truncate_after(commit)?;
+                    primary
+                }
+            };
+            Ok((
+                source.checkpoint(dest)?,
+                source.identity().datacenter.clone(),
+            ))
+        })();
+        self.release_all();
+        out
+    }
+
+    /// Holds every replica of the cluster (an in-place restore swaps them); returns those
+    /// that could not be held (lost or held elsewhere).
+    pub fn hold_every_replica(&mut self) -> BTreeMap<ReplicaId, Error> {
+        let ids: BTreeSet<ReplicaId> = self
+            .topology
+            .datacenters
+            .iter()
+            .flat_map(|d| {
+                self.topology
+                    .partitions
+                    .iter()
+                    .map(|p| ReplicaId::new(&d.name, p.id))
+            })
+            .collect();
+        self.hold(&ids)
+    }
+
     /// Every partition × datacenter: role, term, last lsn, lag, health (a real probe).
     pub fn status(&mut self) -> Result<Vec<ReplicaStatus>> {
         let mut out = Vec::new();

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::log::Op;
-use crate::replica::Replica;
+use crate::replica::{CheckpointView, Replica};
 
 const K_OBJECT: u8 = 0x01;
 const K_UPN: u8 = 0x02;
@@ -41,6 +41,92 @@ impl Store for Replica {
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         Replica::scan_prefix(self, prefix)
     }
+}
+
+impl Store for CheckpointView {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        CheckpointView::get(self, key)
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        CheckpointView::scan_prefix(self, prefix)
+    }
+}
+
+/// How many keys of each kind a checkpoint holds (a backup manifest's object counts).
+pub fn key_counts(view: &CheckpointView) -> Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    for (kind, name) in [
+        (K_OBJECT, "objects"),
+        (K_MEMBER, "memberships"),
+        (K_TENANT, "tenants"),
+        (K_TOMBSTONE, "tombstones"),
+    ] {
+        let mut n = 0u64;
+        view.for_each_prefix(&[kind], |_, _| n += 1)?;
+        out.insert(name.to_string(), n);
+    }
+    Ok(out)
+}
+
+/// Brings one object back from a backup (`from`) as it was there: the object, its UPN claim,
+/// and its memberships whose other side exists live. Fails with a conflict when an object
+/// with that id is live; a tombstone of it is removed (the object is back).
+/// Returns the object and the memberships that could not be restored.
+pub fn restore_from(
+    t: &mut Txn,
+    from: &dyn Store,
+    tenant: &str,
+    id: &str,
+) -> Result<(Map<String, Value>, Vec<String>)> {
+    let uid = parse_id(id)?;
+    let okey = object_key(tenant, &uid)?;
+    let raw = from.get(&okey)?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "the backup holds no live object with id {uid} in this tenant"
+        ))
+    })?;
+    let obj = decode(&raw, &format!("backup object {uid}"))?;
+    if t.get(&okey)?.is_some() {
+        return Err(Error::Conflict(format!(
+            "an object with id {uid} exists live; delete it first or leave it"
+        )));
+    }
+    if type_of(&obj) == Some(ObjectType::User) {
+        claim_upn(t, tenant, &obj, &uid)?;
+    }
+    t.put(okey, raw)?;
+    t.delete(key(K_TOMBSTONE, tenant, &[uid.as_bytes()])?)?;
+    let mut skipped = Vec::new();
+    let other = |k: &[u8]| k.get(33..49).and_then(|b| Uuid::from_slice(b).ok());
+    for (k, _) in from.scan_prefix(&key(K_MEMBER_OF, tenant, &[uid.as_bytes()])?)? {
+        let g = other(&k).ok_or_else(|| Error::Corrupt("backup memberOf key malformed".into()))?;
+        if t.get(&object_key(tenant, &g)?)?.is_none() {
+            skipped.push(format!("memberOf {g}"));
+            continue;
+        }
+        let noun = type_of(&obj).map(|ty| ty.noun()).unwrap_or("user");
+        t.put(
+            key(K_MEMBER, tenant, &[g.as_bytes(), uid.as_bytes()])?,
+            noun.as_bytes().to_vec(),
+        )?;
+        t.put(
+            key(K_MEMBER_OF, tenant, &[uid.as_bytes(), g.as_bytes()])?,
+            Vec::new(),
+        )?;
+    }
+    for (k, v) in from.scan_prefix(&key(K_MEMBER, tenant, &[uid.as_bytes()])?)? {
+        let m = other(&k).ok_or_else(|| Error::Corrupt("backup member key malformed".into()))?;
+        if t.get(&object_key(tenant, &m)?)?.is_none() {
+            skipped.push(format!("member {m}"));
+            continue;
+        }
+        t.put(key(K_MEMBER, tenant, &[uid.as_bytes(), m.as_bytes()])?, v)?;
+        t.put(
+            key(K_MEMBER_OF, tenant, &[m.as_bytes(), uid.as_bytes()])?,
+            Vec::new(),
+        )?;
+    }
+    Ok((obj, skipped))
 }
 
 /// Changes staged over a store: reads see them, and they become one log entry's ops

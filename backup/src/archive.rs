@@ -1,0 +1,426 @@
+//! The archive: one zstd-compressed tar of every partition's checkpoint, `cluster.json`,
+//! and `MANIFEST.json` last. Packing hashes each file as it streams; reading trusts nothing:
+//! every entry's type, path and size is checked before a byte of it is written, and every
+//! checksum is compared before the caller may use what was extracted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{io, Error, Result};
+use crate::manifest::{FileEntry, Manifest, ARCHIVE_FORMAT_VERSION, MANIFEST_FILE, TOPOLOGY_FILE};
+
+pub const ZSTD_LEVEL: i32 = 3;
+/// Largest manifest or cluster.json accepted (they are read into memory).
+const MAX_METADATA_BYTES: u64 = 64 << 20;
+
+/// What an archive may hold before it is refused as oversized.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_entry_bytes: u64,
+    pub max_total_bytes: u64,
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_entry_bytes: 64 << 30,
+            max_total_bytes: 1 << 40,
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Passes bytes through, hashing and counting them.
+pub struct Hashing<T> {
+    inner: T,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<T> Hashing<T> {
+    pub fn new(inner: T) -> Self {
+        Hashing {
+            inner,
+            hash: Sha256::new(),
+            bytes: 0,
+        }
+    }
+    pub fn finish(self) -> (T, FileEntry) {
+        (
+            self.inner,
+            FileEntry {
+                bytes: self.bytes,
+                sha256: hex(&self.hash.finalize()),
+            },
+        )
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn header(path: &str, bytes: u64) -> Result<tar::Header> {
+    let mut h = tar::Header::new_gnu();
+    h.set_path(path)
+        .map_err(io(format!("name archive entry {path}")))?;
+    h.set_size(bytes);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    Ok(h)
+}
+
+/// The files of a checkpoint folder, sorted, as (path in the archive, path on disk).
+pub fn checkpoint_files(partition: u32, dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io(format!("read {}", dir.display())))? {
+        let e = e.map_err(io(format!("read {}", dir.display())))?;
+        let ty = e
+            .file_type()
+            .map_err(io(format!("stat {}", e.path().display())))?;
+        if !ty.is_file() {
+            return Err(Error::Invalid(format!(
+                "checkpoint {} holds {}, which is not a plain file",
+                dir.display(),
+                e.path().display()
+            )));
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        out.push((format!("p{partition}/{name}"), e.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Writes the archive to `out`: `files`, then `cluster.json`, then the manifest (which gets
+/// every file's size and SHA-256). Returns the final manifest and the archive's own entry.
+pub fn pack(
+    out: &Path,
+    files: &[(String, PathBuf)],
+    topology_json: &[u8],
+    mut manifest: Manifest,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(Manifest, FileEntry)> {
+    let ctx = || format!("write {}", out.display());
+    let f = File::create(out).map_err(io(ctx()))?;
+    let mut enc = zstd::Encoder::new(
+        Hashing::new(BufWriter::with_capacity(1 << 20, f)),
+        ZSTD_LEVEL,
+    )
+    .map_err(io(ctx()))?;
+    enc.include_checksum(true).map_err(io(ctx()))?;
+    // One worker compresses while this thread reads, hashes and frames (like `tar | zstd`).
+    enc.multithread(1).map_err(io(ctx()))?;
+    let mut b = tar::Builder::new(enc);
+    for (name, path) in files {
+        let src = File::open(path).map_err(io(format!("read {}", path.display())))?;
+        let bytes = src
+            .metadata()
+            .map_err(io(format!("stat {}", path.display())))?
+            .len();
+        let mut r = Hashing::new(BufReader::with_capacity(1 << 20, src).take(bytes));
+        b.append(&header(name, bytes)?, &mut r).map_err(io(ctx()))?;
+        let (_, entry) = r.finish();
+        if entry.bytes != bytes {
+            return Err(Error::Invalid(format!(
+                "{} changed size while it was packed",
+                path.display()
+            )));
+        }
+        progress(bytes);
+        manifest.files.insert(name.clone(), entry);
+    }
+    let topo = Hashing::new(topology_json);
+    let mut topo = topo;
+    b.append(
+        &header(TOPOLOGY_FILE, topology_json.len() as u64)?,
+        &mut topo,
+    )
+    .map_err(io(ctx()))?;
+    manifest.files.insert(TOPOLOGY_FILE.into(), topo.finish().1);
+    let m = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| Error::Invalid(format!("encode manifest: {e}")))?;
+    b.append(&header(MANIFEST_FILE, m.len() as u64)?, m.as_slice())
+        .map_err(io(ctx()))?;
+    let enc = b.into_inner().map_err(io(ctx()))?;
+    let hashing = enc.finish().map_err(io(ctx()))?;
+    let (w, entry) = hashing.finish();
+    let f = w.into_inner().map_err(|e| Error::Io {
+        context: ctx(),
+        source: e.into_error(),
+    })?;
+    f.sync_all()
+        .map_err(io(format!("fsync {}", out.display())))?;
+    Ok((manifest, entry))
+}
+
+/// Checks an entry's name: relative, only plain components, and one of the shapes an
+/// archive of format 1 holds (`MANIFEST.json`, `cluster.json`, `p<N>/<file>`).
+fn check_name(raw: &[u8]) -> std::result::Result<String, String> {
+    let name = std::str::from_utf8(raw).map_err(|_| "name is not UTF-8".to_string())?;
+    if name.starts_with('/') || name.contains('\\') || name.contains('\0') {
+        return Err("absolute or non-portable path".into());
+    }
+    let parts: Vec<&str> = name.split('/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        return Err("path escapes or is not normal (empty, `.` or `..` component)".into());
+    }
+    let ok = match parts.as_slice() {
+        [f] => *f == MANIFEST_FILE || *f == TOPOLOGY_FILE,
+        [p, _] => p
+            .strip_prefix('p')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit())),
+        _ => false,
+    };
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err("not a file a geodir backup holds".into())
+    }
+}
+
+/// What reading an archive found: the manifest, `cluster.json`'s bytes.
+pub struct Checked {
+    pub manifest: Manifest,
+    pub topology_json: Vec<u8>,
+}
+
+/// Reads `archive` entry by entry, refusing anything unsafe before writing it, extracting
+/// partition files under `into` (when given; else only hashing them), then compares every
+/// file with the manifest. Nothing under `into` may be used unless this returns Ok.
+pub fn read(archive: &Path, into: Option<&Path>, limits: Limits) -> Result<Checked> {
+    let corrupt = |file: &str, why: String| Error::Corrupt {
+        archive: archive.to_path_buf(),
+        file: file.to_string(),
+        why,
+    };
+    let unsafe_entry = |entry: &str, why: String| Error::Unsafe {
+        archive: archive.to_path_buf(),
+        entry: entry.to_string(),
+        why,
+    };
+    let f = File::open(archive).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::NotFound(format!(
+            "no backup archive {}; see `dirctl backup list`",
+            archive.display()
+        )),
+        _ => Error::Io {
+            context: format!("open {}", archive.display()),
+            source: e,
+        },
+    })?;
+    let dec = zstd::Decoder::new(f).map_err(io(format!("read {}", archive.display())))?;
+    let mut tar = tar::Archive::new(dec);
+    let mut seen: BTreeMap<String, FileEntry> = BTreeMap::new();
+    let mut manifest_raw = None;
+    let mut topology_json = None;
+    let mut total = 0u64;
+    let mut last = "(start of archive)".to_string();
+    let entries = tar
+        .entries()
+        .map_err(|e| corrupt("(archive)", format!("cannot be read: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| {
+            corrupt(
+                "(archive)",
+                format!("damaged or truncated after entry {last}: {e}"),
+            )
+        })?;
+        let raw = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let ty = entry.header().entry_type();
+        if ty.is_dir() {
+            continue;
+        }
+        if !ty.is_file() {
+            return Err(unsafe_entry(
+                &shown,
+                format!("{ty:?} entries (links, devices) are never extracted"),
+            ));
+        }
+        let name = check_name(&raw).map_err(|why| unsafe_entry(&shown, why))?;
+        if seen.contains_key(&name) {
+            return Err(unsafe_entry(&name, "appears twice".into()));
+        }
+        let size = entry
+            .header()
+            .size()
+            .map_err(|e| corrupt(&name, e.to_string()))?;
+        let is_meta = name == MANIFEST_FILE || name == TOPOLOGY_FILE;
+        let max = if is_meta {
+            MAX_METADATA_BYTES
+        } else {
+            limits.max_entry_bytes
+        };
+        total = total.saturating_add(size);
+        if size > max || total > limits.max_total_bytes || seen.len() as u64 >= limits.max_entries {
+            return Err(unsafe_entry(
+                &name,
+                format!(
+                    "oversized: {size} bytes (limit {max} per entry, {} in all)",
+                    limits.max_total_bytes
+                ),
+            ));
+        }
+        let read_err = |e: io::Error| corrupt(&name, format!("damaged or truncated: {e}"));
+        let got = if is_meta {
+            let mut buf = Vec::with_capacity(size as usize);
+            let mut r = Hashing::new(&mut entry);
+            r.read_to_end(&mut buf).map_err(read_err)?;
+            let (_, fe) = r.finish();
+            if name == MANIFEST_FILE {
+                manifest_raw = Some(buf);
+            } else {
+                topology_json = Some(buf);
+            }
+            fe
+        } else {
+            let mut r = Hashing::new(&mut entry);
+            match into {
+                Some(dir) => {
+                    let dest = dir.join(&name);
+                    if let Some(parent) = dest.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(io(format!("create {}", parent.display())))?;
+                    }
+                    let out = File::options()
+                        .write(true)
+                        .create_new(true)
+                        .open(&dest)
+                        .map_err(io(format!("create {}", dest.display())))?;
+                    let mut w = BufWriter::with_capacity(1 << 20, out);
+                    io::copy(&mut r, &mut w).map_err(read_err)?;
+                    let out = w.into_inner().map_err(|e| Error::Io {
+                        context: format!("write {}", dest.display()),
+                        source: e.into_error(),
+                    })?;
+                    out.sync_all()
+                        .map_err(io(format!("fsync {}", dest.display())))?;
+                }
+                None => {
+                    io::copy(&mut r, &mut io::sink()).map_err(read_err)?;
+                }
+            }
+            r.finish().1
+        };
+        if got.bytes != size {
+            return Err(corrupt(
+                &name,
+                format!("truncated: {} of {size} bytes", got.bytes),
+            ));
+        }
+        seen.insert(name.clone(), got);
+        last = name;
+    }
+    let raw = manifest_raw.ok_or_else(|| {
+        corrupt(
+            MANIFEST_FILE,
+            format!("missing: the archive is truncated or not a geodir backup (last entry {last})"),
+        )
+    })?;
+    let manifest: Manifest = serde_json::from_slice(&raw)
+        .map_err(|e| corrupt(MANIFEST_FILE, format!("does not decode: {e}")))?;
+    if manifest.format != ARCHIVE_FORMAT_VERSION {
+        return Err(corrupt(
+            MANIFEST_FILE,
+            format!(
+                "unknown archive format {} (this dirctl reads {ARCHIVE_FORMAT_VERSION})",
+                manifest.format
+            ),
+        ));
+    }
+    seen.remove(MANIFEST_FILE);
+    let listed: BTreeSet<&String> = manifest.files.keys().collect();
+    for name in seen.keys() {
+        if !listed.contains(name) {
+            return Err(corrupt(
+                name,
+                "is in the archive but not in its manifest".into(),
+            ));
+        }
+    }
+    for (name, want) in &manifest.files {
+        let got = seen.get(name).ok_or_else(|| {
+            corrupt(
+                name,
+                "is in the manifest but missing from the archive".into(),
+            )
+        })?;
+        if got != want {
+            return Err(corrupt(
+                name,
+                format!(
+                    "checksum mismatch: SHA-256 {} ({} bytes), manifest says {} ({} bytes)",
+                    got.sha256, got.bytes, want.sha256, want.bytes
+                ),
+            ));
+        }
+    }
+    let topology_json =
+        topology_json.ok_or_else(|| corrupt(TOPOLOGY_FILE, "missing from the archive".into()))?;
+    Ok(Checked {
+        manifest,
+        topology_json,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_escape_or_are_unexpected_are_refused() {
+        for bad in [
+            "../../x",
+            "/etc/passwd",
+            "p0/../../x",
+            "p0/./f",
+            "p0//f",
+            "x",
+            "p0/a/b",
+            "pa/f",
+            "",
+        ] {
+            assert!(check_name(bad.as_bytes()).is_err(), "{bad}");
+        }
+        for good in [
+            "MANIFEST.json",
+            "cluster.json",
+            "p0/000012.sst",
+            "p12/CURRENT",
+        ] {
+            assert_eq!(check_name(good.as_bytes()).as_deref(), Ok(good));
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! geodir's backups (DESIGN.md promise 8): a daily snapshot of every partition, consistent
+//! at a known (term, lsn), packed as one zstd-compressed tar with a manifest of SHA-256
+//! checksums; list, verify, prune, restore a whole cluster, restore one object.
+//!
+//! **Invariant:** this crate never imports `rocksdb`: checkpoints are taken, opened and
+//! adopted through `engine` APIs. **Invariant:** an archive is never trusted: it is fully
+//! read and checked into a temporary folder beside the target before anything is renamed
+//! into place, so a refused restore leaves its target as it was.
+
+pub mod archive;
+pub mod error;
+pub mod manifest;
+pub mod prune;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use engine::cluster::{replica_path, Cluster, ReplicaId};
+use engine::replica::{sync_dir, CheckpointView, Identity, Replica};
+use engine::topology::{FileControlPlane, Topology};
+
+pub use archive::Limits;
+use error::io;
+pub use error::{Error, Result};
+pub use manifest::{Manifest, PartitionEntry, Sidecar, ARCHIVE_FORMAT_VERSION};
+
+const PREFIX: &str = "geodir-";
+const SUFFIX: &str = ".tar.zst";
+
+/// The archive of backup `id` in `dest`; an ID that is a path (holds `/` or ends in
+/// `.tar.zst`) names the archive itself.
+pub fn archive_path(dest: &Path, id: &str) -> PathBuf {
+    if id.contains('/') || id.ends_with(SUFFIX) {
+        PathBuf::from(id)
+    } else {
+        dest.join(format!("{PREFIX}{id}{SUFFIX}"))
+    }
+}
+
+fn sidecar_path(archive: &Path) -> PathBuf {
+    let s = archive.to_string_lossy();
+    PathBuf::from(format!("{}.json", s.strip_suffix(SUFFIX).unwrap_or(&s)))
+}
+
+pub fn id_for(now: DateTime<Utc>) -> String {
+    now.format("%Y-%m-%d").to_string()
+}
+
+#[derive(Debug)]
+pub enum Created {
+    New(Box<Sidecar>, PathBuf),
+    /// Today's backup exists; nothing was done.
+    AlreadyToday(String, PathBuf),
+}
+
+pub struct CreateOptions {
+    pub dest: PathBuf,
+    pub force: bool,
+    pub now: DateTime<Utc>,
+}
+
+/// Takes a backup: a checkpoint of every partition (each replica held only while its
+/// checkpoint is made), packed into `geodir-<UTC date>.tar.zst` with its manifest, written
+/// to a temp file, fsynced, renamed into place; then the sidecar. `progress(done, total)`
+/// counts bytes packed.
+pub fn create(
+    cluster: &mut Cluster,
+    opts: &CreateOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Created> {
+    let id = id_for(opts.now);
+    let out = archive_path(&opts.dest, &id);
+    if out.exists() && !opts.force {
+        return Ok(Created::AlreadyToday(id, out));
+    }
+    std::fs::create_dir_all(&opts.dest).map_err(io(format!("create {}", opts.dest.display())))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".staging-{id}-"))
+        .tempdir_in(&opts.dest)
+        .map_err(io(format!(
+            "create a staging folder in {}",
+            opts.dest.display()
+        )))?;
+    let topology = cluster.topology().clone();
+    let mut manifest = Manifest {
+        format: ARCHIVE_FORMAT_VERSION,
+        id: id.clone(),
+        cluster_id: topology.cluster_id.clone(),
+        created_at: opts.now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        partitions: Vec::new(),
+        files: BTreeMap::new(),
+    };
+    let mut files = Vec::new();
+    for p in &topology.partitions {
+        let dir = staging.path().join(format!("p{}", p.id));
+        let (pos, source) = cluster.checkpoint_partition(p.id, &dir)?;
+        let counts = engine::directory::key_counts(&CheckpointView::open(&dir)?)?;
+        manifest.partitions.push(PartitionEntry {
+            id: p.id,
+            term: pos.term,
+            lsn: pos.lsn,
+            source,
+            counts,
+        });
+        files.extend(archive::checkpoint_files(p.id, &dir)?);
+    }
+    let mut total = 0;
+    for (_, path) in &files {
+        total += std::fs::metadata(path)
+            .map_err(io(format!("stat {}", path.display())))?
+            .len();
+    }
+    let topology_json = serde_json::to_vec_pretty(&topology)
+        .map_err(|e| Error::Invalid(format!("encode topology: {e}")))?;
+    let tmp = staging.path().join("archive.tmp");
+    let mut done = 0;
+    let (manifest, whole) = archive::pack(&tmp, &files, &topology_json, manifest, &mut |n| {
+        done += n;
+        progress(done, total)
+    })?;
+    std::fs::rename(&tmp, &out).map_err(io(format!("rename into {}", out.display())))?;
+    sync_dir(&opts.dest)?;
+    let sidecar = Sidecar {
+        manifest,
+        archive_bytes: whole.bytes,
+        archive_sha256: whole.sha256,
+    };
+    let raw = serde_json::to_vec_pretty(&sidecar)
+        .map_err(|e| Error::Invalid(format!("encode sidecar: {e}")))?;
+    engine::topology::write_atomically(&sidecar_path(&out), &raw)?;
+    Ok(Created::New(Box::new(sidecar), out))
+}
+
+/// One backup found in a backups folder.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Listed {
+    pub id: String,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub created_at: Option<String>,
+    /// Sidecar present and the archive's size matches it (`verify` checks every byte).
+    pub good: bool,
+    pub problem: Option<String>,
+    pub partitions: Vec<PartitionEntry>,
+}
+
+impl Listed {
+    pub fn created(&self) -> Option<DateTime<Utc>> {
+        self.created_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    }
+    pub fn date(&self) -> Option<NaiveDate> {
+        NaiveDate::parse_from_str(&self.id, "%Y-%m-%d").ok()
+    }
+}
+
+/// The backups in `dest`, oldest first. A missing folder holds none.
+pub fn list(dest: &Path) -> Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dest) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io(format!("read {}", dest.display()))(e)),
+    };
+    for e in rd {
+        let e = e.map_err(io(format!("read {}", dest.display())))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name
+            .strip_prefix(PREFIX)
+            .and_then(|n| n.strip_suffix(SUFFIX))
+        else {
+            continue;
+        };
+        let path = e.path();
+        let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
+        let side: std::result::Result<Sidecar, String> = std::fs::read(sidecar_path(&path))
+            .map_err(|e| format!("sidecar unreadable: {e}"))
+            .and_then(|raw| serde_json::from_slice(&raw).map_err(|e| format!("sidecar: {e}")));
+        let (good, problem, created_at, partitions) = match side {
+            Ok(s) if s.archive_bytes == bytes && s.manifest.id == id => (
+                true,
+                None,
+                Some(s.manifest.created_at),
+                s.manifest.partitions,
+            ),
+            Ok(s) => (
+                false,
+                Some(format!(
+                    "archive is {bytes} bytes, its sidecar says {}",
+                    s.archive_bytes
+                )),
+                Some(s.manifest.created_at),
+                s.manifest.partitions,
+            ),
+            Err(p) => (false, Some(p), None, Vec::new()),
+        };
+        out.push(Listed {
+            id: id.to_string(),
+            path,
+            bytes,
+            created_at,
+            good,
+            problem,
+            partitions,
+        });
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// The newest good backup, if any.
+pub fn newest_good(dest: &Path) -> Result<Option<Listed>> {
+    Ok(list(dest)?.into_iter().rev().find(|b| b.good))
+}
+
+/// Reads every entry of the archive and checks every checksum; writes nothing.
+pub fn verify(archive: &Path) -> Result<Manifest> {
+    Ok(archive::read(archive, None, Limits::default())?.manifest)
+}
+
+/// Removes the backups `prune::plan` does not keep; returns their IDs. Backups that are not
+/// good are left alone (an operator looks at them).
+pub fn prune(dest: &Path, keep: prune::Keep) -> Result<Vec<String>> {
+    let all = list(dest)?;
+    let dated: Vec<(String, NaiveDate)> = all
+        .iter()
+        .filter(|b| b.good)
+        .filter_map(|b| b.date().map(|d| (b.id.clone(), d)))
+        .collect();
+    let kept = prune::plan(&dated, keep);
+    let mut removed = Vec::new();
+    for b in all.iter().filter(|b| b.good && !kept.contains(&b.id)) {
+        std::fs::remove_file(&b.path).map_err(io(format!("remove {}", b.path.display())))?;
+        let side = sidecar_path(&b.path);
+        std::fs::remove_file(&side).map_err(io(format!("remove {}", side.display())))?;
+        removed.push(b.id.clone());
+    }
+    sync_dir(dest)?;
+    Ok(removed)
+}
+
+/// A verified archive extracted into a temporary folder (removed on drop).
+pub struct Extracted {
+    pub dir: tempfile::TempDir,
+    pub manifest: Manifest,
+    pub topology: Topology,
+}
+
+impl Extracted {
+    pub fn partition_dir(&self, partition: u32) -> PathBuf {
+        self.dir.path().join(format!("p{partition}"))
+    }
+}
+
+/// Extracts `archive` into a new temporary folder inside `parent` and checks it entirely.
+pub fn extract(archive: &Path, parent: &Path, limits: Limits) -> Result<Extracted> {
+    let dir = tempfile::Builder::new()
+        .prefix(".geodir-restore-")
+        .tempdir_in(parent)
+        .map_err(io(format!(
+            "create a temporary folder in {}",
+            parent.display()
+        )))?;
+    let checked = archive::read(archive, Some(dir.path()), limits)?;
+    let topology: Topology =
+        serde_json::from_slice(&checked.topology_json).map_err(|e| Error::Corrupt {
+            archive: archive.to_path_buf(),
+            file: manifest::TOPOLOGY_FILE.into(),
+            why: format!("does not decode: {e}"),
+        })?;
+    let mut ids: Vec<u32> = topology.partitions.iter().map(|p| p.id).collect();
+    let mut listed: Vec<u32> = checked.manifest.partitions.iter().map(|p| p.id).collect();
+    ids.sort();
+    listed.sort();
+    if ids != listed {
+        return Err(Error::Corrupt {
+            archive: archive.to_path_buf(),
+            file: manifest::MANIFEST_FILE.into(),
+            why: format!("partitions {listed:?} do not match cluster.json's {ids:?}"),
+        });
+    }
+    Ok(Extracted {
+        dir,
+        manifest: checked.manifest,
+        topology,
+    })
+}
+
+/// Builds a cluster root at `root` (a new folder) from an extracted backup: every replica of
+/// a partition starts from that partition's checkpoint (immutable `.sst` files hard-linked,
+/// the rest copied) and is adopted with `topology`'s cluster identity.
+fn build_root(x: &Extracted, root: &Path, topology: &Topology) -> Result<()> {
+    std::fs::create_dir(root).map_err(io(format!("create {}", root.display())))?;
+    for dc in &topology.datacenters {
+        for p in &topology.partitions {
+            let id = ReplicaId::new(&dc.name, p.id);
+            let to = replica_path(root, &id);
+            std::fs::create_dir_all(&to).map_err(io(format!("create {}", to.display())))?;
+            let from = x.partition_dir(p.id);
+            for e in std::fs::read_dir(&from).map_err(io(format!("read {}", from.display())))? {
+                let e = e.map_err(io(format!("read {}", from.display())))?;
+                let dest = to.join(e.file_name());
+                if e.file_name().to_string_lossy().ends_with(".sst") {
+                    std::fs::hard_link(e.path(), &dest)
+                        .map_err(io(format!("link {}", dest.display())))?;
+                } else {
+                    std::fs::copy(e.path(), &dest)
+                        .map_err(io(format!("copy {}", dest.display())))?;
+                }
+            }
+            Replica::adopt(
+                &to,
+                &Identity {
+                    cluster_id: topology.cluster_id.clone(),
+                    datacenter: dc.name.clone(),
+                    partition: p.id,
+                },
+            )?;
+        }
+        sync_dir(&root.join(format!("dc-{}", dc.name)))?;
+    }
+    FileControlPlane::create(root, topology)?;
+    Ok(sync_dir(root)?)
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Restored {
+    pub root: PathBuf,
+    pub cluster_id: String,
+    pub backup: String,
+    pub partitions: Vec<PartitionEntry>,
+}
+
+/// Restores a whole cluster into `to` (which must not exist) with a new cluster identity.
+pub fn restore_to(archive: &Path, to: &Path, limits: Limits) -> Result<Restored> {
+    if to.exists() {
+        return Err(Error::Conflict(format!(
+            "{} exists; restore into a new folder (or use --in-place)",
+            to.display()
+        )));
+    }
+    let parent = match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::NotFound(format!(
+            "{} does not exist; create the parent folder first",
+            parent.display()
+        )));
+    }
+    let x = extract(archive, &parent, limits)?;
+    let mut topology = x.topology.clone();
+    topology.cluster_id = uuid::Uuid::new_v4().to_string();
+    topology.generation = 1;
+    let built = x.dir.path().join("root");
+    build_root(&x, &built, &topology)?;
+    std::fs::rename(&built, to).map_err(io(format!("rename into {}", to.display())))?;
+    sync_dir(&parent)?;
+    Ok(Restored {
+        root: to.to_path_buf(),
+        cluster_id: topology.cluster_id,
+        backup: x.manifest.id.clone(),
+        partitions: x.manifest.partitions.clone(),
+    })
+}
+
+/// Replaces the cluster's replicas with the backup's, keeping the cluster identity. Every
+/// replica is held first (so no other dirctl uses them); the archive is checked entirely
+/// and the new replicas built inside the cluster root before any replica is swapped.
+pub fn restore_in_place(cluster: &mut Cluster, archive: &Path, limits: Limits) -> Result<Restored> {
+    let root = cluster.root().to_path_buf();
+    for (id, e) in cluster.hold_every_replica() {
+        if replica_path(&root, &id).exists() {
+            cluster.release_all();
+            return Err(engine::Error::Unavailable(format!(
+                "replica {id} cannot be held for the restore, nothing was changed: {e}"
+            ))
+            .into());
+        }
+    }
+    // RocksDB names files by path: an open replica whose folder is swapped would write into
+    // and delete from the new one. Close them, and keep only their lock files held.
+    cluster.release_all();
+    let mut locks = Vec::new();
+    for dc in &cluster.topology().datacenters {
+        for p in &cluster.topology().partitions {
+            let id = ReplicaId::new(&dc.name, p.id);
+            let lock = replica_path(&root, &id).join("geodir.lock");
+            let Ok(f) = std::fs::File::options().read(true).write(true).open(&lock) else {
+                continue;
+            };
+            f.try_lock().map_err(|e| {
+                engine::Error::Unavailable(format!(
+                    "replica {id} was taken by another dirctl process, nothing was changed: {e:?}"
+                ))
+            })?;
+            locks.push(f);
+        }
+    }
+    let x = extract(archive, &root, limits)?;
+    let current = cluster.topology().clone();
+    let mut topology = x.topology.clone();
+    topology.cluster_id = current.cluster_id.clone();
+    let built = x.dir.path().join("root");
+    build_root(&x, &built, &topology)?;
+    let old = x.dir.path().join("old");
+    std::fs::create_dir(&old).map_err(io(format!("create {}", old.display())))?;
+    for dc in &topology.datacenters {
+        let name = format!("dc-{}", dc.name);
+        let live = root.join(&name);
+        if live.exists() {
+            std::fs::rename(&live, old.join(&name))
+                .map_err(io(format!("move {} aside", live.display())))?;
+        }
+        std::fs::rename(built.join(&name), &live)
+            .map_err(io(format!("rename into {}", live.display())))?;
+    }
+    sync_dir(&root)?;
+    let new = topology.clone();
+    cluster.update_topology(|t| {
+        let generation = t.generation;
+        *t = new.clone();
+        t.generation = generation;
+        Ok(())
+    })?;
+    drop(locks);
+    Ok(Restored {
+        root,
+        cluster_id: topology.cluster_id,
+        backup: x.manifest.id.clone(),
+        partitions: x.manifest.partitions.clone(),
+    })
+}

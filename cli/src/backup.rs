@@ -1,0 +1,387 @@
+//! `dirctl backup …`, `dirctl health` and `dirctl metrics`: promise 8 (backups) and the
+//! backup age of promise 10.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context as _, Result};
+use engine::directory::{self, Txn};
+use engine::replica::CheckpointView;
+use serde_json::json;
+
+use crate::context::{self, cluster_root, Ctx};
+use crate::opt::{BackupCmd, BackupsDir, Global, Output};
+use crate::output;
+
+/// Over this age the newest good backup puts promise 8 at risk.
+const MAX_BACKUP_AGE_HOURS: i64 = 26;
+
+fn dest(g: &Global, d: &BackupsDir) -> Result<PathBuf> {
+    match &d.dest {
+        Some(p) => Ok(p.clone()),
+        None => Ok(cluster_root(g)
+            .context("no backups folder given: pass --dest DIR, or --cluster DIR to use <cluster root>/backups")?
+            .join("backups")),
+    }
+}
+
+pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
+    match c {
+        BackupCmd::Create { dir, force } => create(g, &dir, force),
+        BackupCmd::List { dir } => list(g, &dir),
+        BackupCmd::Verify { id, dir } => {
+            let archive = ::backup::archive_path(&dest(g, &dir)?, &id);
+            let m = ::backup::verify(&archive).with_context(|| {
+                format!("verify backup {id}; take a new one with `dirctl backup create --force`")
+            })?;
+            output::emit(
+                g.output,
+                &json!({"backup": m.id, "verified": true, "files": m.files.len(), "manifest": m}),
+                || {
+                    format!(
+                        "backup {} is intact: {} files, every SHA-256 matches\n",
+                        m.id,
+                        m.files.len()
+                    )
+                },
+            )
+        }
+        BackupCmd::Prune {
+            keep_daily,
+            keep_weekly,
+            dir,
+        } => {
+            let d = dest(g, &dir)?;
+            let removed = ::backup::prune(
+                &d,
+                ::backup::prune::Keep {
+                    daily: keep_daily,
+                    weekly: keep_weekly,
+                },
+            )
+            .with_context(|| format!("prune backups in {}", d.display()))?;
+            output::emit(g.output, &json!({"removed": removed}), || {
+                format!(
+                    "removed {} backup(s){}\n",
+                    removed.len(),
+                    if removed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", removed.join(", "))
+                    }
+                )
+            })
+        }
+        BackupCmd::Restore {
+            id,
+            to,
+            in_place,
+            yes,
+            dir,
+        } => restore(g, &dir, &id, to, in_place, yes),
+        BackupCmd::RestoreObject {
+            object_id,
+            from,
+            tenant,
+            dir,
+        } => restore_object(g, &dir, &object_id, &from, &tenant),
+    }
+}
+
+fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
+    let d = dest(g, dir)?;
+    let mut ctx = Ctx::open(g)?;
+    let now = ctx.cluster.clock().now();
+    let bar = if output::stdout_is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let created = ::backup::create(
+        &mut ctx.cluster,
+        &::backup::CreateOptions {
+            dest: d.clone(),
+            force,
+            now,
+        },
+        &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )
+    .with_context(|| format!("back up the cluster into {}", d.display()))?;
+    bar.finish_and_clear();
+    match created {
+        ::backup::Created::AlreadyToday(id, path) => output::emit(
+            g.output,
+            &json!({"backup": id, "path": path, "created": false}),
+            || {
+                format!("today's backup {id} already exists ({}); nothing done (pass --force to replace it)\n", path.display())
+            },
+        ),
+        ::backup::Created::New(side, path) => {
+            let m = &side.manifest;
+            output::emit(
+                g.output,
+                &json!({"backup": m.id, "path": path, "created": true, "bytes": side.archive_bytes, "manifest": m}),
+                || {
+                    let rows: Vec<_> = m
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                p.id.to_string(),
+                                p.term.to_string(),
+                                p.lsn.to_string(),
+                                p.source.clone(),
+                                p.counts.get("objects").copied().unwrap_or(0).to_string(),
+                            ]
+                        })
+                        .collect();
+                    format!(
+                        "backup {} written to {} ({} bytes)\n{}",
+                        m.id,
+                        path.display(),
+                        side.archive_bytes,
+                        output::table(&["partition", "term", "lsn", "from", "objects"], &rows)
+                    )
+                },
+            )
+        }
+    }
+}
+
+fn list(g: &Global, dir: &BackupsDir) -> Result<()> {
+    let d = dest(g, dir)?;
+    let all = ::backup::list(&d).with_context(|| format!("list backups in {}", d.display()))?;
+    output::emit(g.output, &json!({"backups": all}), || {
+        let rows: Vec<_> = all
+            .iter()
+            .map(|b| {
+                vec![
+                    b.id.clone(),
+                    b.created_at.clone().unwrap_or_default(),
+                    b.bytes.to_string(),
+                    b.partitions
+                        .iter()
+                        .map(|p| format!("p{}@{}", p.id, p.lsn))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    if b.good {
+                        "good".into()
+                    } else {
+                        format!("bad: {}", b.problem.clone().unwrap_or_default())
+                    },
+                ]
+            })
+            .collect();
+        output::table(&["id", "created", "bytes", "positions", "state"], &rows)
+    })
+}
+
+fn confirm_in_place(root: &Path) -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(engine::Error::Invalid(
+            "restore --in-place replaces every replica of the cluster; pass --yes to confirm (stdin is not a terminal)".into(),
+        )
+        .into());
+    }
+    eprintln!(
+        "This replaces every replica of {} with the backup's. Type yes to go on:",
+        root.display()
+    );
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != "yes" {
+        return Err(engine::Error::Invalid(
+            "restore --in-place not confirmed; nothing was changed".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn restore(
+    g: &Global,
+    dir: &BackupsDir,
+    id: &str,
+    to: Option<PathBuf>,
+    in_place: bool,
+    yes: bool,
+) -> Result<()> {
+    let archive = if id.contains('/') || id.ends_with(".tar.zst") {
+        PathBuf::from(id)
+    } else {
+        ::backup::archive_path(&dest(g, dir)?, id)
+    };
+    let limits = ::backup::Limits::default();
+    let done = if in_place {
+        let mut ctx = Ctx::open(g)?;
+        if !yes {
+            confirm_in_place(ctx.cluster.root())?;
+        }
+        ::backup::restore_in_place(&mut ctx.cluster, &archive, limits)
+            .with_context(|| format!("restore backup {id} in place; the cluster was left as it was unless the message says otherwise"))?
+    } else {
+        let to = to.ok_or_else(|| anyhow!("restore needs --to NEWDIR or --in-place"))?;
+        ::backup::restore_to(&archive, &to, limits).with_context(|| {
+            format!(
+                "restore backup {id} into {}; {} was left as it was",
+                to.display(),
+                to.display()
+            )
+        })?
+    };
+    output::emit(g.output, &json!({"restored": done}), || {
+        format!(
+            "restored backup {} into {} (cluster {})\n",
+            done.backup,
+            done.root.display(),
+            done.cluster_id
+        )
+    })
+}
+
+fn restore_object(
+    g: &Global,
+    dir: &BackupsDir,
+    object_id: &str,
+    from: &str,
+    tenant: &str,
+) -> Result<()> {
+    let d = dest(g, dir)?;
+    let archive = ::backup::archive_path(&d, from);
+    let mut ctx = Ctx::open(g)?;
+    let scratch = archive
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| d.clone());
+    let x = ::backup::extract(&archive, &scratch, ::backup::Limits::default())
+        .with_context(|| format!("read backup {from}"))?;
+    let placed = x.topology.tenants.get(tenant).ok_or_else(|| {
+        engine::Error::NotFound(format!("backup {from} holds no tenant {tenant}"))
+    })?;
+    let view = CheckpointView::open(&x.partition_dir(placed.partition))?;
+    let (tid, partition) = ctx.tenant_partition(tenant)?;
+    if tid != placed.id {
+        return Err(engine::Error::Conflict(format!(
+            "tenant {tenant} has id {tid} here but {} in backup {from}; restore the whole cluster instead",
+            placed.id
+        ))
+        .into());
+    }
+    let ((obj, skipped), token) = ctx
+        .write(partition, |r| {
+            let mut t = Txn::new(r);
+            let out = directory::restore_from(&mut t, &view, &tid, object_id)?;
+            Ok((t.into_ops(), out))
+        })
+        .with_context(|| {
+            format!("restore object {object_id} of tenant {tenant} from backup {from}")
+        })?;
+    output::emit(
+        g.output,
+        &json!({"object": obj, "skippedMemberships": skipped, "backup": from, "token": token}),
+        || {
+            let mut s = format!("restored {object_id} from backup {from}\n");
+            for k in &skipped {
+                s.push_str(&format!(
+                    "not restored (the other side no longer exists): {k}\n"
+                ));
+            }
+            s
+        },
+    )
+}
+
+/// Seconds since the newest good backup, or None when there is none.
+fn backup_age(g: &Global, d: &BackupsDir) -> Result<(PathBuf, Option<(String, i64)>)> {
+    let dir = dest(g, d)?;
+    let now = context::clock()?.now();
+    let newest = ::backup::newest_good(&dir)?;
+    Ok((
+        dir,
+        newest.and_then(|b| b.created().map(|t| (b.id.clone(), (now - t).num_seconds()))),
+    ))
+}
+
+pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
+    let mut problems = Vec::new();
+    let mut fine = Vec::new();
+    let mut ctx = Ctx::open(g)?;
+    for r in ctx.cluster.status()? {
+        if r.health != "ok" && r.health != "drained" {
+            problems.push(format!(
+                "replica dc-{}/p{} is {}",
+                r.datacenter, r.partition, r.health
+            ));
+        }
+    }
+    if problems.is_empty() {
+        fine.push("every replica answers its probe".to_string());
+    }
+    let (dir, age) = backup_age(g, d)?;
+    match age {
+        None => problems.push(format!("no good backup in {}; run `dirctl backup create`", dir.display())),
+        Some((id, secs)) if secs > MAX_BACKUP_AGE_HOURS * 3600 => problems.push(format!(
+            "the newest good backup {id} is {} hours old (over {MAX_BACKUP_AGE_HOURS}); run `dirctl backup create` and check the cron job",
+            secs / 3600
+        )),
+        Some((id, secs)) => fine.push(format!("newest good backup {id} is {} hours old", secs / 3600)),
+    }
+    if g.output == Output::Json {
+        output::json(&json!({"healthy": problems.is_empty(), "problems": problems, "ok": fine}))?;
+    } else {
+        for f in &fine {
+            output::print(&format!("ok: {f}\n"))?;
+        }
+        for p in &problems {
+            output::print(&format!("warning: {p}\n"))?;
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "{} promise(s) at risk: {}",
+            problems.len(),
+            problems.join("; ")
+        ))
+    }
+}
+
+pub fn metrics(g: &Global, d: &BackupsDir) -> Result<()> {
+    let mut s = String::new();
+    let (_, age) = backup_age(g, d)?;
+    s.push_str("# HELP geodir_backup_age_seconds Age of the newest good backup.\n# TYPE geodir_backup_age_seconds gauge\n");
+    match age {
+        Some((_, secs)) => s.push_str(&format!("geodir_backup_age_seconds {secs}\n")),
+        None => s.push_str("geodir_backup_age_seconds +Inf\n"),
+    }
+    let mut ctx = Ctx::open(g)?;
+    s.push_str("# HELP geodir_replica_lag_entries Entries a replica is behind its primary's commit.\n# TYPE geodir_replica_lag_entries gauge\n");
+    let rows = ctx.cluster.status()?;
+    for r in &rows {
+        if let Some(lag) = r.lag_entries {
+            s.push_str(&format!(
+                "geodir_replica_lag_entries{{partition=\"{}\",datacenter=\"{}\"}} {lag}\n",
+                r.partition, r.datacenter
+            ));
+        }
+    }
+    s.push_str("# HELP geodir_replica_up Whether a replica answers its health probe.\n# TYPE geodir_replica_up gauge\n");
+    for r in &rows {
+        let up = u8::from(r.health == "ok" || r.health == "drained");
+        s.push_str(&format!(
+            "geodir_replica_up{{partition=\"{}\",datacenter=\"{}\"}} {up}\n",
+            r.partition, r.datacenter
+        ));
+    }
+    output::print(&s)
+}

@@ -1,0 +1,593 @@
+//! Promise 8 through the real binary: backups created, verified, pruned, restored.
+#![allow(clippy::unwrap_used)]
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use util::{Cluster, Run};
+
+const DAY1: &str = "2026-12-01T10:00:00Z";
+
+/// Runs dirctl against `c` with extra environment (the clock) and `--dest`.
+fn run_at(c: &Cluster, now: &str, args: &[&str]) -> Run {
+    let (mut cmd, shown) = c.command(args);
+    cmd.env("DIRCTL_NOW", now);
+    let out = cmd.output().unwrap();
+    Run {
+        cmd: format!("DIRCTL_NOW={now} {shown}"),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+fn ok_at(c: &Cluster, now: &str, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend(["--output", "json"]);
+    let r = run_at(c, now, &a);
+    assert_eq!(r.code, 0, "{}", r.describe());
+    r.json()
+}
+
+fn dest(c: &Cluster) -> String {
+    c.path("backups").display().to_string()
+}
+
+fn archive(c: &Cluster, id: &str) -> PathBuf {
+    c.path("backups").join(format!("geodir-{id}.tar.zst"))
+}
+
+/// Every key and value of a replica's data, read through the engine's read-only view.
+fn dump(replica: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    engine::replica::CheckpointView::open(replica)
+        .unwrap()
+        .scan_prefix(&[])
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn primaries(root: &Path) -> Vec<(u32, String)> {
+    let t: Value =
+        serde_json::from_slice(&std::fs::read(root.join("cluster.json")).unwrap()).unwrap();
+    t["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_u64().unwrap() as u32,
+                p["primary"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The same cluster handle pointed at another root.
+fn at(root: &Path) -> Cluster {
+    Cluster {
+        dir: tempfile::tempdir().unwrap(),
+        root: root.to_path_buf(),
+    }
+}
+
+fn group(c: &Cluster, name: &str) -> String {
+    c.ok(&[
+        "group",
+        "create",
+        "--tenant",
+        "contoso",
+        "--display-name",
+        name,
+    ])["object"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn promise_8_restore_to_a_new_root_after_wiping_the_cluster_gives_every_object_back_equal() {
+    let c = Cluster::new();
+    let ada = c.create_user("ada@contoso.com");
+    let bob = c.create_user("bob@contoso.com");
+    let gone = c.create_user("gone@contoso.com");
+    let g = group(&c, "Engineering");
+    let outer = group(&c, "Everyone");
+    c.ok(&["group", "add-member", "--tenant", "contoso", &g, &ada]);
+    c.ok(&["group", "add-member", "--tenant", "contoso", &g, &gone]);
+    c.ok(&["group", "add-member", "--tenant", "contoso", &outer, &g]);
+    c.ok(&["user", "delete", "--tenant", "contoso", &gone]); // a tombstone (0x06)
+    c.ok(&["tenant", "create", "fabrikam", "--partition", "2"]);
+    let before: BTreeMap<u32, _> = primaries(&c.root)
+        .into_iter()
+        .map(|(p, dc)| (p, dump(&c.root.join(format!("dc-{dc}/p{p}")))))
+        .collect();
+    assert!(
+        before[&0].keys().any(|k| k[0] == 0x06),
+        "a tombstone to compare"
+    );
+    let made = ok_at(&c, DAY1, &["backup", "create", "--dest", &dest(&c)]);
+    assert_eq!(made["created"], true);
+    assert_eq!(made["backup"], "2026-12-01");
+    let p0 = &made["manifest"]["partitions"][0];
+    assert_eq!(p0["lsn"], c.lsn(0, "westus").unwrap());
+    assert_eq!(p0["counts"]["objects"], 4);
+    assert_eq!(p0["counts"]["tombstones"], 1);
+    let old_id = c.ok(&["status"])["clusterId"].clone();
+
+    std::fs::remove_dir_all(&c.root).unwrap();
+    let to = c.path("restored");
+    let r = c.ok(&[
+        "backup",
+        "restore",
+        "2026-12-01",
+        "--to",
+        to.to_str().unwrap(),
+        "--dest",
+        &dest(&c),
+    ]);
+    assert_eq!(r["restored"]["root"], to.to_str().unwrap());
+
+    let n = at(&to);
+    let status = n.ok(&["status"]);
+    assert_ne!(
+        status["clusterId"], old_id,
+        "a restored cluster has a new identity"
+    );
+    for row in status["replicas"].as_array().unwrap() {
+        assert_eq!(row["health"], "ok", "{row}");
+    }
+    // Every replica of every partition holds exactly the primary's data at backup time.
+    for (p, data) in &before {
+        for dc in ["westus", "eastus", "westeurope"] {
+            assert_eq!(
+                &dump(&to.join(format!("dc-{dc}/p{p}"))),
+                data,
+                "dc-{dc}/p{p}"
+            );
+        }
+    }
+    assert_eq!(
+        n.ok(&["user", "get", "--tenant", "contoso", "ada@contoso.com"])["object"]["id"],
+        ada.as_str()
+    );
+    let members = n.ok(&["group", "members", "--tenant", "contoso", &g]);
+    assert_eq!(
+        members["objects"].as_array().map(Vec::len),
+        Some(1),
+        "{members}"
+    );
+    // The restored cluster takes writes, replicated as usual.
+    n.create_user("carol@contoso.com");
+    n.fails(
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "contoso",
+            "--upn",
+            "bob@contoso.com",
+            "--display-name",
+            "b",
+        ],
+        4,
+    );
+    let _ = bob;
+}
+
+#[test]
+fn promise_8_restore_object_brings_a_deleted_user_back_with_its_memberships() {
+    let c = Cluster::new();
+    let ada = c.create_user("ada@contoso.com");
+    let g = group(&c, "Engineering");
+    c.ok(&["group", "add-member", "--tenant", "contoso", &g, &ada]);
+    ok_at(&c, DAY1, &["backup", "create", "--dest", &dest(&c)]);
+    c.ok(&["user", "delete", "--tenant", "contoso", &ada]);
+    c.fails(&["user", "get", "--tenant", "contoso", &ada], 3);
+    let r = c.ok(&[
+        "backup",
+        "restore-object",
+        &ada,
+        "--from",
+        "2026-12-01",
+        "--tenant",
+        "contoso",
+        "--dest",
+        &dest(&c),
+    ]);
+    assert_eq!(r["object"]["userPrincipalName"], "ada@contoso.com");
+    let got = c.ok(&["user", "get", "--tenant", "contoso", &ada]);
+    assert_eq!(got["object"]["userPrincipalName"], "ada@contoso.com");
+    let members = c.ok(&["group", "members", "--tenant", "contoso", &g]);
+    assert_eq!(members["objects"][0]["id"], ada.as_str(), "{members}");
+    // Live again: a second restore is a conflict.
+    c.fails(
+        &[
+            "backup",
+            "restore-object",
+            &ada,
+            "--from",
+            "2026-12-01",
+            "--tenant",
+            "contoso",
+            "--dest",
+            &dest(&c),
+        ],
+        4,
+    );
+}
+
+/// Rewrites an archive entry by entry through `change(name, data)`; `None` drops the entry.
+fn rewrite(from: &Path, to: &Path, mut change: impl FnMut(&str, Vec<u8>) -> Option<Vec<u8>>) {
+    let mut a = tar::Archive::new(zstd::Decoder::new(std::fs::File::open(from).unwrap()).unwrap());
+    let enc = zstd::Encoder::new(std::fs::File::create(to).unwrap(), 3).unwrap();
+    let mut b = tar::Builder::new(enc);
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        if let Some(data) = change(&name, data) {
+            let mut h = e.header().clone();
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, data.as_slice()).unwrap();
+        }
+    }
+    b.into_inner().unwrap().finish().unwrap();
+}
+
+fn backed_up() -> Cluster {
+    let c = Cluster::new();
+    c.create_user("ada@contoso.com");
+    ok_at(&c, DAY1, &["backup", "create", "--dest", &dest(&c)]);
+    c
+}
+
+#[test]
+fn promise_8_verify_passes_an_intact_backup_and_names_a_file_with_a_flipped_byte() {
+    let c = backed_up();
+    let v = c.ok(&["backup", "verify", "2026-12-01", "--dest", &dest(&c)]);
+    assert_eq!(v["verified"], true);
+    let bad = c.path("flipped.tar.zst");
+    let mut flipped = String::new();
+    rewrite(&archive(&c, "2026-12-01"), &bad, |name, mut data| {
+        if flipped.is_empty() && name.ends_with(".sst") {
+            let mid = data.len() / 2;
+            data[mid] ^= 0x01;
+            flipped = name.to_string();
+        }
+        Some(data)
+    });
+    assert!(flipped.starts_with("p0/"), "{flipped}");
+    let r = c.fails(&["backup", "verify", bad.to_str().unwrap()], 1);
+    assert!(
+        r.stderr.contains(&flipped) && r.stderr.contains("checksum mismatch"),
+        "{}",
+        r.describe()
+    );
+    // A restore of it is refused and leaves no target behind.
+    let to = c.path("restored");
+    c.fails(
+        &[
+            "backup",
+            "restore",
+            bad.to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(!to.exists());
+    // A flipped byte in the compressed stream itself names the archive.
+    let raw = c.path("raw-flip.tar.zst");
+    let mut bytes = std::fs::read(archive(&c, "2026-12-01")).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&raw, bytes).unwrap();
+    let r = c.fails(&["backup", "verify", raw.to_str().unwrap()], 1);
+    assert!(r.stderr.contains("raw-flip.tar.zst"), "{}", r.describe());
+}
+
+#[test]
+fn promise_8_a_truncated_archive_is_refused_and_the_target_left_as_it_was() {
+    let c = backed_up();
+    let cut = c.path("cut.tar.zst");
+    let bytes = std::fs::read(archive(&c, "2026-12-01")).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let r = c.fails(&["backup", "verify", cut.to_str().unwrap()], 1);
+    assert!(r.stderr.contains("cut.tar.zst"), "{}", r.describe());
+    let to = c.path("restored");
+    c.fails(
+        &[
+            "backup",
+            "restore",
+            cut.to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(!to.exists());
+    // No temporary folder is left beside the target either.
+    let left: Vec<_> = std::fs::read_dir(c.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".geodir-restore"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn promise_8_an_entry_named_dot_dot_is_refused_before_anything_is_written() {
+    let c = backed_up();
+    let evil = c.path("evil.tar.zst");
+    let mut b =
+        tar::Builder::new(zstd::Encoder::new(std::fs::File::create(&evil).unwrap(), 3).unwrap());
+    let mut h = tar::Header::new_gnu();
+    // Set the raw name: tar's set_path itself refuses `..`.
+    let name = b"../../x";
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    b.append(&h, &b"owned"[..]).unwrap();
+    b.into_inner().unwrap().finish().unwrap();
+    let r = c.fails(&["backup", "verify", evil.to_str().unwrap()], 1);
+    assert!(
+        r.stderr.contains("../../x") && r.stderr.contains("refused"),
+        "{}",
+        r.describe()
+    );
+    let to = c.dir.path().join("a").join("restored");
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    c.fails(
+        &[
+            "backup",
+            "restore",
+            evil.to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(!to.exists());
+    assert!(!c.dir.path().join("x").exists() && !c.dir.path().parent().unwrap().join("x").exists());
+    // A symlink is refused the same way.
+    let link = c.path("link.tar.zst");
+    let mut b =
+        tar::Builder::new(zstd::Encoder::new(std::fs::File::create(&link).unwrap(), 3).unwrap());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_path("p0/CURRENT").unwrap();
+    h.set_link_name("/etc/passwd").unwrap();
+    h.set_size(0);
+    h.set_cksum();
+    b.append(&h, std::io::empty()).unwrap();
+    b.into_inner().unwrap().finish().unwrap();
+    let r = c.fails(&["backup", "verify", link.to_str().unwrap()], 1);
+    assert!(r.stderr.contains("Symlink"), "{}", r.describe());
+}
+
+#[test]
+fn promise_8_a_second_backup_the_same_day_does_nothing_unless_forced() {
+    let c = Cluster::new();
+    c.create_user("ada@contoso.com");
+    ok_at(&c, DAY1, &["backup", "create", "--dest", &dest(&c)]);
+    let first = std::fs::read(archive(&c, "2026-12-01")).unwrap();
+    c.create_user("bob@contoso.com");
+    let again = ok_at(
+        &c,
+        "2026-12-01T23:59:00Z",
+        &["backup", "create", "--dest", &dest(&c)],
+    );
+    assert_eq!(again["created"], false);
+    assert_eq!(std::fs::read(archive(&c, "2026-12-01")).unwrap(), first);
+    let r = run_at(&c, DAY1, &["backup", "create", "--dest", &dest(&c)]);
+    assert!(r.stdout.contains("already exists"), "{}", r.describe());
+    let forced = ok_at(
+        &c,
+        DAY1,
+        &["backup", "create", "--dest", &dest(&c), "--force"],
+    );
+    assert_eq!(forced["created"], true);
+    assert_eq!(forced["manifest"]["partitions"][0]["counts"]["objects"], 2);
+    let next = ok_at(
+        &c,
+        "2026-12-02T00:00:01Z",
+        &["backup", "create", "--dest", &dest(&c)],
+    );
+    assert_eq!(next["backup"], "2026-12-02");
+    let list = c.ok(&["backup", "list", "--dest", &dest(&c)]);
+    let ids: Vec<_> = list["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].clone())
+        .collect();
+    assert_eq!(ids, vec!["2026-12-01", "2026-12-02"]);
+}
+
+#[test]
+fn promise_8_prune_keeps_the_daily_and_weekly_backups_it_promises() {
+    let c = Cluster::new();
+    c.create_user("ada@contoso.com");
+    // 2026-12-01 (Tue) .. 2026-12-16 (Wed): ISO weeks 49 (1-6), 50 (7-13), 51 (14-).
+    for d in 1..=16 {
+        ok_at(
+            &c,
+            &format!("2026-12-{d:02}T03:00:00Z"),
+            &["backup", "create", "--dest", &dest(&c)],
+        );
+    }
+    let r = c.ok(&[
+        "backup",
+        "prune",
+        "--keep-daily",
+        "3",
+        "--keep-weekly",
+        "3",
+        "--dest",
+        &dest(&c),
+    ]);
+    assert_eq!(r["removed"].as_array().unwrap().len(), 11);
+    let list = c.ok(&["backup", "list", "--dest", &dest(&c)]);
+    let ids: Vec<_> = list["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            "2026-12-06",
+            "2026-12-13",
+            "2026-12-14",
+            "2026-12-15",
+            "2026-12-16"
+        ]
+    );
+    // Zero of each still keeps the newest good backup.
+    c.ok(&[
+        "backup",
+        "prune",
+        "--keep-daily",
+        "0",
+        "--keep-weekly",
+        "0",
+        "--dest",
+        &dest(&c),
+    ]);
+    let list = c.ok(&["backup", "list", "--dest", &dest(&c)]);
+    assert_eq!(list["backups"][0]["id"], "2026-12-16");
+    assert_eq!(list["backups"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn promise_8_a_backup_taken_while_a_writer_runs_is_consistent_at_its_recorded_lsn() {
+    let c = Cluster::new();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (made, written) = std::thread::scope(|s| {
+        let w = s.spawn(|| {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) || i < 10 {
+                c.create_user(&format!("u{i}@contoso.com"));
+                i += 1;
+                let _ = tx.send(i);
+            }
+            i
+        });
+        // The backup starts once the writer is well under way, and the writer goes on after.
+        while rx.recv().unwrap() < 5 {}
+        let made = ok_at(&c, DAY1, &["backup", "create", "--dest", &dest(&c)]);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        (made, w.join().unwrap())
+    });
+    let lsn = made["manifest"]["partitions"][0]["lsn"].as_u64().unwrap();
+    // lsn 1 is the tenant's creation; each user is one entry after it.
+    assert!(
+        lsn >= 6 && lsn < written as u64 + 1,
+        "lsn {lsn}, written {written}"
+    );
+    assert_eq!(
+        made["manifest"]["partitions"][0]["counts"]["objects"],
+        lsn - 1
+    );
+    let to = c.path("restored");
+    c.ok(&[
+        "backup",
+        "restore",
+        "2026-12-01",
+        "--to",
+        to.to_str().unwrap(),
+        "--dest",
+        &dest(&c),
+    ]);
+    let n = at(&to);
+    assert_eq!(n.lsn(0, "westeurope"), Some(lsn));
+    let users = n.ok(&["user", "list", "--tenant", "contoso"]);
+    let mut upns: Vec<String> = users["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap().to_string())
+        .collect();
+    upns.sort();
+    let mut want: Vec<String> = (0..lsn - 1).map(|i| format!("u{i}@contoso.com")).collect();
+    want.sort();
+    assert_eq!(upns, want, "exactly the writes up to the recorded lsn");
+}
+
+#[test]
+fn promise_8_restore_in_place_needs_yes_then_replaces_the_replicas() {
+    let c = Cluster::new();
+    c.create_user("ada@contoso.com");
+    ok_at(&c, DAY1, &["backup", "create", "--dest", &dest(&c)]);
+    let id = c.ok(&["status"])["clusterId"].clone();
+    c.create_user("bob@contoso.com");
+    let (mut cmd, _) = c.command(&[
+        "backup",
+        "restore",
+        "2026-12-01",
+        "--in-place",
+        "--dest",
+        &dest(&c),
+    ]);
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    c.ok(&["user", "get", "--tenant", "contoso", "bob@contoso.com"]);
+    c.ok(&[
+        "backup",
+        "restore",
+        "2026-12-01",
+        "--in-place",
+        "--yes",
+        "--dest",
+        &dest(&c),
+    ]);
+    c.fails(
+        &["user", "get", "--tenant", "contoso", "bob@contoso.com"],
+        3,
+    );
+    c.ok(&["user", "get", "--tenant", "contoso", "ada@contoso.com"]);
+    assert_eq!(c.ok(&["status"])["clusterId"], id);
+    c.create_user("carol@contoso.com");
+}
+
+#[test]
+fn promise_10_health_and_metrics_report_the_backup_age() {
+    let c = Cluster::new();
+    let r = run_at(&c, DAY1, &["health", "--dest", &dest(&c)]);
+    assert_eq!(r.code, 1, "{}", r.describe());
+    assert!(r.stdout.contains("no good backup"), "{}", r.describe());
+    ok_at(&c, DAY1, &["backup", "create", "--dest", &dest(&c)]);
+    let r = run_at(&c, "2026-12-02T11:00:00Z", &["health", "--dest", &dest(&c)]);
+    assert_eq!(r.code, 0, "{}", r.describe());
+    let r = run_at(&c, "2026-12-02T12:00:01Z", &["health", "--dest", &dest(&c)]);
+    assert_eq!(r.code, 1, "{}", r.describe());
+    assert!(
+        r.stdout.contains("26 hours old (over 26)"),
+        "{}",
+        r.describe()
+    );
+    let m = run_at(
+        &c,
+        "2026-12-02T10:00:00Z",
+        &["metrics", "--dest", &dest(&c)],
+    );
+    assert_eq!(m.code, 0, "{}", m.describe());
+    assert!(
+        m.stdout
+            .lines()
+            .any(|l| l == "geodir_backup_age_seconds 86400"),
+        "{}",
+        m.describe()
+    );
+}
