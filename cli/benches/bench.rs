@@ -203,7 +203,7 @@ fn point_reads(dir: &Path, n: usize, reads: usize) -> Vec<Value> {
     let t = Instant::now();
     for i in 0..reads {
         let id = &ids[(i * 7919) % ids.len()];
-        c.read(0, Some("eastus"), None, |r| directory::get(r, &tid, id))
+        c.read(0, Some("eastus"), None, |r| directory::get_raw(r, &tid, id))
             .unwrap();
     }
     let ours = reads as f64 / t.elapsed().as_secs_f64();
@@ -441,24 +441,213 @@ fn backup_throughput(dir: &Path, mb: u64) -> Vec<Value> {
     ]
 }
 
+/// Planned failovers while a writer runs: the write-unavailability window each reports
+/// (fence to switch), and the longest gap between the writer's acknowledgements.
+fn planned_failover_window(dir: &Path, failovers: usize) -> Vec<Value> {
+    let (mut c, tid) = cluster(&dir.join("f"));
+    let root = dir.join("f").join("cluster");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, root, tid) = (stop.clone(), root.clone(), tid.clone());
+        std::thread::spawn(move || {
+            let mut w = Cluster::open(&root, ClusterOptions::default()).unwrap();
+            let mut acks = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let o = user(1_000_000 + i);
+                i += 1;
+                w.write(0, None, |r| {
+                    let mut x = Txn::new(r);
+                    directory::create(&mut x, &tid, ObjectType::User, o, "2026-11-29T00:00:00Z")?;
+                    Ok((x.into_ops(), ()))
+                })
+                .unwrap();
+                acks.push(Instant::now());
+                // Let go of the replicas between writes, as a dirctl process does at exit.
+                w.release_all();
+            }
+            acks
+        })
+    };
+    let dcs = ["eastus", "westeurope", "westus"];
+    let mut windows = Vec::new();
+    let mut spans = Vec::new();
+    for k in 0..failovers {
+        let t0 = Instant::now();
+        let r = c.failover_planned(0, dcs[k % 3]).unwrap();
+        spans.push((t0, Instant::now()));
+        windows.push(r.write_unavailable_ms);
+        // Pacing, not a condition: let the writer get writes in between failovers.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acks = writer.join().unwrap();
+    let gaps: Vec<f64> = acks
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
+        .collect();
+    // The writer's longest wait around each failover, and its ordinary gap between writes.
+    let mut around: Vec<f64> = spans
+        .iter()
+        .filter_map(|(a, b)| {
+            acks.windows(2)
+                .filter(|w| w[1] >= *a && w[0] <= *b)
+                .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
+                .reduce(f64::max)
+        })
+        .collect();
+    let mut normal = gaps.clone();
+    let median_gap = percentile(&mut normal, 0.5);
+    let (wm, wmax) = (
+        percentile(&mut windows.clone(), 0.5),
+        percentile(&mut windows, 1.0),
+    );
+    let (am, amax) = if around.is_empty() {
+        (0.0, 0.0)
+    } else {
+        (
+            percentile(&mut around.clone(), 0.5),
+            percentile(&mut around, 1.0),
+        )
+    };
+    vec![
+        report(&Figure {
+            name: "planned failover write-unavailable median",
+            unit: "ms",
+            value: wm,
+            baseline_name: "writer's median gap between acks",
+            baseline: median_gap,
+            goal: "value <= 100 ms (Entra: 1-2 min)",
+        }),
+        report(&Figure {
+            name: "planned failover write-unavailable max",
+            unit: "ms",
+            value: wmax,
+            baseline_name: "writer's median gap between acks",
+            baseline: median_gap,
+            goal: "value <= 100 ms",
+        }),
+        report(&Figure {
+            name: "planned failover: writer's ack gap median",
+            unit: "ms",
+            value: am,
+            baseline_name: "writer's median gap between acks",
+            baseline: median_gap,
+            goal: "value <= 100 ms",
+        }),
+        report(&Figure {
+            name: "planned failover: writer's ack gap max",
+            unit: "ms",
+            value: amax,
+            baseline_name: "writer's median gap between acks",
+            baseline: median_gap,
+            goal: "value <= 100 ms",
+        }),
+    ]
+}
+
+/// Emergency failovers: from the command (primary's datacenter gone) to the first acknowledged write.
+fn emergency_failover_window(dir: &Path, rounds: usize) -> Vec<Value> {
+    let (mut c, tid) = cluster(&dir.join("e"));
+    let root = dir.join("e").join("cluster");
+    let write = |c: &mut Cluster, i: usize| {
+        let o = user(2_000_000 + i);
+        c.write(0, None, |r| {
+            let mut x = Txn::new(r);
+            directory::create(&mut x, &tid, ObjectType::User, o, "2026-11-29T00:00:00Z")?;
+            Ok((x.into_ops(), ()))
+        })
+        .map(|_| ())
+    };
+    let mut took = Vec::new();
+    let mut normal = Vec::new();
+    for k in 0..rounds {
+        for j in 0..5 {
+            let t = Instant::now();
+            write(&mut c, k * 100 + j).unwrap();
+            normal.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        c.release_all();
+        let primary = c.topology().partition(0).unwrap().primary.clone();
+        let (home, away) = (
+            root.join(format!("dc-{primary}")),
+            root.join(format!("away-{primary}")),
+        );
+        std::fs::rename(&home, &away).unwrap();
+        let t = Instant::now();
+        c.failover_emergency(0, false).unwrap();
+        write(&mut c, k * 100 + 50).unwrap();
+        took.push(t.elapsed().as_secs_f64() * 1e3);
+        c.release_all();
+        std::fs::rename(&away, &home).unwrap();
+        c.sync(0, &mut |_| {}).unwrap();
+    }
+    let (m, mx) = (
+        percentile(&mut took.clone(), 0.5),
+        percentile(&mut took, 1.0),
+    );
+    let base = percentile(&mut normal, 0.5);
+    vec![
+        report(&Figure {
+            name: "emergency failover to first ack median",
+            unit: "ms",
+            value: m,
+            baseline_name: "replicated write median",
+            baseline: base,
+            goal: "value <= 1000 ms (Entra: 1-2 min)",
+        }),
+        report(&Figure {
+            name: "emergency failover to first ack max",
+            unit: "ms",
+            value: mx,
+            baseline_name: "replicated write median",
+            baseline: base,
+            goal: "value <= 1000 ms",
+        }),
+    ]
+}
+
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let quick = std::env::var("GEODIR_BENCH_QUICK").is_ok();
     let scale = if quick { 10 } else { 1 };
     println!("geodir benchmarks (each beside a baseline measured in this run)");
     let mut all = Vec::new();
-    all.extend(write_latency(dir.path(), 300 / scale));
-    all.extend(bulk_import(dir.path(), 20_000 / scale, 1000));
-    all.extend(point_reads(dir.path(), 10_000 / scale, 200_000 / scale));
-    all.extend(catch_up(dir.path(), 10_000 / scale));
-    all.extend(cli_get_wall(dir.path()));
+    // GEODIR_BENCH_ONLY=a,b runs only the figures whose function names are listed.
+    let only = std::env::var("GEODIR_BENCH_ONLY").ok();
+    let run = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|x| x == name))
+    };
+    if run("write_latency") {
+        all.extend(write_latency(dir.path(), 300 / scale));
+    }
+    if run("bulk_import") {
+        all.extend(bulk_import(dir.path(), 20_000 / scale, 1000));
+    }
+    if run("point_reads") {
+        all.extend(point_reads(dir.path(), 10_000 / scale, 200_000 / scale));
+    }
+    if run("catch_up") {
+        all.extend(catch_up(dir.path(), 10_000 / scale));
+    }
+    if run("cli_get_wall") {
+        all.extend(cli_get_wall(dir.path()));
+    }
+    if run("planned_failover_window") {
+        all.extend(planned_failover_window(dir.path(), 20));
+    }
+    if run("emergency_failover_window") {
+        all.extend(emergency_failover_window(dir.path(), 5));
+    }
     // GEODIR_BENCH_BACKUP_MB: how much directory data the backup figure uses (default 1 GiB).
     let backup_mb = std::env::var("GEODIR_BENCH_BACKUP_MB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024 / scale as u64);
-    all.extend(backup_throughput(dir.path(), backup_mb));
-    let _ = Duration::ZERO;
+    if run("backup_throughput") {
+        all.extend(backup_throughput(dir.path(), backup_mb));
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({"benchmarks": all})).unwrap()

@@ -123,6 +123,9 @@ pub struct Cluster {
     pub(crate) topology: Topology,
     pub(crate) options: ClusterOptions,
     pub(crate) held: BTreeMap<ReplicaId, Replica>,
+    /// The gateway's last routing decision per (partition, preferred datacenter): later reads
+    /// go straight to that replica while it is held and the topology is unchanged.
+    route: Vec<(u32, Option<String>, ReplicaId)>,
 }
 
 pub fn replica_path(root: &Path, id: &ReplicaId) -> PathBuf {
@@ -176,6 +179,7 @@ impl Cluster {
             topology,
             options,
             held: BTreeMap::new(),
+            route: Vec::new(),
         })
     }
 
@@ -197,6 +201,7 @@ impl Cluster {
         mut change: impl FnMut(&mut Topology) -> Result<()>,
     ) -> Result<&Topology> {
         self.topology = self.control.update(&mut change)?;
+        self.route.clear();
         Ok(&self.topology)
     }
 
@@ -207,6 +212,7 @@ impl Cluster {
 
     /// Releases every replica this handle holds.
     pub fn release_all(&mut self) {
+        self.route.clear();
         self.held.clear();
     }
 
@@ -339,6 +345,10 @@ impl Cluster {
         progress: &mut dyn FnMut(u64),
     ) -> Result<CatchUp> {
         let last = secondary.last()?;
+        let primary_last = primary.last()?;
+        if last == primary_last && last.lsn == commit {
+            return Ok(CatchUp::default());
+        }
         let agree = agreement_point(
             last,
             |l| secondary.term_at(l),
@@ -402,11 +412,13 @@ impl Cluster {
         let failed = self.hold(&want);
         // A failover may have switched the partition while this process waited for the
         // replicas: the control plane, read under the hold, decides who may write.
-        let fresh = self.control.load()?;
-        if *fresh.partition(partition)? != p {
+        if let Some(fresh) = self.control.reload_if_changed()? {
+            let changed = *fresh.partition(partition)? != p;
             self.topology = fresh;
-            self.release_all();
-            return self.write(partition, session_dc, build);
+            if changed {
+                self.release_all();
+                return self.write(partition, session_dc, build);
+            }
         }
         if let Some(e) = failed.get(&pid) {
             return Err(Error::Unavailable(format!(
@@ -537,6 +549,28 @@ impl Cluster {
         token: Option<&Token>,
         answer: impl Fn(&Replica) -> Result<T>,
     ) -> Result<(T, ServedBy)> {
+        let need = token.map(|t| t.lsn).unwrap_or(0);
+        // Fast path: the replica this route chose last time, still held, level with the token.
+        if let Some((_, _, id)) = self
+            .route
+            .iter()
+            .find(|(p, d, _)| *p == partition && d.as_deref() == prefer)
+        {
+            if let (Some(r), Ok(p)) = (self.held.get(id), self.topology.partition(partition)) {
+                let pos = r.last()?;
+                if pos.lsn >= need && !p.diverged(pos) {
+                    let value = answer(r)?;
+                    let served = ServedBy {
+                        datacenter: id.datacenter.clone(),
+                        partition,
+                        term: pos.term,
+                        lsn: pos.lsn,
+                        pulled_entries: 0,
+                    };
+                    return Ok((value, served));
+                }
+            }
+        }
         let p = self.topology.partition(partition)?.clone();
         let mut why = Vec::new();
         for dc in self
@@ -577,6 +611,9 @@ impl Cluster {
                 continue;
             }
             let value = answer(r)?;
+            self.route
+                .retain(|(q, d, _)| !(*q == partition && d.as_deref() == prefer));
+            self.route.push((partition, prefer.map(str::to_string), id));
             return Ok((
                 value,
                 ServedBy {

@@ -556,6 +556,14 @@ pub fn get(s: &dyn Store, tenant: &str, id_or_upn: &str) -> Result<Map<String, V
     decode(&raw, &format!("object {id}"))
 }
 
+/// The stored bytes (Graph JSON) of a live object, by ID: what a server sends on the wire,
+/// without parsing it.
+pub fn get_raw(s: &dyn Store, tenant: &str, id: &str) -> Result<Vec<u8>> {
+    let id = parse_id(id)?;
+    s.get(&object_key(tenant, &id)?)?
+        .ok_or_else(|| Error::NotFound(format!("no object with id {id} in this tenant")))
+}
+
 /// Like `get`, but the object must be of type `ty`.
 pub fn get_typed(
     s: &dyn Store,

@@ -233,7 +233,7 @@ impl Replica {
                         )));
                     }
                     std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_millis(50));
+                    wait = (wait * 2).min(Duration::from_millis(5));
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
                     return Err(Error::Unavailable(format!(

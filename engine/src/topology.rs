@@ -265,12 +265,23 @@ pub fn parse_datacenter(s: &str) -> Result<Datacenter> {
 /// Where the topology lives. The embedded mode keeps it in a file; a server mode could keep it in etcd.
 pub trait ControlPlane {
     fn load(&self) -> Result<Topology>;
+    /// The topology if it changed since this handle last loaded or stored it (cheap when not).
+    fn reload_if_changed(&self) -> Result<Option<Topology>>;
     /// Applies `change` to the current topology under an exclusive hold and stores it with generation + 1.
     fn update(&self, change: &mut dyn FnMut(&mut Topology) -> Result<()>) -> Result<Topology>;
 }
 
 pub struct FileControlPlane {
     root: PathBuf,
+    /// The inode of cluster.json as last loaded: every change replaces the file (new inode).
+    seen_inode: std::sync::atomic::AtomicU64,
+}
+
+fn inode(path: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| m.ino())
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))
 }
 
 impl FileControlPlane {
@@ -290,6 +301,7 @@ impl FileControlPlane {
         }
         Ok(FileControlPlane {
             root: root.to_path_buf(),
+            seen_inode: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -300,6 +312,7 @@ impl FileControlPlane {
         write_atomically(&root.join(CLUSTER_FILE), &to_json(topology)?)?;
         Ok(FileControlPlane {
             root: root.to_path_buf(),
+            seen_inode: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -316,8 +329,17 @@ fn to_json(t: &Topology) -> Result<Vec<u8>> {
 }
 
 impl ControlPlane for FileControlPlane {
+    fn reload_if_changed(&self) -> Result<Option<Topology>> {
+        let now = inode(&self.root.join(CLUSTER_FILE))?;
+        if now == self.seen_inode.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.load().map(Some)
+    }
+
     fn load(&self) -> Result<Topology> {
         let path = self.root.join(CLUSTER_FILE);
+        let ino = inode(&path)?;
         let raw =
             std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
         let t: Topology = serde_json::from_slice(&raw)
@@ -328,6 +350,11 @@ impl ControlPlane for FileControlPlane {
                 path.display(),
                 t.format
             )));
+        }
+        // Recorded only when the inode did not change while reading: a racing replace reloads next time.
+        if inode(&path)? == ino {
+            self.seen_inode
+                .store(ino, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(t)
     }
@@ -347,6 +374,11 @@ impl ControlPlane for FileControlPlane {
         change(&mut t)?;
         t.generation += 1;
         write_atomically(&self.root.join(CLUSTER_FILE), &to_json(&t)?)?;
+        // Still under the lock: nobody replaced it since.
+        self.seen_inode.store(
+            inode(&self.root.join(CLUSTER_FILE))?,
+            std::sync::atomic::Ordering::SeqCst,
+        );
         Ok(t)
     }
 }
