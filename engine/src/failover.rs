@@ -269,8 +269,17 @@ impl Cluster {
             ReplicaId::new(&p.primary, partition),
             ReplicaId::new(to, partition),
         );
-        let cands = self.candidates(partition)?;
+        // Writes are unavailable from the moment this process starts taking the replicas.
         let fenced = Instant::now();
+        // Only the replicas the switch needs: the primary, the target, and the sync standby
+        // (to settle entries a crashed writer left in doubt).
+        let want: BTreeSet<ReplicaId> = [
+            pid.clone(),
+            tid.clone(),
+            ReplicaId::new(&p.sync_standby, partition),
+        ]
+        .into();
+        self.hold(&want);
         self.replica(&pid).map_err(|_| {
             Error::Unavailable(format!("the primary {} of partition {partition} is unreachable; use `dirctl failover --partition {partition} --emergency`", p.primary))
         })?;
@@ -285,14 +294,8 @@ impl Cluster {
         let commit = primary.commit_lsn()?;
         Cluster::catch_up(primary, target, commit, &mut |_| {})?;
         target.set_commit_lsn(commit, Durability::Synced)?;
-        let standby = if cands
-            .iter()
-            .any(|c| c.datacenter == p.primary && c.last.is_some())
-        {
-            p.primary.clone()
-        } else {
-            p.sync_standby.clone()
-        };
+        // The old primary, level and held, becomes the sync standby.
+        let standby = p.primary.clone();
         let new_term = self.switch(&p, to, &standby, commit + 1)?;
         let window = fenced.elapsed().as_secs_f64() * 1e3;
         self.release_all();

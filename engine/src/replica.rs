@@ -25,6 +25,7 @@ const META_COMMIT: &[u8] = b"commit";
 const META_IDENTITY: &[u8] = b"identity";
 pub const META_PROBE: &[u8] = b"probe";
 const LOCK_FILE: &str = "geodir.lock";
+const QUEUE_FILE: &str = "geodir.queue";
 
 /// Who a replica is: written once at creation, checked at every open.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -220,29 +221,25 @@ impl Replica {
                 )))
             }
         };
-        let start = Instant::now();
-        let mut wait = Duration::from_millis(1);
-        loop {
-            match lock.try_lock() {
-                Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    if start.elapsed() >= lock_timeout {
-                        return Err(Error::Unavailable(format!(
-                            "replica {name} is held by another dirctl process; gave up after {} ms (raise --lock-timeout-ms)",
-                            lock_timeout.as_millis()
-                        )));
-                    }
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_millis(5));
-                }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(Error::Unavailable(format!(
-                        "replica {name}: cannot lock {}: {e}",
-                        lock_path.display()
-                    )))
-                }
-            }
-        }
+        // Fair hand-over: a waiter first takes the queue lock, so that the process that just
+        // let go of the replica cannot take it again ahead of it.
+        let queue_path = path.join(QUEUE_FILE);
+        let queue = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&queue_path)
+            .map_err(|e| {
+                Error::Unavailable(format!(
+                    "replica {name}: cannot open {}: {e}",
+                    queue_path.display()
+                ))
+            })?;
+        let deadline = Instant::now() + lock_timeout;
+        wait_for_lock(&queue, deadline, name, lock_timeout)?;
+        wait_for_lock(&lock, deadline, name, lock_timeout)?;
+        drop(queue);
         let db = DB::open_cf_descriptors(&db_options(), path, cfs())
             .map_err(|e| Error::Unavailable(format!("replica {name} cannot be opened: {e}")))?;
         let meta = db
@@ -595,6 +592,31 @@ impl CheckpointView {
         let mut out = Vec::new();
         self.for_each_prefix(prefix, |k, v| out.push((k.to_vec(), v.to_vec())))?;
         Ok(out)
+    }
+}
+
+/// Polls a file lock until `deadline`.
+fn wait_for_lock(f: &File, deadline: Instant, name: &str, timeout: Duration) -> Result<()> {
+    let mut wait = Duration::from_micros(200);
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if Instant::now() >= deadline {
+                    return Err(Error::Unavailable(format!(
+                        "replica {name} is held by another dirctl process; gave up after {} ms (raise --lock-timeout-ms)",
+                        timeout.as_millis()
+                    )));
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(2));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::Unavailable(format!(
+                    "replica {name}: cannot lock: {e}"
+                )))
+            }
+        }
     }
 }
 
