@@ -409,7 +409,19 @@ pub fn run(_g: &Global, a: DemoArgs) -> Result<()> {
     d.heading(&format!("Rebuild {primary}: fail its other primaries over, then seed fresh replicas from checkpoints plus the log"));
     d.run(&[], &["failover", "--all-from", &primary, "--emergency"], 0)?;
     d.run(&[], &["dc", "rebuild", &primary], 0)?;
-    d.run(&[], &["user", "get", "--tenant", "contoso", "katherine.johnson@contoso.com", "--region", &primary], 0)?;
+    d.run(
+        &[],
+        &[
+            "user",
+            "get",
+            "--tenant",
+            "contoso",
+            "katherine.johnson@contoso.com",
+            "--region",
+            &primary,
+        ],
+        0,
+    )?;
 
     d.heading("Status at the end");
     d.run(&[], &["status"], 0)?;

@@ -373,7 +373,8 @@ pub fn parse_id(id: &str) -> Result<Uuid> {
     })
 }
 
-fn object_key(tenant: &str, id: &Uuid) -> Result<Vec<u8>> {
+/// The data key of a live object (documented in docs/design.md).
+pub fn object_key(tenant: &str, id: &Uuid) -> Result<Vec<u8>> {
     key(K_OBJECT, tenant, &[id.as_bytes()])
 }
 
@@ -478,14 +479,16 @@ pub fn create(
     now: &str,
 ) -> Result<Map<String, Value>> {
     check_fields(ty, &fields, true)?;
-    let id = match fields.get("id").and_then(Value::as_str) {
-        Some(s) => parse_id(s)?,
-        None => Uuid::new_v4(),
+    let (id, supplied) = match fields.get("id").and_then(Value::as_str) {
+        Some(s) => (parse_id(s)?, true),
+        None => (Uuid::new_v4(), false),
     };
     let okey = object_key(tenant, &id)?;
-    if t.get(&okey)?.is_some()
-        || t.get(&key(K_TOMBSTONE, tenant, &[id.as_bytes()])?)?
-            .is_some()
+    // A random v4 ID cannot collide in practice; a supplied one (import) is checked.
+    if supplied
+        && (t.get(&okey)?.is_some()
+            || t.get(&key(K_TOMBSTONE, tenant, &[id.as_bytes()])?)?
+                .is_some())
     {
         return Err(Error::Conflict(format!(
             "an object with id {id} already exists in this tenant"

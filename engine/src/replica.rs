@@ -63,10 +63,20 @@ fn db_options() -> Options {
 }
 
 fn cfs() -> Vec<ColumnFamilyDescriptor> {
-    [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_LOG, CF_META]
-        .into_iter()
-        .map(|n| ColumnFamilyDescriptor::new(n, Options::default()))
-        .collect()
+    // Directory data: point lookups dominate (reads, uniqueness checks that mostly miss),
+    // so whole-key bloom filters in the SST files and in the memtable.
+    let mut data = Options::default();
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    table.set_whole_key_filtering(true);
+    data.set_block_based_table_factory(&table);
+    data.set_memtable_whole_key_filtering(true);
+    data.set_memtable_prefix_bloom_ratio(0.05);
+    vec![
+        ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, data),
+        ColumnFamilyDescriptor::new(CF_LOG, Options::default()),
+        ColumnFamilyDescriptor::new(CF_META, Options::default()),
+    ]
 }
 
 fn storage(context: impl std::fmt::Display, e: rocksdb::Error) -> Error {
