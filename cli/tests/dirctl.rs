@@ -775,3 +775,61 @@ fn status_shows_lag_until_sync_brings_secondaries_level() {
     c.ok(&["sync", "--partition", "0"]);
     assert!(c.status(0).iter().all(|r| r["lag_entries"] == 0));
 }
+
+#[test]
+fn promise_2_two_datacenters_unreachable_sync_standby_gives_exit_5_and_nothing_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("two");
+    let run = |args: &[&str]| {
+        let out = dirctl()
+            .arg("--cluster")
+            .arg(&root)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    assert_eq!(
+        run(&[
+            "init",
+            "--datacenters",
+            "westus@37.4,-122.1,eastus@37.4,-79.4",
+            "--partitions",
+            "1"
+        ])
+        .0,
+        Some(0)
+    );
+    assert_eq!(run(&["tenant", "create", "contoso"]).0, Some(0));
+    // partition 0: primary westus, sync standby eastus, and no other datacenter to take over.
+    rename(&root.join("dc-eastus"), &dir.path().join("eastus-away"));
+    let (code, _, stderr) = run(&[
+        "user",
+        "create",
+        "--tenant",
+        "contoso",
+        "--upn",
+        "x@contoso.com",
+        "--display-name",
+        "x",
+    ]);
+    assert_eq!(code, Some(5), "{stderr}");
+    rename(&dir.path().join("eastus-away"), &root.join("dc-eastus"));
+    assert_eq!(run(&["sync"]).0, Some(0));
+    for region in ["westus", "eastus"] {
+        let (code, stdout, _) = run(&[
+            "user",
+            "get",
+            "--tenant",
+            "contoso",
+            "x@contoso.com",
+            "--region",
+            region,
+        ]);
+        assert_eq!(code, Some(3), "{stdout}");
+    }
+}

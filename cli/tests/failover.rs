@@ -351,3 +351,37 @@ fn a_secondary_behind_the_retained_log_is_reseeded_from_a_checkpoint() {
     }
     assert!(!c.root.join("dc-westeurope").join("p0.stale").exists());
 }
+
+#[test]
+fn status_shows_terms_sync_standbys_and_rebuilding_replicas() {
+    let c = Cluster::new();
+    c.ok(&["failover", "--partition", "0", "--to", "eastus"]);
+    let rows = c.status(0);
+    let east = rows.iter().find(|r| r["datacenter"] == "eastus").unwrap();
+    assert_eq!(east["role"], "primary");
+    assert_eq!(east["partition_term"], 2);
+    assert_eq!(
+        rows.iter().find(|r| r["datacenter"] == "westus").unwrap()["role"],
+        "sync-standby"
+    );
+    // A rebuild interrupted half-way leaves its folder: status says so.
+    let p0 = c.dc_dir("westeurope").join("p0");
+    std::fs::remove_dir_all(&p0).unwrap();
+    std::fs::create_dir_all(c.dc_dir("westeurope").join("p0.rebuild")).unwrap();
+    let rows = c.status(0);
+    assert!(rows
+        .iter()
+        .find(|r| r["datacenter"] == "westeurope")
+        .unwrap()["health"]
+        .as_str()
+        .unwrap()
+        .starts_with("rebuilding"));
+    c.ok(&["dc", "rebuild", "westeurope"]);
+    assert_eq!(
+        c.status(0)
+            .iter()
+            .find(|r| r["datacenter"] == "westeurope")
+            .unwrap()["health"],
+        "ok"
+    );
+}
