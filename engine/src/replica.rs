@@ -59,14 +59,10 @@ fn db_options() -> Options {
     o.create_missing_column_families(false);
     o.set_keep_log_file_num(2);
     o.set_max_manifest_file_size(4 << 20);
-    // A dirctl process opens a replica for one command: closing must not flush the memtable
-    // into a tiny SST file each time (the synced WAL already holds every entry), nor should
-    // opening. The WAL replayed at open stays bounded by max_total_wal_size.
-    o.set_max_total_wal_size(32 << 20);
-    match o.get_options_from_string("avoid_flush_during_shutdown=true;avoid_flush_during_recovery=true") {
-        Ok(with) => with,
-        Err(_) => o,
-    }
+    // RocksDB's default flush at close is kept on purpose: a dirctl process opens a replica
+    // for one command, and replaying a long WAL at every open costs more than one small SST
+    // file per writing command (measured: `user get` on the fixtures 13 ms against 65 ms).
+    o
 }
 
 fn cfs() -> Vec<ColumnFamilyDescriptor> {
@@ -289,25 +285,10 @@ impl Replica {
             positions: Mutex::new((last, commit)),
             _lock: lock,
         };
-        r.probe().map_err(|e| Error::Unavailable(format!("replica {name} failed its health probe: {e}")))?;
-        r.flush_if_many_wal_files()?;
+        r.probe().map_err(|e| {
+            Error::Unavailable(format!("replica {name} failed its health probe: {e}"))
+        })?;
         Ok(r)
-    }
-
-    /// Without flushes at open and close, every process that opened the replica leaves a WAL
-    /// file; past a bound, flush once so that RocksDB drops them and opens stay fast.
-    fn flush_if_many_wal_files(&self) -> Result<()> {
-        const MAX_WAL_FILES: usize = 32;
-        let wal_files = std::fs::read_dir(&self.path)
-            .map_err(|e| Error::io(format!("list {}", self.path.display()), e))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
-            .count();
-        if wal_files > MAX_WAL_FILES {
-            let cfs: Vec<_> = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_LOG, CF_META].into_iter().map(|n| self.cf(n)).collect::<Result<_>>()?;
-            self.db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default()).map_err(|e| storage(format!("flush {}", self.name()), e))?;
-        }
-        Ok(())
     }
 
     pub fn identity(&self) -> &Identity {
