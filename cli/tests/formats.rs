@@ -22,30 +22,103 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 fn run(root: &Path, args: &[&str]) -> serde_json::Value {
-    let out = dirctl().arg("--cluster").arg(root).args(args).args(["--output", "json"]).output().unwrap();
-    assert!(out.status.success(), "dirctl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    let out = dirctl()
+        .arg("--cluster")
+        .arg(root)
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dirctl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
 fn a_format_1_cluster_and_backup_still_open_read_and_restore() {
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/format-v1")), dir.path());
+    copy_tree(
+        Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/format-v1"
+        )),
+        dir.path(),
+    );
     let root = dir.path().join("cluster");
     for region in ["westus", "eastus"] {
-        let v = run(&root, &["user", "get", "--tenant", "contoso", "ada@contoso.com", "--region", region]);
+        let v = run(
+            &root,
+            &[
+                "user",
+                "get",
+                "--tenant",
+                "contoso",
+                "ada@contoso.com",
+                "--region",
+                region,
+            ],
+        );
         assert_eq!(v["object"]["displayName"], "Ada Lovelace");
     }
-    let m = run(&root, &["group", "members", "--tenant", "contoso", "33333333-3333-4333-8333-333333333333"]);
-    assert_eq!(m["objects"][0]["id"], "11111111-1111-4111-8111-111111111111");
+    let m = run(
+        &root,
+        &[
+            "group",
+            "members",
+            "--tenant",
+            "contoso",
+            "33333333-3333-4333-8333-333333333333",
+        ],
+    );
+    assert_eq!(
+        m["objects"][0]["id"],
+        "11111111-1111-4111-8111-111111111111"
+    );
     let s = run(&root, &["status"]);
-    assert!(s["replicas"].as_array().unwrap().iter().all(|r| r["health"] == "ok" && r["lag_entries"] == 0), "{s}");
-    run(&root, &["user", "create", "--tenant", "contoso", "--upn", "new@contoso.com", "--display-name", "New"]);
+    assert!(
+        s["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["health"] == "ok" && r["lag_entries"] == 0),
+        "{s}"
+    );
+    run(
+        &root,
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "contoso",
+            "--upn",
+            "new@contoso.com",
+            "--display-name",
+            "New",
+        ],
+    );
     let backups = dir.path().join("backups");
     let b = backups.to_str().unwrap();
     run(&root, &["backup", "verify", "2026-11-29", "--dest", b]);
     let restored = dir.path().join("restored");
-    run(&root, &["backup", "restore", "2026-11-29", "--dest", b, "--to", restored.to_str().unwrap()]);
-    let v = run(&restored, &["user", "get", "--tenant", "contoso", "ada@contoso.com"]);
+    run(
+        &root,
+        &[
+            "backup",
+            "restore",
+            "2026-11-29",
+            "--dest",
+            b,
+            "--to",
+            restored.to_str().unwrap(),
+        ],
+    );
+    let v = run(
+        &restored,
+        &["user", "get", "--tenant", "contoso", "ada@contoso.com"],
+    );
     assert_eq!(v["object"]["id"], "11111111-1111-4111-8111-111111111111");
 }

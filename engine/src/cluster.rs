@@ -649,15 +649,28 @@ impl Cluster {
         )
     }
 
-    /// Entries the reachable secondaries of `partition` miss, in all.
-    pub fn sync_plan(&mut self, partition: u32) -> Result<u64> {
-        let p = self.topology.partition(partition)?.clone();
-        let ids: BTreeSet<ReplicaId> = self
-            .topology
+    /// Every replica of a partition.
+    pub(crate) fn replica_ids(&self, partition: u32) -> BTreeSet<ReplicaId> {
+        self.topology
             .datacenters
             .iter()
             .map(|d| ReplicaId::new(&d.name, partition))
-            .collect();
+            .collect()
+    }
+
+    /// Holds every replica of `partition`; the primary must be among them.
+    #[allow(clippy::type_complexity)]
+    fn hold_partition(
+        &mut self,
+        partition: u32,
+    ) -> Result<(
+        Partition,
+        BTreeSet<ReplicaId>,
+        ReplicaId,
+        BTreeMap<ReplicaId, Error>,
+    )> {
+        let p = self.topology.partition(partition)?.clone();
+        let ids = self.replica_ids(partition);
         let failed = self.hold(&ids);
         let pid = ReplicaId::new(&p.primary, partition);
         if let Some(e) = failed.get(&pid) {
@@ -665,8 +678,13 @@ impl Cluster {
                 "the primary of partition {partition} ({pid}) is unreachable: {e}"
             )));
         }
-        // Only an estimate for a progress bar: no settling here.
+        Ok((p, ids, pid, failed))
+    }
 
+    /// Entries the reachable secondaries of `partition` miss, in all.
+    pub fn sync_plan(&mut self, partition: u32) -> Result<u64> {
+        let (_, ids, pid, _) = self.hold_partition(partition)?;
+        // Only an estimate for a progress bar: no settling here.
         let commit = self.replica(&pid)?.commit_lsn()?;
         let mut missing = 0;
         for id in ids.iter().filter(|id| **id != pid) {
@@ -683,20 +701,7 @@ impl Cluster {
         partition: u32,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Vec<SyncReport>> {
-        let p = self.topology.partition(partition)?.clone();
-        let ids: BTreeSet<ReplicaId> = self
-            .topology
-            .datacenters
-            .iter()
-            .map(|d| ReplicaId::new(&d.name, partition))
-            .collect();
-        let failed = self.hold(&ids);
-        let pid = ReplicaId::new(&p.primary, partition);
-        if let Some(e) = failed.get(&pid) {
-            return Err(Error::Unavailable(format!(
-                "the primary of partition {partition} ({pid}) is unreachable: {e}"
-            )));
-        }
+        let (p, ids, pid, failed) = self.hold_partition(partition)?;
         if failed.contains_key(&ReplicaId::new(&p.sync_standby, partition)) {
             self.redesignate_standby(partition)?;
             return self.sync(partition, progress);

@@ -206,13 +206,7 @@ pub struct FailoverReport {
 
 impl Cluster {
     fn candidates(&mut self, partition: u32) -> Result<Vec<Candidate>> {
-        let ids: BTreeSet<ReplicaId> = self
-            .topology
-            .datacenters
-            .iter()
-            .map(|d| ReplicaId::new(&d.name, partition))
-            .collect();
-        let failed = self.hold(&ids);
+        let failed = self.hold(&self.replica_ids(partition));
         let mut out = Vec::new();
         for d in self.topology.datacenters.clone() {
             let id = ReplicaId::new(&d.name, partition);

@@ -373,14 +373,14 @@ impl Replica {
         let Some(last_entry) = entries.last() else {
             return Ok(());
         };
-        let mut expect = self.last()?.lsn + 1;
+        let next = self.last()?.lsn + 1;
         let (log, meta) = (self.cf(CF_LOG)?, self.cf(CF_META)?);
         let data = self
             .db
             .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
             .ok_or_else(|| Error::Corrupt("default cf missing".into()))?;
         let mut b = WriteBatch::default();
-        for e in entries {
+        for (expect, e) in (next..).zip(entries) {
             if e.lsn != expect {
                 return Err(Error::Storage(format!(
                     "{}: entry lsn {} does not follow {}",
@@ -389,7 +389,6 @@ impl Replica {
                     expect - 1
                 )));
             }
-            expect += 1;
             b.put_cf(log, e.lsn.to_be_bytes(), e.encode());
             for op in &e.ops {
                 match op {
