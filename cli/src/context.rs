@@ -170,7 +170,14 @@ impl Ctx {
             Ok((t.into_ops(), out))
         });
         if let Err(e) = &result {
-            self.audit_outcome(partition, op, targets, &format!("{e:#}"));
+            // Malformed input is refused before anything is attempted and writes nothing,
+            // not even an audit record; every other failure is recorded.
+            let refused = e
+                .chain()
+                .any(|c| matches!(c.downcast_ref(), Some(engine::Error::Invalid(_))));
+            if !refused {
+                self.audit_outcome(partition, op, targets, &format!("{e:#}"));
+            }
         }
         result
     }

@@ -240,7 +240,7 @@ pub fn run(_g: &Global, a: DemoArgs) -> Result<()> {
     d.heading(&format!(
         "Drain {lagging}: reads route around it and keep working"
     ));
-    d.run(&[], &["dc", "drain", "--yes", "--yes", &lagging], 0)?;
+    d.run(&[], &["dc", "drain", "--yes", &lagging], 0)?;
     d.run(
         &[],
         &[
@@ -248,7 +248,7 @@ pub fn run(_g: &Global, a: DemoArgs) -> Result<()> {
         ],
         0,
     )?;
-    d.run(&[], &["dc", "undrain", "--yes", "--yes", &lagging], 0)?;
+    d.run(&[], &["dc", "undrain", "--yes", &lagging], 0)?;
 
     d.heading(&format!("The sync standby {} becomes unreachable: the primary re-designates another secondary, then acknowledges", p.sync_standby));
     let standby_dir = root.join(format!("dc-{}", p.sync_standby));

@@ -279,6 +279,8 @@ pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
             confirm(yes, &format!("dc rebuild {name}"))?;
             let r = rebuild(g, &mut ctx, &name);
             ctx.audit_result(0, "dc.rebuild", vec![name], &r);
+            // Shipped along, so that the rebuilt datacenter stays level.
+            let _ = ctx.cluster.sync(0, &mut |_| {});
             return r;
         }
         DcCmd::List => {

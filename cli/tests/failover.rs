@@ -302,7 +302,7 @@ fn a_rebuilt_datacenter_answers_reads_equal_to_the_primary() {
     }
     // westeurope holds partition 2's primary: rebuilding it needs a failover first.
     // The other partitions' replicas are rebuilt meanwhile.
-    let r = c.fails(&["dc", "rebuild", "--yes", "--yes", "westeurope"], 5);
+    let r = c.fails(&["dc", "rebuild", "--yes", "westeurope"], 5);
     assert!(r.stderr.contains("fail over first"), "{}", r.describe());
     assert!(r.stdout.contains("rebuilt"), "{}", r.describe());
     c.ok(&[
@@ -312,7 +312,7 @@ fn a_rebuilt_datacenter_answers_reads_equal_to_the_primary() {
         "westeurope",
         "--emergency",
     ]);
-    let v = c.ok(&["dc", "rebuild", "--yes", "--yes", "westeurope"]);
+    let v = c.ok(&["dc", "rebuild", "--yes", "westeurope"]);
     let results: Vec<_> = v["replicas"]
         .as_array()
         .unwrap()
