@@ -1,8 +1,8 @@
 //! Access grants: a principal (user, group or service principal) is allowed or denied an
 //! action on a named resource. Grants are hard-deleted on revoke.
 //!
-//! Key: `0x07 | tenant | principal(16) | resource | 0x00 | action -> grant JSON`, so a check
-//! finds a principal's grants on a resource with point reads (the exact action and `*`).
+//! Key: `0x07 | tenant | principal(16) | resource -> {action: grant JSON}`, so a check finds
+//! a principal's grants on a resource with one point read.
 //!
 //! A check: a disabled account is denied; otherwise the user and every group it belongs to,
 //! transitively (a visited set stops cycles), are looked up; any matching deny wins over
@@ -15,7 +15,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::directory::{
-    self, decode, encode, id_of, key, type_of, ObjectType, Store, Txn, K_GRANT, K_MEMBER_OF,
+    self, decode, encode, id_of, key, type_of, KeyScanner, ObjectType, Store, Txn, K_GRANT,
+    K_MEMBER_OF,
 };
 use crate::error::{Error, Result};
 
@@ -39,25 +40,28 @@ impl Effect {
 }
 
 fn check_name(what: &str, s: &str) -> Result<()> {
-    if s.is_empty() || s.len() > 1024 || s.contains('\0') {
+    if s.is_empty() || s.len() > 1024 {
         return Err(Error::Invalid(format!(
-            "{what} {s:?} must be 1 to 1024 bytes without NUL"
+            "{what} {s:?} must be 1 to 1024 bytes"
         )));
     }
     Ok(())
 }
 
-fn grant_key(tenant: &str, principal: &Uuid, resource: &str, action: &str) -> Result<Vec<u8>> {
+fn grant_key(tenant: &str, principal: &Uuid, resource: &str) -> Result<Vec<u8>> {
     key(
         K_GRANT,
         tenant,
-        &[
-            principal.as_bytes(),
-            resource.as_bytes(),
-            &[0],
-            action.as_bytes(),
-        ],
+        &[principal.as_bytes(), resource.as_bytes()],
     )
+}
+
+/// A principal's grants on one resource, by action.
+fn grants_at(s: &dyn Store, k: &[u8], what: &str) -> Result<Map<String, Value>> {
+    match s.get(k)? {
+        Some(raw) => decode(&raw, what),
+        None => Ok(Map::new()),
+    }
 }
 
 /// Grants (or replaces) `effect` for `principal` on `resource`/`action`; returns the grant.
@@ -89,7 +93,10 @@ pub fn grant(
     g.insert("action".into(), Value::from(action));
     g.insert("effect".into(), Value::from(effect.as_str()));
     g.insert("createdDateTime".into(), Value::from(now));
-    t.put(grant_key(tenant, &pid, resource, action)?, encode(&g))?;
+    let k = grant_key(tenant, &pid, resource)?;
+    let mut by_action = grants_at(t, &k, &format!("grants of {pid} on {resource:?}"))?;
+    by_action.insert(action.to_string(), Value::Object(g.clone()));
+    t.put(k, encode(&by_action))?;
     Ok(g)
 }
 
@@ -102,14 +109,21 @@ pub fn revoke(
     action: &str,
 ) -> Result<Map<String, Value>> {
     let pid = directory::parse_id(principal)?;
-    let k = grant_key(tenant, &pid, resource, action)?;
-    let raw = t.get(&k)?.ok_or_else(|| {
-        Error::NotFound(format!(
-            "no grant for {pid} on {resource:?} action {action:?}"
-        ))
-    })?;
-    let g = decode(&raw, &format!("grant of {pid}"))?;
-    t.delete(k)?;
+    let k = grant_key(tenant, &pid, resource)?;
+    let mut by_action = grants_at(t, &k, &format!("grants of {pid} on {resource:?}"))?;
+    let g = match by_action.remove(action) {
+        Some(Value::Object(g)) => g,
+        _ => {
+            return Err(Error::NotFound(format!(
+                "no grant for {pid} on {resource:?} action {action:?}"
+            )))
+        }
+    };
+    if by_action.is_empty() {
+        t.delete(k)?;
+    } else {
+        t.put(k, encode(&by_action))?;
+    }
     Ok(g)
 }
 
@@ -123,10 +137,53 @@ pub fn list(
         Some(p) => key(K_GRANT, tenant, &[directory::parse_id(p)?.as_bytes()])?,
         None => key(K_GRANT, tenant, &[])?,
     };
-    s.scan_prefix(&prefix)?
-        .into_iter()
-        .map(|(k, v)| decode(&v, &format!("grant key {}", directory::hex(&k))))
-        .collect()
+    let mut out = Vec::new();
+    for (k, v) in s.scan_prefix(&prefix)? {
+        for (_, g) in decode(&v, &format!("grant key {}", directory::hex(&k)))? {
+            match g {
+                Value::Object(g) => out.push(g),
+                _ => {
+                    return Err(Error::Corrupt(format!(
+                        "grant key {}: a grant is not an object",
+                        directory::hex(&k)
+                    )))
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Queues the groups `p` is a direct member of that were not seen yet.
+fn continue_walk(
+    s: &dyn Store,
+    scanner: &mut Option<Box<dyn KeyScanner + '_>>,
+    tenant: &str,
+    p: &Uuid,
+    visited: &mut BTreeSet<Uuid>,
+    queue: &mut VecDeque<Uuid>,
+) -> Result<()> {
+    let prefix = key(K_MEMBER_OF, tenant, &[p.as_bytes()])?;
+    let keys = match scanner {
+        Some(sc) => sc.keys(&prefix)?,
+        None => s
+            .scan_prefix(&prefix)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect(),
+    };
+    for k in keys {
+        let g = k
+            .get(33..49)
+            .and_then(|b| Uuid::from_slice(b).ok())
+            .ok_or_else(|| {
+                Error::Corrupt(format!("memberOf key {} is malformed", directory::hex(&k)))
+            })?;
+        if visited.insert(g) {
+            queue.push_back(g);
+        }
+    }
+    Ok(())
 }
 
 /// A check's answer and the grant (or rule) that decided it.
@@ -166,10 +223,16 @@ pub fn check(
     let mut visited = BTreeSet::from([uid]);
     let mut queue = VecDeque::from([uid]);
     let mut allow = None;
+    let mut scanner = s.key_scanner();
     while let Some(p) = queue.pop_front() {
+        let Some(raw) = s.get(&grant_key(tenant, &p, resource)?)? else {
+            continue_walk(s, &mut scanner, tenant, &p, &mut visited, &mut queue)?;
+            continue;
+        };
+        let by_action = decode(&raw, &format!("grants of {p} on {resource:?}"))?;
         for a in &actions {
-            if let Some(raw) = s.get(&grant_key(tenant, &p, resource, a)?)? {
-                let g = decode(&raw, &format!("grant of {p} on {resource:?}"))?;
+            if let Some(Value::Object(g)) = by_action.get(*a) {
+                let g = g.clone();
                 if g.get("effect").and_then(Value::as_str) == Some("deny") {
                     return Ok(Decision {
                         allowed: false,
@@ -181,17 +244,7 @@ pub fn check(
                 allow.get_or_insert((p, g));
             }
         }
-        for (k, _) in s.scan_prefix(&key(K_MEMBER_OF, tenant, &[p.as_bytes()])?)? {
-            let g = k
-                .get(33..49)
-                .and_then(|b| Uuid::from_slice(b).ok())
-                .ok_or_else(|| {
-                    Error::Corrupt(format!("memberOf key {} is malformed", directory::hex(&k)))
-                })?;
-            if visited.insert(g) {
-                queue.push_back(g);
-            }
-        }
+        continue_walk(s, &mut scanner, tenant, &p, &mut visited, &mut queue)?;
     }
     Ok(match allow {
         Some((p, g)) => Decision {

@@ -10,7 +10,7 @@
 //! 0x04 | tenant(16) | member(16) | group(16) -> empty             (memberOf)
 //! 0x05 | tenant(16)                       -> tenant JSON
 //! 0x06 | tenant(16) | id(16)              -> tombstone JSON       (recycle bin)
-//! 0x07 | tenant(16) | principal(16) | resource | 0x00 | action -> grant JSON (access)
+//! 0x07 | tenant(16) | principal(16) | resource -> {action: grant JSON} (access)
 //! 0x08 | seq(8)                           -> audit record JSON    (audit, per partition)
 //! 0x09                                    -> seq(8) | sha256(32)  (audit chain head)
 //! ```
@@ -38,6 +38,16 @@ pub(crate) const K_AUDIT_HEAD: u8 = 0x09;
 pub trait Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Many key-only prefix scans over one iterator (cheaper than an iterator each), for
+    /// walks such as an access check's; None: use `scan_prefix`.
+    fn key_scanner(&self) -> Option<Box<dyn KeyScanner + '_>> {
+        None
+    }
+}
+
+/// Repeated prefix scans returning keys, reusing one storage iterator.
+pub trait KeyScanner {
+    fn keys(&mut self, prefix: &[u8]) -> Result<Vec<Vec<u8>>>;
 }
 
 impl Store for Replica {
@@ -46,6 +56,9 @@ impl Store for Replica {
     }
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         Replica::scan_prefix(self, prefix)
+    }
+    fn key_scanner(&self) -> Option<Box<dyn KeyScanner + '_>> {
+        Some(Box::new(Replica::key_scanner(self)))
     }
 }
 
