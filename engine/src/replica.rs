@@ -628,6 +628,42 @@ pub fn sync_dir(path: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("fsync folder {}", path.display()), e))
 }
 
+/// The smallest key greater than every key starting with `prefix` (None: no such bound).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// One RocksDB iterator reused across prefix scans of the data column family.
+pub struct RawKeyScanner<'a> {
+    it: rocksdb::DBRawIterator<'a>,
+    name: String,
+}
+
+impl crate::directory::KeyScanner for RawKeyScanner<'_> {
+    fn keys(&mut self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        self.it.seek(prefix);
+        while let Some(k) = self.it.key() {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push(k.to_vec());
+            self.it.next();
+        }
+        self.it
+            .status()
+            .map_err(|e| storage(format!("scan {}", self.name), e))?;
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -702,41 +738,5 @@ mod tests {
         let second = Replica::open(&p, "p0", Duration::from_millis(100));
         assert!(matches!(second, Err(Error::Unavailable(ref m)) if m.contains("held by another")));
         assert!(start.elapsed() >= Duration::from_millis(100));
-    }
-}
-
-/// The smallest key greater than every key starting with `prefix` (None: no such bound).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
-/// One RocksDB iterator reused across prefix scans of the data column family.
-pub struct RawKeyScanner<'a> {
-    it: rocksdb::DBRawIterator<'a>,
-    name: String,
-}
-
-impl crate::directory::KeyScanner for RawKeyScanner<'_> {
-    fn keys(&mut self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let mut out = Vec::new();
-        self.it.seek(prefix);
-        while let Some(k) = self.it.key() {
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push(k.to_vec());
-            self.it.next();
-        }
-        self.it
-            .status()
-            .map_err(|e| storage(format!("scan {}", self.name), e))?;
-        Ok(out)
     }
 }
