@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use engine::access::{self, Effect};
 use engine::cluster::{Cluster, ClusterOptions};
 use engine::directory::{self, ObjectType, Txn};
 use engine::topology::{parse_datacenter, TenantPlacement};
@@ -615,6 +616,102 @@ fn emergency_failover_window(dir: &Path, rounds: usize) -> Vec<Value> {
     ]
 }
 
+/// `access check` on the fixtures (contoso: 6,000 users, groups nested 6 levels): every
+/// user's groups walked transitively, beside a plain point read (`directory::get`) of the
+/// same users on the same secondary in the same run.
+fn access_checks(dir: &Path, checks: usize) -> Vec<Value> {
+    let (mut c, tid) = cluster(&dir.join("a"));
+    let now = "2026-11-29T00:00:00Z";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/contoso.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<Map<String, Value>> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut users = Vec::new();
+    let mut groups = Vec::new();
+    for chunk in lines.chunks(1000) {
+        let (got, _) = c
+            .write(0, None, |r| {
+                let mut x = Txn::new(r);
+                let mut v = Vec::new();
+                for o in chunk {
+                    let mut o = o.clone();
+                    let ty = ObjectType::parse(o.remove("@odata.type").unwrap().as_str().unwrap())?;
+                    let members = o.remove("members");
+                    let obj = directory::create(&mut x, &tid, ty, o, now)?;
+                    let id = obj["id"].as_str().unwrap_or_default().to_string();
+                    for m in members
+                        .iter()
+                        .flat_map(|m| m.as_array().cloned().unwrap_or_default())
+                    {
+                        directory::add_member(&mut x, &tid, &id, m.as_str().unwrap_or_default())?;
+                    }
+                    v.push((ty, id));
+                }
+                Ok((x.into_ops(), v))
+            })
+            .unwrap();
+        for (ty, id) in got {
+            match ty {
+                ObjectType::User => users.push(id),
+                ObjectType::Group => groups.push(id),
+                _ => {}
+            }
+        }
+    }
+    c.write(0, None, |r| {
+        let mut x = Txn::new(r);
+        for (i, g) in groups.iter().enumerate().filter(|(i, _)| i % 10 == 0) {
+            let effect = if i % 40 == 0 {
+                Effect::Deny
+            } else {
+                Effect::Allow
+            };
+            access::grant(&mut x, &tid, g, "payroll", "read", effect, now)?;
+        }
+        Ok((x.into_ops(), ()))
+    })
+    .unwrap();
+    c.sync(0, &mut |_| {}).unwrap();
+    c.release_all();
+    c.read(0, Some("eastus"), None, |_| Ok(())).unwrap();
+    let t = Instant::now();
+    let mut principals = 0;
+    for i in 0..checks {
+        let id = &users[(i * 7919) % users.len()];
+        let (d, _) = c
+            .read(0, Some("eastus"), None, |r| {
+                access::check(r, &tid, id, "payroll", "read")
+            })
+            .unwrap();
+        principals += d.principals_checked;
+    }
+    let ours = checks as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for i in 0..checks {
+        let id = &users[(i * 7919) % users.len()];
+        c.read(0, Some("eastus"), None, |r| directory::get(r, &tid, id))
+            .unwrap();
+    }
+    let plain = checks as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "access check: {} users, {} groups, {:.1} principals walked per check",
+        users.len(),
+        groups.len(),
+        principals as f64 / checks as f64
+    );
+    vec![report(&Figure {
+        name: "access check (fixtures, nested groups)",
+        unit: "checks/s",
+        value: ours,
+        baseline_name: "directory::get point read",
+        baseline: plain,
+        goal: "ratio >= 0.3",
+    })]
+}
+
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let quick = std::env::var("GEODIR_BENCH_QUICK").is_ok();
@@ -647,6 +744,9 @@ fn main() {
     }
     if run("emergency_failover_window") {
         all.extend(emergency_failover_window(dir.path(), 5));
+    }
+    if run("access_checks") {
+        all.extend(access_checks(dir.path(), 100_000 / scale));
     }
     // GEODIR_BENCH_BACKUP_MB: how much directory data the backup figure uses (default 1 GiB).
     let backup_mb = std::env::var("GEODIR_BENCH_BACKUP_MB")

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context as _, Result};
-use engine::directory::{self, Txn};
+use engine::directory;
 use engine::replica::CheckpointView;
 use serde_json::json;
 
@@ -27,7 +27,11 @@ fn dest(g: &Global, d: &BackupsDir) -> Result<PathBuf> {
 
 pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
     match c {
-        BackupCmd::Create { dir, force } => create(g, &dir, force),
+        BackupCmd::Create { dir, force } => {
+            let r = create(g, &dir, force);
+            audit_after(g, "backup.create", Vec::new(), &r);
+            r
+        }
         BackupCmd::List { dir } => list(g, &dir),
         BackupCmd::Verify { id, dir } => {
             let archive = ::backup::archive_path(&dest(g, &dir)?, &id);
@@ -59,7 +63,10 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
                     weekly: keep_weekly,
                 },
             )
-            .with_context(|| format!("prune backups in {}", d.display()))?;
+            .with_context(|| format!("prune backups in {}", d.display()));
+            let targets = removed.as_ref().map(|r| r.clone()).unwrap_or_default();
+            audit_after(g, "backup.prune", targets, &removed);
+            let removed = removed?;
             output::emit(g.output, &json!({"removed": removed}), || {
                 format!(
                     "removed {} backup(s){}\n",
@@ -78,7 +85,13 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
             in_place,
             yes,
             dir,
-        } => restore(g, &dir, &id, to, in_place, yes),
+        } => {
+            let r = restore(g, &dir, &id, to.clone(), in_place, yes);
+            if in_place {
+                audit_after(g, "backup.restore-in-place", vec![id], &r);
+            }
+            r
+        }
         BackupCmd::RestoreObject {
             object_id,
             from,
@@ -276,11 +289,10 @@ fn restore_object(
         ))
         .into());
     }
+    let targets = vec![object_id.to_string(), from.to_string()];
     let ((obj, skipped), token) = ctx
-        .write(partition, |r| {
-            let mut t = Txn::new(r);
-            let out = directory::restore_from(&mut t, &view, &tid, object_id)?;
-            Ok((t.into_ops(), out))
+        .audited_write(partition, "backup.restore-object", targets, |t, _| {
+            directory::restore_from(t, &view, &tid, object_id)
         })
         .with_context(|| {
             format!("restore object {object_id} of tenant {tenant} from backup {from}")
@@ -384,4 +396,13 @@ pub fn metrics(g: &Global, d: &BackupsDir) -> Result<()> {
         ));
     }
     output::print(&s)
+}
+
+/// The audit record of a cluster-level backup operation, on partition 0 (best effort: a
+/// cluster that cannot be opened is reported on stderr).
+fn audit_after<T>(g: &Global, op: &str, targets: Vec<String>, result: &Result<T>) {
+    match Ctx::open(g) {
+        Ok(mut ctx) => ctx.audit_result(0, op, targets, result),
+        Err(e) => eprintln!("warning: the audit record of {op} could not be written: {e:#}"),
+    }
 }

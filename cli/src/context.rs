@@ -4,8 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use std::io::{BufRead as _, IsTerminal as _};
+
+use engine::audit::{self, Record};
 use engine::clock::Clock;
 use engine::cluster::{Cluster, ClusterOptions, ServedBy};
+use engine::directory::Txn;
 use engine::log::Op;
 use engine::replica::Replica;
 use engine::session::{Session, Token};
@@ -16,6 +20,32 @@ pub struct Ctx {
     pub cluster: Cluster,
     pub output: Output,
     session: Option<(PathBuf, Session)>,
+    /// Who acts, for audit records: --actor, DIRCTL_ACTOR, else the OS user.
+    pub actor: String,
+    /// One per dirctl invocation: ties the audit records of one command together.
+    pub correlation_id: String,
+}
+
+/// Privileged operations: a prompt on a terminal, `--yes` in scripts (else exit 2).
+pub fn confirm(yes: bool, what: &str) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(engine::Error::Invalid(format!(
+            "{what} is privileged; pass --yes to confirm (stdin is not a terminal)"
+        ))
+        .into());
+    }
+    eprintln!("{what}: type yes to go on:");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != "yes" {
+        return Err(
+            engine::Error::Invalid(format!("{what} not confirmed; nothing was changed")).into(),
+        );
+    }
+    Ok(())
 }
 
 pub fn clock() -> Result<Clock> {
@@ -55,6 +85,12 @@ impl Ctx {
             cluster,
             output: g.output,
             session,
+            actor: g
+                .actor
+                .clone()
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into()),
+            correlation_id: uuid::Uuid::new_v4().to_string(),
         })
     }
 
@@ -103,5 +139,78 @@ impl Ctx {
             s.save(path)?;
         }
         Ok((out, served))
+    }
+
+    fn record(&self, op: &str, targets: Vec<String>, outcome: &str) -> Record {
+        Record::new(
+            &self.cluster.clock().now_graph(),
+            &self.actor,
+            op,
+            targets,
+            outcome,
+            &self.correlation_id,
+        )
+    }
+
+    /// A replicated write with its audit record in the same log entry (atomic with the
+    /// change). `build` may add target IDs (a created object's). When the write fails, a
+    /// separate record with the error is written (best effort, see `audit_outcome`).
+    pub fn audited_write<T>(
+        &mut self,
+        partition: u32,
+        op: &str,
+        targets: Vec<String>,
+        build: impl FnOnce(&mut Txn, &mut Vec<String>) -> engine::Result<T>,
+    ) -> Result<(T, Token)> {
+        let mut rec = self.record(op, targets.clone(), "ok");
+        let result = self.write(partition, move |r| {
+            let mut t = Txn::new(r);
+            let out = build(&mut t, &mut rec.targets)?;
+            audit::append(&mut t, rec)?;
+            Ok((t.into_ops(), out))
+        });
+        if let Err(e) = &result {
+            // Malformed input is refused before anything is attempted and writes nothing,
+            // not even an audit record; every other failure is recorded.
+            let refused = e
+                .chain()
+                .any(|c| matches!(c.downcast_ref(), Some(engine::Error::Invalid(_))));
+            if !refused {
+                self.audit_outcome(partition, op, targets, &format!("{e:#}"));
+            }
+        }
+        result
+    }
+
+    /// A separate, small replicated write of one audit record: failed operations and
+    /// cluster-level ones (failover, sync, drain, backup). If it cannot be written, says so
+    /// on stderr and leaves the operation's own result alone.
+    pub fn audit_outcome(&mut self, partition: u32, op: &str, targets: Vec<String>, outcome: &str) {
+        let rec = self.record(op, targets, outcome);
+        self.cluster.set_failpoint(None);
+        self.cluster.release_all();
+        let r = self.cluster.write(partition, None, move |r| {
+            let mut t = Txn::new(r);
+            audit::append(&mut t, rec)?;
+            Ok((t.into_ops(), ()))
+        });
+        if let Err(e) = r {
+            eprintln!("warning: the audit record of {op} could not be written to partition {partition}: {e}");
+        }
+    }
+
+    /// `audit_outcome` from an operation's result.
+    pub fn audit_result<T>(
+        &mut self,
+        partition: u32,
+        op: &str,
+        targets: Vec<String>,
+        result: &Result<T>,
+    ) {
+        let outcome = match result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
+        self.audit_outcome(partition, op, targets, &outcome);
     }
 }

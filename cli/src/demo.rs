@@ -240,7 +240,7 @@ pub fn run(_g: &Global, a: DemoArgs) -> Result<()> {
     d.heading(&format!(
         "Drain {lagging}: reads route around it and keep working"
     ));
-    d.run(&[], &["dc", "drain", &lagging], 0)?;
+    d.run(&[], &["dc", "drain", "--yes", &lagging], 0)?;
     d.run(
         &[],
         &[
@@ -248,7 +248,7 @@ pub fn run(_g: &Global, a: DemoArgs) -> Result<()> {
         ],
         0,
     )?;
-    d.run(&[], &["dc", "undrain", &lagging], 0)?;
+    d.run(&[], &["dc", "undrain", "--yes", &lagging], 0)?;
 
     d.heading(&format!("The sync standby {} becomes unreachable: the primary re-designates another secondary, then acknowledges", p.sync_standby));
     let standby_dir = root.join(format!("dc-{}", p.sync_standby));
@@ -314,6 +314,7 @@ pub fn run(_g: &Global, a: DemoArgs) -> Result<()> {
         &[],
         &[
             "failover",
+            "--yes",
             "--partition",
             &part.to_string(),
             "--to",
@@ -377,7 +378,13 @@ pub fn run(_g: &Global, a: DemoArgs) -> Result<()> {
     );
     d.run(
         &[],
-        &["failover", "--partition", &part.to_string(), "--emergency"],
+        &[
+            "failover",
+            "--yes",
+            "--partition",
+            &part.to_string(),
+            "--emergency",
+        ],
         0,
     )?;
     d.run(
@@ -407,8 +414,8 @@ pub fn run(_g: &Global, a: DemoArgs) -> Result<()> {
     )?;
 
     d.heading(&format!("Rebuild {primary}: fail its other primaries over, then seed fresh replicas from checkpoints plus the log"));
-    d.run(&[], &["failover", "--all-from", &primary, "--emergency"], 0)?;
-    d.run(&[], &["dc", "rebuild", &primary], 0)?;
+    d.run(&[], &["failover", "--all-from", &primary, "--emergency", "--yes"], 0)?;
+    d.run(&[], &["dc", "rebuild", &primary, "--yes"], 0)?;
     d.run(
         &[],
         &[

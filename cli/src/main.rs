@@ -1,5 +1,7 @@
 //! dirctl: the operator CLI of geodir.
 
+mod access;
+mod audit;
 mod backup;
 mod context;
 mod demo;
@@ -7,6 +9,7 @@ mod object;
 mod ops;
 mod opt;
 mod output;
+mod recycle;
 
 use std::process::ExitCode;
 
@@ -47,6 +50,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(c) => backup::run(&g, c),
         Command::Health(d) => backup::health(&g, &d),
         Command::Metrics(d) => backup::metrics(&g, &d),
+        Command::Deleted(c) => recycle::run(&g, c),
+        Command::Access(c) => access::run(&g, c),
+        Command::Audit(c) => audit::run(&g, c),
     }
 }
 

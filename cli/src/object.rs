@@ -76,32 +76,31 @@ pub fn run(g: &Global, ty: ObjectType, a: ObjectArgs) -> Result<()> {
     match a.verb {
         Verb::Create(f) => {
             let fields = fields_of(ty, f)?;
+            let op = format!("{}.create", ty.noun());
             let (obj, token) = ctx
-                .write(partition, |r| {
-                    let mut t = Txn::new(r);
-                    let obj = directory::create(&mut t, &tid, ty, fields, &now)?;
-                    Ok((t.into_ops(), obj))
+                .audited_write(partition, &op, Vec::new(), |t, targets| {
+                    let obj = directory::create(t, &tid, ty, fields, &now)?;
+                    targets.extend(obj.get("id").and_then(Value::as_str).map(str::to_string));
+                    Ok(obj)
                 })
                 .with_context(|| format!("create {} in tenant {tenant}", ty.noun()))?;
             written(out, &obj, &token)
         }
         Verb::Update { id, fields } => {
             let fields = fields_of(ty, fields)?;
+            let op = format!("{}.update", ty.noun());
             let (obj, token) = ctx
-                .write(partition, |r| {
-                    let mut t = Txn::new(r);
-                    let obj = directory::update(&mut t, &tid, ty, &id, fields)?;
-                    Ok((t.into_ops(), obj))
+                .audited_write(partition, &op, vec![id.clone()], |t, _| {
+                    directory::update(t, &tid, ty, &id, fields)
                 })
                 .with_context(|| format!("update {} {id}", ty.noun()))?;
             written(out, &obj, &token)
         }
         Verb::Delete { id } => {
+            let op = format!("{}.delete", ty.noun());
             let (obj, token) = ctx
-                .write(partition, |r| {
-                    let mut t = Txn::new(r);
-                    let obj = directory::delete(&mut t, &tid, ty, &id, &now)?;
-                    Ok((t.into_ops(), obj))
+                .audited_write(partition, &op, vec![id.clone()], |t, _| {
+                    directory::delete(t, &tid, ty, &id, &now)
                 })
                 .with_context(|| format!("delete {} {id}", ty.noun()))?;
             written(out, &obj, &token)
@@ -140,21 +139,19 @@ pub fn run(g: &Global, ty: ObjectType, a: ObjectArgs) -> Result<()> {
             })
         }
         Verb::AddMember { group, member } => {
+            let targets = vec![group.clone(), member.clone()];
             let ((), token) = ctx
-                .write(partition, |r| {
-                    let mut t = Txn::new(r);
-                    directory::add_member(&mut t, &tid, &group, &member)?;
-                    Ok((t.into_ops(), ()))
+                .audited_write(partition, "group.add-member", targets, |t, _| {
+                    directory::add_member(t, &tid, &group, &member)
                 })
                 .with_context(|| format!("add {member} to group {group}"))?;
             membership(out, "added", &group, &member, &token)
         }
         Verb::RemoveMember { group, member } => {
+            let targets = vec![group.clone(), member.clone()];
             let ((), token) = ctx
-                .write(partition, |r| {
-                    let mut t = Txn::new(r);
-                    directory::remove_member(&mut t, &tid, &group, &member)?;
-                    Ok((t.into_ops(), ()))
+                .audited_write(partition, "group.remove-member", targets, |t, _| {
+                    directory::remove_member(t, &tid, &group, &member)
                 })
                 .with_context(|| format!("remove {member} from group {group}"))?;
             membership(out, "removed", &group, &member, &token)
@@ -326,20 +323,32 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
     );
     let mut done = 0usize;
     let mut last_token = None;
-    for chunk in lines.chunks(a.batch_size) {
-        let (_, token) = ctx
-            .write(partition, |r| {
+    let chunks = lines.chunks(a.batch_size).count();
+    let targets = vec![a.tenant.clone(), a.file.display().to_string()];
+    for (i, chunk) in lines.chunks(a.batch_size).enumerate() {
+        // The import's one audit record rides in its last entry; a failure gets its own.
+        let written = if i + 1 == chunks {
+            ctx.audited_write(partition, "import", targets.clone(), |t, _| {
+                stage(t, &tid, chunk, &now, &a.file)
+            })
+        } else {
+            let r = ctx.write(partition, |r| {
                 let mut t = Txn::new(r);
                 let ids = stage(&mut t, &tid, chunk, &now, &a.file)?;
                 Ok((t.into_ops(), ids))
-            })
-            .with_context(|| {
-                format!(
-                    "import {} from line {}; lines before it are committed",
-                    a.file.display(),
-                    chunk[0].number
-                )
-            })?;
+            });
+            if let Err(e) = &r {
+                ctx.audit_outcome(partition, "import", targets.clone(), &format!("{e:#}"));
+            }
+            r
+        };
+        let (_, token) = written.with_context(|| {
+            format!(
+                "import {} from line {}; lines before it are committed",
+                a.file.display(),
+                chunk[0].number
+            )
+        })?;
         done += chunk.len();
         bar.inc(chunk.len() as u64);
         if out == Output::Json {

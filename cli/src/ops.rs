@@ -2,12 +2,12 @@
 
 use anyhow::{Context as _, Result};
 use engine::cluster::Cluster;
-use engine::directory::{self, Txn};
+use engine::directory;
 use engine::topology::parse_datacenter;
 use engine::Error;
 use serde_json::json;
 
-use crate::context::{cluster_root, Ctx};
+use crate::context::{cluster_root, confirm, Ctx};
 use crate::opt::{DcCmd, FailoverArgs, Global, InitArgs, SyncArgs, TenantCmd};
 use crate::output;
 
@@ -75,11 +75,11 @@ pub fn tenant(g: &Global, c: TenantCmd) -> Result<()> {
             };
             let id = uuid::Uuid::new_v4().to_string();
             let now = ctx.cluster.clock().now_graph();
-            let (record, token) = ctx.write(partition, |r| {
-                let mut t = Txn::new(r);
-                let rec = directory::create_tenant(&mut t, &id, &name, &now)?;
-                Ok((t.into_ops(), rec))
-            })?;
+            let targets = vec![name.clone(), id.clone()];
+            let (record, token) =
+                ctx.audited_write(partition, "tenant.create", targets, |t, _| {
+                    directory::create_tenant(t, &id, &name, &now)
+                })?;
             ctx.cluster.update_topology(|t| {
                 if t.tenants.contains_key(&name) {
                     return Err(Error::Conflict(format!("tenant {name} already exists")));
@@ -169,6 +169,19 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
         }
     }
     bar.finish_and_clear();
+    // The sync's audit record, then shipped along so that secondaries stay level.
+    let audit_partition = a.partition.unwrap_or(0);
+    let outcome = if failures.is_empty() {
+        "ok".to_string()
+    } else {
+        failures.join("; ")
+    };
+    let targets = match a.partition {
+        Some(p) => vec![format!("partition {p}")],
+        None => vec!["every partition".into()],
+    };
+    ctx.audit_outcome(audit_partition, "sync", targets, &outcome);
+    let _ = ctx.cluster.sync(audit_partition, &mut |_| {});
     let rows: Vec<_> = reports
         .iter()
         .map(|r| {
@@ -254,46 +267,21 @@ pub fn status(g: &Global) -> Result<()> {
 pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
     let mut ctx = Ctx::open(g)?;
     let (name, drained) = match c {
-        DcCmd::Drain { name } => (name, true),
-        DcCmd::Undrain { name } => (name, false),
-        DcCmd::Rebuild { name } => {
-            let n = ctx.cluster.topology().partitions.len() as u64;
-            let bar = if output::stdout_is_terminal() {
-                indicatif::ProgressBar::new(n)
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
-            let reports = ctx.cluster.rebuild_datacenter(&name, &mut |k| bar.inc(k))?;
-            bar.finish_and_clear();
-            let rows: Vec<_> = reports
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.partition.to_string(),
-                        r.seeded_from.clone().unwrap_or_default(),
-                        r.lsn.map(|l| l.to_string()).unwrap_or_default(),
-                        r.result.clone(),
-                    ]
-                })
-                .collect();
-            output::emit(
-                g.output,
-                &json!({"datacenter": name, "replicas": reports}),
-                || output::table(&["partition", "seeded from", "lsn", "result"], &rows),
-            )?;
-            let bad: Vec<_> = reports
-                .iter()
-                .filter(|r| r.result != "rebuilt" && r.result != "healthy, kept")
-                .map(|r| format!("partition {}: {}", r.partition, r.result))
-                .collect();
-            if !bad.is_empty() {
-                return Err(Error::Unavailable(format!(
-                    "datacenter {name} is not whole: {}",
-                    bad.join("; ")
-                ))
-                .into());
-            }
-            return Ok(());
+        DcCmd::Drain { name, yes } => {
+            confirm(yes, &format!("dc drain {name}"))?;
+            (name, true)
+        }
+        DcCmd::Undrain { name, yes } => {
+            confirm(yes, &format!("dc undrain {name}"))?;
+            (name, false)
+        }
+        DcCmd::Rebuild { name, yes } => {
+            confirm(yes, &format!("dc rebuild {name}"))?;
+            let r = rebuild(g, &mut ctx, &name);
+            ctx.audit_result(0, "dc.rebuild", vec![name], &r);
+            // Shipped along, so that the rebuilt datacenter stays level.
+            let _ = ctx.cluster.sync(0, &mut |_| {});
+            return r;
         }
         DcCmd::List => {
             let t = ctx.cluster.topology();
@@ -313,13 +301,24 @@ pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
             });
         }
     };
-    ctx.cluster.topology().datacenter(&name)?;
-    ctx.cluster.update_topology(|t| {
-        for d in t.datacenters.iter_mut().filter(|d| d.name == name) {
-            d.drained = drained;
-        }
-        Ok(())
-    })?;
+    let op = if drained { "dc.drain" } else { "dc.undrain" };
+    let changed = ctx
+        .cluster
+        .topology()
+        .datacenter(&name)
+        .map(|_| ())
+        .and_then(|()| {
+            ctx.cluster.update_topology(|t| {
+                for d in t.datacenters.iter_mut().filter(|d| d.name == name) {
+                    d.drained = drained;
+                }
+                Ok(())
+            })?;
+            Ok(())
+        })
+        .map_err(anyhow::Error::from);
+    ctx.audit_result(0, op, vec![name.clone()], &changed);
+    changed?;
     let what = if drained {
         "drained: reads route around it"
     } else {
@@ -332,8 +331,67 @@ pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
     )
 }
 
+fn rebuild(g: &Global, ctx: &mut Ctx, name: &str) -> Result<()> {
+    let n = ctx.cluster.topology().partitions.len() as u64;
+    let bar = if output::stdout_is_terminal() {
+        indicatif::ProgressBar::new(n)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let reports = ctx.cluster.rebuild_datacenter(name, &mut |k| bar.inc(k))?;
+    bar.finish_and_clear();
+    let rows: Vec<_> = reports
+        .iter()
+        .map(|r| {
+            vec![
+                r.partition.to_string(),
+                r.seeded_from.clone().unwrap_or_default(),
+                r.lsn.map(|l| l.to_string()).unwrap_or_default(),
+                r.result.clone(),
+            ]
+        })
+        .collect();
+    output::emit(
+        g.output,
+        &json!({"datacenter": name, "replicas": reports}),
+        || output::table(&["partition", "seeded from", "lsn", "result"], &rows),
+    )?;
+    let bad: Vec<_> = reports
+        .iter()
+        .filter(|r| r.result != "rebuilt" && r.result != "healthy, kept")
+        .map(|r| format!("partition {}: {}", r.partition, r.result))
+        .collect();
+    if !bad.is_empty() {
+        return Err(Error::Unavailable(format!(
+            "datacenter {name} is not whole: {}",
+            bad.join("; ")
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 pub fn failover(g: &Global, a: FailoverArgs) -> Result<()> {
+    let what = match (&a.partition, &a.all_from) {
+        (Some(p), _) => format!("partition {p}"),
+        (None, Some(dc)) => format!("every partition whose primary is in {dc}"),
+        (None, None) => String::new(),
+    };
+    confirm(a.yes, &format!("failover of {what}"))?;
     let mut ctx = Ctx::open(g)?;
+    let r = failover_partitions(g, &mut ctx, &a);
+    let op = if a.emergency {
+        "failover.emergency"
+    } else {
+        "failover.planned"
+    };
+    let mut targets = vec![what];
+    targets.extend(a.to.iter().map(|to| format!("to {to}")));
+    ctx.audit_result(a.partition.unwrap_or(0), op, targets, &r);
+    r
+}
+
+fn failover_partitions(g: &Global, ctx: &mut Ctx, a: &FailoverArgs) -> Result<()> {
     let parts: Vec<(u32, Option<String>)> = match (&a.partition, &a.all_from) {
         (Some(p), _) => {
             ctx.cluster.topology().partition(*p)?;

@@ -43,6 +43,9 @@ pub struct Global {
     /// Log retention: keep this many entries beyond what every reachable replica holds.
     #[arg(long, global = true, default_value_t = 100_000, value_name = "N")]
     pub retain_log_entries: u64,
+    /// Who is acting, for the audit trail (default: the OS user, from USER).
+    #[arg(long, global = true, env = "DIRCTL_ACTOR", value_name = "NAME")]
+    pub actor: Option<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +91,131 @@ pub enum Command {
     Health(BackupsDir),
     /// Metrics in Prometheus text format.
     Metrics(BackupsDir),
+    /// The recycle bin: soft-deleted objects, restorable by ID for 30 days.
+    #[command(subcommand)]
+    Deleted(DeletedCmd),
+    /// Access grants: allow or deny a principal an action on a resource, and checks.
+    #[command(subcommand)]
+    Access(AccessCmd),
+    /// The audit trail: list records, verify the hash chains.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeletedCmd {
+    /// Deleted objects (every tenant unless --tenant).
+    List {
+        #[arg(long, env = "DIRCTL_TENANT")]
+        tenant: Option<String>,
+        /// Only this type: user, group, app or sp.
+        #[arg(long = "type", value_name = "TYPE")]
+        object_type: Option<String>,
+    },
+    /// One deleted object with the memberships kept with it.
+    Get {
+        id: String,
+        #[arg(long, env = "DIRCTL_TENANT")]
+        tenant: String,
+    },
+    /// Bring a deleted object back: same ID, attributes and group memberships.
+    Restore {
+        id: String,
+        #[arg(long, env = "DIRCTL_TENANT")]
+        tenant: String,
+        /// Restore a user under this userPrincipalName (its own was taken meanwhile).
+        #[arg(long, value_name = "UPN")]
+        new_upn: Option<String>,
+    },
+    /// Remove one deleted object for good (privileged).
+    Purge {
+        id: String,
+        #[arg(long, env = "DIRCTL_TENANT")]
+        tenant: String,
+        /// Confirm without a prompt.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Remove every deleted object 30 days or more old (privileged; idempotent, for cron).
+    PurgeExpired {
+        /// Only this tenant (default: every tenant).
+        #[arg(long, env = "DIRCTL_TENANT")]
+        tenant: Option<String>,
+        /// Confirm without a prompt.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccessCmd {
+    /// Allow or deny a principal (user, group, service principal) an action on a resource.
+    #[command(group(clap::ArgGroup::new("effect").required(true).args(["allow", "deny"])))]
+    Grant {
+        #[arg(long, env = "DIRCTL_TENANT")]
+        tenant: String,
+        #[arg(long, value_name = "ID")]
+        principal: String,
+        #[arg(long, value_name = "NAME")]
+        resource: String,
+        #[arg(long)]
+        allow: bool,
+        #[arg(long)]
+        deny: bool,
+        /// The action (default: every action).
+        #[arg(long, default_value = "*")]
+        action: String,
+    },
+    /// Remove a grant for good.
+    Revoke {
+        #[arg(long, env = "DIRCTL_TENANT")]
+        tenant: String,
+        #[arg(long, value_name = "ID")]
+        principal: String,
+        #[arg(long, value_name = "NAME")]
+        resource: String,
+        #[arg(long, default_value = "*")]
+        action: String,
+    },
+    /// The tenant's grants (or one principal's).
+    List {
+        #[arg(long, env = "DIRCTL_TENANT")]
+        tenant: String,
+        #[arg(long, value_name = "ID")]
+        principal: Option<String>,
+    },
+    /// Is a user allowed an action on a resource? Names the grant that decided.
+    Check {
+        #[arg(long, env = "DIRCTL_TENANT")]
+        tenant: String,
+        /// The user's ID or userPrincipalName.
+        #[arg(long, value_name = "ID")]
+        user: String,
+        #[arg(long, value_name = "NAME")]
+        resource: String,
+        #[arg(long, default_value = "*")]
+        action: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Audit records of every partition, oldest first.
+    List {
+        /// Only records at or after this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only records naming this target.
+        #[arg(long, value_name = "ID")]
+        target: Option<String>,
+        /// Only this operation (e.g. user.delete).
+        #[arg(long)]
+        op: Option<String>,
+    },
+    /// Check every partition's hash chain; exit 1 naming a changed, removed or reordered record.
+    Verify,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -177,6 +305,9 @@ pub struct FailoverArgs {
     /// advanced reachable replica although acknowledged writes may be lost.
     #[arg(long, requires = "emergency")]
     pub accept_data_loss: bool,
+    /// Confirm without a prompt (privileged).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Args, Debug)]
@@ -275,12 +406,25 @@ pub struct SyncArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum DcCmd {
-    /// Route reads around a datacenter.
-    Drain { name: String },
-    /// Let reads reach a drained datacenter again.
-    Undrain { name: String },
-    /// Give every lost replica of a datacenter a fresh copy: a checkpoint of a healthy replica plus the log after it.
-    Rebuild { name: String },
+    /// Route reads around a datacenter (privileged).
+    Drain {
+        name: String,
+        /// Confirm without a prompt.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Let reads reach a drained datacenter again (privileged).
+    Undrain {
+        name: String,
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Give every lost replica of a datacenter a fresh copy: a checkpoint of a healthy replica plus the log after it (privileged).
+    Rebuild {
+        name: String,
+        #[arg(long)]
+        yes: bool,
+    },
     /// List datacenters with location and health override.
     List,
 }

@@ -202,7 +202,7 @@ fn promise_6_reads_go_on_with_the_primary_datacenter_drained() {
     let c = Cluster::new();
     let id = c.create_user("r@contoso.com");
     c.ok(&["sync"]);
-    c.ok(&["dc", "drain", "westus"]);
+    c.ok(&["dc", "drain", "--yes", "westus"]);
     for region in ["westus", "eastus", "westeurope"] {
         let v = c.ok(&[
             "user", "get", "--tenant", "contoso", &id, "--region", region,
@@ -210,7 +210,7 @@ fn promise_6_reads_go_on_with_the_primary_datacenter_drained() {
         assert_ne!(v["servedBy"]["datacenter"], "westus");
     }
     // Drain the nearest secondary too: reads route to the remaining one.
-    c.ok(&["dc", "drain", "westeurope"]);
+    c.ok(&["dc", "drain", "--yes", "westeurope"]);
     let v = c.ok(&[
         "user",
         "get",
@@ -221,8 +221,8 @@ fn promise_6_reads_go_on_with_the_primary_datacenter_drained() {
         "westeurope",
     ]);
     assert_eq!(v["servedBy"]["datacenter"], "eastus");
-    c.ok(&["dc", "undrain", "westeurope"]);
-    c.ok(&["dc", "undrain", "westus"]);
+    c.ok(&["dc", "undrain", "--yes", "westeurope"]);
+    c.ok(&["dc", "undrain", "--yes", "westus"]);
 }
 
 #[test]

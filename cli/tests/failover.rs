@@ -25,7 +25,14 @@ fn planned_failover_loses_nothing_raises_the_term_and_reports_the_window() {
     let ids: Vec<_> = (0..5)
         .map(|i| c.create_user(&format!("pf{i}@contoso.com")))
         .collect();
-    let v = c.ok(&["failover", "--partition", "0", "--to", "westeurope"]);
+    let v = c.ok(&[
+        "failover",
+        "--yes",
+        "--partition",
+        "0",
+        "--to",
+        "westeurope",
+    ]);
     let r = &v["failovers"][0];
     assert_eq!(r["new_primary"], "westeurope");
     assert_eq!(r["new_term"], 2);
@@ -50,7 +57,17 @@ fn planned_failover_loses_nothing_raises_the_term_and_reports_the_window() {
         p["sync_standby"].as_str().unwrap(),
     ]);
     assert_eq!(v["servedBy"]["term"], 2);
-    c.fails(&["failover", "--partition", "0", "--to", "westeurope"], 4);
+    c.fails(
+        &[
+            "failover",
+            "--yes",
+            "--partition",
+            "0",
+            "--to",
+            "westeurope",
+        ],
+        4,
+    );
 }
 
 #[test]
@@ -74,8 +91,11 @@ fn emergency_failover_after_deleting_the_primary_folder_keeps_every_acknowledged
         5,
     );
     // A planned failover needs the primary.
-    c.fails(&["failover", "--partition", "0", "--to", "eastus"], 5);
-    let v = c.ok(&["failover", "--partition", "0", "--emergency"]);
+    c.fails(
+        &["failover", "--yes", "--partition", "0", "--to", "eastus"],
+        5,
+    );
+    let v = c.ok(&["failover", "--yes", "--partition", "0", "--emergency"]);
     assert_eq!(v["failovers"][0]["new_primary"], "eastus");
     assert_eq!(v["failovers"][0]["sync_standby"], "westeurope");
     assert!(v["failovers"][0]["possible_loss_after_lsn"].is_null());
@@ -101,11 +121,12 @@ fn double_loss_of_primary_and_standby_is_refused_without_accept_data_loss() {
     c.create_user("d@contoso.com");
     std::fs::remove_dir_all(c.dc_dir("westus")).unwrap();
     std::fs::remove_dir_all(c.dc_dir("eastus")).unwrap();
-    let r = c.fails(&["failover", "--partition", "0", "--emergency"], 5);
+    let r = c.fails(&["failover", "--yes", "--partition", "0", "--emergency"], 5);
     assert!(r.stderr.contains("--accept-data-loss"), "{}", r.describe());
     assert_eq!(partition(&c, 0)["primary"], "westus");
     let v = c.ok(&[
         "failover",
+        "--yes",
         "--partition",
         "0",
         "--emergency",
@@ -141,7 +162,7 @@ fn stale_primary_tail_is_discarded_and_never_visible() {
     // The primary's datacenter becomes unreachable before anyone settles the tail.
     let away = c.path("westus-away");
     rename(&c.dc_dir("westus"), &away);
-    c.ok(&["failover", "--partition", "0", "--emergency"]);
+    c.ok(&["failover", "--yes", "--partition", "0", "--emergency"]);
     let newer = c.create_user("newer@contoso.com");
     // The old primary comes back: it is a secondary of a newer term now.
     rename(&away, &c.dc_dir("westus"));
@@ -195,7 +216,7 @@ fn a_returning_stale_primary_is_cut_before_it_serves_a_read() {
         .success());
     let away = c.path("westus-away");
     rename(&c.dc_dir("westus"), &away);
-    c.ok(&["failover", "--partition", "0", "--emergency"]);
+    c.ok(&["failover", "--yes", "--partition", "0", "--emergency"]);
     rename(&away, &c.dc_dir("westus"));
     let v = c.ok(&["status"]);
     let row = v["replicas"]
@@ -232,7 +253,7 @@ fn a_returning_stale_primary_is_cut_before_it_serves_a_read() {
 fn failover_all_from_a_datacenter_moves_every_primary_off_it() {
     let c = Cluster::new();
     c.create_user("a@contoso.com");
-    let v = c.ok(&["failover", "--all-from", "westus"]);
+    let v = c.ok(&["failover", "--yes", "--all-from", "westus"]);
     let moved: Vec<_> = v["failovers"]
         .as_array()
         .unwrap()
@@ -281,11 +302,17 @@ fn a_rebuilt_datacenter_answers_reads_equal_to_the_primary() {
     }
     // westeurope holds partition 2's primary: rebuilding it needs a failover first.
     // The other partitions' replicas are rebuilt meanwhile.
-    let r = c.fails(&["dc", "rebuild", "westeurope"], 5);
+    let r = c.fails(&["dc", "rebuild", "--yes", "westeurope"], 5);
     assert!(r.stderr.contains("fail over first"), "{}", r.describe());
     assert!(r.stdout.contains("rebuilt"), "{}", r.describe());
-    c.ok(&["failover", "--all-from", "westeurope", "--emergency"]);
-    let v = c.ok(&["dc", "rebuild", "westeurope"]);
+    c.ok(&[
+        "failover",
+        "--yes",
+        "--all-from",
+        "westeurope",
+        "--emergency",
+    ]);
+    let v = c.ok(&["dc", "rebuild", "--yes", "westeurope"]);
     let results: Vec<_> = v["replicas"]
         .as_array()
         .unwrap()
@@ -314,7 +341,14 @@ fn a_rebuilt_datacenter_answers_reads_equal_to_the_primary() {
         .iter()
         .all(|r| r["lag_entries"] == 0 && r["health"] == "ok"));
     // The rebuilt replica is a full member: it can become primary.
-    c.ok(&["failover", "--partition", "0", "--to", "westeurope"]);
+    c.ok(&[
+        "failover",
+        "--yes",
+        "--partition",
+        "0",
+        "--to",
+        "westeurope",
+    ]);
     c.create_user("after-rebuild@contoso.com");
 }
 
@@ -355,7 +389,7 @@ fn a_secondary_behind_the_retained_log_is_reseeded_from_a_checkpoint() {
 #[test]
 fn status_shows_terms_sync_standbys_and_rebuilding_replicas() {
     let c = Cluster::new();
-    c.ok(&["failover", "--partition", "0", "--to", "eastus"]);
+    c.ok(&["failover", "--partition", "0", "--to", "eastus", "--yes"]);
     let rows = c.status(0);
     let east = rows.iter().find(|r| r["datacenter"] == "eastus").unwrap();
     assert_eq!(east["role"], "primary");
@@ -376,7 +410,7 @@ fn status_shows_terms_sync_standbys_and_rebuilding_replicas() {
         .as_str()
         .unwrap()
         .starts_with("rebuilding"));
-    c.ok(&["dc", "rebuild", "westeurope"]);
+    c.ok(&["dc", "rebuild", "westeurope", "--yes"]);
     assert_eq!(
         c.status(0)
             .iter()

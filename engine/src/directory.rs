@@ -10,6 +10,9 @@
 //! 0x04 | tenant(16) | member(16) | group(16) -> empty             (memberOf)
 //! 0x05 | tenant(16)                       -> tenant JSON
 //! 0x06 | tenant(16) | id(16)              -> tombstone JSON       (recycle bin)
+//! 0x07 | tenant(16) | principal(16) | resource -> {action: grant JSON} (access)
+//! 0x08 | seq(8)                           -> audit record JSON    (audit, per partition)
+//! 0x09                                    -> seq(8) | sha256(32)  (audit chain head)
 //! ```
 
 use std::collections::BTreeMap;
@@ -21,17 +24,30 @@ use crate::error::{Error, Result};
 use crate::log::Op;
 use crate::replica::{CheckpointView, Replica};
 
-const K_OBJECT: u8 = 0x01;
-const K_UPN: u8 = 0x02;
-const K_MEMBER: u8 = 0x03;
-const K_MEMBER_OF: u8 = 0x04;
-const K_TENANT: u8 = 0x05;
-const K_TOMBSTONE: u8 = 0x06;
+pub(crate) const K_OBJECT: u8 = 0x01;
+pub(crate) const K_UPN: u8 = 0x02;
+pub(crate) const K_MEMBER: u8 = 0x03;
+pub(crate) const K_MEMBER_OF: u8 = 0x04;
+pub(crate) const K_TENANT: u8 = 0x05;
+pub(crate) const K_TOMBSTONE: u8 = 0x06;
+pub(crate) const K_GRANT: u8 = 0x07;
+pub(crate) const K_AUDIT: u8 = 0x08;
+pub(crate) const K_AUDIT_HEAD: u8 = 0x09;
 
 /// Read access to a partition's data: a replica, or a transaction's view of it.
 pub trait Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Many key-only prefix scans over one iterator (cheaper than an iterator each), for
+    /// walks such as an access check's; None: use `scan_prefix`.
+    fn key_scanner(&self) -> Option<Box<dyn KeyScanner + '_>> {
+        None
+    }
+}
+
+/// Repeated prefix scans returning keys, reusing one storage iterator.
+pub trait KeyScanner {
+    fn keys(&mut self, prefix: &[u8]) -> Result<Vec<Vec<u8>>>;
 }
 
 impl Store for Replica {
@@ -40,6 +56,9 @@ impl Store for Replica {
     }
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         Replica::scan_prefix(self, prefix)
+    }
+    fn key_scanner(&self) -> Option<Box<dyn KeyScanner + '_>> {
+        Some(Box::new(Replica::key_scanner(self)))
     }
 }
 
@@ -355,7 +374,7 @@ fn tenant_bytes(tenant: &str) -> Result<[u8; 16]> {
         .map_err(|_| Error::Corrupt(format!("tenant id {tenant:?} is not a UUID")))
 }
 
-fn key(kind: u8, tenant: &str, parts: &[&[u8]]) -> Result<Vec<u8>> {
+pub(crate) fn key(kind: u8, tenant: &str, parts: &[&[u8]]) -> Result<Vec<u8>> {
     let mut k = Vec::with_capacity(1 + 16 + parts.iter().map(|p| p.len()).sum::<usize>());
     k.push(kind);
     k.extend_from_slice(&tenant_bytes(tenant)?);
@@ -378,7 +397,7 @@ pub fn object_key(tenant: &str, id: &Uuid) -> Result<Vec<u8>> {
     key(K_OBJECT, tenant, &[id.as_bytes()])
 }
 
-fn upn_key(tenant: &str, upn: &str) -> Result<Vec<u8>> {
+pub(crate) fn upn_key(tenant: &str, upn: &str) -> Result<Vec<u8>> {
     key(K_UPN, tenant, &[upn.to_lowercase().as_bytes()])
 }
 
@@ -386,7 +405,7 @@ pub fn tenant_key(tenant: &str) -> Result<Vec<u8>> {
     key(K_TENANT, tenant, &[])
 }
 
-fn decode(raw: &[u8], what: &str) -> Result<Map<String, Value>> {
+pub(crate) fn decode(raw: &[u8], what: &str) -> Result<Map<String, Value>> {
     match serde_json::from_slice(raw) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(Error::Corrupt(format!(
@@ -396,18 +415,22 @@ fn decode(raw: &[u8], what: &str) -> Result<Map<String, Value>> {
     }
 }
 
-fn encode(m: &Map<String, Value>) -> Vec<u8> {
+pub(crate) fn encode(m: &Map<String, Value>) -> Vec<u8> {
     serde_json::to_vec(m).unwrap_or_default()
 }
 
-fn type_of(m: &Map<String, Value>) -> Option<ObjectType> {
+pub(crate) fn type_of(m: &Map<String, Value>) -> Option<ObjectType> {
     m.get("@odata.type")
         .and_then(Value::as_str)
         .and_then(ObjectType::from_odata)
 }
 
 /// Checks client-supplied fields against the type's schema.
-fn check_fields(ty: ObjectType, fields: &Map<String, Value>, creating: bool) -> Result<()> {
+pub(crate) fn check_fields(
+    ty: ObjectType,
+    fields: &Map<String, Value>,
+    creating: bool,
+) -> Result<()> {
     let schema = ty.fields();
     for (name, v) in fields {
         if name == "id" && creating {
@@ -523,7 +546,12 @@ pub fn create(
     Ok(obj)
 }
 
-fn claim_upn(t: &mut Txn, tenant: &str, obj: &Map<String, Value>, id: &Uuid) -> Result<()> {
+pub(crate) fn claim_upn(
+    t: &mut Txn,
+    tenant: &str,
+    obj: &Map<String, Value>,
+    id: &Uuid,
+) -> Result<()> {
     let upn = obj
         .get("userPrincipalName")
         .and_then(Value::as_str)
@@ -585,7 +613,7 @@ pub fn get_typed(
     Ok(obj)
 }
 
-fn id_of(obj: &Map<String, Value>) -> Result<Uuid> {
+pub(crate) fn id_of(obj: &Map<String, Value>) -> Result<Uuid> {
     parse_id(obj.get("id").and_then(Value::as_str).unwrap_or_default())
 }
 
@@ -786,7 +814,7 @@ pub fn create_tenant(
     Ok(m)
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

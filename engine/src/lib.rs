@@ -2,6 +2,8 @@
 //!
 //! See ARCHITECTURE.md at the repository root for the map, docs/design.md for formats.
 
+pub mod access;
+pub mod audit;
 pub mod clock;
 pub mod cluster;
 pub mod directory;
@@ -9,6 +11,7 @@ pub mod error;
 pub mod failover;
 pub mod log;
 pub mod rebuild;
+pub mod recycle;
 pub mod replica;
 pub mod session;
 pub mod topology;

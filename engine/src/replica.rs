@@ -527,12 +527,25 @@ impl Replica {
             .map_err(|e| storage(format!("read {}", self.name()), e))
     }
 
+    /// Prefix scans of keys over one raw iterator (see `directory::KeyScanner`).
+    pub fn key_scanner(&self) -> RawKeyScanner<'_> {
+        RawKeyScanner {
+            it: self.db.raw_iterator(),
+            name: self.name(),
+        }
+    }
+
     /// Every (key, value) whose key starts with `prefix`, in key order.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
+        let mut opts = rocksdb::ReadOptions::default();
+        if let Some(end) = prefix_end(prefix) {
+            // Stops the iterator at the prefix's end instead of the first key past it.
+            opts.set_iterate_upper_bound(end);
+        }
         for item in self
             .db
-            .iterator(IteratorMode::From(prefix, Direction::Forward))
+            .iterator_opt(IteratorMode::From(prefix, Direction::Forward), opts)
         {
             let (k, v) = item.map_err(|e| storage(format!("scan {}", self.name()), e))?;
             if !k.starts_with(prefix) {
@@ -637,6 +650,42 @@ pub fn sync_dir(path: &Path) -> Result<()> {
     File::open(path)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(format!("fsync folder {}", path.display()), e))
+}
+
+/// The smallest key greater than every key starting with `prefix` (None: no such bound).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// One RocksDB iterator reused across prefix scans of the data column family.
+pub struct RawKeyScanner<'a> {
+    it: rocksdb::DBRawIterator<'a>,
+    name: String,
+}
+
+impl crate::directory::KeyScanner for RawKeyScanner<'_> {
+    fn keys(&mut self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        self.it.seek(prefix);
+        while let Some(k) = self.it.key() {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push(k.to_vec());
+            self.it.next();
+        }
+        self.it
+            .status()
+            .map_err(|e| storage(format!("scan {}", self.name), e))?;
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
