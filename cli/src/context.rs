@@ -89,6 +89,8 @@ impl Ctx {
                 .actor
                 .clone()
                 .or_else(|| std::env::var("USER").ok())
+                .or_else(|| std::env::var("LOGNAME").ok())
+                .or_else(os_user)
                 .unwrap_or_else(|| "unknown".into()),
             correlation_id: uuid::Uuid::new_v4().to_string(),
         })
@@ -213,4 +215,16 @@ impl Ctx {
         };
         self.audit_outcome(partition, op, targets, &outcome);
     }
+}
+
+/// The OS user running dirctl, from /etc/passwd by uid (cron jobs often have no USER).
+fn os_user() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+    })
 }
