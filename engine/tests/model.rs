@@ -452,7 +452,13 @@ fn randomized_faults_failovers_and_crashes_never_lose_an_acknowledged_write() {
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(4);
-            let base: u64 = rand::rng().random();
+            // CI runs the same seeds every time (a landing is never decided by luck); a developer's
+            // run draws new ones, so that every run explores more.
+            let base: u64 = if std::env::var_os("CI").is_some() {
+                0
+            } else {
+                rand::rng().random()
+            };
             (0..n).map(|i| base.wrapping_add(i)).collect()
         }
     };
