@@ -158,12 +158,12 @@ pub fn list(
 fn continue_walk(
     s: &dyn Store,
     scanner: &mut Option<Box<dyn KeyScanner + '_>>,
-    tenant: &str,
+    member_of_head: &[u8],
     p: &Uuid,
     visited: &mut BTreeSet<Uuid>,
     queue: &mut VecDeque<Uuid>,
 ) -> Result<()> {
-    let prefix = key(K_MEMBER_OF, tenant, &[p.as_bytes()])?;
+    let prefix = [member_of_head, p.as_bytes()].concat();
     let keys = match scanner {
         Some(sc) => sc.keys(&prefix)?,
         None => s
@@ -206,9 +206,22 @@ pub fn check(
     resource: &str,
     action: &str,
 ) -> Result<Decision> {
-    let u = directory::get_typed(s, tenant, ObjectType::User, user)?;
-    let uid = id_of(&u)?;
-    if u.get("accountEnabled") == Some(&Value::Bool(false)) {
+    // Only the type and the account flag matter here: read just those fields.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "@odata.type")]
+        odata_type: Option<String>,
+        #[serde(rename = "accountEnabled")]
+        account_enabled: Option<bool>,
+    }
+    let uid = directory::resolve_id(s, tenant, user)?;
+    let raw = directory::get_raw(s, tenant, &uid.to_string())?;
+    let u: Head =
+        serde_json::from_slice(&raw).map_err(|e| Error::Corrupt(format!("object {uid}: {e}")))?;
+    if u.odata_type.as_deref() != Some(ObjectType::User.odata_type()) {
+        return Err(Error::NotFound(format!("{user} is not a user")));
+    }
+    if u.account_enabled == Some(false) {
         return Ok(Decision {
             allowed: false,
             grant: None,
@@ -224,9 +237,21 @@ pub fn check(
     let mut queue = VecDeque::from([uid]);
     let mut allow = None;
     let mut scanner = s.key_scanner();
+    // Key heads built once (kind and tenant), extended per principal.
+    let member_of_head = key(K_MEMBER_OF, tenant, &[])?;
+    let grant_head = key(K_GRANT, tenant, &[])?;
     while let Some(p) = queue.pop_front() {
-        let Some(raw) = s.get(&grant_key(tenant, &p, resource)?)? else {
-            continue_walk(s, &mut scanner, tenant, &p, &mut visited, &mut queue)?;
+        let Some(raw) =
+            s.get(&[grant_head.as_slice(), p.as_bytes(), resource.as_bytes()].concat())?
+        else {
+            continue_walk(
+                s,
+                &mut scanner,
+                &member_of_head,
+                &p,
+                &mut visited,
+                &mut queue,
+            )?;
             continue;
         };
         let by_action = decode(&raw, &format!("grants of {p} on {resource:?}"))?;
@@ -244,7 +269,14 @@ pub fn check(
                 allow.get_or_insert((p, g));
             }
         }
-        continue_walk(s, &mut scanner, tenant, &p, &mut visited, &mut queue)?;
+        continue_walk(
+            s,
+            &mut scanner,
+            &member_of_head,
+            &p,
+            &mut visited,
+            &mut queue,
+        )?;
     }
     Ok(match allow {
         Some((p, g)) => Decision {

@@ -572,19 +572,23 @@ pub(crate) fn claim_upn(
 
 /// Finds a live object by ID, or a user by userPrincipalName.
 pub fn get(s: &dyn Store, tenant: &str, id_or_upn: &str) -> Result<Map<String, Value>> {
-    let id = if id_or_upn.contains('@') {
-        let owner = s.get(&upn_key(tenant, id_or_upn)?)?.ok_or_else(|| {
-            Error::NotFound(format!("no user with userPrincipalName {id_or_upn}"))
-        })?;
-        Uuid::from_slice(&owner)
-            .map_err(|_| Error::Corrupt(format!("UPN index entry for {id_or_upn} is not an ID")))?
-    } else {
-        parse_id(id_or_upn)?
-    };
+    let id = resolve_id(s, tenant, id_or_upn)?;
     let raw = s
         .get(&object_key(tenant, &id)?)?
         .ok_or_else(|| Error::NotFound(format!("no object with id {id} in this tenant")))?;
     decode(&raw, &format!("object {id}"))
+}
+
+/// An object ID, or the ID of the user with that userPrincipalName.
+pub fn resolve_id(s: &dyn Store, tenant: &str, id_or_upn: &str) -> Result<Uuid> {
+    if !id_or_upn.contains('@') {
+        return parse_id(id_or_upn);
+    }
+    let owner = s
+        .get(&upn_key(tenant, id_or_upn)?)?
+        .ok_or_else(|| Error::NotFound(format!("no user with userPrincipalName {id_or_upn}")))?;
+    Uuid::from_slice(&owner)
+        .map_err(|_| Error::Corrupt(format!("UPN index entry for {id_or_upn} is not an ID")))
 }
 
 /// The stored bytes (Graph JSON) of a live object, by ID: what a server sends on the wire,
