@@ -167,9 +167,14 @@ impl<'a> Txn<'a> {
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
         let prev = self.get(&key)?;
+        self.put_over(key, value, prev);
+        Ok(())
+    }
+
+    /// `put` when the caller has just read the value it replaces (`prev`): saves the read.
+    pub fn put_over(&mut self, key: Vec<u8>, value: Vec<u8>, prev: Option<Vec<u8>>) {
         self.pending.insert(key.clone(), Some(value.clone()));
         self.ops.push(Op::Put { key, value, prev });
-        Ok(())
     }
 
     pub fn delete(&mut self, key: Vec<u8>) -> Result<()> {
@@ -542,7 +547,8 @@ pub fn create(
     if ty == ObjectType::User {
         claim_upn(t, tenant, &obj, &id)?;
     }
-    t.put(okey, encode(&obj))?;
+    // Absent: checked above for a supplied ID; a fresh random one names no stored object.
+    t.put_over(okey, encode(&obj), None);
     Ok(obj)
 }
 
@@ -557,7 +563,8 @@ pub(crate) fn claim_upn(
         .and_then(Value::as_str)
         .unwrap_or_default();
     let ukey = upn_key(tenant, upn)?;
-    if let Some(owner) = t.get(&ukey)? {
+    let prev = t.get(&ukey)?;
+    if let Some(owner) = &prev {
         if owner != id.as_bytes() {
             let owner = Uuid::from_slice(&owner)
                 .map(|u| u.to_string())
@@ -567,7 +574,8 @@ pub(crate) fn claim_upn(
             )));
         }
     }
-    t.put(ukey, id.as_bytes().to_vec())
+    t.put_over(ukey, id.as_bytes().to_vec(), prev);
+    Ok(())
 }
 
 /// Finds a live object by ID, or a user by userPrincipalName.

@@ -282,10 +282,16 @@ impl Cluster {
                 "the target {to} of partition {partition} is unreachable"
             ))
         })?;
-        self.resolve_primary(&p)?;
+        // Settle what a crashed writer left; without the sync standby that cannot be done, so
+        // the target takes everything the primary holds, those entries committed with it (an
+        // unknown outcome may become visible; an acknowledged write is never lost).
+        match self.resolve_primary(&p) {
+            Ok(()) | Err(Error::Unavailable(_)) => {}
+            Err(e) => return Err(e),
+        }
         let primary = self.replica(&pid)?;
         let target = self.replica(&tid)?;
-        let commit = primary.commit_lsn()?;
+        let commit = primary.last()?.lsn;
         Cluster::catch_up(primary, target, commit, &mut |_| {})?;
         target.set_commit_lsn(commit, Durability::Synced)?;
         // The old primary, level and held, becomes the sync standby.

@@ -290,11 +290,11 @@ impl World {
         match self.cluster.failover_planned(p, to) {
             Ok(r) => assert_eq!(r.new_term, before.term + 1),
             Err(Error::Conflict(_)) => assert_eq!(before.primary, to),
-            Err(Error::Unavailable(_)) => {
+            Err(Error::Unavailable(why)) => {
                 let down = self.unreachable.map(|i| NAMES[i]);
                 assert!(
                     down == Some(before.primary.as_str()) || down == Some(to),
-                    "planned failover refused with primary and target reachable"
+                    "planned failover refused with primary and target reachable: {why}"
                 );
             }
             Err(e) => panic!("planned failover failed: {e}"),
