@@ -379,7 +379,8 @@ pub fn failover(g: &Global, a: FailoverArgs) -> Result<()> {
     };
     confirm(a.yes, &format!("failover of {what}"))?;
     let mut ctx = Ctx::open(g)?;
-    let r = failover_partitions(g, &mut ctx, &a);
+    let mut losses = Vec::new();
+    let r = failover_partitions(g, &mut ctx, &a, &mut losses);
     let op = if a.emergency {
         "failover.emergency"
     } else {
@@ -387,11 +388,18 @@ pub fn failover(g: &Global, a: FailoverArgs) -> Result<()> {
     };
     let mut targets = vec![what];
     targets.extend(a.to.iter().map(|to| format!("to {to}")));
+    // --accept-data-loss: the audit trail keeps the window that may have been lost.
+    targets.extend(losses);
     ctx.audit_result(a.partition.unwrap_or(0), op, targets, &r);
     r
 }
 
-fn failover_partitions(g: &Global, ctx: &mut Ctx, a: &FailoverArgs) -> Result<()> {
+fn failover_partitions(
+    g: &Global,
+    ctx: &mut Ctx,
+    a: &FailoverArgs,
+    losses: &mut Vec<String>,
+) -> Result<()> {
     let parts: Vec<(u32, Option<String>)> = match (&a.partition, &a.all_from) {
         (Some(p), _) => {
             ctx.cluster.topology().partition(*p)?;
@@ -442,6 +450,14 @@ fn failover_partitions(g: &Global, ctx: &mut Ctx, a: &FailoverArgs) -> Result<()
         bar.inc(1);
     }
     bar.finish_and_clear();
+    for r in &reports {
+        if let Some(l) = r.possible_loss_after_lsn {
+            losses.push(format!(
+                "partition {}: acknowledged writes after lsn {l} (term {}) may be lost",
+                r.partition, r.old_term
+            ));
+        }
+    }
     let rows: Vec<_> = reports
         .iter()
         .map(|r| {

@@ -419,3 +419,59 @@ fn status_shows_terms_sync_standbys_and_rebuilding_replicas() {
         "ok"
     );
 }
+
+#[test]
+fn accepted_data_loss_is_audited_with_the_window_that_may_be_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("four");
+    let run = |args: &[&str]| {
+        let out = util::dirctl()
+            .arg("--cluster")
+            .arg(&root)
+            .args(args)
+            .args(["--output", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "dirctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    run(&[
+        "init",
+        "--datacenters",
+        "westus@37.4,-122.1,eastus@37.4,-79.4,westeurope@52.4,4.9,northeurope@53.3,-6.3",
+        "--partitions",
+        "1",
+    ]);
+    run(&["tenant", "create", "contoso"]);
+    run(&[
+        "user",
+        "create",
+        "--tenant",
+        "contoso",
+        "--upn",
+        "a@contoso.com",
+        "--display-name",
+        "a",
+    ]);
+    std::fs::remove_dir_all(root.join("dc-westus")).unwrap();
+    std::fs::remove_dir_all(root.join("dc-eastus")).unwrap();
+    let v = run(&[
+        "failover",
+        "--partition",
+        "0",
+        "--emergency",
+        "--accept-data-loss",
+        "--yes",
+    ]);
+    assert_eq!(v["failovers"][0]["possible_loss_after_lsn"], 0);
+    let audit = run(&["audit", "list", "--op", "failover.emergency"]).to_string();
+    assert!(
+        audit.contains("acknowledged writes after lsn 0 (term 1) may be lost"),
+        "{audit}"
+    );
+}
