@@ -566,7 +566,7 @@ pub(crate) fn claim_upn(
     let prev = t.get(&ukey)?;
     if let Some(owner) = &prev {
         if owner != id.as_bytes() {
-            let owner = Uuid::from_slice(&owner)
+            let owner = Uuid::from_slice(owner)
                 .map(|u| u.to_string())
                 .unwrap_or_default();
             return Err(Error::Conflict(format!(
