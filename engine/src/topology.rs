@@ -462,6 +462,49 @@ mod tests {
     }
 
     #[test]
+    fn diverged_is_exactly_an_old_term_at_or_past_a_later_terms_start() {
+        let p = Partition {
+            id: 0,
+            primary: "a".into(),
+            term: 3,
+            sync_standby: "b".into(),
+            term_starts: vec![
+                TermStart {
+                    term: 1,
+                    first_lsn: 1,
+                },
+                TermStart {
+                    term: 2,
+                    first_lsn: 5,
+                },
+                TermStart {
+                    term: 3,
+                    first_lsn: 9,
+                },
+            ],
+        };
+        for term in 0..=4u64 {
+            for lsn in 0..=12u64 {
+                let later_start = p
+                    .term_starts
+                    .iter()
+                    .find(|s| s.term > term)
+                    .map(|s| s.first_lsn);
+                let expected = later_start.is_some_and(|start| lsn >= start);
+                assert_eq!(
+                    p.diverged(crate::log::Position { term, lsn }),
+                    expected,
+                    "term {term} lsn {lsn}"
+                );
+            }
+        }
+        // Spot checks of what that means.
+        assert!(!p.diverged(crate::log::Position { term: 1, lsn: 4 }));
+        assert!(p.diverged(crate::log::Position { term: 1, lsn: 5 }));
+        assert!(!p.diverged(crate::log::Position { term: 3, lsn: 12 }));
+    }
+
+    #[test]
     fn distance_orders_datacenters() {
         let d = dcs();
         let sf = Location {
