@@ -75,28 +75,14 @@ fn at(root: &Path) -> Cluster {
     }
 }
 
-fn group(c: &Cluster, name: &str) -> String {
-    c.ok(&[
-        "group",
-        "create",
-        "--tenant",
-        "contoso",
-        "--display-name",
-        name,
-    ])["object"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn promise_8_restore_to_a_new_root_after_wiping_the_cluster_gives_every_object_back_equal() {
     let c = Cluster::new();
     let ada = c.create_user("ada@contoso.com");
     let bob = c.create_user("bob@contoso.com");
     let gone = c.create_user("gone@contoso.com");
-    let g = group(&c, "Engineering");
-    let outer = group(&c, "Everyone");
+    let g = c.create_group("Engineering");
+    let outer = c.create_group("Everyone");
     c.ok(&["group", "add-member", "--tenant", "contoso", &g, &ada]);
     c.ok(&["group", "add-member", "--tenant", "contoso", &g, &gone]);
     c.ok(&["group", "add-member", "--tenant", "contoso", &outer, &g]);
@@ -184,7 +170,7 @@ fn promise_8_restore_to_a_new_root_after_wiping_the_cluster_gives_every_object_b
 fn promise_8_restore_object_brings_a_deleted_user_back_with_its_memberships() {
     let c = Cluster::new();
     let ada = c.create_user("ada@contoso.com");
-    let g = group(&c, "Engineering");
+    let g = c.create_group("Engineering");
     c.ok(&["group", "add-member", "--tenant", "contoso", &g, &ada]);
     ok_at(&c, DAY1, &["backup", "create", "--dest", &dest(&c)]);
     c.ok(&["user", "delete", "--tenant", "contoso", &ada]);

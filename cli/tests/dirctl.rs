@@ -241,14 +241,7 @@ fn promise_6_reads_route_around_an_unreachable_datacenter_found_by_probe() {
         "westeurope",
     ]);
     assert_eq!(v["servedBy"]["datacenter"], "eastus");
-    let s = c.ok(&["status"]);
-    let row = s["replicas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["partition"] == 0 && r["datacenter"] == "westeurope")
-        .cloned()
-        .unwrap();
+    let row = c.status_row(0, "westeurope");
     assert!(
         row["health"].as_str().unwrap().starts_with("unreachable"),
         "{row}"

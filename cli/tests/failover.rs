@@ -218,14 +218,7 @@ fn a_returning_stale_primary_is_cut_before_it_serves_a_read() {
     rename(&c.dc_dir("westus"), &away);
     c.ok(&["failover", "--yes", "--partition", "0", "--emergency"]);
     rename(&away, &c.dc_dir("westus"));
-    let v = c.ok(&["status"]);
-    let row = v["replicas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["partition"] == 0 && r["datacenter"] == "westus")
-        .cloned()
-        .unwrap();
+    let row = c.status_row(0, "westus");
     assert!(
         row["health"].as_str().unwrap().starts_with("fenced"),
         "{row}"
@@ -238,14 +231,7 @@ fn a_returning_stale_primary_is_cut_before_it_serves_a_read() {
         3,
     );
     assert!(!r.stdout.contains("tail@contoso.com"));
-    let v = c.ok(&["status"]);
-    let row = v["replicas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["partition"] == 0 && r["datacenter"] == "westus")
-        .cloned()
-        .unwrap();
+    let row = c.status_row(0, "westus");
     assert_eq!(row["role"], "secondary");
 }
 

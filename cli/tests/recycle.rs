@@ -28,18 +28,6 @@ fn ok_at(c: &Cluster, now: &str, args: &[&str]) -> Value {
     r.json()
 }
 
-fn group(c: &Cluster, name: &str) -> String {
-    let v = c.ok(&[
-        "group",
-        "create",
-        "--tenant",
-        "contoso",
-        "--display-name",
-        name,
-    ]);
-    v["object"]["id"].as_str().unwrap().to_string()
-}
-
 fn member_ids(c: &Cluster, g: &str) -> Vec<String> {
     let v = c.ok(&["group", "members", "--tenant", "contoso", g]);
     v["objects"]
@@ -55,7 +43,11 @@ fn soft_delete_restores_same_id_attributes_and_memberships_at_29_days_23_hours()
     let c = Cluster::new();
     let ada = c.create_user("ada@contoso.com");
     let bob = c.create_user("bob@contoso.com");
-    let (eng, gone, team) = (group(&c, "eng"), group(&c, "gone"), group(&c, "team"));
+    let (eng, gone, team) = (
+        c.create_group("eng"),
+        c.create_group("gone"),
+        c.create_group("team"),
+    );
     for (g, m) in [(&eng, &ada), (&gone, &ada), (&team, &bob)] {
         c.ok(&["group", "add-member", "--tenant", "contoso", g, m]);
     }

@@ -119,6 +119,27 @@ impl Cluster {
         v["object"]["id"].as_str().unwrap().to_string()
     }
 
+    /// Creates a group in contoso; returns its ID.
+    pub fn create_group(&self, name: &str) -> String {
+        let v = self.ok(&[
+            "group",
+            "create",
+            "--tenant",
+            "contoso",
+            "--display-name",
+            name,
+        ]);
+        v["object"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// One replica's status row.
+    pub fn status_row(&self, partition: u64, dc: &str) -> Value {
+        self.status(partition)
+            .into_iter()
+            .find(|r| r["datacenter"] == dc)
+            .unwrap_or_else(|| panic!("no status row for partition {partition} in {dc}"))
+    }
+
     /// The partition's status rows.
     pub fn status(&self, partition: u64) -> Vec<Value> {
         let v = self.ok(&["status"]);
