@@ -826,3 +826,52 @@ fn promise_2_two_datacenters_unreachable_sync_standby_gives_exit_5_and_nothing_a
         assert_eq!(code, Some(3), "{stdout}");
     }
 }
+
+#[test]
+fn a_corrupt_log_entry_is_refused_with_its_location_and_never_shipped() {
+    let c = Cluster::new();
+    c.create_user("c1@contoso.com");
+    let id = c.create_user("c2@contoso.com");
+    // Flip one byte inside the primary's log entry at lsn 3, directly in RocksDB.
+    {
+        let path = c.dc_dir("westus").join("p0");
+        let db = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            &path,
+            ["default", "log", "meta"],
+        )
+        .unwrap();
+        let log = db.cf_handle("log").unwrap();
+        let mut raw = db.get_cf(&log, 3u64.to_be_bytes()).unwrap().unwrap();
+        let mid = raw.len() / 2;
+        raw[mid] ^= 0x55;
+        db.put_cf(&log, 3u64.to_be_bytes(), raw).unwrap();
+    }
+    let v = c.ok(&["sync"]);
+    let row = v["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["partition"] == 0 && r["datacenter"] == "westeurope")
+        .cloned()
+        .unwrap();
+    let err = row["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("corrupt data") && err.contains("lsn 3") && err.contains("checksum"),
+        "{row}"
+    );
+    // Nothing of the corrupt entry reached the lagging replica.
+    c.fails(
+        &[
+            "user",
+            "get",
+            "--tenant",
+            "contoso",
+            &id,
+            "--region",
+            "westeurope",
+        ],
+        3,
+    );
+    assert_eq!(c.lsn(0, "westeurope"), Some(0));
+}
