@@ -254,7 +254,14 @@ impl Replica {
         wait_for_lock(&lock, deadline, name, lock_timeout)?;
         drop(queue);
         let db = DB::open_cf_descriptors(&db_options(), path, cfs())
-            .map_err(|e| Error::Unavailable(format!("replica {name} cannot be opened: {e}")))?;
+            .map_err(|e| {
+                let why = e.to_string();
+                if why.contains("No space left on device") {
+                    Error::Unavailable(format!("replica {name} cannot be opened: the disk holding {} is full; free space there (nothing was written): {why}", path.display()))
+                } else {
+                    Error::Unavailable(format!("replica {name} cannot be opened: {why}"))
+                }
+            })?;
         let meta = db
             .cf_handle(CF_META)
             .ok_or_else(|| Error::Corrupt(format!("replica {name}: meta column family missing")))?;
