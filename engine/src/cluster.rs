@@ -345,7 +345,7 @@ impl Cluster {
 
     /// Settles entries a crashed writer left above the primary's commit lsn: those the sync
     /// standby holds are committed, the rest are cut off.
-    pub(crate) fn resolve_primary(&self, p: &Partition) -> Result<()> {
+    pub(crate) fn resolve_primary(&mut self, p: &Partition) -> Result<()> {
         let primary = self.replica(&ReplicaId::new(&p.primary, p.id))?;
         let last = primary.last()?;
         if last.term > p.term {
@@ -376,7 +376,70 @@ impl Cluster {
             settled += 1;
         }
         primary.truncate_after(settled)?;
-        primary.set_commit_lsn(settled, Durability::Synced)
+        primary.set_commit_lsn(settled, Durability::Synced)?;
+        if settled < last.lsn {
+            self.fence_cut(p, settled + 1)?;
+        }
+        Ok(())
+    }
+
+    /// Entries from `first_cut_lsn` on were cut off the primary without being committed:
+    /// raise the term, starting there, so that a copy left on any other replica (same term,
+    /// same lsn) reads as a fenced tail and is cut before it is served, shipped or promoted.
+    /// Otherwise a later entry could reuse the (term, lsn) of the cut one.
+    pub(crate) fn fence_cut(&mut self, p: &Partition, first_cut_lsn: u64) -> Result<()> {
+        let before = p.clone();
+        self.update_topology(|t| {
+            let q = t.partitions.iter_mut().find(|q| q.id == before.id).ok_or_else(|| Error::NotFound(format!("no partition {}", before.id)))?;
+            if *q != before {
+                return Err(Error::Conflict(format!("partition {} changed while an uncommitted entry was cut; run the command again", before.id)));
+            }
+            q.term += 1;
+            q.term_starts.push(crate::topology::TermStart { term: q.term, first_lsn: first_cut_lsn });
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// After taking holds, the control plane decides: if `p` changed meanwhile (a failover,
+    /// a re-designation), this handle takes the new topology and the caller must start again.
+    pub(crate) fn recheck(&mut self, p: &Partition) -> Result<()> {
+        if let Some(fresh) = self.control.reload_if_changed()? {
+            let now = fresh.partition(p.id)?.clone();
+            self.topology = fresh;
+            self.route.clear();
+            if now != *p {
+                return Err(Error::Conflict(format!(
+                    "partition {} changed while this command waited for its replicas (now primary {}, term {}); run it again",
+                    p.id, now.primary, now.term
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The highest lsn at which `secondary` holds the same entry as the primary (up to `commit`).
+    fn agreement(primary: &Replica, secondary: &Replica, commit: u64) -> Result<u64> {
+        agreement_point(
+            secondary.last()?,
+            |l| secondary.term_at(l),
+            |l| {
+                if l <= commit {
+                    primary.term_at(l)
+                } else {
+                    Ok(None)
+                }
+            },
+        )
+    }
+
+    /// Whether catching `secondary` up would need entries the primary pruned.
+    fn behind_retained_log(primary: &Replica, secondary: &Replica, commit: u64) -> Result<bool> {
+        let Some(first) = primary.first_log_lsn()? else {
+            return Ok(false);
+        };
+        let agree = Self::agreement(primary, secondary, commit)?;
+        Ok(agree < commit && first > agree + 1)
     }
 
     /// Brings `secondary` level with the primary's commit lsn: cuts what diverged, ships the rest.
@@ -391,17 +454,31 @@ impl Cluster {
         if last == primary_last && last.lsn == commit {
             return Ok(CatchUp::default());
         }
-        let agree = agreement_point(
-            last,
-            |l| secondary.term_at(l),
-            |l| {
-                if l <= commit {
-                    primary.term_at(l)
-                } else {
-                    Ok(None)
-                }
-            },
-        )?;
+        // A backstop against a stale view of the control plane: never cut entries of a term
+        // newer than anything the supposed primary holds.
+        if last.term > primary_last.term {
+            return Err(Error::Fenced(format!(
+                "{} holds term {} above {}'s term {}: the primary is stale; reload the topology",
+                secondary.name(),
+                last.term,
+                primary.name(),
+                primary_last.term
+            )));
+        }
+        let agree = Self::agreement(primary, secondary, commit)?;
+        // Entries the primary no longer retains: re-seed instead (checked before cutting
+        // anything, since a cut may itself need entries this replica pruned).
+        if agree < commit
+            && primary
+                .first_log_lsn()?
+                .is_some_and(|first| first > agree + 1)
+        {
+            return Err(Error::Unavailable(format!(
+                "{} is behind the primary's retained log (needs lsn {}); `dirctl sync` re-seeds it from a checkpoint",
+                secondary.name(),
+                agree + 1
+            )));
+        }
         let mut cut = Vec::new();
         if agree < last.lsn {
             cut = secondary
@@ -412,12 +489,6 @@ impl Cluster {
         }
         let mut shipped = 0;
         let mut from = agree + 1;
-        if from <= commit && primary.first_log_lsn()?.is_some_and(|first| first > from) {
-            return Err(Error::Unavailable(format!(
-                "{} is behind the primary's retained log (needs lsn {from}); `dirctl sync` re-seeds it from a checkpoint",
-                secondary.name()
-            )));
-        }
         while from <= commit {
             let to = (from + CATCH_UP_BATCH_ENTRIES as u64 - 1).min(commit);
             let batch = primary.entries(from, to)?;
@@ -475,6 +546,8 @@ impl Cluster {
             return self.write(partition, session_dc, build);
         }
         self.resolve_primary(&p)?;
+        // Settling may have raised the term (fence_cut).
+        let p = self.topology.partition(partition)?.clone();
         let primary = self.replica(&pid)?;
         let standby = self.replica(&sid)?;
         let commit = primary.commit_lsn()?;
@@ -570,15 +643,21 @@ impl Cluster {
                 ))
             }
             (Ok(()), Err(standby_err)) => {
-                let mut cut = primary.truncate_after(commit).map(|_| ());
+                // The session's secondary first, then the primary: a crash in between leaves
+                // the entry on the primary, in doubt, where the next writer settles it.
+                let mut cut = Ok(());
                 if let (Some(r), Some(Ok(()))) = (session, &on_session) {
-                    cut = cut.and(r.truncate_after(commit).map(|_| ()));
+                    cut = r.truncate_after(commit).map(|_| ());
                 }
-                match cut {
+                let cut = cut.and_then(|()| primary.truncate_after(commit).map(|_| ()));
+                // The standby may still hold a copy (its write failed, perhaps after the WAL):
+                // a new term from this lsn on fences any such copy, so it is never served.
+                let fenced = cut.and_then(|()| self.fence_cut(&p, lsn));
+                match fenced {
                     Ok(()) => Err(Error::Unavailable(format!(
-                        "the sync standby {sid} failed to make the write durable, so it was cut off the primary; nothing was applied: {standby_err}"
+                        "the sync standby {sid} failed to make the write durable, so it was cut off the primary and fenced everywhere; nothing was applied: {standby_err}"
                     ))),
-                    Err(e) => Err(Error::OutcomeUnknown(format!("the sync standby {sid} failed ({standby_err}) and cutting the write off the primary failed too ({e})"))),
+                    Err(e) => Err(Error::OutcomeUnknown(format!("the sync standby {sid} failed ({standby_err}) and cutting the write off failed too ({e})"))),
                 }
             }
             (Err(primary_err), _) => {
@@ -586,6 +665,7 @@ impl Cluster {
                 if let Some(r) = session {
                     let _ = r.truncate_after(commit);
                 }
+                let _ = self.fence_cut(&p, lsn);
                 Err(Error::OutcomeUnknown(format!(
                     "writing to the primary {pid} failed mid-commit: {primary_err}"
                 )))
@@ -692,6 +772,8 @@ impl Cluster {
         if let Some(e) = failed.get(id).or(failed.get(&pid)) {
             return Err(Error::Unavailable(e.to_string()));
         }
+        self.recheck(p)
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
         // Settling entries a crashed writer left needs the sync standby; without it, what is
         // at or below the commit lsn is still a fact and can be shipped.
         match self.resolve_primary(p) {
@@ -727,9 +809,17 @@ impl Cluster {
         ReplicaId,
         BTreeMap<ReplicaId, Error>,
     )> {
-        let p = self.topology.partition(partition)?.clone();
-        let ids = self.replica_ids(partition);
-        let failed = self.hold(&ids);
+        let (p, ids, failed) = loop {
+            let p = self.topology.partition(partition)?.clone();
+            let ids = self.replica_ids(partition);
+            let failed = self.hold(&ids);
+            match self.recheck(&p) {
+                Ok(()) => break (p, ids, failed),
+                // A failover happened while this process waited: take the replicas again.
+                Err(Error::Conflict(_)) => self.release_all(),
+                Err(e) => return Err(e),
+            }
+        };
         let pid = ReplicaId::new(&p.primary, partition);
         if let Some(e) = failed.get(&pid) {
             return Err(Error::Unavailable(format!(
@@ -765,13 +855,16 @@ impl Cluster {
             return self.sync(partition, progress);
         }
         self.resolve_primary(&p)?;
+        // Settling may have raised the term (fence_cut).
+        let p = self.topology.partition(partition)?.clone();
         // Secondaries behind the retained log are re-seeded from a checkpoint.
-        let first = self.replica(&pid)?.first_log_lsn()?;
         let mut reseeded = BTreeSet::new();
         for id in ids.iter().filter(|id| **id != pid) {
-            let behind = match self.held.get(id) {
-                Some(r) => first.is_some_and(|f| r.last().map(|l| l.lsn + 1 < f).unwrap_or(false)),
-                None => false,
+            let behind = match (self.held.get(id), self.held.get(&pid)) {
+                (Some(r), Some(primary)) => {
+                    Self::behind_retained_log(primary, r, primary.commit_lsn()?).unwrap_or(false)
+                }
+                _ => false,
             };
             if behind {
                 self.held.remove(id);
@@ -847,7 +940,8 @@ impl Cluster {
             .min()
             .unwrap_or(0)
             .min(commit)
-            .saturating_sub(self.options.retain_log_entries);
+            // Never the last entry: a replica must find where it agrees with the primary.
+            .saturating_sub(self.options.retain_log_entries.max(1));
         if through > 0 {
             for id in &ids {
                 if let Some(r) = self.held.get(id) {

@@ -59,12 +59,9 @@ pub fn emergency_promotion(
         .iter()
         .filter(|c| c.datacenter != primary)
         .filter_map(|c| c.last.map(|p| (p, c)))
-        .max_by(|(a, ca), (b, cb)| {
-            a.lsn
-                .cmp(&b.lsn)
-                .then(a.term.cmp(&b.term))
-                .then(cb.datacenter.cmp(&ca.datacenter))
-        })
+        // Most advanced by (term, lsn): a fenced old primary's longer tail of an older term
+        // must not win over a replica of a newer term.
+        .max_by(|(a, ca), (b, cb)| a.cmp(b).then(cb.datacenter.cmp(&ca.datacenter)))
         .ok_or_else(|| {
             Error::Unavailable("no replica of the partition is reachable".to_string())
         })?;
@@ -85,7 +82,7 @@ pub fn choose_sync_standby(
     replicas
         .iter()
         .filter(|c| c.datacenter != new_primary && !exclude.contains(&c.datacenter.as_str()))
-        .filter_map(|c| c.last.map(|p| (p.lsn, c)))
+        .filter_map(|c| c.last.map(|p| (p, c)))
         .max_by(|(a, ca), (b, cb)| a.cmp(b).then(cb.datacenter.cmp(&ca.datacenter)))
         .map(|(_, c)| c.datacenter.clone())
 }
@@ -141,6 +138,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn lossy_promotion_prefers_a_newer_term_over_a_longer_older_tail() {
+        let replicas = vec![
+            c("p", None),
+            c("s", None),
+            c("old", Some((1, 102))),
+            c("new", Some((2, 101))),
+        ];
+        assert_eq!(
+            emergency_promotion("p", "s", &replicas, true).ok(),
+            Some(Promotion::Lossy {
+                datacenter: "new".into(),
+                known_lsn: 101
+            })
+        );
+        assert_eq!(choose_sync_standby("p", &replicas, &[]), Some("new".into()));
     }
 
     #[test]
@@ -274,6 +289,7 @@ impl Cluster {
         ]
         .into();
         self.hold(&want);
+        self.recheck(&p)?;
         self.replica(&pid).map_err(|_| {
             Error::Unavailable(format!("the primary {} of partition {partition} is unreachable; use `dirctl failover --partition {partition} --emergency`", p.primary))
         })?;
@@ -289,6 +305,8 @@ impl Cluster {
             Ok(()) | Err(Error::Unavailable(_)) => {}
             Err(e) => return Err(e),
         }
+        // Settling may have raised the term (fence_cut).
+        let p = self.topology.partition(partition)?.clone();
         let primary = self.replica(&pid)?;
         let target = self.replica(&tid)?;
         let commit = primary.last()?.lsn;
@@ -324,6 +342,7 @@ impl Cluster {
         self.topology = self.control.load()?;
         let p = self.topology.partition(partition)?.clone();
         let cands = self.candidates(partition)?;
+        self.recheck(&p)?;
         let decision = emergency_promotion(&p.primary, &p.sync_standby, &cands, accept_data_loss)?;
         let (new_primary, loss) = match &decision {
             Promotion::Safe { datacenter } => (datacenter.clone(), None),
@@ -376,6 +395,7 @@ impl Cluster {
     pub(crate) fn redesignate_standby(&mut self, partition: u32) -> Result<String> {
         let p = self.topology.partition(partition)?.clone();
         let cands = self.candidates(partition)?;
+        self.recheck(&p)?;
         let Some(new) = choose_sync_standby(&p.primary, &cands, &[p.sync_standby.as_str()]) else {
             return Err(Error::Unavailable(format!(
                 "the sync standby {} of partition {partition} is unreachable and no other secondary in another datacenter can take writes; nothing was written",

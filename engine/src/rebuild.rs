@@ -106,6 +106,7 @@ impl Cluster {
                 break;
             }
         }
+        self.recheck(p)?;
         let sid = source.ok_or_else(|| {
             Error::Unavailable(format!(
                 "no healthy replica of partition {} to seed {id} from",

@@ -66,10 +66,14 @@ pub struct TermStart {
 impl Partition {
     /// Whether a replica whose last entry is `last` holds entries no primary committed.
     pub fn diverged(&self, last: crate::log::Position) -> bool {
+        // Any later term that started at or below this lsn (after a lossy promotion a later
+        // term may start lower than an earlier one did).
         self.term_starts
             .iter()
-            .find(|s| s.term > last.term)
-            .is_some_and(|s| last.lsn >= s.first_lsn)
+            .filter(|s| s.term > last.term)
+            .map(|s| s.first_lsn)
+            .min()
+            .is_some_and(|first| last.lsn >= first)
     }
 }
 
@@ -498,6 +502,25 @@ mod tests {
                 );
             }
         }
+        // A later term that started lower than an earlier one (after a lossy promotion).
+        let q = Partition {
+            term_starts: vec![
+                TermStart {
+                    term: 1,
+                    first_lsn: 1,
+                },
+                TermStart {
+                    term: 2,
+                    first_lsn: 50,
+                },
+                TermStart {
+                    term: 3,
+                    first_lsn: 20,
+                },
+            ],
+            ..p.clone()
+        };
+        assert!(q.diverged(crate::log::Position { term: 1, lsn: 30 }));
         // Spot checks of what that means.
         assert!(!p.diverged(crate::log::Position { term: 1, lsn: 4 }));
         assert!(p.diverged(crate::log::Position { term: 1, lsn: 5 }));
