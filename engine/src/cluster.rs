@@ -867,7 +867,13 @@ impl Cluster {
                 _ => false,
             };
             if behind {
-                self.held.remove(id);
+                // Keep the lock through the replacement: a waiting process must not open the
+                // folder meanwhile (it notices the new folder by its lock file and starts again).
+                let _lock = self
+                    .held
+                    .remove(id)
+                    .and_then(|r| Arc::try_unwrap(r).ok())
+                    .map(Replica::close_keeping_lock);
                 let path = replica_path(&self.root, id);
                 let stale = path.with_extension("stale");
                 if stale.exists() {

@@ -253,6 +253,17 @@ impl Replica {
         wait_for_lock(&queue, deadline, name, lock_timeout)?;
         wait_for_lock(&lock, deadline, name, lock_timeout)?;
         drop(queue);
+        // The replica may have been replaced (re-seeded, rebuilt, restored) while this process
+        // waited: then the lock it holds belongs to the old folder. Start again on the new one.
+        if !same_file(&lock, &lock_path) {
+            drop(lock);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Unavailable(format!("replica {name} was being replaced while this process waited; run the command again")));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            return Replica::open(path, name, left);
+        }
         let db = DB::open_cf_descriptors(&db_options(), path, cfs())
             .map_err(|e| {
                 let why = e.to_string();
@@ -296,6 +307,14 @@ impl Replica {
             Error::Unavailable(format!("replica {name} failed its health probe: {e}"))
         })?;
         Ok(r)
+    }
+
+    /// Closes the database but keeps the replica's lock held (returned), so that no other
+    /// process can open the folder while it is being replaced.
+    pub fn close_keeping_lock(self) -> File {
+        let Replica { db, _lock, .. } = self;
+        drop(db);
+        _lock
     }
 
     pub fn identity(&self) -> &Identity {
@@ -624,6 +643,15 @@ impl CheckpointView {
         let mut out = Vec::new();
         self.for_each_prefix(prefix, |k, v| out.push((k.to_vec(), v.to_vec())))?;
         Ok(out)
+    }
+}
+
+/// Whether the open file `f` is still the file at `path`.
+fn same_file(f: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
     }
 }
 
