@@ -50,6 +50,15 @@ impl Default for ClusterOptions {
     }
 }
 
+impl Drop for Cluster {
+    /// Commit lsns noted in memory reach the primaries' `meta` before the replicas close.
+    fn drop(&mut self) {
+        for r in self.held.values() {
+            let _ = r.persist_commit();
+        }
+    }
+}
+
 /// A thread that appends shipped entries to a replica, so that the primary's own synced
 /// write runs at the same time.
 struct Shipper {
@@ -254,6 +263,9 @@ impl Cluster {
     /// Releases every replica this handle holds.
     pub fn release_all(&mut self) {
         self.route.clear();
+        for r in self.held.values() {
+            let _ = r.persist_commit();
+        }
         self.held.clear();
     }
 
@@ -266,7 +278,13 @@ impl Cluster {
             return failed;
         };
         // Release holds that sort after the first replica still to open.
-        self.held.retain(|id, _| *id < first_missing);
+        self.held.retain(|id, r| {
+            let keep = *id < first_missing;
+            if !keep {
+                let _ = r.persist_commit();
+            }
+            keep
+        });
         for id in want.iter().filter(|id| **id >= first_missing) {
             match Replica::open(
                 &replica_path(&self.root, id),
@@ -626,7 +644,7 @@ impl Cluster {
             (Ok(()), Ok(())) => {
                 // Committed: durable in two datacenters. Recording the commit lsn can lag; a
                 // reopened primary settles it again against the standby.
-                let _ = primary.set_commit_lsn(lsn, Durability::Buffered);
+                let _ = primary.note_commit_lsn(lsn);
                 let token_dc = if matches!(on_session, Some(Ok(()))) {
                     token_dc
                 } else {

@@ -50,6 +50,9 @@ pub struct Replica {
     /// (last position, commit lsn), kept in step with `meta`: this process holds the replica
     /// exclusively, so the copy in memory is the truth between writes.
     positions: Mutex<(Position, u64)>,
+    /// The commit lsn as last written to `meta`: the primary notes commits in memory and
+    /// writes them with its next batch or when it lets go of the replica.
+    persisted_commit: std::sync::atomic::AtomicU64,
     _lock: File,
 }
 
@@ -301,6 +304,7 @@ impl Replica {
             identity,
             poisoned: AtomicBool::new(false),
             positions: Mutex::new((last, commit)),
+            persisted_commit: std::sync::atomic::AtomicU64::new(commit),
             _lock: lock,
         };
         r.probe().map_err(|e| {
@@ -312,6 +316,7 @@ impl Replica {
     /// Closes the database but keeps the replica's lock held (returned), so that no other
     /// process can open the folder while it is being replaced.
     pub fn close_keeping_lock(self) -> File {
+        let _ = self.persist_commit();
         let Replica { db, _lock, .. } = self;
         drop(db);
         _lock
@@ -391,6 +396,23 @@ impl Replica {
         b.put_cf(self.cf(CF_META)?, META_COMMIT, lsn.to_be_bytes());
         self.write(b, durability, "record commit lsn")?;
         self.positions()?.1 = lsn;
+        self.persisted_commit.store(lsn, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Notes a commit in memory only: it reaches `meta` with the next batch or `persist_commit`.
+    /// After a crash the primary settles the last entry against its sync standby again.
+    pub fn note_commit_lsn(&self, lsn: u64) -> Result<()> {
+        self.positions()?.1 = lsn;
+        Ok(())
+    }
+
+    /// Writes a commit lsn noted in memory (not synced: settling covers a crash).
+    pub fn persist_commit(&self) -> Result<()> {
+        let commit = self.commit_lsn()?;
+        if commit != self.persisted_commit.load(Ordering::SeqCst) {
+            self.set_commit_lsn(commit, Durability::Buffered)?;
+        }
         Ok(())
     }
 
@@ -424,12 +446,15 @@ impl Replica {
             }
         }
         b.put_cf(meta, META_LAST, encode_position(last_entry.position()));
+        let commit = self.commit_lsn()?;
+        b.put_cf(meta, META_COMMIT, commit.to_be_bytes());
         self.write(
             b,
             durability,
             &format!("append lsn {}..={}", entries[0].lsn, last_entry.lsn),
         )?;
         self.positions()?.0 = last_entry.position();
+        self.persisted_commit.store(commit, Ordering::SeqCst);
         Ok(())
     }
 
@@ -477,6 +502,7 @@ impl Replica {
             &format!("cut entries above lsn {lsn}"),
         )?;
         *self.positions()? = (new_last, commit);
+        self.persisted_commit.store(commit, Ordering::SeqCst);
         Ok(cut)
     }
 
