@@ -265,6 +265,7 @@ impl Cluster {
         self.route.clear();
         for r in self.held.values() {
             let _ = r.persist_commit();
+            r.stop_background_work();
         }
         self.held.clear();
     }
@@ -282,6 +283,7 @@ impl Cluster {
             let keep = *id < first_missing;
             if !keep {
                 let _ = r.persist_commit();
+                r.stop_background_work();
             }
             keep
         });

@@ -407,6 +407,12 @@ impl Replica {
         Ok(())
     }
 
+    /// Before letting go: ask RocksDB to stop background compactions now, so that closing
+    /// (which waits for them) does not keep the next process waiting for this replica.
+    pub fn stop_background_work(&self) {
+        self.db.cancel_all_background_work(false);
+    }
+
     /// Writes a commit lsn noted in memory (not synced: settling covers a crash).
     pub fn persist_commit(&self) -> Result<()> {
         let commit = self.commit_lsn()?;
