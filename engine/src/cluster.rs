@@ -634,13 +634,22 @@ impl Cluster {
         let primary = self.replica(&pid)?;
         let standby = self.replica(&sid)?;
         let on_primary = primary.append(&entry, Durability::Synced);
-        let on_standby = st
-            .recv()
-            .unwrap_or_else(|_| Err(Error::Storage("the standby shipping thread died".into())));
-        let on_session = se.map(|h| {
-            h.recv()
-                .unwrap_or_else(|_| Err(Error::Storage("the session shipping thread died".into())))
-        });
+        // A standby whose disk stalls must not hang the writer: past the lock timeout its
+        // write counts as failed (and is fenced below if it lands later).
+        let wait = self.options.lock_timeout;
+        let answer =
+            |rx: std::sync::mpsc::Receiver<Result<()>>, what: &str| match rx.recv_timeout(wait) {
+                Ok(r) => r,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Error::Storage(format!(
+                    "the {what} did not make the write durable within {} ms",
+                    wait.as_millis()
+                ))),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    Err(Error::Storage(format!("the {what} shipping thread died")))
+                }
+            };
+        let on_standby = answer(st, "sync standby");
+        let on_session = se.map(|h| answer(h, "session's secondary"));
         let session = session.as_deref();
         match (on_primary, on_standby) {
             (Ok(()), Ok(())) => {

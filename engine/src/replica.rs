@@ -53,6 +53,8 @@ pub struct Replica {
     /// The commit lsn as last written to `meta`: the primary notes commits in memory and
     /// writes them with its next batch or when it lets go of the replica.
     persisted_commit: std::sync::atomic::AtomicU64,
+    /// Serializes appends and cuts: each reads the last position, then writes after it.
+    log_writer: Mutex<()>,
     _lock: File,
 }
 
@@ -305,6 +307,7 @@ impl Replica {
             poisoned: AtomicBool::new(false),
             positions: Mutex::new((last, commit)),
             persisted_commit: std::sync::atomic::AtomicU64::new(commit),
+            log_writer: Mutex::new(()),
             _lock: lock,
         };
         r.probe().map_err(|e| {
@@ -427,6 +430,10 @@ impl Replica {
         let Some(last_entry) = entries.last() else {
             return Ok(());
         };
+        let _writing = self
+            .log_writer
+            .lock()
+            .map_err(|_| Error::Storage(format!("{}: log writer lock poisoned", self.name())))?;
         let next = self.last()?.lsn + 1;
         let (log, meta) = (self.cf(CF_LOG)?, self.cf(CF_META)?);
         let data = self
@@ -467,6 +474,10 @@ impl Replica {
     /// Cuts off every entry above `lsn`, undoing its data changes, in one synced batch.
     /// Returns the entries that were cut, newest first.
     pub fn truncate_after(&self, lsn: u64) -> Result<Vec<Entry>> {
+        let _writing = self
+            .log_writer
+            .lock()
+            .map_err(|_| Error::Storage(format!("{}: log writer lock poisoned", self.name())))?;
         let last = self.last()?;
         if last.lsn <= lsn {
             return Ok(Vec::new());
