@@ -98,11 +98,15 @@ impl Ctx {
 
     /// The session's datacenter affinity, chosen on first use: the datacenter nearest the region.
     fn session_dc(&mut self) -> Result<Option<String>> {
-        let nearest = self.cluster.nearest_datacenter()?;
-        Ok(self
-            .session
-            .as_mut()
-            .map(|(_, s)| s.datacenter.get_or_insert(nearest).clone()))
+        let Some((path, s)) = &mut self.session else {
+            return Ok(None);
+        };
+        if s.datacenter.is_none() {
+            // First use of this session: keep its affinity at once.
+            s.datacenter = Some(self.cluster.nearest_datacenter()?);
+            s.save(path)?;
+        }
+        Ok(s.datacenter.clone())
     }
 
     pub fn tenant_partition(&self, tenant: &str) -> Result<(String, u32)> {
@@ -134,13 +138,11 @@ impl Ctx {
             .session
             .as_ref()
             .and_then(|(_, s)| s.tokens.get(&partition).cloned());
-        let (out, served) = self
+        // A read changes nothing in the session (its affinity was saved when first chosen), so
+        // there is nothing to write back.
+        Ok(self
             .cluster
-            .read(partition, dc.as_deref(), token.as_ref(), answer)?;
-        if let Some((path, s)) = &mut self.session {
-            s.save(path)?;
-        }
-        Ok((out, served))
+            .read(partition, dc.as_deref(), token.as_ref(), answer)?)
     }
 
     fn record(&self, op: &str, targets: Vec<String>, outcome: &str) -> Record {
