@@ -52,19 +52,7 @@ fn every_operation_leaves_one_record_with_actor_target_and_outcome() {
         .unwrap()
         .to_string();
     // A failed operation is recorded with its error.
-    c.fails(
-        &[
-            "user",
-            "create",
-            "--tenant",
-            "contoso",
-            "--upn",
-            "ada@contoso.com",
-            "--display-name",
-            "Ada",
-        ],
-        4,
-    );
+    c.create_user_fails("ada@contoso.com", 4);
     c.ok(&["user", "delete", "--tenant", "contoso", &ada]);
     c.ok(&[
         "failover",

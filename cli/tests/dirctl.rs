@@ -3,7 +3,7 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 use serde_json::Value;
@@ -22,19 +22,7 @@ fn promise_1_acknowledged_write_survives_deleting_the_primary_datacenter_folder(
     assert_eq!(v["object"]["userPrincipalName"], "ada@contoso.com");
     assert_eq!(v["servedBy"]["datacenter"], "eastus");
     // The lost primary is reported, never silently recreated as an empty replica.
-    c.fails(
-        &[
-            "user",
-            "create",
-            "--tenant",
-            "contoso",
-            "--upn",
-            "b@contoso.com",
-            "--display-name",
-            "b",
-        ],
-        5,
-    );
+    c.create_user_fails("b@contoso.com", 5);
     assert!(!c.dc_dir("westus").exists());
 }
 
@@ -95,16 +83,7 @@ fn promise_2_no_reachable_secondary_in_another_datacenter_gives_exit_5_and_nothi
         );
     }
     // The UPN was never taken: the same write succeeds now.
-    c.ok(&[
-        "user",
-        "create",
-        "--tenant",
-        "contoso",
-        "--upn",
-        "x@contoso.com",
-        "--display-name",
-        "x",
-    ]);
+    c.create_user("x@contoso.com");
 }
 
 #[test]
@@ -252,19 +231,7 @@ fn promise_6_reads_route_around_an_unreachable_datacenter_found_by_probe() {
 fn duplicate_upn_is_a_conflict_with_exit_4() {
     let c = Cluster::new();
     c.create_user("dup@contoso.com");
-    let r = c.fails(
-        &[
-            "user",
-            "create",
-            "--tenant",
-            "contoso",
-            "--upn",
-            "DUP@contoso.com",
-            "--display-name",
-            "again",
-        ],
-        4,
-    );
+    let r = c.create_user_fails("DUP@contoso.com", 4);
     assert!(r.stderr.contains("already taken"), "{}", r.describe());
     let list = c.ok(&["user", "list", "--tenant", "contoso", "--region", "eastus"]);
     assert_eq!(list["objects"].as_array().unwrap().len(), 1);
@@ -346,75 +313,48 @@ fn malformed_input_is_refused_clearly_and_nothing_is_written() {
         2,
     );
     assert!(r.stderr.contains("shoeSize"), "{}", r.describe());
-    c.fails(
-        &[
-            "user",
-            "create",
-            "--tenant",
-            "contoso",
-            "--upn",
-            "not-an-upn",
-            "--display-name",
-            "a",
-        ],
-        2,
-    );
+    c.create_user_fails("not-an-upn", 2);
     // An import with a bad line in the middle writes none of the good lines before it.
+    // Imports with a bad line in the middle: none of the good lines before it are written.
     let file = c.path("bad.jsonl");
-    let mut f = std::fs::File::create(&file).unwrap();
-    writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok1@contoso.com","displayName":"ok1"}}"##).unwrap();
-    writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok2@contoso.com","displayName":"ok2"}}"##).unwrap();
-    writeln!(
-        f,
-        r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"broken""##
-    )
-    .unwrap();
-    drop(f);
-    let r = c.fails(
+    let import = |lines: &[&str], code: i32| {
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        c.fails(
+            &[
+                "import",
+                "--tenant",
+                "contoso",
+                file.to_str().unwrap(),
+                "--batch-size",
+                "1",
+            ],
+            code,
+        )
+    };
+    let ok1 = r##"{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok1@contoso.com","displayName":"ok1"}"##;
+    let ok2 = r##"{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok2@contoso.com","displayName":"ok2"}"##;
+    let r = import(
         &[
-            "import",
-            "--tenant",
-            "contoso",
-            file.to_str().unwrap(),
-            "--batch-size",
-            "1",
+            ok1,
+            ok2,
+            r##"{"@odata.type":"#microsoft.graph.user","userPrincipalName":"broken""##,
         ],
         2,
     );
     assert!(r.stderr.contains("line 3"), "{}", r.describe());
-    let mut f = std::fs::File::create(&file).unwrap();
-    writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok1@contoso.com","displayName":"ok1"}}"##).unwrap();
-    writeln!(
-        f,
-        r##"{{"@odata.type":"#microsoft.graph.printer","displayName":"p"}}"##
-    )
-    .unwrap();
-    drop(f);
-    let r = c.fails(
+    let r = import(
         &[
-            "import",
-            "--tenant",
-            "contoso",
-            file.to_str().unwrap(),
-            "--batch-size",
-            "1",
+            ok1,
+            r##"{"@odata.type":"#microsoft.graph.printer","displayName":"p"}"##,
         ],
         2,
     );
     assert!(r.stderr.contains("unknown object type"), "{}", r.describe());
     // A conflict late in the file is found before anything is written.
-    let mut f = std::fs::File::create(&file).unwrap();
-    writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"ok1@contoso.com","displayName":"ok1"}}"##).unwrap();
-    writeln!(f, r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"OK1@contoso.com","displayName":"ok1 again"}}"##).unwrap();
-    drop(f);
-    c.fails(
+    import(
         &[
-            "import",
-            "--tenant",
-            "contoso",
-            file.to_str().unwrap(),
-            "--batch-size",
-            "1",
+            ok1,
+            r##"{"@odata.type":"#microsoft.graph.user","userPrincipalName":"OK1@contoso.com","displayName":"ok1 again"}"##,
         ],
         4,
     );
@@ -508,16 +448,7 @@ fn a_replica_held_by_another_process_is_waited_for_then_fails_clearly() {
         r.describe()
     );
     lock.unlock().unwrap();
-    c.ok(&[
-        "user",
-        "create",
-        "--tenant",
-        "contoso",
-        "--upn",
-        "l@contoso.com",
-        "--display-name",
-        "l",
-    ]);
+    c.create_user("l@contoso.com");
 }
 
 #[test]

@@ -119,6 +119,23 @@ impl Cluster {
         v["object"]["id"].as_str().unwrap().to_string()
     }
 
+    /// A user create in contoso that must fail with exit `code`.
+    pub fn create_user_fails(&self, upn: &str, code: i32) -> Run {
+        self.fails(
+            &[
+                "user",
+                "create",
+                "--tenant",
+                "contoso",
+                "--upn",
+                upn,
+                "--display-name",
+                upn,
+            ],
+            code,
+        )
+    }
+
     /// Creates a group in contoso; returns its ID.
     pub fn create_group(&self, name: &str) -> String {
         let v = self.ok(&[
