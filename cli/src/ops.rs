@@ -139,15 +139,13 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
             .map(|p| p.id)
             .collect(),
     };
-    let mut total = 0;
-    let mut plan_errors = Vec::new();
-    for p in &parts {
-        match ctx.cluster.sync_plan(*p) {
-            Ok(n) => total += n,
-            Err(e) => plan_errors.push((*p, e)),
-        }
-    }
     let bar = if output::stdout_is_terminal() {
+        // The plan takes every replica once more: only worth it for a progress bar. Its
+        // errors are the sync's own, reported below.
+        let total = parts
+            .iter()
+            .map(|p| ctx.cluster.sync_plan(*p).unwrap_or(0))
+            .sum();
         indicatif::ProgressBar::new(total)
     } else {
         indicatif::ProgressBar::hidden()
@@ -159,10 +157,6 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for p in parts {
-        if let Some((_, e)) = plan_errors.iter().find(|(q, _)| *q == p) {
-            failures.push(format!("partition {p}: {e}"));
-            continue;
-        }
         match ctx.cluster.sync(p, &mut |n| bar.inc(n)) {
             Ok(r) => reports.extend(r),
             Err(e) => failures.push(format!("partition {p}: {e}")),
