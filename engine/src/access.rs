@@ -241,32 +241,23 @@ pub fn check(
     let member_of_head = key(K_MEMBER_OF, tenant, &[])?;
     let grant_head = key(K_GRANT, tenant, &[])?;
     while let Some(p) = queue.pop_front() {
-        let Some(raw) =
+        if let Some(raw) =
             s.get(&[grant_head.as_slice(), p.as_bytes(), resource.as_bytes()].concat())?
-        else {
-            continue_walk(
-                s,
-                &mut scanner,
-                &member_of_head,
-                &p,
-                &mut visited,
-                &mut queue,
-            )?;
-            continue;
-        };
-        let by_action = decode(&raw, &format!("grants of {p} on {resource:?}"))?;
-        for a in &actions {
-            if let Some(Value::Object(g)) = by_action.get(*a) {
-                let g = g.clone();
-                if g.get("effect").and_then(Value::as_str) == Some("deny") {
-                    return Ok(Decision {
-                        allowed: false,
-                        reason: format!("denied by the grant to {p}"),
-                        grant: Some(g),
-                        principals_checked: visited.len(),
-                    });
+        {
+            let by_action = decode(&raw, &format!("grants of {p} on {resource:?}"))?;
+            for a in &actions {
+                if let Some(Value::Object(g)) = by_action.get(*a) {
+                    let g = g.clone();
+                    if g.get("effect").and_then(Value::as_str) == Some("deny") {
+                        return Ok(Decision {
+                            allowed: false,
+                            reason: format!("denied by the grant to {p}"),
+                            grant: Some(g),
+                            principals_checked: visited.len(),
+                        });
+                    }
+                    allow.get_or_insert((p, g));
                 }
-                allow.get_or_insert((p, g));
             }
         }
         continue_walk(
