@@ -81,10 +81,11 @@ impl Shipper {
         &self,
         replica: Arc<Replica>,
         entries: Arc<[Entry]>,
+        encoded: Arc<[Vec<u8>]>,
     ) -> std::sync::mpsc::Receiver<Result<()>> {
         let (tx, rx) = std::sync::mpsc::channel();
         let job = Box::new(move || {
-            let r = replica.append(&entries, Durability::Synced);
+            let r = replica.append_encoded(&entries, &encoded, Durability::Synced);
             // Let go of the replica before answering: the caller may release and reopen it.
             drop(replica);
             let _ = tx.send(r);
@@ -627,13 +628,14 @@ impl Cluster {
         let shippers = self
             .shippers
             .get_or_insert_with(|| [Shipper::start(), Shipper::start()]);
-        let st = shippers[0].ship(standby_arc, entry.clone());
+        let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
+        let st = shippers[0].ship(standby_arc, entry.clone(), encoded.clone());
         let se = session
             .as_ref()
-            .map(|r| shippers[1].ship(r.clone(), entry.clone()));
+            .map(|r| shippers[1].ship(r.clone(), entry.clone(), encoded.clone()));
         let primary = self.replica(&pid)?;
         let standby = self.replica(&sid)?;
-        let on_primary = primary.append(&entry, Durability::Synced);
+        let on_primary = primary.append_encoded(&entry, &encoded, Durability::Synced);
         // A standby whose disk stalls must not hang the writer: past the lock timeout its
         // write counts as failed (and is fenced below if it lands later).
         let wait = self.options.lock_timeout;

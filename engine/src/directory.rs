@@ -152,7 +152,8 @@ pub fn restore_from(
 /// (each with the value it replaces, so the entry can be cut off).
 pub struct Txn<'a> {
     base: &'a dyn Store,
-    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The newest op on each key this transaction changed (an index into `ops`).
+    pending: BTreeMap<Vec<u8>, usize>,
     ops: Vec<Op>,
 }
 
@@ -173,7 +174,7 @@ impl<'a> Txn<'a> {
 
     /// `put` when the caller has just read the value it replaces (`prev`): saves the read.
     pub fn put_over(&mut self, key: Vec<u8>, value: Vec<u8>, prev: Option<Vec<u8>>) {
-        self.pending.insert(key.clone(), Some(value.clone()));
+        self.pending.insert(key.clone(), self.ops.len());
         self.ops.push(Op::Put { key, value, prev });
     }
 
@@ -181,12 +182,20 @@ impl<'a> Txn<'a> {
         let Some(prev) = self.get(&key)? else {
             return Ok(());
         };
-        self.pending.insert(key.clone(), None);
+        self.pending.insert(key.clone(), self.ops.len());
         self.ops.push(Op::Delete {
             key,
             prev: Some(prev),
         });
         Ok(())
+    }
+
+    /// The value op `i` leaves behind (`None` for a delete).
+    fn written(&self, i: usize) -> Option<&[u8]> {
+        match &self.ops[i] {
+            Op::Put { value, .. } => Some(value),
+            Op::Delete { .. } => None,
+        }
     }
 
     pub fn into_ops(self) -> Vec<Op> {
@@ -201,7 +210,7 @@ impl<'a> Txn<'a> {
 impl Store for Txn<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.pending.get(key) {
-            Some(v) => Ok(v.clone()),
+            Some(&i) => Ok(self.written(i).map(<[u8]>::to_vec)),
             None => self.base.get(key),
         }
     }
@@ -213,8 +222,8 @@ impl Store for Txn<'_> {
             .range(prefix.to_vec()..)
             .take_while(|(k, _)| k.starts_with(prefix))
         {
-            match v {
-                Some(v) => merged.insert(k.clone(), v.clone()),
+            match self.written(*v) {
+                Some(v) => merged.insert(k.clone(), v.to_vec()),
                 None => merged.remove(k),
             };
         }
@@ -509,10 +518,13 @@ pub fn create(
     check_fields(ty, &fields, true)?;
     let (id, supplied) = match fields.get("id").and_then(Value::as_str) {
         Some(s) => (parse_id(s)?, true),
-        None => (Uuid::new_v4(), false),
+        None => (Uuid::now_v7(), false),
     };
     let okey = object_key(tenant, &id)?;
-    // A random v4 ID cannot collide in practice; a supplied one (import) is checked.
+    // A fresh ID is a time-ordered GUID (UUID version 7: a millisecond timestamp, then 74
+    // random bits), so it cannot collide in practice, and the objects a batch creates land
+    // side by side in the key space (RocksDB inserts them in order, several times faster
+    // than at random places). A supplied ID (import) is checked.
     if supplied
         && (t.get(&okey)?.is_some()
             || t.get(&key(K_TOMBSTONE, tenant, &[id.as_bytes()])?)?
