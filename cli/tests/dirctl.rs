@@ -452,6 +452,33 @@ fn a_replica_held_by_another_process_is_waited_for_then_fails_clearly() {
 }
 
 #[test]
+fn a_held_control_plane_is_waited_for_then_fails_clearly_and_changes_nothing() {
+    let c = Cluster::new();
+    let before = std::fs::read(c.root.join("cluster.json")).unwrap();
+    let lock = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(c.root.join("cluster.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let start = std::time::Instant::now();
+    let r = c.fails(
+        &["dc", "drain", "--yes", "westus", "--lock-timeout-ms", "300"],
+        5,
+    );
+    assert!(start.elapsed() >= std::time::Duration::from_millis(300));
+    assert!(
+        r.stderr.contains("control plane") && r.stderr.contains("held by another dirctl process"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(std::fs::read(c.root.join("cluster.json")).unwrap(), before);
+    lock.unlock().unwrap();
+    c.ok(&["dc", "drain", "--yes", "westus"]);
+    assert_ne!(std::fs::read(c.root.join("cluster.json")).unwrap(), before);
+}
+
+#[test]
 fn two_dirctl_writers_at_once_both_succeed() {
     let c = Cluster::new();
     let writers: Vec<_> = (0..2)

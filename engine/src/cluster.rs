@@ -41,7 +41,7 @@ pub struct ClusterOptions {
 impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
-            lock_timeout: Duration::from_secs(10),
+            lock_timeout: crate::topology::DEFAULT_LOCK_TIMEOUT,
             clock: Clock::system(),
             region: None,
             failpoint: None,
@@ -221,7 +221,7 @@ impl Cluster {
     }
 
     pub fn open(root: &Path, options: ClusterOptions) -> Result<Cluster> {
-        let control = FileControlPlane::open(root)?;
+        let control = FileControlPlane::open(root)?.with_lock_timeout(options.lock_timeout);
         let topology = control.load()?;
         Ok(Cluster {
             root: root.to_path_buf(),

@@ -255,8 +255,9 @@ impl Replica {
                 ))
             })?;
         let deadline = Instant::now() + lock_timeout;
-        wait_for_lock(&queue, deadline, name, lock_timeout)?;
-        wait_for_lock(&lock, deadline, name, lock_timeout)?;
+        let what = format!("replica {name}");
+        wait_for_lock(&queue, deadline, &what, lock_timeout)?;
+        wait_for_lock(&lock, deadline, &what, lock_timeout)?;
         drop(queue);
         // The replica may have been replaced (re-seeded, rebuilt, restored) while this process
         // waited: then the lock it holds belongs to the old folder. Start again on the new one.
@@ -727,8 +728,13 @@ fn same_file(f: &File, path: &Path) -> bool {
     }
 }
 
-/// Polls a file lock until `deadline`.
-fn wait_for_lock(f: &File, deadline: Instant, name: &str, timeout: Duration) -> Result<()> {
+/// Polls a file lock until `deadline`; `what` names the locked thing in the error.
+pub(crate) fn wait_for_lock(
+    f: &File,
+    deadline: Instant,
+    what: &str,
+    timeout: Duration,
+) -> Result<()> {
     let mut wait = Duration::from_micros(200);
     loop {
         match f.try_lock() {
@@ -736,7 +742,7 @@ fn wait_for_lock(f: &File, deadline: Instant, name: &str, timeout: Duration) -> 
             Err(std::fs::TryLockError::WouldBlock) => {
                 if Instant::now() >= deadline {
                     return Err(Error::Unavailable(format!(
-                        "replica {name} is held by another dirctl process; gave up after {} ms (raise --lock-timeout-ms)",
+                        "{what} is held by another dirctl process; gave up after {} ms (raise --lock-timeout-ms)",
                         timeout.as_millis()
                     )));
                 }
@@ -744,9 +750,7 @@ fn wait_for_lock(f: &File, deadline: Instant, name: &str, timeout: Duration) -> 
                 wait = (wait * 2).min(Duration::from_millis(2));
             }
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::Unavailable(format!(
-                    "replica {name}: cannot lock: {e}"
-                )))
+                return Err(Error::Unavailable(format!("{what}: cannot lock: {e}")))
             }
         }
     }

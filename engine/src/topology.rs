@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -279,7 +280,11 @@ pub struct FileControlPlane {
     root: PathBuf,
     /// The inode of cluster.json as last loaded: every change replaces the file (new inode).
     seen_inode: std::sync::atomic::AtomicU64,
+    lock_timeout: Duration,
 }
+
+/// The `--lock-timeout-ms` default: how long a process waits for another's hold.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn inode(path: &Path) -> Result<u64> {
     use std::os::unix::fs::MetadataExt;
@@ -306,7 +311,14 @@ impl FileControlPlane {
         Ok(FileControlPlane {
             root: root.to_path_buf(),
             seen_inode: std::sync::atomic::AtomicU64::new(0),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
         })
+    }
+
+    /// How long `update` waits for another process's hold on `cluster.lock` before it fails.
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> FileControlPlane {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// Writes the first topology of a new cluster root.
@@ -317,6 +329,7 @@ impl FileControlPlane {
         Ok(FileControlPlane {
             root: root.to_path_buf(),
             seen_inode: std::sync::atomic::AtomicU64::new(0),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
         })
     }
 
@@ -372,8 +385,14 @@ impl ControlPlane for FileControlPlane {
             .truncate(false)
             .open(&lock_path)
             .map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
-        lock.lock()
-            .map_err(|e| Error::io(format!("lock {}", lock_path.display()), e))?;
+        // Another process's change takes milliseconds; one stopped while it holds the lock
+        // must not hang every writer: the wait is bounded like a replica's.
+        crate::replica::wait_for_lock(
+            &lock,
+            std::time::Instant::now() + self.lock_timeout,
+            &format!("the control plane ({})", lock_path.display()),
+            self.lock_timeout,
+        )?;
         let mut t = self.load()?;
         change(&mut t)?;
         t.generation += 1;
