@@ -633,57 +633,86 @@ impl Cluster {
         let se = session
             .as_ref()
             .map(|r| shippers[1].ship(r.clone(), entry.clone(), encoded.clone()));
+        let on_primary = self
+            .replica(&pid)?
+            .append_encoded(&entry, &encoded, Durability::Synced);
+        let on_standby = self.answer(st, "sync standby");
+        let on_session = se.map(|h| self.answer(h, "session's secondary"));
+        let session_took = matches!(on_session, Some(Ok(())));
+        self.settle(
+            &p,
+            commit,
+            on_primary,
+            on_standby,
+            session.as_deref().map(|r| (r, session_took)),
+        )?;
+        let token_dc = if session_took {
+            token_dc
+        } else {
+            p.sync_standby.clone()
+        };
+        Ok((
+            out,
+            Token {
+                partition,
+                term: p.term,
+                lsn,
+                datacenter: token_dc,
+            },
+        ))
+    }
+
+    /// A shipped entry's answer. A replica whose disk stalls must not hang the writer: past
+    /// the lock timeout its write counts as failed (and is fenced if it lands later).
+    fn answer(&self, rx: std::sync::mpsc::Receiver<Result<()>>, what: &str) -> Result<()> {
+        let wait = self.options.lock_timeout;
+        match rx.recv_timeout(wait) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Error::Storage(format!(
+                "the {what} did not make the write durable within {} ms",
+                wait.as_millis()
+            ))),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(Error::Storage(format!("the {what} shipping thread died")))
+            }
+        }
+    }
+
+    /// Settles the entry at `commit + 1` from its replicas' answers. Durable on the primary
+    /// and the sync standby: committed (`Ok`). Otherwise it is cut off wherever it landed
+    /// and fenced, and the error says whether anything may have been applied. `session` is
+    /// the session's secondary, with whether it took the entry.
+    fn settle(
+        &mut self,
+        p: &Partition,
+        commit: u64,
+        on_primary: Result<()>,
+        on_standby: Result<()>,
+        session: Option<(&Replica, bool)>,
+    ) -> Result<()> {
+        let lsn = commit + 1;
+        let pid = ReplicaId::new(&p.primary, p.id);
+        let sid = ReplicaId::new(&p.sync_standby, p.id);
         let primary = self.replica(&pid)?;
         let standby = self.replica(&sid)?;
-        let on_primary = primary.append_encoded(&entry, &encoded, Durability::Synced);
-        // A standby whose disk stalls must not hang the writer: past the lock timeout its
-        // write counts as failed (and is fenced below if it lands later).
-        let wait = self.options.lock_timeout;
-        let answer =
-            |rx: std::sync::mpsc::Receiver<Result<()>>, what: &str| match rx.recv_timeout(wait) {
-                Ok(r) => r,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Error::Storage(format!(
-                    "the {what} did not make the write durable within {} ms",
-                    wait.as_millis()
-                ))),
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    Err(Error::Storage(format!("the {what} shipping thread died")))
-                }
-            };
-        let on_standby = answer(st, "sync standby");
-        let on_session = se.map(|h| answer(h, "session's secondary"));
-        let session = session.as_deref();
         match (on_primary, on_standby) {
             (Ok(()), Ok(())) => {
                 // Committed: durable in two datacenters. Recording the commit lsn can lag; a
                 // reopened primary settles it again against the standby.
                 let _ = primary.note_commit_lsn(lsn);
-                let token_dc = if matches!(on_session, Some(Ok(()))) {
-                    token_dc
-                } else {
-                    p.sync_standby.clone()
-                };
-                Ok((
-                    out,
-                    Token {
-                        partition,
-                        term: p.term,
-                        lsn,
-                        datacenter: token_dc,
-                    },
-                ))
+                Ok(())
             }
             (Ok(()), Err(standby_err)) => {
                 // The session's secondary first, then the primary: a crash in between leaves
                 // the entry on the primary, in doubt, where the next writer settles it.
                 let mut cut = Ok(());
-                if let (Some(r), Some(Ok(()))) = (session, &on_session) {
+                if let Some((r, true)) = session {
                     cut = r.truncate_after(commit).map(|_| ());
                 }
                 let cut = cut.and_then(|()| primary.truncate_after(commit).map(|_| ()));
                 // The standby may still hold a copy (its write failed, perhaps after the WAL):
                 // a new term from this lsn on fences any such copy, so it is never served.
-                let fenced = cut.and_then(|()| self.fence_cut(&p, lsn));
+                let fenced = cut.and_then(|()| self.fence_cut(p, lsn));
                 match fenced {
                     Ok(()) => Err(Error::Unavailable(format!(
                         "the sync standby {sid} failed to make the write durable, so it was cut off the primary and fenced everywhere; nothing was applied: {standby_err}"
@@ -693,10 +722,10 @@ impl Cluster {
             }
             (Err(primary_err), _) => {
                 let _ = standby.truncate_after(commit);
-                if let Some(r) = session {
+                if let Some((r, _)) = session {
                     let _ = r.truncate_after(commit);
                 }
-                let _ = self.fence_cut(&p, lsn);
+                let _ = self.fence_cut(p, lsn);
                 Err(Error::OutcomeUnknown(format!(
                     "writing to the primary {pid} failed mid-commit: {primary_err}"
                 )))
