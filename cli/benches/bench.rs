@@ -177,8 +177,11 @@ fn bulk_import(dir: &Path, n: usize, batch: usize) -> Vec<Value> {
     let batches: Vec<Vec<_>> = objs.chunks(batch).map(<[_]>::to_vec).collect();
     let t = Instant::now();
     let mut building = Duration::ZERO;
-    for chunk in batches {
-        c.write(0, None, |r| {
+    c.write_pipelined(
+        0,
+        None,
+        batches,
+        |r, chunk| {
             let b = Instant::now();
             let mut x = Txn::new(r);
             for o in chunk {
@@ -187,9 +190,10 @@ fn bulk_import(dir: &Path, n: usize, batch: usize) -> Vec<Value> {
             let ops = x.into_ops();
             building += b.elapsed();
             Ok((ops, ()))
-        })
-        .unwrap();
-    }
+        },
+        |(), _| {},
+    )
+    .unwrap();
     let ours = n as f64 / t.elapsed().as_secs_f64();
     eprintln!(
         "import: {:.3} s in all, {:.3} s building batches",

@@ -9,7 +9,7 @@ use std::io::{BufRead as _, IsTerminal as _};
 use engine::audit::{self, Record};
 use engine::clock::Clock;
 use engine::cluster::{Cluster, ClusterOptions, ServedBy};
-use engine::directory::Txn;
+use engine::directory::{Store, Txn};
 use engine::log::Op;
 use engine::replica::Replica;
 use engine::session::{Session, Token};
@@ -128,6 +128,30 @@ impl Ctx {
         Ok((out, token))
     }
 
+    /// `Cluster::write_pipelined`, keeping the session's tokens (also those of the entries
+    /// committed before an error).
+    pub fn write_pipelined<B, T>(
+        &mut self,
+        partition: u32,
+        batches: impl IntoIterator<Item = B>,
+        build: impl FnMut(&dyn Store, B) -> engine::Result<(Vec<Op>, T)>,
+        mut committed: impl FnMut(T, &Token),
+    ) -> Result<()> {
+        let dc = self.session_dc()?;
+        let mut last = None;
+        let r =
+            self.cluster
+                .write_pipelined(partition, dc.as_deref(), batches, build, |out, token| {
+                    last = Some(token.clone());
+                    committed(out, token);
+                });
+        if let (Some((path, s)), Some(token)) = (&mut self.session, &last) {
+            s.observe(token);
+            s.save(path)?;
+        }
+        Ok(r?)
+    }
+
     pub fn read<T>(
         &mut self,
         partition: u32,
@@ -145,7 +169,7 @@ impl Ctx {
             .read(partition, dc.as_deref(), token.as_ref(), answer)?)
     }
 
-    fn record(&self, op: &str, targets: Vec<String>, outcome: &str) -> Record {
+    pub fn record(&self, op: &str, targets: Vec<String>, outcome: &str) -> Record {
         Record::new(
             &self.cluster.clock().now_graph(),
             &self.actor,

@@ -3,6 +3,7 @@
 use std::io::BufRead;
 
 use anyhow::{Context as _, Result};
+use engine::audit;
 use engine::directory::{self, ObjectType, Txn};
 use engine::Error;
 use serde_json::{json, Map, Value};
@@ -323,41 +324,50 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
     );
     let mut done = 0usize;
     let mut last_token = None;
+    let mut emitted = Ok(());
     let chunks = lines.chunks(a.batch_size).count();
     let targets = vec![a.tenant.clone(), a.file.display().to_string()];
-    for (i, chunk) in lines.chunks(a.batch_size).enumerate() {
-        // The import's one audit record rides in its last entry; a failure gets its own.
-        let written = if i + 1 == chunks {
-            ctx.audited_write(partition, "import", targets.clone(), |t, _| {
-                stage(t, &tid, chunk, &now, &a.file)
-            })
-        } else {
-            let r = ctx.write(partition, |r| {
-                let mut t = Txn::new(r);
-                let ids = stage(&mut t, &tid, chunk, &now, &a.file)?;
-                Ok((t.into_ops(), ids))
-            });
-            if let Err(e) = &r {
-                ctx.audit_outcome(partition, "import", targets.clone(), &format!("{e:#}"));
+    // The import's one audit record rides in its last entry; a failure gets its own.
+    let mut record = Some(ctx.record("import", targets.clone(), "ok"));
+    // Each batch is validated while the one before is being made durable.
+    let written = ctx.write_pipelined(
+        partition,
+        lines.chunks(a.batch_size).enumerate(),
+        |r, (i, chunk)| {
+            let mut t = Txn::new(r);
+            stage(&mut t, &tid, chunk, &now, &a.file)?;
+            if i + 1 == chunks {
+                if let Some(rec) = record.take() {
+                    audit::append(&mut t, rec)?;
+                }
             }
-            r
-        };
-        let (_, token) = written.with_context(|| {
-            format!(
-                "import {} from line {}; lines before it are committed",
-                a.file.display(),
-                chunk[0].number
-            )
-        })?;
-        done += chunk.len();
-        bar.inc(chunk.len() as u64);
-        if out == Output::Json {
-            output::json_line(
-                &json!({"committedThroughLine": chunk[chunk.len() - 1].number, "objects": done, "replicaToken": token}),
-            )?;
+            Ok((t.into_ops(), chunk))
+        },
+        |chunk, token| {
+            done += chunk.len();
+            bar.inc(chunk.len() as u64);
+            if out == Output::Json && emitted.is_ok() {
+                emitted = output::json_line(
+                    &json!({"committedThroughLine": chunk[chunk.len() - 1].number, "objects": done, "replicaToken": token}),
+                );
+            }
+            last_token = Some(token.clone());
+        },
+    );
+    if let Err(e) = written {
+        let refused = e
+            .chain()
+            .any(|c| matches!(c.downcast_ref(), Some(engine::Error::Invalid(_))));
+        if !refused {
+            ctx.audit_outcome(partition, "import", targets, &format!("{e:#}"));
         }
-        last_token = Some(token);
+        let from = lines.get(done).map_or(0, |l| l.number);
+        return Err(e.context(format!(
+            "import {} from line {from}; lines before it are committed",
+            a.file.display()
+        )));
     }
+    emitted?;
     bar.finish_and_clear();
     match out {
         Output::Json => output::json_line(

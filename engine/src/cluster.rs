@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::clock::Clock;
+use crate::directory::{Overlay, Store};
 use crate::error::{Error, Result};
 use crate::log::{agreement_point, Entry, Op, Position};
 use crate::replica::{Durability, Identity, Replica};
@@ -660,6 +661,98 @@ impl Cluster {
                 datacenter: token_dc,
             },
         ))
+    }
+
+    /// Writes a sequence of entries to one partition, each built (by `build`, on this thread)
+    /// while the entry before it is being made durable on the primary and the sync standby
+    /// (on their shipping threads): a bulk load's validation overlaps its writes. Each entry
+    /// is built on the primary's state as it will be once the entry before it is applied.
+    /// `committed` hears of each commit, in order. The first error stops it: the entries
+    /// before are committed, the failed one is settled as `write` settles it (cut and
+    /// fenced), and nothing after it is written. The first entry takes `write`'s path (with
+    /// its settling, standby re-designation and catch-up); the session's secondary takes
+    /// only that one, so later tokens name the sync standby's datacenter.
+    pub fn write_pipelined<B, T>(
+        &mut self,
+        partition: u32,
+        session_dc: Option<&str>,
+        batches: impl IntoIterator<Item = B>,
+        mut build: impl FnMut(&dyn Store, B) -> Result<(Vec<Op>, T)>,
+        mut committed: impl FnMut(T, &Token),
+    ) -> Result<()> {
+        let mut batches = batches.into_iter();
+        let Some(first) = batches.next() else {
+            return Ok(());
+        };
+        let (out, token) = self.write(partition, session_dc, |r| build(r, first))?;
+        committed(out, &token);
+        let p = self.topology.partition(partition)?.clone();
+        let (primary, standby) = (
+            self.held_arc(&ReplicaId::new(&p.primary, partition))?,
+            self.held_arc(&ReplicaId::new(&p.sync_standby, partition))?,
+        );
+        let mut commit = primary.commit_lsn()?;
+        let token = |lsn: u64| Token {
+            partition,
+            term: p.term,
+            lsn,
+            datacenter: p.sync_standby.clone(),
+        };
+        // The entry in flight: its answers from the primary and the standby, and what its
+        // build returned.
+        type Answer = std::sync::mpsc::Receiver<Result<()>>;
+        let mut in_flight: Option<(Arc<[Entry]>, T, Answer, Answer)> = None;
+        loop {
+            let built = batches.next().map(|b| {
+                let ops = in_flight.as_ref().map_or(&[][..], |f| &f.0[0].ops[..]);
+                build(&Overlay::new(primary.as_ref(), ops), b)
+            });
+            if let Some((_, out, on_primary, on_standby)) = in_flight.take() {
+                let on_primary = self.answer(on_primary, "primary");
+                let on_standby = self.answer(on_standby, "sync standby");
+                self.settle(&p, commit, on_primary, on_standby, None)?;
+                commit += 1;
+                committed(out, &token(commit));
+            }
+            let Some(built) = built else {
+                return Ok(());
+            };
+            let (ops, out) = built?;
+            if ops.is_empty() {
+                committed(out, &token(commit));
+                continue;
+            }
+            // As in `write`: the control plane, read under the holds, decides who may write.
+            if let Some(fresh) = self.control.reload_if_changed()? {
+                let changed = *fresh.partition(partition)? != p;
+                self.topology = fresh;
+                if changed {
+                    return Err(Error::Unavailable(format!(
+                        "partition {partition} changed (a failover?) while this process wrote to it: entries through lsn {commit} are committed, nothing after them was written"
+                    )));
+                }
+            }
+            let entry: Arc<[Entry]> = Arc::from(vec![Entry {
+                term: p.term,
+                lsn: commit + 1,
+                time_ms: self.options.clock.now_ms(),
+                ops,
+            }]);
+            let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
+            let shippers = self
+                .shippers
+                .get_or_insert_with(|| [Shipper::start(), Shipper::start()]);
+            let on_standby = shippers[0].ship(standby.clone(), entry.clone(), encoded.clone());
+            let on_primary = shippers[1].ship(primary.clone(), entry.clone(), encoded);
+            in_flight = Some((entry, out, on_primary, on_standby));
+        }
+    }
+
+    fn held_arc(&self, id: &ReplicaId) -> Result<Arc<Replica>> {
+        self.held
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::Unavailable(format!("replica {id} is not open")))
     }
 
     /// A shipped entry's answer. A replica whose disk stalls must not hang the writer: past

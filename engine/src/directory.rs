@@ -207,6 +207,52 @@ impl<'a> Txn<'a> {
     }
 }
 
+/// A store as it will be once `ops` (an entry still being made durable) are applied: what a
+/// pipelined writer builds its next entry on (`Cluster::write_pipelined`). Reads of a key the
+/// entry changes never reach the base, so it does not matter whether the entry has landed
+/// there yet.
+pub struct Overlay<'a> {
+    base: &'a dyn Store,
+    changed: BTreeMap<&'a [u8], Option<&'a [u8]>>,
+}
+
+impl<'a> Overlay<'a> {
+    pub fn new(base: &'a dyn Store, ops: &'a [Op]) -> Overlay<'a> {
+        let changed = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, value, .. } => (key.as_slice(), Some(value.as_slice())),
+                Op::Delete { key, .. } => (key.as_slice(), None),
+            })
+            .collect();
+        Overlay { base, changed }
+    }
+}
+
+impl Store for Overlay<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.changed.get(key) {
+            Some(v) => Ok(v.map(<[u8]>::to_vec)),
+            None => self.base.get(key),
+        }
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
+            self.base.scan_prefix(prefix)?.into_iter().collect();
+        for (k, v) in self
+            .changed
+            .range(prefix..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
+            match v {
+                Some(v) => merged.insert(k.to_vec(), v.to_vec()),
+                None => merged.remove(*k),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+}
+
 impl Store for Txn<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.pending.get(key) {
