@@ -626,14 +626,11 @@ impl Cluster {
             .get(&sid)
             .cloned()
             .ok_or_else(|| Error::Unavailable(format!("replica {sid} is not open")))?;
-        let shippers = self
-            .shippers
-            .get_or_insert_with(|| [Shipper::start(), Shipper::start()]);
         let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
-        let st = shippers[0].ship(standby_arc, entry.clone(), encoded.clone());
+        let st = self.ship_to_standby(standby_arc, entry.clone(), encoded.clone());
         let se = session
             .as_ref()
-            .map(|r| shippers[1].ship(r.clone(), entry.clone(), encoded.clone()));
+            .map(|r| self.shippers()[1].ship(r.clone(), entry.clone(), encoded.clone()));
         let on_primary = self
             .replica(&pid)?
             .append_encoded(&entry, &encoded, Durability::Synced);
@@ -739,13 +736,40 @@ impl Cluster {
                 ops,
             }]);
             let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
-            let shippers = self
-                .shippers
-                .get_or_insert_with(|| [Shipper::start(), Shipper::start()]);
-            let on_standby = shippers[0].ship(standby.clone(), entry.clone(), encoded.clone());
-            let on_primary = shippers[1].ship(primary.clone(), entry.clone(), encoded);
+            let on_standby = self.ship_to_standby(standby.clone(), entry.clone(), encoded.clone());
+            let on_primary = self.shippers()[1].ship(primary.clone(), entry.clone(), encoded);
             in_flight = Some((entry, out, on_primary, on_standby));
         }
+    }
+
+    fn shippers(&mut self) -> &[Shipper; 2] {
+        self.shippers
+            .get_or_insert_with(|| [Shipper::start(), Shipper::start()])
+    }
+
+    /// Ships an entry to the sync standby (shipper 0). Failpoint `standby-fails-from-lsn:N`:
+    /// from lsn N on, the standby answers with an error and writes nothing (for tests of
+    /// settling, also in the middle of a pipelined write).
+    fn ship_to_standby(
+        &mut self,
+        standby: Arc<Replica>,
+        entries: Arc<[Entry]>,
+        encoded: Arc<[Vec<u8>]>,
+    ) -> std::sync::mpsc::Receiver<Result<()>> {
+        let fail_from = self
+            .options
+            .failpoint
+            .as_deref()
+            .and_then(|f| f.strip_prefix("standby-fails-from-lsn:"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(n) = fail_from.filter(|n| entries.iter().any(|e| e.lsn >= *n)) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let _ = tx.send(Err(Error::Storage(format!(
+                "failpoint standby-fails-from-lsn:{n}"
+            ))));
+            return rx;
+        }
+        self.shippers()[0].ship(standby, entries, encoded)
     }
 
     fn held_arc(&self, id: &ReplicaId) -> Result<Arc<Replica>> {

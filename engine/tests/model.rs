@@ -158,48 +158,94 @@ impl World {
         };
         match result {
             Ok(((), token)) => {
-                let primary = self
-                    .cluster
-                    .topology()
-                    .partition(partition)
-                    .unwrap()
-                    .primary
-                    .clone();
-                let first = self
-                    .writers
-                    .entry((partition, token.term))
-                    .or_insert_with(|| primary.clone());
-                assert_eq!(
-                    *first, primary,
-                    "two primaries acknowledged writes in partition {partition} term {}",
-                    token.term
-                );
+                self.check_one_primary(partition, &token);
                 if in_session {
                     self.session_tokens.insert(partition, token.clone());
                 }
                 self.acked.insert((tenant, id), (name, token));
             }
             Err(Error::Unavailable(_)) => {
-                // Only allowed when the partition's primary is unreachable: an unreachable
-                // sync standby is replaced by another secondary.
-                let p = self
-                    .cluster
-                    .topology()
-                    .partition(partition)
-                    .unwrap()
-                    .clone();
-                let down = self.unreachable.map(|i| NAMES[i]);
-                assert_eq!(
-                    down,
-                    Some(p.primary.as_str()),
-                    "write refused with the primary reachable"
-                );
+                self.check_refusal_allowed(partition);
                 if !update {
                     self.refused.push((tenant, id));
                 }
             }
             Err(e) => panic!("write failed: {e}"),
         }
+    }
+
+    /// A bulk load's path: three users, one per batch, each built while the batch before is
+    /// being made durable (`write_pipelined`).
+    fn pipelined_write(&mut self, rng: &mut SmallRng, step: usize) {
+        let (tenant, partition) = self.tenants[rng.random_range(0..self.tenants.len())].clone();
+        let in_session = rng.random_bool(0.5);
+        let users: Vec<(String, String)> = (0..3)
+            .map(|k| (uuid::Uuid::new_v4().to_string(), format!("name-{step}-{k}")))
+            .collect();
+        let mut acked = Vec::new();
+        let result = self.cluster.write_pipelined(
+            partition,
+            in_session.then_some(self.session_dc),
+            users.iter().enumerate(),
+            |r, (k, (id, name))| {
+                let mut t = Txn::new(r);
+                let o = obj(&format!("u{step}-{k}@t.com"), id, name);
+                directory::create(&mut t, &tenant, ObjectType::User, o, "now")?;
+                Ok((t.into_ops(), k))
+            },
+            |k, token| acked.push((k, token.clone())),
+        );
+        for (k, token) in &acked {
+            self.check_one_primary(partition, token);
+            if in_session {
+                self.session_tokens.insert(partition, token.clone());
+            }
+            let (id, name) = users[*k].clone();
+            self.acked
+                .insert((tenant.clone(), id), (name, token.clone()));
+        }
+        match result {
+            Ok(()) => assert_eq!(acked.len(), users.len()),
+            Err(Error::Unavailable(_)) => {
+                self.check_refusal_allowed(partition);
+                for (id, _) in &users[acked.len()..] {
+                    self.refused.push((tenant.clone(), id.clone()));
+                }
+            }
+            Err(e) => panic!("pipelined write failed: {e}"),
+        }
+    }
+
+    /// At every acknowledgement: one primary per partition and term.
+    fn check_one_primary(&mut self, partition: u32, token: &Token) {
+        let primary = self
+            .cluster
+            .topology()
+            .partition(partition)
+            .unwrap()
+            .primary
+            .clone();
+        let first = self
+            .writers
+            .entry((partition, token.term))
+            .or_insert_with(|| primary.clone());
+        assert_eq!(
+            *first, primary,
+            "two primaries acknowledged writes in partition {partition} term {}",
+            token.term
+        );
+    }
+
+    /// A refused write is only allowed when the partition's primary is unreachable: an
+    /// unreachable sync standby is replaced by another secondary.
+    fn check_refusal_allowed(&self, partition: u32) {
+        let p = self.cluster.topology().partition(partition).unwrap();
+        let down = self.unreachable.map(|i| NAMES[i]);
+        assert_eq!(
+            down,
+            Some(p.primary.as_str()),
+            "write refused with the primary reachable"
+        );
     }
 
     /// Promise 1 and 3: a read carrying an acknowledged write's token sees that write.
@@ -401,7 +447,8 @@ fn run_seed(seed: u64, steps: usize) {
     let mut w = World::new();
     for step in 0..steps {
         match rng.random_range(0..100) {
-            0..=49 => w.write(&mut rng, step),
+            0..=44 => w.write(&mut rng, step),
+            45..=49 => w.pipelined_write(&mut rng, step),
             50..=61 => w.sync(),
             62..=70 => w.toggle_unreachable(&mut rng),
             71..=78 => w.toggle_drain(&mut rng),
