@@ -833,3 +833,74 @@ fn a_corrupt_log_entry_is_refused_with_its_location_and_never_shipped() {
     );
     assert_eq!(c.lsn(0, "westeurope"), Some(0));
 }
+
+#[test]
+fn an_import_whose_standby_fails_midway_keeps_the_lines_before_and_says_where_it_stopped() {
+    let c = Cluster::new();
+    let file = c.path("ten.jsonl");
+    let upns: Vec<String> = (1..=10).map(|i| format!("bulk{i}@contoso.com")).collect();
+    let text: String = upns
+        .iter()
+        .map(|u| {
+            format!(
+                "{{\"@odata.type\": \"#microsoft.graph.user\", \"userPrincipalName\": \"{u}\", \"displayName\": \"{u}\"}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    // Five batches of two lines: the standby fails from the third batch's entry on.
+    let next = c.lsn(0, "westus").unwrap() + 1;
+    let (mut cmd, shown) = c.command(&[
+        "import",
+        "--tenant",
+        "contoso",
+        file.to_str().unwrap(),
+        "--batch-size",
+        "2",
+        "--output",
+        "json",
+    ]);
+    let out = cmd
+        .env(
+            "DIRCTL_FAILPOINT",
+            format!("standby-fails-from-lsn:{}", next + 2),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{shown}\n{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("from line 5; lines before it are committed")
+            && stderr.contains("nothing was applied"),
+        "{stderr}"
+    );
+    let reported: Vec<u64> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["committedThroughLine"].as_u64())
+        .collect();
+    assert_eq!(reported, [2, 4]);
+    c.ok(&["sync"]);
+    for dc in ["westus", "eastus", "westeurope"] {
+        let users = c.ok(&["user", "list", "--tenant", "contoso", "--region", dc]);
+        let have: Vec<&str> = users["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["userPrincipalName"].as_str().unwrap())
+            .collect();
+        for (i, upn) in upns.iter().enumerate() {
+            assert_eq!(have.contains(&upn.as_str()), i < 4, "{upn} read at {dc}");
+        }
+    }
+    let audit = c.ok(&["audit", "list", "--op", "import"]);
+    let outcomes: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 1, "{audit}");
+    assert!(outcomes[0].contains("standby"), "{audit}");
+}
