@@ -4,6 +4,7 @@
 mod util;
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::Value;
@@ -903,4 +904,56 @@ fn an_import_whose_standby_fails_midway_keeps_the_lines_before_and_says_where_it
         .collect();
     assert_eq!(outcomes.len(), 1, "{audit}");
     assert!(outcomes[0].contains("standby"), "{audit}");
+}
+
+/// Every file under the cluster's datacenter folders, with its length and modification time.
+fn replica_files(c: &Cluster) -> std::collections::BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
+    fn walk(
+        dir: &Path,
+        out: &mut std::collections::BTreeMap<PathBuf, (u64, std::time::SystemTime)>,
+    ) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.insert(e.path(), (m.len(), m.modified().unwrap()));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for dc in ["westus", "eastus", "westeurope"] {
+        walk(&c.dc_dir(dc), &mut out);
+    }
+    out
+}
+
+#[test]
+fn reads_write_nothing_to_the_replicas_they_read_so_a_full_disk_does_not_stop_them() {
+    let c = Cluster::new();
+    let id = c.create_user("reader@contoso.com");
+    c.ok(&["sync"]);
+    let before = replica_files(&c);
+    for region in ["westus", "eastus", "westeurope"] {
+        let got = c.ok(&[
+            "user", "get", "--tenant", "contoso", &id, "--region", region,
+        ]);
+        assert_eq!(
+            got["object"]["userPrincipalName"], "reader@contoso.com",
+            "{got}"
+        );
+        c.ok(&["user", "list", "--tenant", "contoso", "--region", region]);
+    }
+    c.ok(&["status"]);
+    let after = replica_files(&c);
+    let changed: Vec<_> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|p| before.get(*p) != after.get(*p))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "reads changed replica files: {changed:?}"
+    );
 }

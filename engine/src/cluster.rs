@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::directory::{Overlay, Store};
 use crate::error::{Error, Result};
 use crate::log::{agreement_point, Entry, Op, Position};
-use crate::replica::{Durability, Identity, Replica};
+use crate::replica::{Access, Durability, Identity, Replica};
 use crate::session::Token;
 use crate::topology::{
     nearest, ControlPlane, Datacenter, FileControlPlane, Location, Partition, Topology,
@@ -275,7 +275,47 @@ impl Cluster {
     /// Holds every replica in `want`, opening them in `ReplicaId` order so that two
     /// processes never wait on each other. Returns the replicas that could not be held.
     pub(crate) fn hold(&mut self, want: &BTreeSet<ReplicaId>) -> BTreeMap<ReplicaId, Error> {
+        self.hold_for(want, Access::Write)
+    }
+
+    /// `hold`, for `access`: a replica held for reads is reopened for writes (keeping its
+    /// lock) when writes are wanted.
+    pub(crate) fn hold_for(
+        &mut self,
+        want: &BTreeSet<ReplicaId>,
+        access: Access,
+    ) -> BTreeMap<ReplicaId, Error> {
         let mut failed = BTreeMap::new();
+        if access == Access::Write {
+            let readers: Vec<ReplicaId> = want
+                .iter()
+                .filter(|id| {
+                    self.held
+                        .get(*id)
+                        .is_some_and(|r| r.access() == Access::Read)
+                })
+                .cloned()
+                .collect();
+            for id in readers {
+                let Some(r) = self.held.remove(&id) else {
+                    continue;
+                };
+                // Nothing else holds a clone between commands (shipping threads let go of
+                // theirs before they answer). A failed reopen has let go of the lock: the
+                // replica is opened again below, in lock order.
+                match Arc::try_unwrap(r) {
+                    Ok(r) => {
+                        if let Ok(w) = r.reopen_for_writes() {
+                            self.held.insert(id, Arc::new(w));
+                        }
+                    }
+                    Err(shared) => {
+                        self.held.insert(id.clone(), shared);
+                        failed.insert(id, Error::Storage("held for reads and still in use".into()));
+                    }
+                }
+            }
+        }
         let Some(first_missing) = want.iter().find(|id| !self.held.contains_key(*id)).cloned()
         else {
             return failed;
@@ -290,13 +330,15 @@ impl Cluster {
             keep
         });
         for id in want.iter().filter(|id| **id >= first_missing) {
-            match Replica::open(
+            match Replica::open_for(
                 &replica_path(&self.root, id),
                 &id.to_string(),
                 self.options.lock_timeout,
+                access,
             ) {
                 Ok(r) => {
                     self.held.insert(id.clone(), Arc::new(r));
+                    failed.remove(id);
                 }
                 Err(e) => {
                     failed.insert(id.clone(), e);
@@ -893,7 +935,10 @@ impl Cluster {
         }
         for dc in self.read_order(partition, prefer)? {
             let id = ReplicaId::new(&dc, partition);
-            if let Some(e) = self.hold(&[id.clone()].into()).remove(&id) {
+            if let Some(e) = self
+                .hold_for(&[id.clone()].into(), Access::Read)
+                .remove(&id)
+            {
                 why.push(format!("{dc}: {e}"));
                 continue;
             }
@@ -1226,7 +1271,7 @@ impl Cluster {
                 } else {
                     "secondary"
                 };
-                let failed = self.hold(&[id.clone()].into());
+                let failed = self.hold_for(&[id.clone()].into(), Access::Read);
                 let (pos, health) = match failed.get(&id) {
                     Some(_) if crate::rebuild::rebuild_path(&self.root, &id).exists() => (
                         None,

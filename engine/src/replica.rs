@@ -42,8 +42,18 @@ pub enum Durability {
     Buffered,
 }
 
+/// How a replica is opened. Both take the replica's lock; a read opens RocksDB read-only and
+/// so writes nothing to the folder (no MANIFEST, OPTIONS, WAL or info log, no flush at close):
+/// reads go on when the disk is full, and cost no fsyncs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Write,
+    Read,
+}
+
 pub struct Replica {
     db: DB,
+    access: Access,
     path: PathBuf,
     identity: Identity,
     poisoned: AtomicBool,
@@ -224,6 +234,16 @@ impl Replica {
     /// Opens an existing replica, waiting up to `lock_timeout` for another process's hold on it.
     /// A missing folder is a lost replica (`Unavailable`), never an empty one to write into.
     pub fn open(path: &Path, name: &str, lock_timeout: Duration) -> Result<Replica> {
+        Replica::open_for(path, name, lock_timeout, Access::Write)
+    }
+
+    /// Opens a replica for writes or for reads only (`Access`).
+    pub fn open_for(
+        path: &Path,
+        name: &str,
+        lock_timeout: Duration,
+        access: Access,
+    ) -> Result<Replica> {
         let lock_path = path.join(LOCK_FILE);
         let lock = match File::options().read(true).write(true).open(&lock_path) {
             Ok(f) => f,
@@ -268,9 +288,37 @@ impl Replica {
                 return Err(Error::Unavailable(format!("replica {name} was being replaced while this process waited; run the command again")));
             }
             std::thread::sleep(Duration::from_millis(1));
-            return Replica::open(path, name, left);
+            return Replica::open_for(path, name, left, access);
         }
-        let db = DB::open_cf_descriptors(&db_options(), path, cfs())
+        Replica::open_locked(path, name, lock, access)
+    }
+
+    /// Reopens a replica opened for reads so that it takes writes, without letting go of its
+    /// lock in between.
+    pub fn reopen_for_writes(self) -> Result<Replica> {
+        let (path, name) = (self.path.clone(), self.name());
+        let lock = self.close_keeping_lock();
+        Replica::open_locked(&path, &name, lock, Access::Write)
+    }
+
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    fn open_locked(path: &Path, name: &str, lock: File, access: Access) -> Result<Replica> {
+        let opened = match access {
+            Access::Write => DB::open_cf_descriptors(&db_options(), path, cfs()),
+            Access::Read => {
+                let mut o = db_options();
+                // No info log file either (RocksDB would rotate `LOG` at every open).
+                o.set_info_logger(rocksdb::InfoLogger::new_stderr_logger(
+                    rocksdb::LogLevel::Fatal,
+                    Some("rocksdb"),
+                ));
+                DB::open_cf_descriptors_read_only(&o, path, cfs(), false)
+            }
+        };
+        let db = opened
             .map_err(|e| {
                 let why = e.to_string();
                 if why.contains("No space left on device") {
@@ -303,6 +351,7 @@ impl Replica {
         let commit = u64_at(&commit, 0, "commit lsn")?;
         let r = Replica {
             db,
+            access,
             path: path.to_path_buf(),
             identity,
             poisoned: AtomicBool::new(false),
@@ -381,6 +430,12 @@ impl Replica {
     }
 
     fn write(&self, batch: WriteBatch, durability: Durability, what: &str) -> Result<()> {
+        if self.access == Access::Read {
+            return Err(Error::Storage(format!(
+                "{what} on {}: the replica was opened for reads only",
+                self.name()
+            )));
+        }
         if self.poisoned.load(Ordering::SeqCst) {
             return Err(Error::Storage(format!(
                 "{} refuses writes after an earlier failed write; reopen it",

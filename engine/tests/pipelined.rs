@@ -133,7 +133,7 @@ fn each_batch_is_built_on_the_batch_still_in_flight() {
         .unwrap();
     assert_eq!(
         members.iter().map(id_of).collect::<Vec<_>>(),
-        [a_id.clone()]
+        std::slice::from_ref(&a_id)
     );
 }
 
