@@ -640,13 +640,8 @@ impl Cluster {
                 },
             ));
         }
-        let entry: Arc<[Entry]> = Arc::from(vec![Entry {
-            term: p.term,
-            lsn: commit + 1,
-            time_ms: self.options.clock.now_ms(),
-            ops,
-        }]);
         let lsn = commit + 1;
+        let entry = self.entry(p.term, lsn, ops);
         match self.options.failpoint.as_deref() {
             Some("crash-after-primary-append") => {
                 primary.append(&entry, Durability::Synced)?;
@@ -663,11 +658,7 @@ impl Cluster {
             }
             _ => {}
         }
-        let standby_arc = self
-            .held
-            .get(&sid)
-            .cloned()
-            .ok_or_else(|| Error::Unavailable(format!("replica {sid} is not open")))?;
+        let standby_arc = self.held_arc(&sid)?;
         let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
         let st = self.ship_to_standby(standby_arc, entry.clone(), encoded.clone());
         let se = session
@@ -771,17 +762,22 @@ impl Cluster {
                     )));
                 }
             }
-            let entry: Arc<[Entry]> = Arc::from(vec![Entry {
-                term: p.term,
-                lsn: commit + 1,
-                time_ms: self.options.clock.now_ms(),
-                ops,
-            }]);
+            let entry = self.entry(p.term, commit + 1, ops);
             let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
             let on_standby = self.ship_to_standby(standby.clone(), entry.clone(), encoded.clone());
             let on_primary = self.shippers()[1].ship(primary.clone(), entry.clone(), encoded);
             in_flight = Some((entry, out, on_primary, on_standby));
         }
+    }
+
+    /// A new entry, stamped with the clock, shared by the threads that ship it.
+    fn entry(&self, term: u64, lsn: u64, ops: Vec<Op>) -> Arc<[Entry]> {
+        Arc::from(vec![Entry {
+            term,
+            lsn,
+            time_ms: self.options.clock.now_ms(),
+            ops,
+        }])
     }
 
     fn shippers(&mut self) -> &[Shipper; 2] {

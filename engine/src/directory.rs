@@ -237,20 +237,30 @@ impl Store for Overlay<'_> {
         }
     }
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
-            self.base.scan_prefix(prefix)?.into_iter().collect();
-        for (k, v) in self
+        let changed = self
             .changed
             .range(prefix..)
             .take_while(|(k, _)| k.starts_with(prefix))
-        {
-            match v {
-                Some(v) => merged.insert(k.to_vec(), v.to_vec()),
-                None => merged.remove(*k),
-            };
-        }
-        Ok(merged.into_iter().collect())
+            .map(|(k, v)| (*k, *v));
+        scan_merged(self.base, prefix, changed)
     }
+}
+
+/// `base`'s scan of `prefix` with `changed` (key, value after the change or `None` for a
+/// delete) laid over it.
+fn scan_merged<'a>(
+    base: &dyn Store,
+    prefix: &[u8],
+    changed: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = base.scan_prefix(prefix)?.into_iter().collect();
+    for (k, v) in changed {
+        match v {
+            Some(v) => merged.insert(k.to_vec(), v.to_vec()),
+            None => merged.remove(k),
+        };
+    }
+    Ok(merged.into_iter().collect())
 }
 
 impl Store for Txn<'_> {
@@ -261,19 +271,12 @@ impl Store for Txn<'_> {
         }
     }
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
-            self.base.scan_prefix(prefix)?.into_iter().collect();
-        for (k, v) in self
+        let changed = self
             .pending
             .range(prefix.to_vec()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-        {
-            match self.written(*v) {
-                Some(v) => merged.insert(k.clone(), v.to_vec()),
-                None => merged.remove(k),
-            };
-        }
-        Ok(merged.into_iter().collect())
+            .map(|(k, i)| (k.as_slice(), self.written(*i)));
+        scan_merged(self.base, prefix, changed)
     }
 }
 
