@@ -128,23 +128,29 @@ impl Ctx {
         Ok((out, token))
     }
 
-    /// `Cluster::write_pipelined`, keeping the session's tokens (also those of the entries
+    /// `Cluster::write_pipelined_at`, keeping the session's tokens (also those of the entries
     /// committed before an error).
     pub fn write_pipelined<B, T>(
         &mut self,
         partition: u32,
+        staged_at: Option<u64>,
         batches: impl IntoIterator<Item = B>,
         build: impl FnMut(&dyn Store, B) -> engine::Result<(Vec<Op>, T)>,
         mut committed: impl FnMut(T, &Token),
     ) -> Result<()> {
         let dc = self.session_dc()?;
         let mut last = None;
-        let r =
-            self.cluster
-                .write_pipelined(partition, dc.as_deref(), batches, build, |out, token| {
-                    last = Some(token.clone());
-                    committed(out, token);
-                });
+        let r = self.cluster.write_pipelined_at(
+            partition,
+            dc.as_deref(),
+            staged_at,
+            batches,
+            build,
+            |out, token| {
+                last = Some(token.clone());
+                committed(out, token);
+            },
+        );
         if let (Some((path, s)), Some(token)) = (&mut self.session, &last) {
             s.observe(token);
             s.save(path)?;

@@ -5,6 +5,7 @@ use std::io::BufRead;
 use anyhow::{Context as _, Result};
 use engine::audit;
 use engine::directory::{self, ObjectType, Txn};
+use engine::log::Op;
 use engine::Error;
 use serde_json::{json, Map, Value};
 
@@ -307,12 +308,29 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
     let (tid, partition) = ctx.tenant_partition(&a.tenant)?;
     let now = ctx.cluster.clock().now_graph();
     let out = ctx.output;
-    // A dry run over the primary's state finds every conflict before anything is written.
-    ctx.write(partition, |r| {
+    // One pass over the primary's state stages every line: it finds every conflict before
+    // anything is written, and its ops, cut at batch boundaries, are what the batches write
+    // (refused, nothing written, if another writer got to the partition in between).
+    let (staged, at) = ctx.write(partition, |r| {
         let mut t = Txn::new(r);
-        stage(&mut t, &tid, &lines, &now, &a.file)?;
-        Ok((Vec::new(), ()))
+        let mut ends = Vec::new();
+        for chunk in lines.chunks(a.batch_size) {
+            stage(&mut t, &tid, chunk, &now, &a.file)?;
+            ends.push(t.op_count());
+        }
+        Ok((Vec::new(), (t.into_ops(), ends)))
     })?;
+    let (ops, ends) = staged;
+    let mut ops = ops.into_iter();
+    let mut start = 0;
+    let batches: Vec<Vec<Op>> = ends
+        .into_iter()
+        .map(|end| {
+            let batch = ops.by_ref().take(end - start).collect();
+            start = end;
+            batch
+        })
+        .collect();
     let bar = if output::stdout_is_terminal() {
         indicatif::ProgressBar::new(lines.len() as u64)
     } else {
@@ -329,19 +347,20 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
     let targets = vec![a.tenant.clone(), a.file.display().to_string()];
     // The import's one audit record rides in its last entry; a failure gets its own.
     let mut record = Some(ctx.record("import", targets.clone(), "ok"));
-    // Each batch is validated while the one before is being made durable.
+    // Each batch is shipped while the one before is being made durable.
     let written = ctx.write_pipelined(
         partition,
-        lines.chunks(a.batch_size).enumerate(),
-        |r, (i, chunk)| {
-            let mut t = Txn::new(r);
-            stage(&mut t, &tid, chunk, &now, &a.file)?;
+        Some(at.lsn),
+        batches.into_iter().zip(lines.chunks(a.batch_size)).enumerate(),
+        |r, (i, (mut ops, chunk))| {
             if i + 1 == chunks {
                 if let Some(rec) = record.take() {
+                    let mut t = Txn::new(r);
                     audit::append(&mut t, rec)?;
+                    ops.extend(t.into_ops());
                 }
             }
-            Ok((t.into_ops(), chunk))
+            Ok((ops, chunk))
         },
         |chunk, token| {
             done += chunk.len();

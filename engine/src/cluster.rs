@@ -707,6 +707,21 @@ impl Cluster {
         partition: u32,
         session_dc: Option<&str>,
         batches: impl IntoIterator<Item = B>,
+        build: impl FnMut(&dyn Store, B) -> Result<(Vec<Op>, T)>,
+        committed: impl FnMut(T, &Token),
+    ) -> Result<()> {
+        self.write_pipelined_at(partition, session_dc, None, batches, build, committed)
+    }
+
+    /// `write_pipelined` for batches whose ops were staged beforehand against the primary at
+    /// lsn `staged_at`: if the primary has moved since (another writer came in while this
+    /// process did not hold it), nothing is written (`Conflict`: stage again).
+    pub fn write_pipelined_at<B, T>(
+        &mut self,
+        partition: u32,
+        session_dc: Option<&str>,
+        staged_at: Option<u64>,
+        batches: impl IntoIterator<Item = B>,
         mut build: impl FnMut(&dyn Store, B) -> Result<(Vec<Op>, T)>,
         mut committed: impl FnMut(T, &Token),
     ) -> Result<()> {
@@ -714,7 +729,16 @@ impl Cluster {
         let Some(first) = batches.next() else {
             return Ok(());
         };
-        let (out, token) = self.write(partition, session_dc, |r| build(r, first))?;
+        // Built under the holds the rest of the batches keep.
+        let (out, token) = self.write(partition, session_dc, |r| {
+            let last = r.last()?.lsn;
+            match staged_at {
+                Some(at) if at != last => Err(Error::Conflict(format!(
+                    "partition {partition} took other writes (lsn {at} to {last}) after these changes were checked; nothing was written, run it again"
+                ))),
+                _ => build(r, first),
+            }
+        })?;
         committed(out, &token);
         let p = self.topology.partition(partition)?.clone();
         let (primary, standby) = (

@@ -184,3 +184,34 @@ fn a_standby_failing_mid_pipeline_keeps_the_batches_before_and_applies_nothing_o
         .unwrap();
     assert_eq!(token.lsn, 3);
 }
+
+#[test]
+fn batches_staged_before_another_write_came_in_are_refused_and_write_nothing() {
+    let (_dir, mut c, tid) = cluster(None);
+    // Staged against the primary at lsn 0, then another write lands first.
+    let staged = user("staged@t.com");
+    let staged_id = id_of(&staged);
+    let ops = {
+        let ((ops, ()), _) = c
+            .write(0, None, |r| {
+                let mut t = Txn::new(r);
+                directory::create(&mut t, &tid, ObjectType::User, staged, "now")?;
+                Ok((Vec::new(), (t.into_ops(), ())))
+            })
+            .unwrap();
+        ops
+    };
+    c.write(0, None, |r| {
+        let mut t = Txn::new(r);
+        directory::create(&mut t, &tid, ObjectType::User, user("other@t.com"), "now")?;
+        Ok((t.into_ops(), ()))
+    })
+    .unwrap();
+    let r = c.write_pipelined_at(0, None, Some(0), [ops], |_, ops| Ok((ops, ())), |(), _| {});
+    assert!(
+        matches!(r, Err(Error::Conflict(ref m)) if m.contains("nothing was written")),
+        "{r:?}"
+    );
+    c.sync(0, &mut |_| {}).unwrap();
+    assert_eq!(visible_at(&mut c, &tid, &staged_id), [false, false, false]);
+}
