@@ -9,25 +9,21 @@
 //! replays it, `GEODIR_SEEDS=K` runs K seeds, `GEODIR_STEPS=N` changes the length.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use engine::cluster::{Cluster, ClusterOptions};
+use engine::cluster::Cluster;
 use engine::directory::{self, ObjectType, Txn};
 use engine::session::Token;
-use engine::topology::{parse_datacenter, TenantPlacement};
 use engine::Error;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value};
 
-const DCS: [&str; 3] = [
-    "westus@37.4,-122.1",
-    "eastus@37.4,-79.4",
-    "westeurope@52.4,4.9",
-];
-const NAMES: [&str; 3] = ["westus", "eastus", "westeurope"];
+use common::NAMES;
+
 const PARTITIONS: u32 = 2;
 
 struct World {
@@ -59,40 +55,12 @@ fn obj(upn: &str, id: &str, name: &str) -> Map<String, Value> {
 
 impl World {
     fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("c");
-        Cluster::init(
-            &root,
-            DCS.iter().map(|s| parse_datacenter(s).unwrap()).collect(),
-            PARTITIONS,
-        )
-        .unwrap();
-        let mut cluster = Cluster::open(
-            &root,
-            ClusterOptions {
-                lock_timeout: Duration::from_secs(5),
-                ..ClusterOptions::default()
-            },
-        )
-        .unwrap();
-        let mut tenants = Vec::new();
-        for p in 0..PARTITIONS {
-            let id = uuid::Uuid::new_v4().to_string();
-            let name = format!("t{p}");
-            cluster
-                .update_topology(|t| {
-                    t.tenants.insert(
-                        name.clone(),
-                        TenantPlacement {
-                            id: id.clone(),
-                            partition: p,
-                        },
-                    );
-                    Ok(())
-                })
-                .unwrap();
-            tenants.push((id, p));
-        }
+        let common::Fixture {
+            dir,
+            root,
+            cluster,
+            tenants,
+        } = common::cluster(PARTITIONS, None);
         World {
             root,
             _dir: dir,

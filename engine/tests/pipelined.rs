@@ -3,53 +3,20 @@
 //! exactly as a single write's does.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+mod common;
 
-use engine::cluster::{Cluster, ClusterOptions};
+use engine::cluster::Cluster;
 use engine::directory::{self, ObjectType, Txn};
 use engine::session::Token;
-use engine::topology::{parse_datacenter, TenantPlacement};
 use engine::Error;
 use serde_json::{json, Map, Value};
 
-const DCS: [&str; 3] = [
-    "westus@37.4,-122.1",
-    "eastus@37.4,-79.4",
-    "westeurope@52.4,4.9",
-];
-const NAMES: [&str; 3] = ["westus", "eastus", "westeurope"];
+use common::NAMES;
 
+/// One partition, tenant `t0`: (folder, cluster, tenant ID).
 fn cluster(failpoint: Option<&str>) -> (tempfile::TempDir, Cluster, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("c");
-    Cluster::init(
-        &root,
-        DCS.iter().map(|s| parse_datacenter(s).unwrap()).collect(),
-        1,
-    )
-    .unwrap();
-    let mut c = Cluster::open(
-        &root,
-        ClusterOptions {
-            lock_timeout: Duration::from_secs(5),
-            failpoint: failpoint.map(str::to_string),
-            ..ClusterOptions::default()
-        },
-    )
-    .unwrap();
-    let tid = uuid::Uuid::new_v4().to_string();
-    c.update_topology(|t| {
-        t.tenants.insert(
-            "t".into(),
-            TenantPlacement {
-                id: tid.clone(),
-                partition: 0,
-            },
-        );
-        Ok(())
-    })
-    .unwrap();
-    (dir, c, tid)
+    let f = common::cluster(1, failpoint);
+    (f.dir, f.cluster, f.tenants[0].0.clone())
 }
 
 fn user(upn: &str) -> Map<String, Value> {
