@@ -169,6 +169,22 @@ impl Cluster {
             .collect()
     }
 
+    /// `dirctl access check` in tenant contoso, with `more` arguments (`--action`, `--region`).
+    pub fn access_check(&self, user: &str, resource: &str, more: &[&str]) -> Value {
+        let mut a = vec![
+            "access",
+            "check",
+            "--tenant",
+            "contoso",
+            "--user",
+            user,
+            "--resource",
+            resource,
+        ];
+        a.extend(more);
+        self.ok(&a)
+    }
+
     pub fn lsn(&self, partition: u64, dc: &str) -> Option<u64> {
         self.status(partition)
             .iter()
