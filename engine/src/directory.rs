@@ -681,11 +681,7 @@ pub fn resolve_id(s: &dyn Store, tenant: &str, id_or_upn: &str) -> Result<Uuid> 
 /// without parsing it.
 pub fn get_raw(s: &dyn Store, tenant: &str, id: &str) -> Result<Vec<u8>> {
     let id = parse_id(id)?;
-    // `object_key`, on the stack.
-    let mut key = [K_OBJECT; 33];
-    key[1..17].copy_from_slice(&tenant_bytes(tenant)?);
-    key[17..].copy_from_slice(id.as_bytes());
-    s.get(&key)?
+    s.get(&object_key(tenant, &id)?)?
         .ok_or_else(|| Error::NotFound(format!("no object with id {id} in this tenant")))
 }
 
