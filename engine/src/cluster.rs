@@ -731,13 +731,15 @@ impl Cluster {
         };
         // Built under the holds the rest of the batches keep.
         let (out, token) = self.write(partition, session_dc, |r| {
-            let last = r.last()?.lsn;
-            match staged_at {
-                Some(at) if at != last => Err(Error::Conflict(format!(
-                    "partition {partition} took other writes (lsn {at} to {last}) after these changes were checked; nothing was written, run it again"
-                ))),
-                _ => build(r, first),
+            if let Some(at) = staged_at {
+                let last = r.last()?.lsn;
+                if last != at {
+                    return Err(Error::Conflict(format!(
+                        "partition {partition} took other writes (lsn {at} to {last}) after these changes were checked; nothing was written, run it again"
+                    )));
+                }
             }
+            build(r, first)
         })?;
         committed(out, &token);
         let p = self.topology.partition(partition)?.clone();
