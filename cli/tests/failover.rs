@@ -124,6 +124,54 @@ fn double_loss_of_primary_and_standby_is_refused_without_accept_data_loss() {
     assert_eq!(v["failovers"][0]["possible_loss_after_lsn"], 0);
 }
 
+#[test]
+fn after_a_failover_that_accepts_data_loss_the_replicas_that_come_back_are_cut_and_the_partition_serves_again(
+) {
+    let c = Cluster::new();
+    let a = c.create_user("a@contoso.com");
+    // westus (the primary) is lost: eastus takes over in term 2 and acknowledges b.
+    let away = |dc: &str| c.path(&format!("away-{dc}"));
+    rename(&c.dc_dir("westus"), &away("westus"));
+    c.ok(&["failover", "--yes", "--partition", "0", "--emergency"]);
+    let b = c.create_user("b@contoso.com");
+    // westus comes back, eastus and westeurope (every holder of b) are lost; the operator
+    // accepts the loss and promotes westus, whose last entry is of term 1.
+    rename(&away("westus"), &c.dc_dir("westus"));
+    for dc in ["eastus", "westeurope"] {
+        rename(&c.dc_dir(dc), &away(dc));
+    }
+    c.ok(&[
+        "failover",
+        "--yes",
+        "--partition",
+        "0",
+        "--emergency",
+        "--accept-data-loss",
+    ]);
+    for dc in ["eastus", "westeurope"] {
+        rename(&away(dc), &c.dc_dir(dc));
+    }
+    // The returning replicas hold term 2's entries, now lost: they are cut, not a reason to
+    // refuse every read and write of the partition.
+    for region in ["westus", "eastus", "westeurope"] {
+        c.ok(&["user", "get", "--tenant", "contoso", &a, "--region", region]);
+        c.fails(
+            &["user", "get", "--tenant", "contoso", &b, "--region", region],
+            3,
+        );
+    }
+    let d = c.create_user("d@contoso.com");
+    let v = c.ok(&["sync"]);
+    assert_eq!(v["failures"], serde_json::json!([]), "{v}");
+    for row in c.status(0) {
+        assert_eq!(row["health"], "ok", "{row}");
+    }
+    c.ok(&["failover", "--yes", "--partition", "0", "--to", "eastus"]);
+    for region in ["westus", "eastus", "westeurope"] {
+        c.ok(&["user", "get", "--tenant", "contoso", &d, "--region", region]);
+    }
+}
+
 /// A writer (a real dirctl process) dies after its entry is durable on the primary only.
 fn crash_leaving_an_unacknowledged_tail(c: &Cluster, tail_id: &str) {
     let (mut cmd, shown) = c.command(&[

@@ -511,6 +511,7 @@ impl Cluster {
         primary: &Replica,
         secondary: &Replica,
         commit: u64,
+        term: u64,
         progress: &mut dyn FnMut(u64),
     ) -> Result<CatchUp> {
         let last = secondary.last()?;
@@ -519,14 +520,16 @@ impl Cluster {
             return Ok(CatchUp::default());
         }
         // A backstop against a stale view of the control plane: never cut entries of a term
-        // newer than anything the supposed primary holds.
-        if last.term > primary_last.term {
+        // newer than the partition's term there. (Not the primary's last entry's term: a
+        // primary promoted with `--accept-data-loss` may hold no entry of its own term yet,
+        // while the replicas that come back hold the lost entries of the term before it.)
+        if last.term > term {
             return Err(Error::Fenced(format!(
-                "{} holds term {} above {}'s term {}: the primary is stale; reload the topology",
+                "{} holds term {} above partition term {} that names {} primary: the control plane read is stale; run the command again",
                 secondary.name(),
                 last.term,
-                primary.name(),
-                primary_last.term
+                term,
+                primary.name()
             )));
         }
         let agree = Self::agreement(primary, secondary, commit)?;
@@ -615,14 +618,14 @@ impl Cluster {
         let primary = self.replica(&pid)?;
         let standby = self.replica(&sid)?;
         let commit = primary.commit_lsn()?;
-        Self::catch_up(primary, standby, commit, &mut |_| {}).map_err(|e| {
+        Self::catch_up(primary, standby, commit, p.term, &mut |_| {}).map_err(|e| {
             Error::Unavailable(format!("the sync standby {sid} cannot take writes, so no geo-durable commit is possible; nothing was written: {e}"))
         })?;
         // The session's secondary is best effort: its token makes later reads pull if it misses this write.
         let session = session_id
             .as_ref()
             .and_then(|id| self.held.get(id))
-            .filter(|r| Self::catch_up(primary, r, commit, &mut |_| {}).is_ok())
+            .filter(|r| Self::catch_up(primary, r, commit, p.term, &mut |_| {}).is_ok())
             .cloned();
         let (ops, out) = build(primary)?;
         let token_dc = session
@@ -973,7 +976,12 @@ impl Cluster {
                 match self.pull(&p, &id) {
                     Ok(n) => pulled = n.shipped,
                     Err(e) => {
-                        why.push(format!("{dc}: behind the session's token and cannot pull from the primary: {e}"));
+                        let state = if last.lsn < need {
+                            "behind the session's token"
+                        } else {
+                            "holds a fenced primary's uncommitted tail"
+                        };
+                        why.push(format!("{dc}: {state} and cannot pull from the primary: {e}"));
                         continue;
                     }
                 }
@@ -1029,6 +1037,7 @@ impl Cluster {
             primary,
             self.replica(id)?,
             primary.commit_lsn()?,
+            p.term,
             &mut |_| {},
         )
     }
@@ -1147,7 +1156,7 @@ impl Cluster {
                     error: Some(failed.get(id).map(|e| e.to_string()).unwrap_or_default()),
                     reseeded: false,
                 },
-                Some(r) => match Self::catch_up(primary, r, commit, progress) {
+                Some(r) => match Self::catch_up(primary, r, commit, p.term, progress) {
                     Ok(n) => SyncReport {
                         partition,
                         datacenter: id.datacenter.clone(),

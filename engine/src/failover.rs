@@ -310,7 +310,7 @@ impl Cluster {
         let primary = self.replica(&pid)?;
         let target = self.replica(&tid)?;
         let commit = primary.last()?.lsn;
-        Cluster::catch_up(primary, target, commit, &mut |_| {})?;
+        Cluster::catch_up(primary, target, commit, p.term, &mut |_| {})?;
         target.set_commit_lsn(commit, Durability::Synced)?;
         // The old primary, level and held, becomes the sync standby.
         let standby = p.primary.clone();
@@ -372,7 +372,7 @@ impl Cluster {
             .unwrap_or_else(|| p.primary.clone());
         let sid = ReplicaId::new(&standby, partition);
         if let (Ok(np), Ok(s)) = (self.replica(&nid), self.replica(&sid)) {
-            Cluster::catch_up(np, s, last.lsn, &mut |_| {})?;
+            Cluster::catch_up(np, s, last.lsn, p.term, &mut |_| {})?;
         }
         let new_term = self.switch(&p, &new_primary, &standby, last.lsn + 1)?;
         self.release_all();
@@ -408,7 +408,7 @@ impl Cluster {
         let primary = self.replica(&ReplicaId::new(&p.primary, partition))?;
         let s = self.replica(&ReplicaId::new(&new, partition))?;
         let last = primary.last()?.lsn;
-        Cluster::catch_up(primary, s, last, &mut |_| {})?;
+        Cluster::catch_up(primary, s, last, p.term, &mut |_| {})?;
         primary.set_commit_lsn(last, Durability::Synced)?;
         let id = p.id;
         self.update_topology(|t| {

@@ -153,6 +153,7 @@ impl Cluster {
                 primary,
                 self.replica(&id)?,
                 primary.commit_lsn()?,
+                p.term,
                 &mut |_| {},
             )?;
             lsn = self.replica(&id)?.last()?.lsn;
