@@ -12,7 +12,7 @@ pub mod error;
 pub mod manifest;
 pub mod prune;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
@@ -143,6 +143,8 @@ pub struct Listed {
     pub good: bool,
     pub problem: Option<String>,
     pub partitions: Vec<PartitionEntry>,
+    /// The archive's SHA-256 recorded in its sidecar when it was written.
+    pub archive_sha256: Option<String>,
 }
 
 impl Listed {
@@ -179,23 +181,32 @@ pub fn list(dest: &Path) -> Result<Vec<Listed>> {
         let side: std::result::Result<Sidecar, String> = std::fs::read(sidecar_path(&path))
             .map_err(|e| format!("sidecar unreadable: {e}"))
             .and_then(|raw| serde_json::from_slice(&raw).map_err(|e| format!("sidecar: {e}")));
-        let (good, problem, created_at, partitions) = match side {
+        let (good, problem, created_at, partitions, archive_sha256) = match side {
             Ok(s) if s.archive_bytes == bytes && s.manifest.id == id => (
                 true,
                 None,
                 Some(s.manifest.created_at),
                 s.manifest.partitions,
+                Some(s.archive_sha256),
             ),
             Ok(s) => (
                 false,
-                Some(format!(
-                    "archive is {bytes} bytes, its sidecar says {}",
-                    s.archive_bytes
-                )),
+                Some(if s.manifest.id != id {
+                    format!(
+                        "its sidecar describes backup {}, not {id} (a renamed file?)",
+                        s.manifest.id
+                    )
+                } else {
+                    format!(
+                        "archive is {bytes} bytes, its sidecar says {}",
+                        s.archive_bytes
+                    )
+                }),
                 Some(s.manifest.created_at),
                 s.manifest.partitions,
+                Some(s.archive_sha256),
             ),
-            Err(p) => (false, Some(p), None, Vec::new()),
+            Err(p) => (false, Some(p), None, Vec::new(), None),
         };
         out.push(Listed {
             id: id.to_string(),
@@ -205,15 +216,48 @@ pub fn list(dest: &Path) -> Result<Vec<Listed>> {
             good,
             problem,
             partitions,
+            archive_sha256,
         });
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
 }
 
-/// The newest good backup, if any.
-pub fn newest_good(dest: &Path) -> Result<Option<Listed>> {
-    Ok(list(dest)?.into_iter().rev().find(|b| b.good))
+/// Reads the whole archive and compares its SHA-256 with the one its sidecar recorded
+/// (a byte changed on disk since it was written); `Err` says why it does not match.
+pub fn check_hash(b: &Listed) -> Result<std::result::Result<(), String>> {
+    let Some(want) = &b.archive_sha256 else {
+        return Ok(Err("no sidecar".into()));
+    };
+    let f = std::fs::File::open(&b.path).map_err(io(format!("open {}", b.path.display())))?;
+    let mut h = archive::Hashing::new(f);
+    std::io::copy(&mut h, &mut std::io::sink())
+        .map_err(io(format!("read {}", b.path.display())))?;
+    let (_, got) = h.finish();
+    Ok(if got.sha256 == *want {
+        Ok(())
+    } else {
+        Err(format!(
+            "its SHA-256 is {}, its sidecar recorded {want}: the archive changed on disk",
+            got.sha256
+        ))
+    })
+}
+
+/// Backups whose bytes changed on disk since they were written: (id, why).
+pub type Corrupt = Vec<(String, String)>;
+
+/// The newest good backup whose bytes still match their recorded SHA-256, if any, and the
+/// newer ones that do not.
+pub fn newest_good(dest: &Path) -> Result<(Option<Listed>, Corrupt)> {
+    let mut corrupt = Vec::new();
+    for b in list(dest)?.into_iter().rev().filter(|b| b.good) {
+        match check_hash(&b)? {
+            Ok(()) => return Ok((Some(b), corrupt)),
+            Err(why) => corrupt.push((b.id, why)),
+        }
+    }
+    Ok((None, corrupt))
 }
 
 /// Reads every entry of the archive and checks every checksum; writes nothing.
@@ -221,25 +265,60 @@ pub fn verify(archive: &Path) -> Result<Manifest> {
     Ok(archive::read(archive, None, Limits::default())?.manifest)
 }
 
-/// Removes the backups `prune::plan` does not keep; returns their IDs. Backups that are not
-/// good are left alone (an operator looks at them).
-pub fn prune(dest: &Path, keep: prune::Keep) -> Result<Vec<String>> {
+/// What `prune` did: the backups it removed, and those it found changed on disk (kept for an
+/// operator to look at, and not counted as kept).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Pruned {
+    pub removed: Vec<String>,
+    pub corrupt: Corrupt,
+}
+
+/// Removes the backups `prune::plan` does not keep. Every backup it keeps is first read and
+/// checked against its recorded SHA-256: one that changed on disk does not count, so the
+/// plan keeps an older intact one in its place and never removes the last intact backups
+/// for a corrupt one. Backups that are not good are left alone (an operator looks at them).
+pub fn prune(dest: &Path, keep: prune::Keep) -> Result<Pruned> {
     let all = list(dest)?;
-    let dated: Vec<(String, NaiveDate)> = all
-        .iter()
-        .filter(|b| b.good)
-        .filter_map(|b| b.date().map(|d| (b.id.clone(), d)))
-        .collect();
-    let kept = prune::plan(&dated, keep);
+    let mut corrupt: Corrupt = Vec::new();
+    let mut intact = BTreeSet::new();
+    let kept = loop {
+        let dated: Vec<(String, NaiveDate)> = all
+            .iter()
+            .filter(|b| b.good && !corrupt.iter().any(|(id, _)| *id == b.id))
+            .filter_map(|b| b.date().map(|d| (b.id.clone(), d)))
+            .collect();
+        let kept = prune::plan(&dated, keep);
+        let mut found = false;
+        for b in all.iter().filter(|b| kept.contains(&b.id)) {
+            if intact.contains(&b.id) {
+                continue;
+            }
+            match check_hash(b)? {
+                Ok(()) => {
+                    intact.insert(b.id.clone());
+                }
+                Err(why) => {
+                    corrupt.push((b.id.clone(), why));
+                    found = true;
+                }
+            }
+        }
+        if !found {
+            break kept;
+        }
+    };
     let mut removed = Vec::new();
-    for b in all.iter().filter(|b| b.good && !kept.contains(&b.id)) {
+    for b in all
+        .iter()
+        .filter(|b| b.good && !kept.contains(&b.id) && !corrupt.iter().any(|(id, _)| *id == b.id))
+    {
         std::fs::remove_file(&b.path).map_err(io(format!("remove {}", b.path.display())))?;
         let side = sidecar_path(&b.path);
         std::fs::remove_file(&side).map_err(io(format!("remove {}", side.display())))?;
         removed.push(b.id.clone());
     }
     sync_dir(dest)?;
-    Ok(removed)
+    Ok(Pruned { removed, corrupt })
 }
 
 /// A verified archive extracted into a temporary folder (removed on drop).

@@ -56,7 +56,7 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
             dir,
         } => {
             let d = dest(g, &dir)?;
-            let removed = ::backup::prune(
+            let pruned = ::backup::prune(
                 &d,
                 ::backup::prune::Keep {
                     daily: keep_daily,
@@ -64,10 +64,14 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
                 },
             )
             .with_context(|| format!("prune backups in {}", d.display()));
-            let targets = removed.as_ref().map(|r| r.clone()).unwrap_or_default();
-            audit_after(g, "backup.prune", targets, &removed);
-            let removed = removed?;
-            output::emit(g.output, &json!({"removed": removed}), || {
+            let targets = pruned
+                .as_ref()
+                .map(|r| r.removed.clone())
+                .unwrap_or_default();
+            audit_after(g, "backup.prune", targets, &pruned);
+            let pruned = pruned?;
+            output::emit(g.output, &json!(pruned), || {
+                let removed = &pruned.removed;
                 format!(
                     "removed {} backup(s){}\n",
                     removed.len(),
@@ -77,7 +81,20 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
                         format!(": {}", removed.join(", "))
                     }
                 )
-            })
+            })?;
+            if pruned.corrupt.is_empty() {
+                Ok(())
+            } else {
+                let list: Vec<_> = pruned
+                    .corrupt
+                    .iter()
+                    .map(|(id, why)| format!("{id} ({why})"))
+                    .collect();
+                Err(anyhow!(
+                    "corrupt backup(s) kept for you to look at and not counted as kept, so older intact ones stay: {}; `dirctl backup verify ID` checks one, and removing the file is up to you",
+                    list.join("; ")
+                ))
+            }
         }
         BackupCmd::Restore {
             id,
@@ -312,14 +329,19 @@ fn restore_object(
     )
 }
 
-/// Seconds since the newest good backup, or None when there is none.
-fn backup_age(g: &Global, d: &BackupsDir) -> Result<(PathBuf, Option<(String, i64)>)> {
+/// The newest intact backup's id and age in seconds.
+type Age = Option<(String, i64)>;
+
+/// Seconds since the newest good backup whose bytes still match their recorded SHA-256 (it
+/// is read whole), or None when there is none; and the newer ones that changed on disk.
+fn backup_age(g: &Global, d: &BackupsDir) -> Result<(PathBuf, Age, ::backup::Corrupt)> {
     let dir = dest(g, d)?;
     let now = context::clock()?.now();
-    let newest = ::backup::newest_good(&dir)?;
+    let (newest, corrupt) = ::backup::newest_good(&dir)?;
     Ok((
         dir,
         newest.and_then(|b| b.created().map(|t| (b.id.clone(), (now - t).num_seconds()))),
+        corrupt,
     ))
 }
 
@@ -338,7 +360,12 @@ pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
     if problems.is_empty() {
         fine.push("every replica answers its probe".to_string());
     }
-    let (dir, age) = backup_age(g, d)?;
+    let (dir, age, corrupt) = backup_age(g, d)?;
+    for (id, why) in corrupt {
+        problems.push(format!(
+            "backup {id} is corrupt ({why}); it cannot be restored"
+        ));
+    }
     match age {
         None => problems.push(format!("no good backup in {}; run `dirctl backup create`", dir.display())),
         Some((id, secs)) if secs > MAX_BACKUP_AGE_HOURS * 3600 => problems.push(format!(
@@ -370,8 +397,8 @@ pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
 
 pub fn metrics(g: &Global, d: &BackupsDir) -> Result<()> {
     let mut s = String::new();
-    let (_, age) = backup_age(g, d)?;
-    s.push_str("# HELP geodir_backup_age_seconds Age of the newest good backup.\n# TYPE geodir_backup_age_seconds gauge\n");
+    let (_, age, _) = backup_age(g, d)?;
+    s.push_str("# HELP geodir_backup_age_seconds Age of the newest good backup (its SHA-256 checked).\n# TYPE geodir_backup_age_seconds gauge\n");
     match age {
         Some((_, secs)) => s.push_str(&format!("geodir_backup_age_seconds {secs}\n")),
         None => s.push_str("geodir_backup_age_seconds +Inf\n"),

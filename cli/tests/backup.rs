@@ -457,6 +457,66 @@ fn promise_8_prune_keeps_the_daily_and_weekly_backups_it_promises() {
 }
 
 #[test]
+fn promise_8_prune_never_removes_intact_backups_for_a_newer_one_that_changed_on_disk() {
+    let c = Cluster::new();
+    c.create_user("ada@contoso.com");
+    for d in 1..=4 {
+        ok_at(
+            &c,
+            &format!("2026-12-{d:02}T03:00:00Z"),
+            &["backup", "create", "--dest", &dest(&c)],
+        );
+    }
+    // A byte of the newest archive rots on disk; its size is unchanged.
+    let newest = archive(&c, "2026-12-04");
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&newest, bytes).unwrap();
+    let now = "2026-12-04T10:00:00Z";
+    let prune = [
+        "backup",
+        "prune",
+        "--keep-daily",
+        "1",
+        "--keep-weekly",
+        "0",
+        "--dest",
+        &dest(&c),
+    ];
+    let r = run_at(&c, now, &prune);
+    assert_eq!(r.code, 1, "{}", r.describe());
+    assert!(
+        r.stderr.contains("2026-12-04") && r.stderr.contains("SHA-256"),
+        "{}",
+        r.describe()
+    );
+    let left: Vec<_> = c.ok(&["backup", "list", "--dest", &dest(&c)])["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, vec!["2026-12-03", "2026-12-04"]);
+    ok_at(
+        &c,
+        now,
+        &["backup", "verify", "2026-12-03", "--dest", &dest(&c)],
+    );
+    // health names the corrupt backup and counts the intact one's age.
+    let r = run_at(
+        &c,
+        now,
+        &["health", "--dest", &dest(&c), "--output", "json"],
+    );
+    assert_ne!(r.code, 0, "{}", r.describe());
+    let v = r.json();
+    let problems = v["problems"].to_string();
+    assert!(problems.contains("backup 2026-12-04 is corrupt"), "{v}");
+    assert!(problems.contains("2026-12-03 is 31 hours old"), "{v}");
+}
+
+#[test]
 fn promise_8_a_backup_taken_while_a_writer_runs_is_consistent_at_its_recorded_lsn() {
     let c = Cluster::new();
     let stop = std::sync::atomic::AtomicBool::new(false);

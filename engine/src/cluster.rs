@@ -981,7 +981,9 @@ impl Cluster {
                         } else {
                             "holds a fenced primary's uncommitted tail"
                         };
-                        why.push(format!("{dc}: {state} and cannot pull from the primary: {e}"));
+                        why.push(format!(
+                            "{dc}: {state} and cannot pull from the primary: {e}"
+                        ));
                         continue;
                     }
                 }
