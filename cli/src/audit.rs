@@ -74,30 +74,84 @@ pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
             })
         }
         AuditCmd::Verify => {
+            // Every replica's copy is walked, and compared with the primary's: a record
+            // changed at any one datacenter is found, whichever one a read would reach.
             let mut rows = Vec::new();
             let mut broken = Vec::new();
             for p in partitions {
-                let (r, _) = ctx
-                    .read(p, |r| match audit::verify(r) {
-                        Ok(n) => Ok(Ok(n)),
-                        Err(Error::Corrupt(m)) => Ok(Err(m)),
-                        Err(e) => Err(e),
+                let part = ctx.cluster.topology().partition(p)?.clone();
+                let copies = ctx
+                    .cluster
+                    .at_every_replica(p, |r| {
+                        let chain = match audit::chain(r) {
+                            Ok(c) => Ok(c),
+                            Err(Error::Corrupt(m)) => Err(m),
+                            Err(e) => return Err(e),
+                        };
+                        Ok((part.diverged(r.last()?), chain))
                     })
                     .with_context(|| format!("read the audit records of partition {p}"))?;
-                match r {
-                    Ok(n) => rows.push(json!({"partition": p, "records": n, "result": "intact"})),
-                    Err(m) => {
-                        rows.push(json!({"partition": p, "result": m}));
-                        broken.push(format!("partition {p}: {m}"));
-                    }
+                let reference = copies.iter().find_map(|(dc, c)| match c {
+                    Ok((_, Ok(chain))) if *dc == part.primary => Some(chain.clone()),
+                    _ => None,
+                });
+                for (dc, copy) in copies {
+                    let (records, result) = match copy {
+                        Err(e) => (None, format!("not checked: {e}")),
+                        Ok((_, Err(m))) => {
+                            broken.push(format!("partition {p} at {dc}: {m}"));
+                            (None, m)
+                        }
+                        Ok((true, Ok(chain))) => (
+                            Some(chain.len()),
+                            "intact; holds a fenced tail (cut at the next sync), not compared"
+                                .to_string(),
+                        ),
+                        Ok((false, Ok(chain))) => {
+                            let differs = reference
+                                .as_ref()
+                                .and_then(|r| r.iter().zip(&chain).position(|(a, b)| a != b));
+                            match (differs, &reference) {
+                                (Some(i), _) => {
+                                    let m = format!(
+                                        "audit record {} differs from the primary's copy at {}: changed at one of them",
+                                        i + 1,
+                                        part.primary
+                                    );
+                                    broken.push(format!("partition {p} at {dc}: {m}"));
+                                    (Some(chain.len()), m)
+                                }
+                                (None, Some(r)) if r.len() > chain.len() => (
+                                    Some(chain.len()),
+                                    format!(
+                                        "intact, {} record(s) behind the primary",
+                                        r.len() - chain.len()
+                                    ),
+                                ),
+                                (None, Some(_)) => (Some(chain.len()), "intact".to_string()),
+                                (None, None) => (
+                                    Some(chain.len()),
+                                    "intact (the primary's copy could not be compared)".to_string(),
+                                ),
+                            }
+                        }
+                    };
+                    let role = if dc == part.primary {
+                        "primary"
+                    } else {
+                        "secondary"
+                    };
+                    rows.push(json!({"partition": p, "datacenter": dc, "role": role, "records": records, "result": result}));
                 }
             }
-            output::emit(out, &json!({"partitions": rows}), || {
+            output::emit(out, &json!({"replicas": rows}), || {
                 let t: Vec<_> = rows
                     .iter()
                     .map(|r| {
                         vec![
                             r["partition"].to_string(),
+                            r["datacenter"].as_str().unwrap_or_default().to_string(),
+                            r["role"].as_str().unwrap_or_default().to_string(),
                             r["records"]
                                 .as_u64()
                                 .map(|n| n.to_string())
@@ -106,7 +160,10 @@ pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
                         ]
                     })
                     .collect();
-                output::table(&["partition", "records", "result"], &t)
+                output::table(
+                    &["partition", "datacenter", "role", "records", "result"],
+                    &t,
+                )
             })?;
             if !broken.is_empty() {
                 return Err(Error::Corrupt(format!(

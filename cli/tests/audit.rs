@@ -14,9 +14,14 @@ fn records(c: &Cluster, filter: &[&str]) -> Vec<Value> {
 
 /// What an attacker with the disks would do: change the data CF of every replica of a partition.
 fn tamper(c: &Cluster, partition: u32, change: impl Fn(&rocksdb::DB, &[u8])) {
+    tamper_at(c, partition, &["westus", "eastus", "westeurope"], change);
+}
+
+/// The same, at some datacenters only; `change` gets the key of audit record 2.
+fn tamper_at(c: &Cluster, partition: u32, dcs: &[&str], change: impl Fn(&rocksdb::DB, &[u8])) {
     let mut key = vec![0x08u8];
     key.extend_from_slice(&2u64.to_be_bytes());
-    for dc in ["westus", "eastus", "westeurope"] {
+    for dc in dcs {
         let path = c.dc_dir(dc).join(format!("p{partition}"));
         let db = rocksdb::DB::open_cf(
             &rocksdb::Options::default(),
@@ -86,9 +91,10 @@ fn every_operation_leaves_one_record_with_actor_target_and_outcome() {
     assert_eq!(failovers[0]["outcome"], "ok");
     assert_eq!(records(&c, &["--op", "tenant.create"]).len(), 1);
     assert_eq!(records(&c, &["--actor", "nobody"]).len(), 0);
+    c.ok(&["sync"]);
     let v = c.ok(&["audit", "verify"]);
     assert!(
-        v["partitions"]
+        v["replicas"]
             .as_array()
             .unwrap()
             .iter()
@@ -142,6 +148,57 @@ fn audit_verify_catches_a_deleted_record() {
     let r = c.fails(&["audit", "verify"], 1);
     assert!(
         r.stderr.contains("partition 0") && r.stderr.contains("record 2 is missing"),
+        "{}",
+        r.describe()
+    );
+}
+
+#[test]
+fn audit_verify_checks_the_copy_at_every_datacenter_not_only_the_one_a_read_reaches() {
+    // A record changed at the primary only: reads go to secondaries, verify still finds it.
+    let c = Cluster::new();
+    for u in ["a@contoso.com", "b@contoso.com", "c@contoso.com"] {
+        c.create_user(u);
+    }
+    c.ok(&["sync"]);
+    tamper_at(&c, 0, &["westus"], |db, key| {
+        let v = String::from_utf8(db.get(key).unwrap().unwrap()).unwrap();
+        db.put(key, v.replace("user.create", "user.update"))
+            .unwrap();
+    });
+    for region in ["westus", "eastus", "westeurope"] {
+        let r = c.fails(&["audit", "verify", "--region", region], 1);
+        assert!(
+            r.stderr.contains("partition 0 at westus") && r.stderr.contains("record 2 was changed"),
+            "{}",
+            r.describe()
+        );
+    }
+
+    // The last record and the chain head rewritten consistently at one secondary: its own
+    // chain walks clean, but it no longer matches the primary's copy.
+    let c = Cluster::new();
+    for u in ["a@contoso.com", "b@contoso.com", "c@contoso.com"] {
+        c.create_user(u);
+    }
+    c.ok(&["sync"]);
+    tamper_at(&c, 0, &["eastus"], |db, _| {
+        let head = db.get([0x09u8]).unwrap().unwrap();
+        let mut key = vec![0x08u8];
+        key.extend_from_slice(&head[..8]);
+        let v = String::from_utf8(db.get(&key).unwrap().unwrap()).unwrap();
+        let changed = v.replace("\"actor\":\"", "\"actor\":\"mallory-as-");
+        assert_ne!(v, changed);
+        let mut h = head[..8].to_vec();
+        h.extend_from_slice(&<sha2::Sha256 as sha2::Digest>::digest(changed.as_bytes()));
+        db.put(&key, changed).unwrap();
+        db.put([0x09u8], h).unwrap();
+    });
+    let r = c.fails(&["audit", "verify"], 1);
+    assert!(
+        r.stderr.contains("partition 0 at eastus")
+            && r.stderr
+                .contains("differs from the primary's copy at westus"),
         "{}",
         r.describe()
     );

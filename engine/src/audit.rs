@@ -112,6 +112,13 @@ pub fn list(s: &dyn Store) -> Result<Vec<Record>> {
 /// each `prev` equal to the hash of the record before, the head naming the last one.
 /// Returns the number of records; Corrupt naming the sequence number otherwise.
 pub fn verify(s: &dyn Store) -> Result<u64> {
+    Ok(chain(s)?.len() as u64)
+}
+
+/// `verify`'s walk, returning each record's hash in sequence order (record n at n - 1), so
+/// that the copies of a chain at different replicas can be compared.
+pub fn chain(s: &dyn Store) -> Result<Vec<[u8; 32]>> {
+    let mut hashes = Vec::new();
     let mut prev = GENESIS;
     let mut expect = 1u64;
     for (k, v) in s.scan_prefix(&[K_AUDIT])? {
@@ -142,6 +149,7 @@ pub fn verify(s: &dyn Store) -> Result<u64> {
             )));
         }
         prev = Sha256::digest(&v).into();
+        hashes.push(prev);
         expect += 1;
     }
     let (last, h) = head(s)?;
@@ -156,7 +164,7 @@ pub fn verify(s: &dyn Store) -> Result<u64> {
             "audit record {last} was changed: the chain head holds another hash of it"
         )));
     }
-    Ok(last)
+    Ok(hashes)
 }
 
 #[cfg(test)]

@@ -1289,6 +1289,26 @@ impl Cluster {
         self.hold(&ids)
     }
 
+    /// `answer` on every replica of `partition`, each held for reads (nothing is pulled or
+    /// cut): per datacenter, its answer, or why it could not be held.
+    pub fn at_every_replica<T>(
+        &mut self,
+        partition: u32,
+        answer: impl Fn(&Replica) -> Result<T>,
+    ) -> Result<Vec<(String, Result<T>)>> {
+        let ids = self.replica_ids(partition);
+        let mut failed = self.hold_for(&ids, Access::Read);
+        let mut out = Vec::new();
+        for id in ids {
+            let got = match failed.remove(&id) {
+                Some(e) => Err(e),
+                None => answer(self.replica(&id)?),
+            };
+            out.push((id.datacenter, got));
+        }
+        Ok(out)
+    }
+
     /// Every partition × datacenter: role, term, last lsn, lag, health (a real probe).
     pub fn status(&mut self) -> Result<Vec<ReplicaStatus>> {
         let mut out = Vec::new();
