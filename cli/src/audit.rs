@@ -22,7 +22,7 @@ pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
     match c {
         AuditCmd::List {
             since,
-            actor,
+            by,
             target,
             op,
         } => {
@@ -40,7 +40,7 @@ pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
             all.retain(|(_, r)| {
                 since.is_none_or(|s| {
                     chrono::DateTime::parse_from_rfc3339(&r.time).is_ok_and(|t| t >= s)
-                }) && actor.as_ref().is_none_or(|a| *a == r.actor)
+                }) && by.as_ref().is_none_or(|a| *a == r.actor)
                     && op.as_ref().is_none_or(|o| *o == r.op)
                     && target.as_ref().is_none_or(|t| r.targets.contains(t))
             });

@@ -92,8 +92,10 @@ pub fn run(g: &Global, ty: ObjectType, a: ObjectArgs) -> Result<()> {
             let fields = fields_of(ty, fields)?;
             let op = format!("{}.update", ty.noun());
             let (obj, token) = ctx
-                .audited_write(partition, &op, vec![id.clone()], |t, _| {
-                    directory::update(t, &tid, ty, &id, fields)
+                .audited_write(partition, &op, vec![id.clone()], |t, targets| {
+                    let obj = directory::update(t, &tid, ty, &id, fields)?;
+                    by_object_id(targets, &obj);
+                    Ok(obj)
                 })
                 .with_context(|| format!("update {} {id}", ty.noun()))?;
             written(out, &obj, &token)
@@ -101,8 +103,10 @@ pub fn run(g: &Global, ty: ObjectType, a: ObjectArgs) -> Result<()> {
         Verb::Delete { id } => {
             let op = format!("{}.delete", ty.noun());
             let (obj, token) = ctx
-                .audited_write(partition, &op, vec![id.clone()], |t, _| {
-                    directory::delete(t, &tid, ty, &id, &now)
+                .audited_write(partition, &op, vec![id.clone()], |t, targets| {
+                    let obj = directory::delete(t, &tid, ty, &id, &now)?;
+                    by_object_id(targets, &obj);
+                    Ok(obj)
                 })
                 .with_context(|| format!("delete {} {id}", ty.noun()))?;
             written(out, &obj, &token)
@@ -255,6 +259,14 @@ fn parse_import(path: &std::path::Path) -> Result<Vec<Line>> {
         });
     }
     Ok(lines)
+}
+
+/// An object addressed by UPN is recorded in the audit trail by its object ID, as every
+/// other record names it (`audit list --target ID` finds it).
+fn by_object_id(targets: &mut Vec<String>, obj: &Map<String, Value>) {
+    if let Some(id) = obj.get("id").and_then(Value::as_str) {
+        *targets = vec![id.to_string()];
+    }
 }
 
 /// Applies import lines to a transaction.

@@ -205,8 +205,10 @@ pub enum AuditCmd {
         /// Only records at or after this time (RFC 3339).
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
-        #[arg(long)]
-        actor: Option<String>,
+        /// Only records of this actor. (Not `--actor`: that global option, and DIRCTL_ACTOR,
+        /// name who runs this command.)
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
         /// Only records naming this target.
         #[arg(long, value_name = "ID")]
         target: Option<String>,

@@ -58,7 +58,17 @@ fn every_operation_leaves_one_record_with_actor_target_and_outcome() {
         .to_string();
     // A failed operation is recorded with its error.
     c.create_user_fails("ada@contoso.com", 4);
-    c.ok(&["user", "delete", "--tenant", "contoso", &ada]);
+    // Addressed by UPN, recorded by object ID.
+    c.ok(&[
+        "user",
+        "update",
+        "--tenant",
+        "contoso",
+        "ada@contoso.com",
+        "--set",
+        "jobTitle=CFO",
+    ]);
+    c.ok(&["user", "delete", "--tenant", "contoso", "ada@contoso.com"]);
     c.ok(&[
         "failover",
         "--yes",
@@ -85,12 +95,19 @@ fn every_operation_leaves_one_record_with_actor_target_and_outcome() {
 
     let on_ada = records(&c, &["--target", &ada]);
     let ops: Vec<_> = on_ada.iter().map(|r| r["op"].as_str().unwrap()).collect();
-    assert_eq!(ops, vec!["user.create", "user.delete"]);
+    assert_eq!(ops, vec!["user.create", "user.update", "user.delete"]);
     let failovers = records(&c, &["--op", "failover.planned"]);
     assert_eq!(failovers.len(), 1);
     assert_eq!(failovers[0]["outcome"], "ok");
     assert_eq!(records(&c, &["--op", "tenant.create"]).len(), 1);
-    assert_eq!(records(&c, &["--actor", "nobody"]).len(), 0);
+    assert_eq!(records(&c, &["--by", "nobody"]).len(), 0);
+    assert_eq!(records(&c, &["--by", "alice"]).len(), 1);
+    // Who runs `audit list` (DIRCTL_ACTOR) does not filter what it lists.
+    let (mut cmd, _) = c.command(&["audit", "list", "--output", "json"]);
+    let out = cmd.env("DIRCTL_ACTOR", "nobody").output().unwrap();
+    assert!(out.status.success());
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["records"], Value::Array(records(&c, &[])));
     c.ok(&["sync"]);
     let v = c.ok(&["audit", "verify"]);
     assert!(
