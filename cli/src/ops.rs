@@ -184,7 +184,7 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
                 r.datacenter.clone(),
                 r.shipped_entries.to_string(),
                 r.lsn.map(|l| l.to_string()).unwrap_or_default(),
-                r.error.clone().unwrap_or_else(|| "ok".into()),
+                sync_result(r),
             ]
         })
         .collect();
@@ -202,15 +202,62 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
             s
         },
     )?;
+    // A replica left behind is a replica a read may not find level: say so in the exit
+    // code too, for cron and scripts.
+    let behind: Vec<_> = reports
+        .iter()
+        .filter_map(|r| {
+            r.error
+                .as_ref()
+                .map(|e| format!("dc-{}/p{}: {e}", r.datacenter, r.partition))
+        })
+        .collect();
+    let mut why = Vec::new();
     if !failures.is_empty() {
-        return Err(Error::Unavailable(format!(
-            "sync could not reach {} partition(s): {}",
+        why.push(format!(
+            "could not reach {} partition(s): {}",
             failures.len(),
             failures.join("; ")
-        ))
-        .into());
+        ));
+    }
+    if !behind.is_empty() {
+        why.push(format!(
+            "{} replica(s) not brought level: {}",
+            behind.len(),
+            behind.join("; ")
+        ));
+    }
+    if !why.is_empty() {
+        return Err(Error::Unavailable(format!("sync {}", why.join("; and "))).into());
     }
     Ok(())
+}
+
+/// One replica's line of the sync table: what was done to it, or why it was not.
+fn sync_result(r: &engine::cluster::SyncReport) -> String {
+    if let Some(e) = &r.error {
+        return e.clone();
+    }
+    let mut done = Vec::new();
+    if r.reseeded {
+        done.push("re-seeded from a checkpoint".to_string());
+    }
+    if let (Some(first), Some(last)) = (r.cut_entries.first(), r.cut_entries.last()) {
+        done.push(format!(
+            "cut {} uncommitted entr{} (term {} lsn {} .. term {} lsn {})",
+            r.cut_entries.len(),
+            if r.cut_entries.len() == 1 { "y" } else { "ies" },
+            first.term,
+            first.lsn,
+            last.term,
+            last.lsn
+        ));
+    }
+    if done.is_empty() {
+        "ok".into()
+    } else {
+        format!("ok; {}", done.join("; "))
+    }
 }
 
 pub fn status(g: &Global) -> Result<()> {

@@ -806,7 +806,13 @@ fn a_corrupt_log_entry_is_refused_with_its_location_and_never_shipped() {
         raw[mid] ^= 0x55;
         db.put_cf(&log, 3u64.to_be_bytes(), raw).unwrap();
     }
-    let v = c.ok(&["sync"]);
+    let r = c.fails(&["sync", "--output", "json"], 5);
+    assert!(
+        r.stderr.contains("not brought level") && r.stderr.contains("dc-westeurope/p0"),
+        "{}",
+        r.describe()
+    );
+    let v = r.json();
     let row = v["replicas"]
         .as_array()
         .unwrap()
@@ -958,4 +964,31 @@ fn reads_write_nothing_to_the_replicas_they_read_so_a_full_disk_does_not_stop_th
         changed.is_empty(),
         "reads changed replica files: {changed:?}"
     );
+}
+
+#[test]
+fn sync_exits_5_naming_a_replica_it_could_not_bring_level() {
+    let c = Cluster::new();
+    let id = c.create_user("lagging@contoso.com");
+    let away = c.path("westeurope-away");
+    util::rename(&c.dc_dir("westeurope"), &away);
+    let r = c.fails(&["sync"], 5);
+    assert!(
+        r.stderr.contains("not brought level") && r.stderr.contains("dc-westeurope/p0"),
+        "{}",
+        r.describe()
+    );
+    // The reachable replicas were brought level all the same.
+    assert_eq!(c.lsn(0, "eastus"), c.lsn(0, "westus"));
+    util::rename(&away, &c.dc_dir("westeurope"));
+    c.ok(&["sync"]);
+    c.ok(&[
+        "user",
+        "get",
+        "--tenant",
+        "contoso",
+        &id,
+        "--region",
+        "westeurope",
+    ]);
 }

@@ -248,9 +248,15 @@ impl Replica {
         let lock = match File::options().read(true).write(true).open(&lock_path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Name the highest folder that is missing: the datacenter's, usually.
+                let missing = path
+                    .ancestors()
+                    .take_while(|a| !a.exists())
+                    .last()
+                    .unwrap_or(&lock_path);
                 return Err(Error::Unavailable(format!(
                     "replica {name} is lost: {} does not exist",
-                    lock_path.display()
+                    missing.display()
                 )));
             }
             Err(e) => {
