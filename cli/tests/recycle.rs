@@ -124,6 +124,21 @@ fn soft_delete_restores_same_id_attributes_and_memberships_at_29_days_23_hours()
         Value::from(format!("member {bob}"))
     );
     assert_eq!(member_ids(&c, &team), vec![bob]);
+
+    // The group ada was in, deleted after her, comes back with her: her restore kept the
+    // membership with its tombstone, whichever of the two is restored first.
+    let v = ok_at(
+        &c,
+        "2026-12-31T09:00:00Z",
+        &["deleted", "restore", "--tenant", "contoso", &gone],
+    );
+    assert_eq!(
+        v["restoredMemberships"][0],
+        Value::from(format!("member {ada}"))
+    );
+    assert_eq!(member_ids(&c, &gone), vec![ada.clone()]);
+    let u = c.ok(&["user", "get", "--tenant", "contoso", &ada]);
+    assert_eq!(u["object"]["id"], Value::from(ada));
 }
 
 #[test]

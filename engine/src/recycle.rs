@@ -183,23 +183,38 @@ pub fn restore(
     t.put(okey, encode(&obj))?;
     t.delete(key(K_TOMBSTONE, tenant, &[uid.as_bytes()])?)?;
     let mut out = Restored::default();
-    let why_not = |t: &Txn, other: &Uuid| -> Result<Option<String>> {
+    // The other side of a membership is live (None), or why not. One in the recycle bin
+    // keeps the membership in its tombstone, so that it comes back when that one is restored
+    // (in whichever order the two are).
+    let why_not = |t: &mut Txn, other: &Uuid, list: &str| -> Result<Option<String>> {
         if t.get(&object_key(tenant, other)?)?.is_some() {
             return Ok(None);
         }
-        Ok(Some(
-            if t.get(&key(K_TOMBSTONE, tenant, &[other.as_bytes()])?)?
-                .is_some()
+        let tkey = key(K_TOMBSTONE, tenant, &[other.as_bytes()])?;
+        let Some(raw) = t.get(&tkey)? else {
+            return Ok(Some("no longer exists (purged)".to_string()));
+        };
+        let mut stone = decode(&raw, &format!("tombstone {other}"))?;
+        let ids = stone
+            .entry(list)
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(a) = ids {
+            if !a
+                .iter()
+                .any(|x| x.as_str() == Some(uid.to_string().as_str()))
             {
-                "deleted meanwhile (in the recycle bin)".to_string()
-            } else {
-                "no longer exists (purged)".to_string()
-            },
+                a.push(Value::from(uid.to_string()));
+            }
+        }
+        t.put(tkey, encode(&stone))?;
+        Ok(Some(
+            "deleted meanwhile (in the recycle bin): kept with it, back when it is restored"
+                .to_string(),
         ))
     };
     for g in &tomb.member_of {
         let gid = parse_id(g)?;
-        if let Some(why) = why_not(t, &gid)? {
+        if let Some(why) = why_not(t, &gid, "members")? {
             out.skipped.push(format!("memberOf group {gid}: {why}"));
             continue;
         }
@@ -215,7 +230,7 @@ pub fn restore(
     }
     for m in &tomb.members {
         let mid = parse_id(m)?;
-        if let Some(why) = why_not(t, &mid)? {
+        if let Some(why) = why_not(t, &mid, "memberOf")? {
             out.skipped.push(format!("member {mid}: {why}"));
             continue;
         }
