@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context as _, Result};
 use engine::directory;
 use engine::replica::CheckpointView;
+use engine::Error;
 use serde_json::json;
 
 use crate::context::{self, cluster_root, Ctx};
@@ -15,6 +16,20 @@ use crate::output;
 
 /// Over this age the newest good backup puts promise 8 at risk.
 const MAX_BACKUP_AGE_HOURS: i64 = 26;
+
+/// The backups folder, which must exist (listing, verifying or pruning a folder that is not
+/// there is a mistyped path, not an empty folder).
+fn existing_dest(g: &Global, d: &BackupsDir) -> Result<PathBuf> {
+    let dir = dest(g, d)?;
+    if !dir.is_dir() {
+        return Err(Error::NotFound(format!(
+            "the backups folder {} does not exist (no backup was taken there yet?)",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(dir)
+}
 
 fn dest(g: &Global, d: &BackupsDir) -> Result<PathBuf> {
     match &d.dest {
@@ -34,10 +49,31 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
         }
         BackupCmd::List { dir } => list(g, &dir),
         BackupCmd::Verify { id, dir } => {
-            let archive = ::backup::archive_path(&dest(g, &dir)?, &id);
+            let d = dest(g, &dir)?;
+            let archive = ::backup::archive_path(&d, &id);
+            // A path to an archive, or the ID of one in the backups folder.
+            let by_path = archive == Path::new(&id);
+            if !archive.exists() {
+                if !by_path {
+                    existing_dest(g, &dir)?;
+                }
+                return Err(Error::NotFound(format!(
+                    "no backup {id} at {}: `dirctl backup list` shows the ones there",
+                    archive.display()
+                ))
+                .into());
+            }
             let m = ::backup::verify(&archive).with_context(|| {
                 format!("verify backup {id}; take a new one with `dirctl backup create --force`")
             })?;
+            if !by_path && m.id != id {
+                return Err(Error::Corrupt(format!(
+                    "{} holds backup {}, not {id}: the file was renamed; it is not the backup of that day",
+                    archive.display(),
+                    m.id
+                ))
+                .into());
+            }
             output::emit(
                 g.output,
                 &json!({"backup": m.id, "verified": true, "files": m.files.len(), "manifest": m}),
@@ -55,7 +91,7 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
             keep_weekly,
             dir,
         } => {
-            let d = dest(g, &dir)?;
+            let d = existing_dest(g, &dir)?;
             let pruned = ::backup::prune(
                 &d,
                 ::backup::prune::Keep {
@@ -188,7 +224,7 @@ fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
 }
 
 fn list(g: &Global, dir: &BackupsDir) -> Result<()> {
-    let d = dest(g, dir)?;
+    let d = existing_dest(g, dir)?;
     let all = ::backup::list(&d).with_context(|| format!("list backups in {}", d.display()))?;
     output::emit(g.output, &json!({"backups": all}), || {
         let rows: Vec<_> = all

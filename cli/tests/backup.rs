@@ -517,6 +517,35 @@ fn promise_8_prune_never_removes_intact_backups_for_a_newer_one_that_changed_on_
 }
 
 #[test]
+fn a_mistyped_backups_folder_or_id_and_a_renamed_archive_are_named_as_such() {
+    let c = Cluster::new();
+    let missing = c.path("no-such-folder").display().to_string();
+    for args in [
+        vec!["backup", "list", "--dest", &missing],
+        vec!["backup", "verify", "2026-12-01", "--dest", &missing],
+        vec!["backup", "prune", "--dest", &missing],
+    ] {
+        let r = c.fails(&args, 3);
+        assert!(r.stderr.contains("does not exist"), "{}", r.describe());
+    }
+    ok_at(&c, DAY1, &["backup", "create", "--dest", &dest(&c)]);
+    let r = c.fails(&["backup", "verify", "2026-12-02", "--dest", &dest(&c)], 3);
+    assert!(
+        r.stderr.contains("no backup 2026-12-02"),
+        "{}",
+        r.describe()
+    );
+    // A good archive copied under another day's name is not that day's backup.
+    std::fs::copy(archive(&c, "2026-12-01"), archive(&c, "2026-11-20")).unwrap();
+    let r = c.fails(&["backup", "verify", "2026-11-20", "--dest", &dest(&c)], 1);
+    assert!(
+        r.stderr.contains("holds backup 2026-12-01, not 2026-11-20"),
+        "{}",
+        r.describe()
+    );
+}
+
+#[test]
 fn promise_8_a_backup_taken_while_a_writer_runs_is_consistent_at_its_recorded_lsn() {
     let c = Cluster::new();
     let stop = std::sync::atomic::AtomicBool::new(false);
