@@ -484,6 +484,27 @@ pub fn restore_in_place(cluster: &mut Cluster, archive: &Path, limits: Limits) -
     let current = cluster.topology().clone();
     let mut topology = x.topology.clone();
     topology.cluster_id = current.cluster_id.clone();
+    // Terms only go up: each partition's restored history goes on in a term above any it
+    // had, starting after the restored lsn, so that a session token of the history the
+    // restore undid reads as such (and is not waited for).
+    for p in &mut topology.partitions {
+        let before = current
+            .partitions
+            .iter()
+            .find(|q| q.id == p.id)
+            .map_or(0, |q| q.term);
+        let restored = x
+            .manifest
+            .partitions
+            .iter()
+            .find(|m| m.id == p.id)
+            .map_or(0, |m| m.lsn);
+        p.term = p.term.max(before) + 1;
+        p.term_starts.push(engine::topology::TermStart {
+            term: p.term,
+            first_lsn: restored + 1,
+        });
+    }
     let built = x.dir.path().join("root");
     build_root(&x, &built, &topology)?;
     let old = x.dir.path().join("old");

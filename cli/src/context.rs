@@ -164,12 +164,32 @@ impl Ctx {
         answer: impl Fn(&Replica) -> engine::Result<T>,
     ) -> Result<(T, ServedBy)> {
         let dc = self.session_dc()?;
-        let token = self
+        let mut token = self
             .session
             .as_ref()
             .and_then(|(_, s)| s.tokens.get(&partition).cloned());
-        // A read changes nothing in the session (its affinity was saved when first chosen), so
-        // there is nothing to write back.
+        // A token of a history that was undone (a failover that accepted data loss, a restore
+        // in place: a later term starts at or below it) can never be met again: read without
+        // it, say so, and forget it.
+        if let (Some(t), Some((path, s))) = (&token, &mut self.session) {
+            let p = self.cluster.topology().partition(partition)?;
+            if p.diverged(engine::log::Position {
+                term: t.term,
+                lsn: t.lsn,
+            }) {
+                eprintln!(
+                    "warning: session {}: its writes to partition {partition} up to lsn {} (term {}) were undone by a failover that accepted data loss or by a restore; reading without them, and the session forgets them",
+                    path.display(),
+                    t.lsn,
+                    t.term
+                );
+                s.tokens.remove(&partition);
+                s.save(path)?;
+                token = None;
+            }
+        }
+        // Otherwise a read changes nothing in the session (its affinity was saved when first
+        // chosen), so there is nothing to write back.
         Ok(self
             .cluster
             .read(partition, dc.as_deref(), token.as_ref(), answer)?)

@@ -133,7 +133,22 @@ fn after_a_failover_that_accepts_data_loss_the_replicas_that_come_back_are_cut_a
     let away = |dc: &str| c.path(&format!("away-{dc}"));
     rename(&c.dc_dir("westus"), &away("westus"));
     c.ok(&["failover", "--yes", "--partition", "0", "--emergency"]);
-    let b = c.create_user("b@contoso.com");
+    let session = c.path("session.json").display().to_string();
+    let b = c.ok(&[
+        "user",
+        "create",
+        "--tenant",
+        "contoso",
+        "--upn",
+        "b@contoso.com",
+        "--display-name",
+        "b",
+        "--session",
+        &session,
+    ])["object"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // westus comes back, eastus and westeurope (every holder of b) are lost; the operator
     // accepts the loss and promotes westus, whose last entry is of term 1.
     rename(&away("westus"), &c.dc_dir("westus"));
@@ -160,6 +175,18 @@ fn after_a_failover_that_accepts_data_loss_the_replicas_that_come_back_are_cut_a
             3,
         );
     }
+    // The session that wrote b reads on, told that its write was undone.
+    let r = c.run(&[
+        "user",
+        "get",
+        "--tenant",
+        "contoso",
+        &a,
+        "--session",
+        &session,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(r.stderr.contains("were undone"), "{}", r.describe());
     let d = c.create_user("d@contoso.com");
     let v = c.ok(&["sync"]);
     assert_eq!(v["failures"], serde_json::json!([]), "{v}");
