@@ -431,32 +431,130 @@ pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
     }
 }
 
+/// One metric family: name, help, and its samples (labels, value).
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    samples: Vec<(Vec<(&'static str, String)>, f64)>,
+}
+
 pub fn metrics(g: &Global, d: &BackupsDir) -> Result<()> {
-    let mut s = String::new();
     let (_, age, _) = backup_age(g, d)?;
-    s.push_str("# HELP geodir_backup_age_seconds Age of the newest good backup (its SHA-256 checked).\n# TYPE geodir_backup_age_seconds gauge\n");
-    match age {
-        Some((_, secs)) => s.push_str(&format!("geodir_backup_age_seconds {secs}\n")),
-        None => s.push_str("geodir_backup_age_seconds +Inf\n"),
-    }
     let mut ctx = Ctx::open(g)?;
-    s.push_str("# HELP geodir_replica_lag_entries Entries a replica is behind its primary's commit.\n# TYPE geodir_replica_lag_entries gauge\n");
     let rows = ctx.cluster.status()?;
-    for r in &rows {
-        if let Some(lag) = r.lag_entries {
-            s.push_str(&format!(
-                "geodir_replica_lag_entries{{partition=\"{}\",datacenter=\"{}\"}} {lag}\n",
-                r.partition, r.datacenter
-            ));
-        }
+    let topology = ctx.cluster.topology();
+    let replica = |r: &engine::cluster::ReplicaStatus| {
+        vec![
+            ("partition", r.partition.to_string()),
+            ("datacenter", r.datacenter.clone()),
+        ]
+    };
+    let up = |r: &engine::cluster::ReplicaStatus| r.health == "ok" || r.health == "drained";
+    let families = [
+        Family {
+            name: "geodir_backup_age_seconds",
+            help: "Age of the newest good backup (its SHA-256 checked).",
+            samples: vec![(
+                Vec::new(),
+                age.map_or(f64::INFINITY, |(_, secs)| secs as f64),
+            )],
+        },
+        Family {
+            name: "geodir_replica_lag_entries",
+            help: "Entries a replica is behind its primary's commit.",
+            samples: rows
+                .iter()
+                .filter_map(|r| r.lag_entries.map(|lag| (replica(r), lag as f64)))
+                .collect(),
+        },
+        Family {
+            name: "geodir_replica_up",
+            help: "Whether a replica answers its health probe.",
+            samples: rows
+                .iter()
+                .map(|r| (replica(r), f64::from(u8::from(up(r)))))
+                .collect(),
+        },
+        Family {
+            name: "geodir_datacenter_up",
+            help: "Whether every replica in a datacenter answers its health probe.",
+            samples: topology
+                .datacenters
+                .iter()
+                .map(|dc| {
+                    let all = rows
+                        .iter()
+                        .filter(|r| r.datacenter == dc.name)
+                        .all(|r| up(r));
+                    (vec![("datacenter", dc.name.clone())], f64::from(u8::from(all)))
+                })
+                .collect(),
+        },
+        Family {
+            name: "geodir_datacenter_drained",
+            help: "Whether an operator drained a datacenter (reads route around it).",
+            samples: topology
+                .datacenters
+                .iter()
+                .map(|dc| {
+                    (
+                        vec![("datacenter", dc.name.clone())],
+                        f64::from(u8::from(dc.drained)),
+                    )
+                })
+                .collect(),
+        },
+        Family {
+            name: "geodir_partition_term",
+            help: "A partition's term: it goes up by one at each failover (and fencing cut), so its rate counts them.",
+            samples: topology
+                .partitions
+                .iter()
+                .map(|p| (vec![("partition", p.id.to_string())], p.term as f64))
+                .collect(),
+        },
+    ];
+    if g.output == Output::Json {
+        let out: Vec<_> = families
+            .iter()
+            .map(|f| {
+                let samples: Vec<_> = f
+                    .samples
+                    .iter()
+                    .map(|(labels, v)| {
+                        let labels: serde_json::Map<_, _> = labels
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), json!(v)))
+                            .collect();
+                        // JSON has no infinity: no backup at all is null.
+                        json!({"labels": labels, "value": v.is_finite().then_some(*v)})
+                    })
+                    .collect();
+                json!({"name": f.name, "help": f.help, "samples": samples})
+            })
+            .collect();
+        return output::json(&json!({"metrics": out}));
     }
-    s.push_str("# HELP geodir_replica_up Whether a replica answers its health probe.\n# TYPE geodir_replica_up gauge\n");
-    for r in &rows {
-        let up = u8::from(r.health == "ok" || r.health == "drained");
+    let mut s = String::new();
+    for f in &families {
         s.push_str(&format!(
-            "geodir_replica_up{{partition=\"{}\",datacenter=\"{}\"}} {up}\n",
-            r.partition, r.datacenter
+            "# HELP {} {}\n# TYPE {} gauge\n",
+            f.name, f.help, f.name
         ));
+        for (labels, v) in &f.samples {
+            let labels: Vec<_> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            let labels = if labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", labels.join(","))
+            };
+            let v = if v.is_infinite() {
+                "+Inf".to_string()
+            } else {
+                v.to_string()
+            };
+            s.push_str(&format!("{}{labels} {v}\n", f.name));
+        }
     }
     output::print(&s)
 }

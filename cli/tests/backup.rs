@@ -716,4 +716,35 @@ fn promise_10_health_and_metrics_report_the_backup_age() {
         "{}",
         m.describe()
     );
+    // Datacenter health and the terms (failovers) too, and the same as JSON.
+    std::fs::rename(c.dc_dir("westeurope"), c.path("away")).unwrap();
+    c.ok(&["failover", "--yes", "--partition", "0", "--to", "eastus"]);
+    let m = run_at(
+        &c,
+        "2026-12-02T10:00:00Z",
+        &["metrics", "--dest", &dest(&c)],
+    );
+    for line in [
+        "geodir_datacenter_up{datacenter=\"westeurope\"} 0",
+        "geodir_datacenter_up{datacenter=\"eastus\"} 1",
+        "geodir_partition_term{partition=\"0\"} 2",
+    ] {
+        assert!(
+            m.stdout.lines().any(|l| l == line),
+            "{line}: {}",
+            m.describe()
+        );
+    }
+    let v = ok_at(
+        &c,
+        "2026-12-02T10:00:00Z",
+        &["metrics", "--dest", &dest(&c)],
+    );
+    let age = v["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "geodir_backup_age_seconds")
+        .unwrap();
+    assert_eq!(age["samples"][0]["value"], 86400.0);
 }
