@@ -485,7 +485,7 @@ pub fn metrics(g: &Global, d: &BackupsDir) -> Result<()> {
                     let all = rows
                         .iter()
                         .filter(|r| r.datacenter == dc.name)
-                        .all(|r| up(r));
+                        .all(&up);
                     (vec![("datacenter", dc.name.clone())], f64::from(u8::from(all)))
                 })
                 .collect(),
