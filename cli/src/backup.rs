@@ -404,6 +404,10 @@ pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
     }
     match age {
         None => problems.push(format!("no good backup in {}; run `dirctl backup create`", dir.display())),
+        Some((id, secs)) if secs < -3600 => problems.push(format!(
+            "the newest good backup {id} is dated {} hours in the future: is this host's clock (or the one that took it) wrong?",
+            -secs / 3600
+        )),
         Some((id, secs)) if secs > MAX_BACKUP_AGE_HOURS * 3600 => problems.push(format!(
             "the newest good backup {id} is {} hours old (over {MAX_BACKUP_AGE_HOURS}); run `dirctl backup create` and check the cron job",
             secs / 3600

@@ -81,7 +81,8 @@ pub fn grant(
         type_of(&p).ok_or_else(|| Error::Corrupt(format!("object {principal} has no type")))?;
     if !pty.can_be_member() {
         return Err(Error::Invalid(format!(
-            "a {} cannot hold grants (users, groups and service principals can)",
+            "{principal} is {} {}, which cannot hold grants (users, groups and service principals can)",
+            if pty.noun().starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" },
             pty.noun()
         )));
     }

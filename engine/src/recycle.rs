@@ -115,7 +115,7 @@ pub fn get(s: &dyn Store, tenant: &str, id: &str, now: DateTime<Utc>) -> Result<
             Error::NotFound(format!("object {uid} is not deleted (it is live)"))
         } else {
             Error::NotFound(format!(
-                "no deleted object with id {uid} in the recycle bin: it was purged (or never existed)"
+                "no deleted object with id {uid} in this tenant's recycle bin: it was purged, never existed, or belongs to another tenant"
             ))
         }
     })?;
@@ -145,7 +145,7 @@ pub fn restore(
     let uid = parse_id(id)?;
     if tomb.expired {
         return Err(Error::NotFound(format!(
-            "object {uid} was deleted at {}, {RETENTION_DAYS} days or more ago: it expired and is purged (`dirctl deleted purge-expired`); it cannot be restored",
+            "object {uid} was deleted at {}, {RETENTION_DAYS} days or more ago: it expired and cannot be restored (`dirctl deleted purge-expired` removes it)",
             tomb.deleted_at.to_rfc3339()
         )));
     }
