@@ -121,11 +121,22 @@ impl Ctx {
     ) -> Result<(T, Token)> {
         let dc = self.session_dc()?;
         let (out, token) = self.cluster.write(partition, dc.as_deref(), build)?;
-        if let Some((path, s)) = &mut self.session {
-            s.observe(&token);
-            s.save(path)?;
-        }
+        self.keep_token(&token);
         Ok((out, token))
+    }
+
+    /// Keeps a committed write's token in the session. The write stands whatever happens
+    /// here: a session file that cannot be saved is a warning, not a failed write.
+    fn keep_token(&mut self, token: &Token) {
+        if let Some((path, s)) = &mut self.session {
+            s.observe(token);
+            if let Err(e) = s.save(path) {
+                eprintln!(
+                    "warning: the write is committed (replica token {token}), but session file {} could not be saved: {e}; this session's later reads may not see it",
+                    path.display()
+                );
+            }
+        }
     }
 
     /// `Cluster::write_pipelined_at`, keeping the session's tokens (also those of the entries
@@ -151,9 +162,8 @@ impl Ctx {
                 committed(out, token);
             },
         );
-        if let (Some((path, s)), Some(token)) = (&mut self.session, &last) {
-            s.observe(token);
-            s.save(path)?;
+        if let Some(token) = &last {
+            self.keep_token(token);
         }
         Ok(r?)
     }

@@ -76,11 +76,9 @@ pub fn tenant(g: &Global, c: TenantCmd) -> Result<()> {
             let id = uuid::Uuid::new_v4().to_string();
             let now = ctx.cluster.clock().now_graph();
             let targets = vec![name.clone(), id.clone()];
-            let (record, token) =
-                ctx.audited_write(partition, "tenant.create", targets, |t, _| {
-                    directory::create_tenant(t, &id, &name, &now)
-                })?;
-            ctx.cluster.update_topology(|t| {
+            // The placement first: cluster.json decides, under its lock, which of two
+            // creates of one name wins, before either writes anything to a partition.
+            let placed = ctx.cluster.update_topology(|t| {
                 if t.tenants.contains_key(&name) {
                     return Err(Error::Conflict(format!("tenant {name} already exists")));
                 }
@@ -92,7 +90,32 @@ pub fn tenant(g: &Global, c: TenantCmd) -> Result<()> {
                     },
                 );
                 Ok(())
-            })?;
+            });
+            if let Err(e) = placed {
+                ctx.audit_outcome(partition, "tenant.create", targets, &e.to_string());
+                return Err(e.into());
+            }
+            let written = ctx.audited_write(partition, "tenant.create", targets, |t, _| {
+                directory::create_tenant(t, &id, &name, &now)
+            });
+            let (record, token) = match written {
+                Ok(w) => w,
+                Err(e) => {
+                    // Nothing was written to the partition: take the placement back.
+                    let undone = ctx.cluster.update_topology(|t| {
+                        if t.tenants.get(&name).is_some_and(|p| p.id == id) {
+                            t.tenants.remove(&name);
+                        }
+                        Ok(())
+                    });
+                    return Err(match undone {
+                        Ok(_) => e,
+                        Err(u) => e.context(format!(
+                            "taking tenant {name}'s placement in cluster.json back failed too ({u}): it stays placed, without its record"
+                        )),
+                    });
+                }
+            };
             output::emit(
                 g.output,
                 &json!({"tenant": record, "name": name, "partition": partition, "replicaToken": token}),

@@ -474,7 +474,22 @@ fn a_held_control_plane_is_waited_for_then_fails_clearly_and_changes_nothing() {
         r.describe()
     );
     assert_eq!(std::fs::read(c.root.join("cluster.json")).unwrap(), before);
+    // A tenant is placed in cluster.json before its record is written: nothing of it lands.
+    c.fails(
+        &["tenant", "create", "fabrikam", "--lock-timeout-ms", "300"],
+        5,
+    );
+    assert_eq!(std::fs::read(c.root.join("cluster.json")).unwrap(), before);
     lock.unlock().unwrap();
+    let ok_records = c.ok(&["audit", "list", "--op", "tenant.create"])["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["targets"][0] == "fabrikam" && r["outcome"] == "ok")
+        .count();
+    assert_eq!(ok_records, 0);
+    assert!(!c.ok(&["tenant", "list"]).to_string().contains("fabrikam"));
+    c.ok(&["tenant", "create", "fabrikam"]);
     c.ok(&["dc", "drain", "--yes", "westus"]);
     assert_ne!(std::fs::read(c.root.join("cluster.json")).unwrap(), before);
 }
@@ -991,4 +1006,40 @@ fn sync_exits_5_naming_a_replica_it_could_not_bring_level() {
         "--region",
         "westeurope",
     ]);
+}
+
+#[test]
+fn a_committed_write_is_reported_committed_even_when_its_session_file_cannot_be_saved() {
+    let c = Cluster::new();
+    let session = c.path("s.json");
+    let s = session.display().to_string();
+    c.ok(&["user", "list", "--tenant", "contoso", "--session", &s]);
+    // The session file's temporary sibling cannot be created: saving it fails.
+    std::fs::create_dir(c.path("s.tmp")).unwrap();
+    let r = c.run(&[
+        "user",
+        "create",
+        "--tenant",
+        "contoso",
+        "--upn",
+        "kept@contoso.com",
+        "--display-name",
+        "kept",
+        "--session",
+        &s,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(
+        r.stderr.contains("the write is committed") && r.stderr.contains("could not be saved"),
+        "{}",
+        r.describe()
+    );
+    c.ok(&["user", "get", "--tenant", "contoso", "kept@contoso.com"]);
+    let failed = c.ok(&["audit", "list", "--op", "user.create"])["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] != "ok")
+        .count();
+    assert_eq!(failed, 0, "a committed write was also recorded as failed");
 }
