@@ -36,30 +36,65 @@ fn cell(v: &Value) -> String {
     }
 }
 
+/// Widest a padded (not last) table column gets; longer cells are cut with "…" (the JSON
+/// output has them whole).
+const MAX_COLUMN: usize = 60;
+
+/// A cell as a table shows it: control characters escaped, so that no value can break a
+/// row or forge one.
+fn shown(c: &str) -> String {
+    if c.chars().any(char::is_control) {
+        c.chars().flat_map(char::escape_default).collect()
+    } else {
+        c.to_string()
+    }
+}
+
+fn cut(c: String) -> String {
+    if c.chars().count() <= MAX_COLUMN {
+        return c;
+    }
+    let mut s: String = c.chars().take(MAX_COLUMN - 1).collect();
+    s.push('…');
+    s
+}
+
 /// A table with a header row, columns padded to their widest cell.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let n = headers.len();
+    let fit = |cells: &[String]| -> Vec<String> {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i + 1 < n { cut(shown(c)) } else { shown(c) })
+            .collect()
+    };
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| fit(r)).collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for r in rows {
+    for r in &rows {
         for (i, c) in r.iter().enumerate() {
             if i < widths.len() {
                 widths[i] = widths[i].max(c.chars().count());
             }
         }
     }
-    let line = |cells: Vec<String>| {
+    let line = |cells: &[String]| {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            s.push_str(c);
+            if i + 1 < cells.len() {
+                let w = widths.get(i).copied().unwrap_or(0);
+                s.extend(std::iter::repeat_n(
+                    ' ',
+                    w.saturating_sub(c.chars().count()) + 2,
+                ));
             }
         }
         s.trim_end().to_string() + "\n"
     };
-    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
-    for r in rows {
-        out.push_str(&line(r.clone()));
+    let mut out = line(&headers.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    for r in &rows {
+        out.push_str(&line(r));
     }
     out
 }
@@ -74,7 +109,7 @@ pub fn object(obj: &Map<String, Value>, extra: &[(&str, String)]) -> String {
         .unwrap_or(0);
     let mut s = String::new();
     for (k, v) in obj {
-        s.push_str(&format!("{k:<w$}  {}\n", cell(v)));
+        s.push_str(&format!("{k:<w$}  {}\n", shown(&cell(v))));
     }
     for (k, v) in extra {
         s.push_str(&format!("{k:<w$}  {v}\n"));
@@ -94,4 +129,24 @@ pub fn cells(obj: &Map<String, Value>, fields: &[&str]) -> Vec<String> {
         .iter()
         .map(|f| obj.get(*f).map(cell).unwrap_or_default())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_cuts_long_cells_and_escapes_control_characters() {
+        let long = "W".repeat(70_000);
+        let t = table(
+            &["id", "name", "note"],
+            &[vec![long.clone(), "Eve\n0000  forged".into(), long]],
+        );
+        let lines: Vec<_> = t.lines().collect();
+        assert_eq!(lines.len(), 2, "{t}");
+        assert!(lines[1].starts_with(&format!("{}…", "W".repeat(MAX_COLUMN - 1))));
+        assert!(lines[1].contains("Eve\\n0000  forged"));
+        // The last column is not padded and not cut.
+        assert!(lines[1].ends_with(&"W".repeat(70_000)));
+    }
 }

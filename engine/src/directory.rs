@@ -505,6 +505,10 @@ pub(crate) fn type_of(m: &Map<String, Value>) -> Option<ObjectType> {
         .and_then(ObjectType::from_odata)
 }
 
+/// Longest string a field takes (Graph's own limits are lower for most fields: 256 for
+/// displayName, 113 for userPrincipalName).
+const MAX_STRING_CHARS: usize = 1024;
+
 /// Checks client-supplied fields against the type's schema.
 pub(crate) fn check_fields(
     ty: ObjectType,
@@ -541,6 +545,26 @@ pub(crate) fn check_fields(
             Kind::Bool => v.is_boolean(),
             Kind::StrList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
         };
+        let strings: Vec<&str> = match v {
+            Value::String(s) => vec![s],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for s in strings {
+            if s.chars().count() > MAX_STRING_CHARS {
+                return Err(Error::Invalid(format!(
+                    "{} field {name} is {} characters long; at most {MAX_STRING_CHARS}",
+                    ty.noun(),
+                    s.chars().count()
+                )));
+            }
+            if s.chars().any(char::is_control) {
+                return Err(Error::Invalid(format!(
+                    "{} field {name} holds a control character (a newline, tab, escape...): {s:?}",
+                    ty.noun()
+                )));
+            }
+        }
         if !ok {
             let want = match field.kind {
                 Kind::Str => "a non-empty string",
@@ -561,12 +585,19 @@ pub(crate) fn check_fields(
         }
     }
     if let Some(upn) = fields.get("userPrincipalName").and_then(Value::as_str) {
-        let valid = upn.split_once('@').is_some_and(|(a, b)| {
-            !a.is_empty() && b.contains('.') && !upn.contains(char::is_whitespace)
+        let dotted = |p: &str| !p.is_empty() && p.split('.').all(|l| !l.is_empty());
+        let valid = upn.split_once('@').is_some_and(|(alias, domain)| {
+            dotted(alias)
+                && alias.chars().count() <= 64
+                && dotted(domain)
+                && domain.contains('.')
+                && !domain.contains('@')
+                && upn.chars().count() <= 113
+                && !upn.contains(char::is_whitespace)
         });
         if !valid {
             return Err(Error::Invalid(format!(
-                "userPrincipalName {upn:?} is not of the form alias@domain.tld"
+                "userPrincipalName {upn:?} is not of the form alias@domain.tld (one @, no empty or leading/trailing dot parts, alias at most 64 and all at most 113 characters)"
             )));
         }
     }
@@ -939,6 +970,53 @@ mod tests {
             create(&mut t, T, ObjectType::User, user("ADA@contoso.com"), "now"),
             Err(Error::Conflict(_))
         ));
+    }
+
+    #[test]
+    fn malformed_upns_long_strings_and_control_characters_are_invalid() {
+        let mut t = Txn::new(&Empty);
+        let long_alias = format!("{}@contoso.com", "a".repeat(65));
+        for upn in [
+            "a@@b.com",
+            "a@b.c@d.com",
+            ".dot@c.com",
+            "dot.@c.com",
+            "a..b@c.com",
+            "x@.c.com",
+            "x@c..com",
+            "x@com",
+            "x y@c.com",
+            long_alias.as_str(),
+        ] {
+            assert!(
+                matches!(
+                    create(&mut t, T, ObjectType::User, user(upn), "now"),
+                    Err(Error::Invalid(_))
+                ),
+                "{upn} was accepted"
+            );
+        }
+        create(
+            &mut t,
+            T,
+            ObjectType::User,
+            user("first.last@sub.contoso.com"),
+            "now",
+        )
+        .expect("a plain UPN");
+        let mut u = user("long@contoso.com");
+        u.insert("displayName".into(), Value::from("W".repeat(1025)));
+        assert!(
+            matches!(create(&mut t, T, ObjectType::User, u, "now"), Err(Error::Invalid(m)) if m.contains("at most 1024"))
+        );
+        let mut u = user("eve@contoso.com");
+        u.insert(
+            "displayName".into(),
+            Value::from("Eve\n0000  ceo@contoso.com"),
+        );
+        assert!(
+            matches!(create(&mut t, T, ObjectType::User, u, "now"), Err(Error::Invalid(m)) if m.contains("control character"))
+        );
     }
 
     #[test]
