@@ -1043,3 +1043,39 @@ fn a_committed_write_is_reported_committed_even_when_its_session_file_cannot_be_
         .count();
     assert_eq!(failed, 0, "a committed write was also recorded as failed");
 }
+
+#[test]
+fn not_found_at_a_lagging_secondary_names_where_it_was_read_and_how_to_read_level() {
+    let c = Cluster::new();
+    c.create_user("fresh@contoso.com");
+    // westeurope is an ordinary secondary of partition 0: it lags until a sync.
+    let r = c.fails(
+        &[
+            "user",
+            "get",
+            "--tenant",
+            "contoso",
+            "fresh@contoso.com",
+            "--region",
+            "westeurope",
+        ],
+        3,
+    );
+    assert!(
+        r.stderr.contains("read at secondary westeurope")
+            && r.stderr.contains("dirctl sync")
+            && r.stderr.contains("--session"),
+        "{}",
+        r.describe()
+    );
+    c.ok(&["sync"]);
+    c.ok(&[
+        "user",
+        "get",
+        "--tenant",
+        "contoso",
+        "fresh@contoso.com",
+        "--region",
+        "westeurope",
+    ]);
+}

@@ -936,7 +936,7 @@ impl Cluster {
             if let (Some(r), Ok(p)) = (self.held.get(id), self.topology.partition(partition)) {
                 let pos = r.last()?;
                 if pos.lsn >= need && !p.diverged(pos) {
-                    let value = answer(r)?;
+                    let value = named_not_found(answer(r), &id.datacenter, pos.lsn, &p.primary)?;
                     let served = ServedBy {
                         datacenter: id.datacenter.clone(),
                         partition,
@@ -997,7 +997,7 @@ impl Cluster {
                 ));
                 continue;
             }
-            let value = answer(r)?;
+            let value = named_not_found(answer(r), &dc, pos.lsn, &p.primary)?;
             self.route
                 .retain(|(q, d, _)| !(*q == partition && d.as_deref() == prefer));
             self.route.push((partition, prefer.map(str::to_string), id));
@@ -1374,5 +1374,16 @@ impl Cluster {
             }
         }
         Ok(out)
+    }
+}
+
+/// A secondary's "not found" says where it was read: the secondary may not hold a recent
+/// write yet (reads are eventually consistent without a session).
+fn named_not_found<T>(got: Result<T>, dc: &str, lsn: u64, primary: &str) -> Result<T> {
+    match got {
+        Err(Error::NotFound(m)) if dc != primary => Err(Error::NotFound(format!(
+            "{m} (read at secondary {dc}, lsn {lsn}, which may not hold the newest writes yet: `dirctl sync`, `--session FILE` for read-your-writes, or `--region {primary}`)"
+        ))),
+        other => other,
     }
 }
