@@ -234,12 +234,7 @@ impl Ctx {
             Ok((t.into_ops(), out))
         });
         if let Err(e) = &result {
-            // Malformed input is refused before anything is attempted and writes nothing,
-            // not even an audit record; every other failure is recorded.
-            let refused = e
-                .chain()
-                .any(|c| matches!(c.downcast_ref(), Some(engine::Error::Invalid(_))));
-            if !refused {
+            if !refused(e) {
                 self.audit_outcome(partition, op, targets, &format!("{e:#}"));
             }
         }
@@ -289,4 +284,11 @@ fn os_user() -> Option<String> {
         let name = f.next()?;
         (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
     })
+}
+
+/// Malformed input is refused before anything is attempted and writes nothing, not even an
+/// audit record; every other failure is recorded.
+pub fn refused(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| matches!(c.downcast_ref(), Some(engine::Error::Invalid(_))))
 }

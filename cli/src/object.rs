@@ -9,7 +9,7 @@ use engine::log::Op;
 use engine::Error;
 use serde_json::{json, Map, Value};
 
-use crate::context::Ctx;
+use crate::context::{self, Ctx};
 use crate::opt::{Fields, Global, ImportArgs, ObjectArgs, Output, Verb};
 use crate::output;
 
@@ -217,16 +217,30 @@ fn parse_import(path: &std::path::Path) -> Result<Vec<Line>> {
     let mut lines = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let number = i + 1;
-        let line = line.with_context(|| format!("read {} line {number}", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
         let bad = |why: String| {
             Error::Invalid(format!(
                 "{} line {number}: {why}; nothing was imported",
                 path.display()
             ))
         };
+        let line = match line {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(bad("not UTF-8 text".into()).into())
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("read {} line {number}", path.display()))
+            }
+        };
+        // A byte-order mark (some editors write one) is not part of the first line's JSON.
+        let line = if number == 1 {
+            line.strip_prefix('\u{feff}').unwrap_or(&line).to_string()
+        } else {
+            line
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
         let mut fields = match serde_json::from_str::<Value>(&line) {
             Ok(Value::Object(m)) => m,
             Ok(_) => return Err(bad("not a JSON object".into()).into()),
@@ -269,33 +283,44 @@ fn by_object_id(targets: &mut Vec<String>, obj: &Map<String, Value>) {
     }
 }
 
-/// Applies import lines to a transaction.
+/// Applies import lines to a transaction; `made` gathers (object ID, line number) of the
+/// objects the file makes, across calls.
 fn stage(
     t: &mut Txn,
     tid: &str,
     lines: &[Line],
     now: &str,
     path: &std::path::Path,
-) -> engine::Result<Vec<String>> {
-    let mut ids = Vec::with_capacity(lines.len());
+    made: &mut Vec<(String, usize)>,
+) -> engine::Result<()> {
     for l in lines {
-        let at = |e: Error| match e {
+        // A conflict with an object this file makes (not yet written) names its line.
+        let made_here = |m: String| match made.iter().find(|(id, _)| m.contains(id.as_str())) {
+            Some((id, line)) => {
+                m.replace(&format!("user {id}"), &format!("line {line} of this file"))
+            }
+            None => m,
+        };
+        let at = |e: Error| {
+            match e {
             Error::Invalid(m) => Error::Invalid(format!(
                 "{} line {}: {m}; nothing was imported",
                 path.display(),
                 l.number
             )),
             Error::Conflict(m) => Error::Conflict(format!(
-                "{} line {}: {m}; nothing was imported",
+                "{} line {}: {}; nothing was imported",
                 path.display(),
-                l.number
+                l.number,
+                made_here(m)
             )),
             Error::NotFound(m) => Error::NotFound(format!(
-                "{} line {}: {m}; nothing was imported",
+                "{} line {}: {m} (a member must be stored already or made by an earlier line); nothing was imported",
                 path.display(),
                 l.number
             )),
             other => other,
+        }
         };
         let obj = directory::create(t, tid, l.ty, l.fields.clone(), now).map_err(at)?;
         let id = obj
@@ -306,9 +331,9 @@ fn stage(
         for m in &l.members {
             directory::add_member(t, tid, &id, m).map_err(at)?;
         }
-        ids.push(id);
+        made.push((id, l.number));
     }
-    Ok(ids)
+    Ok(())
 }
 
 pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
@@ -323,15 +348,34 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
     // One pass over the primary's state stages every line: it finds every conflict before
     // anything is written, and its ops, cut at batch boundaries, are what the batches write
     // (refused, nothing written, if another writer got to the partition in between).
-    let (staged, at) = ctx.write(partition, |r| {
+    let targets = vec![a.tenant.clone(), a.file.display().to_string()];
+    let staged = ctx.write(partition, |r| {
         let mut t = Txn::new(r);
         let mut ends = Vec::new();
+        let mut made = Vec::with_capacity(lines.len());
         for chunk in lines.chunks(a.batch_size) {
-            stage(&mut t, &tid, chunk, &now, &a.file)?;
+            stage(&mut t, &tid, chunk, &now, &a.file, &mut made)?;
             ends.push(t.op_count());
         }
         Ok((Vec::new(), (t.into_ops(), ends)))
-    })?;
+    });
+    let (staged, at) = match staged {
+        Ok(s) => s,
+        Err(e) => {
+            if !context::refused(&e) {
+                ctx.audit_outcome(partition, "import", targets, &format!("{e:#}"));
+            }
+            return Err(e);
+        }
+    };
+    if lines.is_empty() {
+        ctx.audit_outcome(
+            partition,
+            "import",
+            targets.clone(),
+            "ok: the file holds no objects",
+        );
+    }
     let (ops, ends) = staged;
     let mut ops = ops.into_iter();
     let mut start = 0;
@@ -356,7 +400,6 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
     let mut last_token = None;
     let mut emitted = Ok(());
     let chunks = lines.chunks(a.batch_size).count();
-    let targets = vec![a.tenant.clone(), a.file.display().to_string()];
     // The import's one audit record rides in its last entry; a failure gets its own.
     let mut record = Some(ctx.record("import", targets.clone(), "ok"));
     // Each batch is shipped while the one before is being made durable.
@@ -386,10 +429,7 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
         },
     );
     if let Err(e) = written {
-        let refused = e
-            .chain()
-            .any(|c| matches!(c.downcast_ref(), Some(engine::Error::Invalid(_))));
-        if !refused {
+        if !context::refused(&e) {
             ctx.audit_outcome(partition, "import", targets, &format!("{e:#}"));
         }
         let from = lines.get(done).map_or(0, |l| l.number);

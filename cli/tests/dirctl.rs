@@ -351,15 +351,55 @@ fn malformed_input_is_refused_clearly_and_nothing_is_written() {
         2,
     );
     assert!(r.stderr.contains("unknown object type"), "{}", r.describe());
-    // A conflict late in the file is found before anything is written.
-    import(
+    // A group naming a member made by a later line says members come first.
+    let r = import(
+        &[
+            r##"{"@odata.type":"#microsoft.graph.group","displayName":"g","members":["01a2b3c4-0000-7000-8000-000000000001"]}"##,
+        ],
+        3,
+    );
+    assert!(r.stderr.contains("earlier line"), "{}", r.describe());
+    // Bytes that are not UTF-8 are malformed input too.
+    std::fs::write(&file, b"\xff\xfe{}\n").unwrap();
+    let r = c.fails(
+        &["import", "--tenant", "contoso", file.to_str().unwrap()],
+        2,
+    );
+    assert!(
+        r.stderr.contains("line 1: not UTF-8") && r.stderr.contains("nothing was imported"),
+        "{}",
+        r.describe()
+    );
+    // A conflict late in the file is found before anything is written; a conflict with
+    // an earlier line of the file names that line (its object was never written).
+    let r = import(
         &[
             ok1,
             r##"{"@odata.type":"#microsoft.graph.user","userPrincipalName":"OK1@contoso.com","displayName":"ok1 again"}"##,
         ],
         4,
     );
-    assert_eq!(c.lsn(0, "westus"), before);
+    assert!(
+        r.stderr.contains("line 2") && r.stderr.contains("taken by line 1 of this file"),
+        "{}",
+        r.describe()
+    );
+    // Only the audit records of the two failed imports (not found, conflict) were written:
+    // malformed input is refused before anything is attempted.
+    assert_eq!(c.lsn(0, "westus"), before.map(|l| l + 2));
+    let failed: Vec<_> = c.ok(&["audit", "list", "--op", "import"])["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed[1].contains("line 1 of this file"), "{failed:?}");
+    // A byte-order mark before the first line is not malformed JSON.
+    std::fs::write(&file, format!("\u{feff}{ok2}\n")).unwrap();
+    let r = c.run(&["import", "--tenant", "contoso", file.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.describe());
+    c.ok(&["user", "get", "--tenant", "contoso", "ok2@contoso.com"]);
     c.fails(
         &[
             "user",
