@@ -455,6 +455,62 @@ fn init_refuses_bad_topologies_and_an_existing_cluster() {
         Some(2)
     );
     assert!(!fresh.join("cluster.json").exists());
+    let r = run(&["init", "--datacenters", DCS, "--partitions", "100000"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("more than 1024"));
+}
+
+#[test]
+fn an_init_killed_midway_leaves_the_cluster_root_as_it_was_and_init_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cluster");
+    std::fs::create_dir(&root).unwrap();
+    let mut child = dirctl()
+        .arg("--cluster")
+        .arg(&root)
+        .args(["init", "--datacenters", DCS, "--partitions", "1024"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once it has made some replicas (in its temporary folder).
+    let made_some = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".cluster.init-")
+            })
+            .any(|e| e.path().join("dc-westus").join("p3").exists())
+    };
+    while !made_some() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "init ended before it was killed"
+        );
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        std::fs::read_dir(&root).unwrap().count(),
+        0,
+        "the root was touched"
+    );
+    let out = dirctl()
+        .arg("--cluster")
+        .arg(&root)
+        .args(["init", "--datacenters", DCS, "--partitions", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(root.join("cluster.json").exists());
 }
 
 #[test]

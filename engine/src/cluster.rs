@@ -185,7 +185,9 @@ pub fn replica_path(root: &Path, id: &ReplicaId) -> PathBuf {
 }
 
 impl Cluster {
-    /// Creates a new cluster root: every replica, then `cluster.json` last.
+    /// Creates a new cluster root: every replica and `cluster.json` are made in a temporary
+    /// folder beside it, renamed into place at the end, so an interrupted init leaves the
+    /// root as it was (only that temporary folder, named for what it is).
     pub fn init(root: &Path, datacenters: Vec<Datacenter>, partitions: u32) -> Result<Topology> {
         let topology = Topology::new(uuid::Uuid::new_v4().to_string(), datacenters, partitions)?;
         if root.join(CLUSTER_FILE).exists() {
@@ -199,13 +201,29 @@ impl Cluster {
                 .map_err(|e| Error::io(format!("read {}", root.display()), e))?;
             if entries.next().is_some() {
                 return Err(Error::Conflict(format!(
-                    "{} is not empty; a cluster root must be a new or empty folder",
+                    "{} is not empty but holds no {CLUSTER_FILE}; a cluster root must be a new or empty folder (if a cluster's {CLUSTER_FILE} was removed, its replicas are still there: restore it from a backup, `dirctl backup restore --to`)",
                     root.display()
                 )));
             }
         }
-        std::fs::create_dir_all(root)
-            .map_err(|e| Error::io(format!("create cluster root {}", root.display()), e))?;
+        let name = root
+            .file_name()
+            .ok_or_else(|| Error::Invalid(format!("{} names no folder", root.display())))?;
+        let parent = match root.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+        let building = tempfile::Builder::new()
+            .prefix(&format!(".{}.init-", name.to_string_lossy()))
+            .tempdir_in(parent)
+            .map_err(|e| {
+                Error::io(
+                    format!("create a temporary folder in {}", parent.display()),
+                    e,
+                )
+            })?;
         for dc in &topology.datacenters {
             for p in &topology.partitions {
                 let id = ReplicaId::new(&dc.name, p.id);
@@ -214,10 +232,15 @@ impl Cluster {
                     datacenter: dc.name.clone(),
                     partition: p.id,
                 };
-                Replica::create(&replica_path(root, &id), &identity)?;
+                Replica::create(&replica_path(building.path(), &id), &identity)?;
             }
         }
-        FileControlPlane::create(root, &topology)?;
+        FileControlPlane::create(building.path(), &topology)?;
+        // rename(2) replaces an empty folder; a folder someone filled meanwhile stays.
+        std::fs::rename(building.path(), root)
+            .map_err(|e| Error::io(format!("rename the new cluster into {}", root.display()), e))?;
+        let _ = building.keep();
+        crate::replica::sync_dir(parent)?;
         Ok(topology)
     }
 

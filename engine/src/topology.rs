@@ -20,6 +20,9 @@ pub const TOPOLOGY_FORMAT_VERSION: u32 = 1;
 pub const CLUSTER_FILE: &str = "cluster.json";
 const LOCK_FILE: &str = "cluster.lock";
 
+/// Most partitions a cluster may have (each is a replica, a RocksDB, per datacenter).
+pub const MAX_PARTITIONS: u32 = 1024;
+
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Location {
     pub lat: f64,
@@ -112,6 +115,11 @@ impl Topology {
             return Err(Error::Invalid(
                 "a cluster needs at least 1 partition".into(),
             ));
+        }
+        if partitions > MAX_PARTITIONS {
+            return Err(Error::Invalid(format!(
+                "{partitions} partitions is more than {MAX_PARTITIONS}: each is a RocksDB in every datacenter's folder"
+            )));
         }
         for (i, dc) in datacenters.iter().enumerate() {
             validate_name(&dc.name)?;
