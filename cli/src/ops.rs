@@ -62,8 +62,17 @@ pub fn tenant(g: &Global, c: TenantCmd) -> Result<()> {
     match c {
         TenantCmd::Create { name, partition } => {
             engine::topology::validate_name(&name)?;
-            if ctx.cluster.topology().tenants.contains_key(&name) {
-                return Err(Error::Conflict(format!("tenant {name} already exists")).into());
+            if let Some(same) = ctx
+                .cluster
+                .topology()
+                .tenants
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case(&name))
+            {
+                return Err(Error::Conflict(format!(
+                    "tenant {same} already exists (tenant names are compared without letter case)"
+                ))
+                .into());
             }
             let n = ctx.cluster.topology().partitions.len() as u32;
             let partition = match partition {
@@ -79,8 +88,8 @@ pub fn tenant(g: &Global, c: TenantCmd) -> Result<()> {
             // The placement first: cluster.json decides, under its lock, which of two
             // creates of one name wins, before either writes anything to a partition.
             let placed = ctx.cluster.update_topology(|t| {
-                if t.tenants.contains_key(&name) {
-                    return Err(Error::Conflict(format!("tenant {name} already exists")));
+                if let Some(same) = t.tenants.keys().find(|k| k.eq_ignore_ascii_case(&name)) {
+                    return Err(Error::Conflict(format!("tenant {same} already exists")));
                 }
                 t.tenants.insert(
                     name.clone(),

@@ -28,7 +28,8 @@ pub struct Global {
         long,
         global = true,
         env = "DIRCTL_REGION",
-        value_name = "NAME|LAT,LON"
+        value_name = "NAME|LAT,LON",
+        allow_hyphen_values = true
     )]
     pub region: Option<String>,
     /// A logical session file: keeps replica tokens and datacenter affinity (read-your-writes).
@@ -77,7 +78,7 @@ pub enum Command {
     Sync(SyncArgs),
     /// Each partition x datacenter: role, term, last lsn, lag, health.
     Status,
-    /// Datacenters: drain and undrain (an operator's health override).
+    /// Datacenters: list, drain and undrain (an operator's health override), rebuild a lost one.
     #[command(subcommand)]
     Dc(DcCmd),
     /// Move a partition's primary: planned (--to DC, zero loss) or emergency (--emergency).
@@ -317,6 +318,7 @@ pub struct InitArgs {
     /// Datacenters as NAME@LAT,LON, comma separated.
     #[arg(long, value_name = "NAME@LAT,LON,...")]
     pub datacenters: String,
+    /// How many partitions (1 to 1024); each is a replica in every datacenter.
     #[arg(long, default_value_t = 4)]
     pub partitions: u32,
 }
@@ -325,7 +327,9 @@ pub struct InitArgs {
 pub enum TenantCmd {
     /// Create a tenant, placed on a partition (by hash unless --partition).
     Create {
+        /// The tenant's name (unique, whatever its letter case): what `--tenant` takes.
         name: String,
+        /// Place it on this partition instead of by hash.
         #[arg(long)]
         partition: Option<u32>,
     },

@@ -1175,3 +1175,72 @@ fn not_found_at_a_lagging_secondary_names_where_it_was_read_and_how_to_read_leve
         "westeurope",
     ]);
 }
+
+#[test]
+fn with_every_secondary_drained_the_primary_answers_reads() {
+    let c = Cluster::new();
+    let id = c.create_user("last.resort@contoso.com");
+    c.ok(&["dc", "drain", "--yes", "eastus"]);
+    c.ok(&["dc", "drain", "--yes", "westeurope"]);
+    let v = c.ok(&[
+        "user",
+        "get",
+        "--tenant",
+        "contoso",
+        &id,
+        "--region",
+        "westeurope",
+    ]);
+    assert_eq!(v["servedBy"]["datacenter"], "westus");
+    // A write in a session whose datacenter is drained still works, and reads its own write.
+    let s = c.path("s.json").display().to_string();
+    let w = c.ok(&[
+        "user",
+        "create",
+        "--tenant",
+        "contoso",
+        "--upn",
+        "in.session@contoso.com",
+        "--display-name",
+        "s",
+        "--session",
+        &s,
+        "--region",
+        "westeurope",
+    ]);
+    let id2 = w["object"]["id"].as_str().unwrap();
+    c.ok(&["user", "get", "--tenant", "contoso", id2, "--session", &s]);
+    c.ok(&["dc", "drain", "--yes", "westus"]);
+    let r = c.fails(&["user", "get", "--tenant", "contoso", &id], 5);
+    assert!(r.stderr.contains("drained"), "{}", r.describe());
+}
+
+#[test]
+fn regions_take_southern_and_western_coordinates_and_refuse_impossible_ones() {
+    let c = Cluster::new();
+    let id = c.create_user("sydney@contoso.com");
+    c.ok(&["sync"]);
+    c.ok(&[
+        "user",
+        "get",
+        "--tenant",
+        "contoso",
+        &id,
+        "--region",
+        "-33.9,151.2",
+    ]);
+    let r = c.fails(
+        &[
+            "user", "get", "--tenant", "contoso", &id, "--region", "100,0",
+        ],
+        2,
+    );
+    assert!(r.stderr.contains("latitude -90..90"), "{}", r.describe());
+    // Tenant names are unique whatever their letter case.
+    let r = c.fails(&["tenant", "create", "Contoso"], 4);
+    assert!(
+        r.stderr.contains("tenant contoso already exists"),
+        "{}",
+        r.describe()
+    );
+}

@@ -383,8 +383,9 @@ impl Cluster {
     }
 
     /// Where reads of `partition` go, best first: the preferred datacenter (a session's),
-    /// then the healthy secondaries by great-circle distance from the caller's region.
-    /// Drained datacenters are left out.
+    /// then the healthy secondaries by great-circle distance from the caller's region, then
+    /// the primary (always level) when none of them can answer. Drained datacenters are left
+    /// out.
     pub fn read_order(&self, partition: u32, prefer: Option<&str>) -> Result<Vec<String>> {
         let origin = match (prefer, &self.options.region) {
             (Some(dc), _) => Some(self.location_of(dc)?),
@@ -404,7 +405,17 @@ impl Cluster {
                     .total_cmp(&b.location.distance_km(&o))
             });
         }
-        Ok(secs.into_iter().map(|d| d.name.clone()).collect())
+        let primary = &self.topology.partition(partition)?.primary;
+        let last_resort = self
+            .topology
+            .datacenters
+            .iter()
+            .filter(|d| d.name == *primary && !d.drained);
+        Ok(secs
+            .into_iter()
+            .chain(last_resort)
+            .map(|d| d.name.clone())
+            .collect())
     }
 
     /// The datacenter a session with affinity `session_dc` reads `partition` from.
@@ -606,7 +617,7 @@ impl Cluster {
         let session_id = match session_dc {
             Some(dc) => self
                 .session_read_dc(partition, dc)?
-                .filter(|d| *d != p.sync_standby)
+                .filter(|d| *d != p.sync_standby && *d != p.primary)
                 .map(|d| ReplicaId::new(&d, partition)),
             None => None,
         };

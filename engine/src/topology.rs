@@ -219,7 +219,7 @@ impl Topology {
         }
         parse_location(region).map_err(|_| {
             Error::Invalid(format!(
-                "region {region:?} is neither a datacenter ({}) nor LAT,LON",
+                "region {region:?} is neither a datacenter ({}) nor LAT,LON (latitude -90..90, longitude -180..180)",
                 self.dc_names().join(", ")
             ))
         })
@@ -253,11 +253,15 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 pub fn parse_location(s: &str) -> Result<Location> {
-    let bad = || Error::Invalid(format!("location {s:?} is not LAT,LON"));
+    let bad = || {
+        Error::Invalid(format!(
+            "location {s:?} is not LAT,LON (latitude -90..90, longitude -180..180)"
+        ))
+    };
     let (a, b) = s.split_once(',').ok_or_else(bad)?;
     let lat: f64 = a.trim().parse().map_err(|_| bad())?;
     let lon: f64 = b.trim().parse().map_err(|_| bad())?;
-    if !lat.is_finite() || !lon.is_finite() {
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
         return Err(bad());
     }
     Ok(Location { lat, lon })
