@@ -1210,6 +1210,35 @@ fn with_every_secondary_drained_the_primary_answers_reads() {
     ]);
     let id2 = w["object"]["id"].as_str().unwrap();
     c.ok(&["user", "get", "--tenant", "contoso", id2, "--session", &s]);
+    // A writer dies after its entry is durable on the primary alone: the primary does not
+    // serve it (it is not a fact) until a sync settles it (cut: the standby never got it).
+    let tail = "5a1e7a11-0000-4000-8000-00000000c11e";
+    let (mut cmd, _) = c.command(&[
+        "user",
+        "create",
+        "--tenant",
+        "contoso",
+        "--set",
+        &format!("id={tail}"),
+        "--upn",
+        "tail@contoso.com",
+        "--display-name",
+        "tail",
+    ]);
+    let out = cmd
+        .env("DIRCTL_FAILPOINT", "crash-after-primary-append")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let r = c.fails(&["user", "get", "--tenant", "contoso", tail], 5);
+    assert!(
+        r.stderr.contains("above its commit lsn"),
+        "{}",
+        r.describe()
+    );
+    c.ok(&["sync"]);
+    c.fails(&["user", "get", "--tenant", "contoso", tail], 3);
+    c.ok(&["user", "get", "--tenant", "contoso", &id]);
     c.ok(&["dc", "drain", "--yes", "westus"]);
     let r = c.fails(&["user", "get", "--tenant", "contoso", &id], 5);
     assert!(r.stderr.contains("drained"), "{}", r.describe());

@@ -384,8 +384,8 @@ impl Cluster {
 
     /// Where reads of `partition` go, best first: the preferred datacenter (a session's),
     /// then the healthy secondaries by great-circle distance from the caller's region, then
-    /// the primary (always level) when none of them can answer. Drained datacenters are left
-    /// out.
+    /// the primary when none of them can answer (it serves only what is committed: `read`).
+    /// Drained datacenters are left out.
     pub fn read_order(&self, partition: u32, prefer: Option<&str>) -> Result<Vec<String>> {
         let origin = match (prefer, &self.options.region) {
             (Some(dc), _) => Some(self.location_of(dc)?),
@@ -969,7 +969,8 @@ impl Cluster {
         {
             if let (Some(r), Ok(p)) = (self.held.get(id), self.topology.partition(partition)) {
                 let pos = r.last()?;
-                if pos.lsn >= need && !p.diverged(pos) {
+                let unsettled = id.datacenter == p.primary && pos.lsn > r.commit_lsn()?;
+                if pos.lsn >= need && !p.diverged(pos) && !unsettled {
                     let value = named_not_found(answer(r), &id.datacenter, pos.lsn, &p.primary)?;
                     let served = ServedBy {
                         datacenter: id.datacenter.clone(),
@@ -1005,6 +1006,14 @@ impl Cluster {
             let mut pulled = 0;
             let need = token.map(|t| t.lsn).unwrap_or(0);
             let last = r.last()?;
+            // The primary, the last resort: entries above its commit lsn (a crashed writer's,
+            // durable on it alone) are not facts yet and are never served.
+            if dc == p.primary && last.lsn > r.commit_lsn()? {
+                why.push(format!(
+                    "{dc} (the primary): holds entries above its commit lsn that a crashed writer left, not yet settled; a write or `dirctl sync` settles them"
+                ));
+                continue;
+            }
             // Behind the token, or holding a fenced primary's uncommitted tail: pull first.
             if last.lsn < need || p.diverged(last) {
                 match self.pull(&p, &id) {
