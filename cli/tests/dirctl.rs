@@ -461,7 +461,7 @@ fn init_refuses_bad_topologies_and_an_existing_cluster() {
 }
 
 #[test]
-fn an_init_killed_midway_leaves_the_cluster_root_as_it_was_and_init_runs_again() {
+fn an_init_killed_midway_can_be_run_again_and_leaves_no_cluster_meanwhile() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cluster");
     std::fs::create_dir(&root).unwrap();
@@ -473,19 +473,8 @@ fn an_init_killed_midway_leaves_the_cluster_root_as_it_was_and_init_runs_again()
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Killed once it has made some replicas (in its temporary folder).
-    let made_some = || {
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(".cluster.init-")
-            })
-            .any(|e| e.path().join("dc-westus").join("p3").exists())
-    };
-    while !made_some() {
+    // Killed once it has made some replicas.
+    while !root.join("dc-westus").join("p3").exists() {
         assert!(
             child.try_wait().unwrap().is_none(),
             "init ended before it was killed"
@@ -494,11 +483,14 @@ fn an_init_killed_midway_leaves_the_cluster_root_as_it_was_and_init_runs_again()
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(
-        std::fs::read_dir(&root).unwrap().count(),
-        0,
-        "the root was touched"
-    );
+    assert!(!root.join("cluster.json").exists());
+    let r = dirctl()
+        .arg("--cluster")
+        .arg(&root)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_ne!(r.status.code(), Some(0));
     let out = dirctl()
         .arg("--cluster")
         .arg(&root)
@@ -510,7 +502,25 @@ fn an_init_killed_midway_leaves_the_cluster_root_as_it_was_and_init_runs_again()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(root.join("cluster.json").exists());
+    let mut left: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("dc-"))
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["dc-eastus", "dc-westeurope", "dc-westus"]);
+    assert!(
+        !root.join("dc-westus").join("p3").exists(),
+        "the killed init's replicas stayed"
+    );
+    assert!(!root.join("init-in-progress").exists());
+    let out = dirctl()
+        .arg("--cluster")
+        .arg(&root)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
 }
 
 #[test]

@@ -184,10 +184,14 @@ pub fn replica_path(root: &Path, id: &ReplicaId) -> PathBuf {
         .join(format!("p{}", id.partition))
 }
 
+/// Present in a cluster root while `init` builds it (see `Cluster::init`).
+const INIT_MARKER: &str = "init-in-progress";
+
 impl Cluster {
-    /// Creates a new cluster root: every replica and `cluster.json` are made in a temporary
-    /// folder beside it, renamed into place at the end, so an interrupted init leaves the
-    /// root as it was (only that temporary folder, named for what it is).
+    /// Creates a new cluster root in place (it may be a mount point, or a folder an operator
+    /// made with its owner and mode): a marker file first, then every replica, `cluster.json`,
+    /// and the marker removed last. A root holding the marker and no `cluster.json` is what an
+    /// interrupted init left: a new init clears it and starts again.
     pub fn init(root: &Path, datacenters: Vec<Datacenter>, partitions: u32) -> Result<Topology> {
         let topology = Topology::new(uuid::Uuid::new_v4().to_string(), datacenters, partitions)?;
         if root.join(CLUSTER_FILE).exists() {
@@ -196,34 +200,35 @@ impl Cluster {
                 root.display()
             )));
         }
+        let marker = root.join(INIT_MARKER);
         if root.exists() {
-            let mut entries = std::fs::read_dir(root)
+            let entries: Vec<_> = std::fs::read_dir(root)
+                .map_err(|e| Error::io(format!("read {}", root.display()), e))?
+                .collect::<std::io::Result<_>>()
                 .map_err(|e| Error::io(format!("read {}", root.display()), e))?;
-            if entries.next().is_some() {
+            if marker.exists() {
+                // An interrupted init's leftovers: its replicas hold nothing yet.
+                for e in entries.iter().filter(|e| e.file_name() != INIT_MARKER) {
+                    let path = e.path();
+                    let gone = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    gone.map_err(|err| Error::io(format!("remove {}", path.display()), err))?;
+                }
+            } else if !entries.is_empty() {
                 return Err(Error::Conflict(format!(
                     "{} is not empty but holds no {CLUSTER_FILE}; a cluster root must be a new or empty folder (if a cluster's {CLUSTER_FILE} was removed, its replicas are still there: restore it from a backup, `dirctl backup restore --to`)",
                     root.display()
                 )));
             }
         }
-        let name = root
-            .file_name()
-            .ok_or_else(|| Error::Invalid(format!("{} names no folder", root.display())))?;
-        let parent = match root.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
-        let building = tempfile::Builder::new()
-            .prefix(&format!(".{}.init-", name.to_string_lossy()))
-            .tempdir_in(parent)
-            .map_err(|e| {
-                Error::io(
-                    format!("create a temporary folder in {}", parent.display()),
-                    e,
-                )
-            })?;
+        std::fs::create_dir_all(root)
+            .map_err(|e| Error::io(format!("create cluster root {}", root.display()), e))?;
+        std::fs::write(&marker, b"dirctl init is building this cluster root\n")
+            .map_err(|e| Error::io(format!("create {}", marker.display()), e))?;
+        crate::replica::sync_dir(root)?;
         for dc in &topology.datacenters {
             for p in &topology.partitions {
                 let id = ReplicaId::new(&dc.name, p.id);
@@ -232,15 +237,13 @@ impl Cluster {
                     datacenter: dc.name.clone(),
                     partition: p.id,
                 };
-                Replica::create(&replica_path(building.path(), &id), &identity)?;
+                Replica::create(&replica_path(root, &id), &identity)?;
             }
         }
-        FileControlPlane::create(building.path(), &topology)?;
-        // rename(2) replaces an empty folder; a folder someone filled meanwhile stays.
-        std::fs::rename(building.path(), root)
-            .map_err(|e| Error::io(format!("rename the new cluster into {}", root.display()), e))?;
-        let _ = building.keep();
-        crate::replica::sync_dir(parent)?;
+        FileControlPlane::create(root, &topology)?;
+        std::fs::remove_file(&marker)
+            .map_err(|e| Error::io(format!("remove {}", marker.display()), e))?;
+        crate::replica::sync_dir(root)?;
         Ok(topology)
     }
 
