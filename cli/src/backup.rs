@@ -104,7 +104,22 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
                 .as_ref()
                 .map(|r| r.removed.clone())
                 .unwrap_or_default();
-            audit_after(g, "backup.prune", targets, &pruned);
+            // Corrupt backups found: the pruning stands, and the command fails naming them.
+            let outcome = pruned.as_ref().map_err(|e| anyhow!("{e:#}")).and_then(|p| {
+                if p.corrupt.is_empty() {
+                    return Ok(());
+                }
+                let list: Vec<_> = p
+                    .corrupt
+                    .iter()
+                    .map(|(id, why)| format!("{id} ({why})"))
+                    .collect();
+                Err(anyhow!(
+                    "corrupt backup(s) kept for you to look at and not counted as kept, so older intact ones stay: {}; `dirctl backup verify ID` checks one, and removing the file is up to you",
+                    list.join("; ")
+                ))
+            });
+            audit_after(g, "backup.prune", targets, &outcome);
             let pruned = pruned?;
             output::emit(g.output, &json!(pruned), || {
                 let removed = &pruned.removed;
@@ -118,19 +133,7 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
                     }
                 )
             })?;
-            if pruned.corrupt.is_empty() {
-                Ok(())
-            } else {
-                let list: Vec<_> = pruned
-                    .corrupt
-                    .iter()
-                    .map(|(id, why)| format!("{id} ({why})"))
-                    .collect();
-                Err(anyhow!(
-                    "corrupt backup(s) kept for you to look at and not counted as kept, so older intact ones stay: {}; `dirctl backup verify ID` checks one, and removing the file is up to you",
-                    list.join("; ")
-                ))
-            }
+            outcome
         }
         BackupCmd::Restore {
             id,
@@ -368,12 +371,13 @@ fn restore_object(
 /// The newest intact backup's id and age in seconds.
 type Age = Option<(String, i64)>;
 
-/// Seconds since the newest good backup whose bytes still match their recorded SHA-256 (it
-/// is read whole), or None when there is none; and the newer ones that changed on disk.
-fn backup_age(g: &Global, d: &BackupsDir) -> Result<(PathBuf, Age, ::backup::Corrupt)> {
+/// Seconds since the newest good backup (with `hash`, one whose bytes still match their
+/// recorded SHA-256: it is read whole), or None when there is none; and the newer ones found
+/// corrupt.
+fn backup_age(g: &Global, d: &BackupsDir, hash: bool) -> Result<(PathBuf, Age, ::backup::Corrupt)> {
     let dir = dest(g, d)?;
     let now = context::clock()?.now();
-    let (newest, corrupt) = ::backup::newest_good(&dir)?;
+    let (newest, corrupt) = ::backup::newest_good(&dir, hash)?;
     Ok((
         dir,
         newest.and_then(|b| b.created().map(|t| (b.id.clone(), (now - t).num_seconds()))),
@@ -396,7 +400,7 @@ pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
     if problems.is_empty() {
         fine.push("every replica answers its probe".to_string());
     }
-    let (dir, age, corrupt) = backup_age(g, d)?;
+    let (dir, age, corrupt) = backup_age(g, d, true)?;
     for (id, why) in corrupt {
         problems.push(format!(
             "backup {id} is corrupt ({why}); it cannot be restored"
@@ -443,7 +447,7 @@ struct Family {
 }
 
 pub fn metrics(g: &Global, d: &BackupsDir) -> Result<()> {
-    let (_, age, _) = backup_age(g, d)?;
+    let (_, age, _) = backup_age(g, d, false)?;
     let mut ctx = Ctx::open(g)?;
     let rows = ctx.cluster.status()?;
     let topology = ctx.cluster.topology();
@@ -457,7 +461,7 @@ pub fn metrics(g: &Global, d: &BackupsDir) -> Result<()> {
     let families = [
         Family {
             name: "geodir_backup_age_seconds",
-            help: "Age of the newest good backup (its SHA-256 checked).",
+            help: "Age of the newest good backup (by its size; `dirctl health` also checks its SHA-256).",
             samples: vec![(
                 Vec::new(),
                 age.map_or(f64::INFINITY, |(_, secs)| secs as f64),

@@ -179,23 +179,31 @@ impl Ctx {
             .as_ref()
             .and_then(|(_, s)| s.tokens.get(&partition).cloned());
         // A token of a history that was undone (a failover that accepted data loss, a restore
-        // in place: a later term starts at or below it) can never be met again: read without
-        // it, say so, and forget it.
-        if let (Some(t), Some((path, s))) = (&token, &mut self.session) {
+        // in place: a later term starts at or below it) can never be met again. The writes
+        // below that start still stand: the token is cut back to just before it, said so.
+        if let (Some(t), Some((path, s))) = (&mut token, &mut self.session) {
             let p = self.cluster.topology().partition(partition)?;
-            if p.diverged(engine::log::Position {
-                term: t.term,
-                lsn: t.lsn,
-            }) {
+            let undone_from = p
+                .term_starts
+                .iter()
+                .filter(|st| st.term > t.term && st.first_lsn <= t.lsn)
+                .map(|st| st.first_lsn)
+                .min();
+            if let Some(first) = undone_from {
                 eprintln!(
-                    "warning: session {}: its writes to partition {partition} up to lsn {} (term {}) were undone by a failover that accepted data loss or by a restore; reading without them, and the session forgets them",
+                    "warning: session {}: its writes to partition {partition} from lsn {first} to {} (term {}) were undone by a failover that accepted data loss or by a restore; reading without them",
                     path.display(),
                     t.lsn,
                     t.term
                 );
-                s.tokens.remove(&partition);
-                s.save(path)?;
-                token = None;
+                t.lsn = first - 1;
+                s.tokens.insert(partition, t.clone());
+                if let Err(e) = s.save(path) {
+                    eprintln!(
+                        "warning: session file {} could not be saved: {e}",
+                        path.display()
+                    );
+                }
             }
         }
         // Otherwise a read changes nothing in the session (its affinity was saved when first

@@ -109,6 +109,17 @@ pub fn tenant(g: &Global, c: TenantCmd) -> Result<()> {
             });
             let (record, token) = match written {
                 Ok(w) => w,
+                // The record may stand (outcome unknown): the placement stays with it, so the
+                // tenant is found, never made twice.
+                Err(e)
+                    if e.chain().any(|c| {
+                        matches!(c.downcast_ref(), Some(engine::Error::OutcomeUnknown(_)))
+                    }) =>
+                {
+                    return Err(e.context(format!(
+                        "tenant {name} stays placed in cluster.json: its record may have been written"
+                    )));
+                }
                 Err(e) => {
                     // Nothing was written to the partition: take the placement back.
                     let undone = ctx.cluster.update_topology(|t| {
@@ -197,10 +208,23 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
     bar.finish_and_clear();
     // The sync's audit record, then shipped along so that secondaries stay level.
     let audit_partition = a.partition.unwrap_or(0);
-    let outcome = if failures.is_empty() {
+    let behind: Vec<_> = reports
+        .iter()
+        .filter_map(|r| {
+            r.error
+                .as_ref()
+                .map(|e| format!("dc-{}/p{}: {e}", r.datacenter, r.partition))
+        })
+        .collect();
+    let outcome = if failures.is_empty() && behind.is_empty() {
         "ok".to_string()
     } else {
-        failures.join("; ")
+        failures
+            .iter()
+            .chain(&behind)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
     };
     let targets = match a.partition {
         Some(p) => vec![format!("partition {p}")],
@@ -236,14 +260,6 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
     )?;
     // A replica left behind is a replica a read may not find level: say so in the exit
     // code too, for cron and scripts.
-    let behind: Vec<_> = reports
-        .iter()
-        .filter_map(|r| {
-            r.error
-                .as_ref()
-                .map(|e| format!("dc-{}/p{}: {e}", r.datacenter, r.partition))
-        })
-        .collect();
     let mut why = Vec::new();
     if !failures.is_empty() {
         why.push(format!(

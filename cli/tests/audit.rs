@@ -219,4 +219,42 @@ fn audit_verify_checks_the_copy_at_every_datacenter_not_only_the_one_a_read_reac
         "{}",
         r.describe()
     );
+
+    // A record appended at one secondary, its head moved along: the primary has no such record.
+    let c = Cluster::new();
+    c.create_user("a@contoso.com");
+    c.ok(&["sync"]);
+    tamper_at(&c, 0, &["westeurope"], |db, _| {
+        let head = db.get([0x09u8]).unwrap().unwrap();
+        let last = u64::from_be_bytes(head[..8].try_into().unwrap());
+        let prev: String = head[8..].iter().map(|b| format!("{b:02x}")).collect();
+        let forged = serde_json::json!({"v": 1, "seq": last + 1, "time": "2026-11-29T00:00:00Z",
+            "actor": "mallory", "op": "user.delete", "targets": [], "outcome": "ok",
+            "correlationId": "x", "prev": prev})
+        .to_string();
+        let mut next = vec![0x08u8];
+        next.extend_from_slice(&(last + 1).to_be_bytes());
+        let mut h = (last + 1).to_be_bytes().to_vec();
+        h.extend_from_slice(&<sha2::Sha256 as sha2::Digest>::digest(forged.as_bytes()));
+        db.put(&next, forged).unwrap();
+        db.put([0x09u8], h).unwrap();
+    });
+    let r = c.fails(&["audit", "verify"], 1);
+    assert!(
+        r.stderr.contains("partition 0 at westeurope")
+            && r.stderr.contains("past the primary's last"),
+        "{}",
+        r.describe()
+    );
+
+    // A copy that cannot be checked is not called intact.
+    let c = Cluster::new();
+    c.create_user("a@contoso.com");
+    util::rename(&c.dc_dir("eastus"), &c.path("away"));
+    let r = c.fails(&["audit", "verify"], 5);
+    assert!(
+        r.stderr.contains("could not be checked") && r.stderr.contains("at eastus"),
+        "{}",
+        r.describe()
+    );
 }
