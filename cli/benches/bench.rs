@@ -484,8 +484,10 @@ fn backup_throughput(dir: &Path, mb: u64) -> Vec<Value> {
         for _ in 0..8 {
             let objs: Vec<_> = (i..i + 500)
                 .map(|k| {
+                    // 2,000 characters of text, in two fields of at most 1,024.
                     let mut u = user(k);
-                    u.insert("jobTitle".into(), Value::from(text(2000)));
+                    u.insert("jobTitle".into(), Value::from(text(1000)));
+                    u.insert("department".into(), Value::from(text(1000)));
                     u
                 })
                 .collect();
