@@ -13,12 +13,21 @@ mod recycle;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::opt::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    // `audit list --actor NAME` once filtered by author; --actor names who runs a command.
+    if matches!(&cli.command, Command::Audit(opt::AuditCmd::List { .. }))
+        && matches.value_source("actor") == Some(clap::parser::ValueSource::CommandLine)
+    {
+        eprintln!("error: `audit list` filters by author with --by NAME; --actor names who runs a command (for the audit trail)");
+        return ExitCode::from(2);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

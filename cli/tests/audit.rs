@@ -102,6 +102,9 @@ fn every_operation_leaves_one_record_with_actor_target_and_outcome() {
     assert_eq!(records(&c, &["--op", "tenant.create"]).len(), 1);
     assert_eq!(records(&c, &["--by", "nobody"]).len(), 0);
     assert_eq!(records(&c, &["--by", "alice"]).len(), 1);
+    // The old spelling does not silently list everyone's records.
+    let r = c.fails(&["audit", "list", "--actor", "alice"], 2);
+    assert!(r.stderr.contains("--by"), "{}", r.describe());
     // Who runs `audit list` (DIRCTL_ACTOR) does not filter what it lists.
     let (mut cmd, _) = c.command(&["audit", "list", "--output", "json"]);
     let out = cmd.env("DIRCTL_ACTOR", "nobody").output().unwrap();
