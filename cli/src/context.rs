@@ -255,15 +255,41 @@ impl Ctx {
     pub fn audit_outcome(&mut self, partition: u32, op: &str, targets: Vec<String>, outcome: &str) {
         let rec = self.record(op, targets, outcome);
         self.cluster.set_failpoint(None);
-        self.cluster.release_all();
-        let r = self.cluster.write(partition, None, move |r| {
-            let mut t = Txn::new(r);
-            audit::append(&mut t, rec)?;
-            Ok((t.into_ops(), ()))
-        });
-        if let Err(e) = r {
-            eprintln!("warning: the audit record of {op} could not be written to partition {partition}: {e}");
+        // The operation's own partition first; when it cannot commit (the very failure being
+        // recorded, often), any other partition keeps the record (`audit list` reads them all).
+        let others = self
+            .cluster
+            .topology()
+            .partitions
+            .iter()
+            .map(|p| p.id)
+            .filter(|p| *p != partition);
+        let order: Vec<u32> = std::iter::once(partition).chain(others).collect();
+        let mut failures = Vec::new();
+        for p in order {
+            self.cluster.release_all();
+            let rec = rec.clone();
+            let r = self.cluster.write(p, None, move |r| {
+                let mut t = Txn::new(r);
+                audit::append(&mut t, rec)?;
+                Ok((t.into_ops(), ()))
+            });
+            match r {
+                Ok(_) if failures.is_empty() => return,
+                Ok(_) => {
+                    eprintln!(
+                        "note: the audit record of {op} went to partition {p} ({})",
+                        failures.join("; ")
+                    );
+                    return;
+                }
+                Err(e) => failures.push(format!("partition {p}: {e}")),
+            }
         }
+        eprintln!(
+            "warning: the audit record of {op} could not be written to any partition: {}",
+            failures.join("; ")
+        );
     }
 
     /// `audit_outcome` from an operation's result.

@@ -261,3 +261,23 @@ fn audit_verify_checks_the_copy_at_every_datacenter_not_only_the_one_a_read_reac
         r.describe()
     );
 }
+
+#[test]
+fn a_failure_its_own_partition_cannot_record_is_recorded_in_another() {
+    let c = Cluster::new();
+    c.create_user("a@contoso.com");
+    // Partition 0's primary (westus) is lost: the failed write cannot be recorded there.
+    util::rename(&c.dc_dir("westus"), &c.path("away"));
+    let r = c.create_user_fails("b@contoso.com", 5);
+    assert!(r.stderr.contains("went to partition"), "{}", r.describe());
+    let failed: Vec<_> = records(&c, &["--op", "user.create"])
+        .into_iter()
+        .filter(|r| r["outcome"] != "ok")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_ne!(failed[0]["partition"], 0);
+    assert!(failed[0]["outcome"]
+        .as_str()
+        .unwrap()
+        .contains("unreachable"));
+}
