@@ -14,6 +14,7 @@ mod recycle;
 use std::process::ExitCode;
 
 use crate::opt::{Cli, Command};
+use engine::directory::ObjectType;
 
 fn main() -> ExitCode {
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
@@ -46,11 +47,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(a) => ops::init(&g, a),
         Command::Demo(a) => demo::run(&g, a),
         Command::Tenant(c) => ops::tenant(&g, c),
-        Command::User(a) => object::run(&g, engine::directory::ObjectType::User, a),
-        Command::Group(a) => object::run(&g, engine::directory::ObjectType::Group, a),
-        Command::App(a) => object::run(&g, engine::directory::ObjectType::Application, a),
-        Command::Sp(a) => object::run(&g, engine::directory::ObjectType::ServicePrincipal, a),
-        Command::Device(a) => object::run(&g, engine::directory::ObjectType::Device, a),
+        Command::User(a) => object::run(&g, ObjectType::User, a.tenant, a.verb.into()),
+        Command::Group(a) => object::run(&g, ObjectType::Group, a.tenant, a.verb.into()),
+        Command::App(a) => object::run(&g, ObjectType::Application, a.tenant, a.verb.into()),
+        Command::Sp(a) => object::run(&g, ObjectType::ServicePrincipal, a.tenant, a.verb.into()),
+        Command::Device(a) => object::run(&g, ObjectType::Device, a.tenant, a.verb.into()),
         Command::Import(a) => object::import(&g, a),
         Command::Sync(a) => ops::sync(&g, a),
         Command::Status => ops::status(&g),

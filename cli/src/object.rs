@@ -10,7 +10,7 @@ use engine::Error;
 use serde_json::{json, Map, Value};
 
 use crate::context::{self, Ctx};
-use crate::opt::{Fields, Global, ImportArgs, ObjectArgs, Output, Verb};
+use crate::opt::{Fields, Global, ImportArgs, Output, Verb};
 use crate::output;
 
 fn fields_of(ty: ObjectType, f: Fields) -> Result<Map<String, Value>> {
@@ -56,26 +56,15 @@ fn list_columns(ty: ObjectType) -> &'static [&'static str] {
     }
 }
 
-pub fn run(g: &Global, ty: ObjectType, a: ObjectArgs) -> Result<()> {
-    let tenant = a.tenant.ok_or_else(|| {
+pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: Verb) -> Result<()> {
+    let tenant = tenant.ok_or_else(|| {
         Error::Invalid("no tenant given: pass --tenant NAME or set DIRCTL_TENANT".into())
     })?;
-    let group_verb = matches!(
-        a.verb,
-        Verb::AddMember { .. } | Verb::RemoveMember { .. } | Verb::Members { .. }
-    );
-    if group_verb && ty != ObjectType::Group {
-        return Err(Error::Invalid(format!(
-            "add-member, remove-member and members are `dirctl group` verbs, not `dirctl {}`",
-            ty.noun()
-        ))
-        .into());
-    }
     let mut ctx = Ctx::open(g)?;
     let (tid, partition) = ctx.tenant_partition(&tenant)?;
     let now = ctx.cluster.clock().now_graph();
     let out = ctx.output;
-    match a.verb {
+    match verb {
         Verb::Create(f) => {
             let fields = fields_of(ty, f)?;
             let op = format!("{}.create", ty.noun());

@@ -65,7 +65,7 @@ pub enum Command {
     /// Users.
     User(ObjectArgs),
     /// Groups and their members.
-    Group(ObjectArgs),
+    Group(GroupArgs),
     /// Applications.
     App(ObjectArgs),
     /// Service principals.
@@ -343,7 +343,71 @@ pub struct ObjectArgs {
     #[arg(long, global = true, env = "DIRCTL_TENANT")]
     pub tenant: Option<String>,
     #[command(subcommand)]
-    pub verb: Verb,
+    pub verb: ObjectVerb,
+}
+
+/// `dirctl group`: the object verbs and the membership ones.
+#[derive(Args, Debug)]
+pub struct GroupArgs {
+    /// The tenant the group lives in.
+    #[arg(long, global = true, env = "DIRCTL_TENANT")]
+    pub tenant: Option<String>,
+    #[command(subcommand)]
+    pub verb: GroupVerb,
+}
+
+/// The verbs of every object type.
+#[derive(Subcommand, Debug)]
+pub enum ObjectVerb {
+    /// Create an object.
+    Create(Fields),
+    /// Show one object, by ID (or userPrincipalName for users).
+    Get { id: String },
+    /// List the tenant's objects of this type.
+    List,
+    /// Change fields of an object.
+    Update {
+        id: String,
+        #[command(flatten)]
+        fields: Fields,
+    },
+    /// Delete an object (users, groups, apps and service principals go to the recycle bin).
+    Delete { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupVerb {
+    #[command(flatten)]
+    Object(ObjectVerb),
+    /// Add a member (user, group or service principal) to a group.
+    AddMember { group: String, member: String },
+    /// Remove a member from a group.
+    RemoveMember { group: String, member: String },
+    /// List a group's direct members.
+    Members { group: String },
+}
+
+impl From<ObjectVerb> for Verb {
+    fn from(v: ObjectVerb) -> Verb {
+        match v {
+            ObjectVerb::Create(f) => Verb::Create(f),
+            ObjectVerb::Get { id } => Verb::Get { id },
+            ObjectVerb::List => Verb::List,
+            ObjectVerb::Update { id, fields } => Verb::Update { id, fields },
+            ObjectVerb::Delete { id } => Verb::Delete { id },
+        }
+    }
+}
+
+impl From<GroupVerb> for Verb {
+    fn from(v: GroupVerb) -> Verb {
+        match v {
+            GroupVerb::Object(o) => o.into(),
+            GroupVerb::AddMember { group, member } => Verb::AddMember { group, member },
+            GroupVerb::RemoveMember { group, member } => Verb::RemoveMember { group, member },
+            GroupVerb::Members { group } => Verb::Members { group },
+        }
+    }
 }
 
 #[derive(Args, Debug, Default)]
@@ -368,7 +432,8 @@ pub struct Fields {
     pub json: Option<String>,
 }
 
-#[derive(Subcommand, Debug)]
+/// What `dirctl user|group|app|sp|device` asks for (the group verbs from `dirctl group` only).
+#[derive(Debug)]
 pub enum Verb {
     /// Create an object.
     Create(Fields),
@@ -377,11 +442,7 @@ pub enum Verb {
     /// List the tenant's objects of this type.
     List,
     /// Change fields of an object.
-    Update {
-        id: String,
-        #[command(flatten)]
-        fields: Fields,
-    },
+    Update { id: String, fields: Fields },
     /// Delete an object (users, groups, apps and service principals go to the recycle bin).
     Delete { id: String },
     /// Add a member (user, group or service principal) to a group.
