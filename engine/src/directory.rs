@@ -584,6 +584,13 @@ pub(crate) fn check_fields(
             }
         }
     }
+    if let Some(app_id) = fields.get("appId").and_then(Value::as_str) {
+        if Uuid::parse_str(app_id).is_err() {
+            return Err(Error::Invalid(format!(
+                "appId {app_id:?} is not a GUID (such as 3f2504e0-4f89-11d3-9a0c-0305e82c3301)"
+            )));
+        }
+    }
     if let Some(upn) = fields.get("userPrincipalName").and_then(Value::as_str) {
         let dotted = |p: &str| !p.is_empty() && p.split('.').all(|l| !l.is_empty());
         let valid = upn.split_once('@').is_some_and(|(alias, domain)| {
@@ -1004,6 +1011,12 @@ mod tests {
             "now",
         )
         .expect("a plain UPN");
+        let mut app = Map::new();
+        app.insert("displayName".into(), Value::from("app"));
+        app.insert("appId".into(), Value::from("not-a-guid"));
+        assert!(
+            matches!(create(&mut t, T, ObjectType::Application, app, "now"), Err(Error::Invalid(m)) if m.contains("not a GUID"))
+        );
         let mut u = user("long@contoso.com");
         u.insert("displayName".into(), Value::from("W".repeat(1025)));
         assert!(
