@@ -1283,3 +1283,42 @@ fn regions_take_southern_and_western_coordinates_and_refuse_impossible_ones() {
         r.describe()
     );
 }
+
+#[test]
+fn two_inits_of_one_root_at_once_make_one_cluster_and_the_other_is_refused() {
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cluster");
+        let spawn = || {
+            dirctl()
+                .arg("--cluster")
+                .arg(&root)
+                .args(["init", "--datacenters", DCS, "--partitions", "16"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let (mut a, mut b) = (spawn(), spawn());
+        let mut codes = [a.wait().unwrap().code(), b.wait().unwrap().code()];
+        codes.sort();
+        assert_eq!(codes, [Some(0), Some(4)]);
+        let out = dirctl()
+            .arg("--cluster")
+            .arg(&root)
+            .args(["status", "--output", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            v["replicas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["health"] == "ok"),
+            "{v}"
+        );
+        assert!(!root.join("init-in-progress").exists());
+    }
+}

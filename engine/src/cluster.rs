@@ -201,23 +201,10 @@ impl Cluster {
             )));
         }
         let marker = root.join(INIT_MARKER);
-        if root.exists() {
-            let entries: Vec<_> = std::fs::read_dir(root)
-                .map_err(|e| Error::io(format!("read {}", root.display()), e))?
-                .collect::<std::io::Result<_>>()
+        if root.exists() && !marker.exists() {
+            let mut entries = std::fs::read_dir(root)
                 .map_err(|e| Error::io(format!("read {}", root.display()), e))?;
-            if marker.exists() {
-                // An interrupted init's leftovers: its replicas hold nothing yet.
-                for e in entries.iter().filter(|e| e.file_name() != INIT_MARKER) {
-                    let path = e.path();
-                    let gone = if path.is_dir() {
-                        std::fs::remove_dir_all(&path)
-                    } else {
-                        std::fs::remove_file(&path)
-                    };
-                    gone.map_err(|err| Error::io(format!("remove {}", path.display()), err))?;
-                }
-            } else if !entries.is_empty() {
+            if entries.next().is_some() {
                 return Err(Error::Conflict(format!(
                     "{} is not empty but holds no {CLUSTER_FILE}; a cluster root must be a new or empty folder (if a cluster's {CLUSTER_FILE} was removed, its replicas are still there: restore it from a backup, `dirctl backup restore --to`)",
                     root.display()
@@ -226,8 +213,45 @@ impl Cluster {
         }
         std::fs::create_dir_all(root)
             .map_err(|e| Error::io(format!("create cluster root {}", root.display()), e))?;
-        std::fs::write(&marker, b"dirctl init is building this cluster root\n")
+        // The marker is locked for the whole init: a second init at once is refused, and a
+        // marker nobody holds is a killed init's.
+        let lock = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&marker)
             .map_err(|e| Error::io(format!("create {}", marker.display()), e))?;
+        if lock.try_lock().is_err() {
+            return Err(Error::Conflict(format!(
+                "another dirctl init is building a cluster in {}",
+                root.display()
+            )));
+        }
+        if root.join(CLUSTER_FILE).exists() {
+            // Another init finished meanwhile: the marker this one opened is not its own.
+            let _ = std::fs::remove_file(&marker);
+            return Err(Error::Conflict(format!(
+                "{} already holds a cluster; choose another folder",
+                root.display()
+            )));
+        }
+        // What a killed init left: its replicas hold nothing yet.
+        for e in
+            std::fs::read_dir(root).map_err(|e| Error::io(format!("read {}", root.display()), e))?
+        {
+            let e = e.map_err(|e| Error::io(format!("read {}", root.display()), e))?;
+            if e.file_name() == INIT_MARKER {
+                continue;
+            }
+            let path = e.path();
+            let gone = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            gone.map_err(|err| Error::io(format!("remove {}", path.display()), err))?;
+        }
         crate::replica::sync_dir(root)?;
         for dc in &topology.datacenters {
             for p in &topology.partitions {
