@@ -395,6 +395,13 @@ fn build_root(x: &Extracted, root: &Path, topology: &Topology) -> Result<()> {
                         .map_err(io(format!("copy {}", dest.display())))?;
                 }
             }
+            // Every replica starts at the backup's position, which was committed.
+            let committed = x
+                .manifest
+                .partitions
+                .iter()
+                .find(|m| m.id == p.id)
+                .map_or(0, |m| m.lsn);
             Replica::adopt(
                 &to,
                 &Identity {
@@ -402,6 +409,7 @@ fn build_root(x: &Extracted, root: &Path, topology: &Topology) -> Result<()> {
                     datacenter: dc.name.clone(),
                     partition: p.id,
                 },
+                committed,
             )?;
         }
         sync_dir(&root.join(format!("dc-{}", dc.name)))?;

@@ -85,13 +85,20 @@ impl Ctx {
             cluster,
             output: g.output,
             session,
-            actor: g
-                .actor
-                .clone()
-                .or_else(|| std::env::var("USER").ok())
-                .or_else(|| std::env::var("LOGNAME").ok())
-                .or_else(os_user)
-                .unwrap_or_else(|| "unknown".into()),
+            actor: match &g.actor {
+                Some(a) if a.is_empty() || a.chars().count() > 256 || a.chars().any(char::is_control) => {
+                    return Err(engine::Error::Invalid(format!(
+                        "--actor {a:?} must be 1 to 256 characters, none of them a control character"
+                    ))
+                    .into())
+                }
+                Some(a) => a.clone(),
+                None => std::env::var("USER")
+                    .ok()
+                    .or_else(|| std::env::var("LOGNAME").ok())
+                    .or_else(os_user)
+                    .unwrap_or_else(|| "unknown".into()),
+            },
             correlation_id: uuid::Uuid::new_v4().to_string(),
         })
     }

@@ -68,10 +68,18 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: Verb) -> Re
         Verb::Create(f) => {
             let fields = fields_of(ty, f)?;
             let op = format!("{}.create", ty.noun());
+            // A failure is recorded under the name the object was to have; a success under
+            // its new ID.
+            let named: Vec<String> = ["userPrincipalName", "displayName"]
+                .iter()
+                .find_map(|f| fields.get(*f).and_then(Value::as_str))
+                .map(str::to_string)
+                .into_iter()
+                .collect();
             let (obj, token) = ctx
-                .audited_write(partition, &op, Vec::new(), |t, targets| {
+                .audited_write(partition, &op, named, |t, targets| {
                     let obj = directory::create(t, &tid, ty, fields, &now)?;
-                    targets.extend(obj.get("id").and_then(Value::as_str).map(str::to_string));
+                    by_object_id(targets, &obj);
                     Ok(obj)
                 })
                 .with_context(|| format!("create {} in tenant {tenant}", ty.noun()))?;
@@ -136,8 +144,9 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: Verb) -> Re
         Verb::AddMember { group, member } => {
             let targets = vec![group.clone(), member.clone()];
             let ((), token) = ctx
-                .audited_write(partition, "group.add-member", targets, |t, _| {
-                    directory::add_member(t, &tid, &group, &member)
+                .audited_write(partition, "group.add-member", targets, |t, targets| {
+                    directory::add_member(t, &tid, &group, &member)?;
+                    by_object_ids(t, &tid, targets)
                 })
                 .with_context(|| format!("add {member} to group {group}"))?;
             membership(out, "added", &group, &member, &token)
@@ -145,8 +154,9 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: Verb) -> Re
         Verb::RemoveMember { group, member } => {
             let targets = vec![group.clone(), member.clone()];
             let ((), token) = ctx
-                .audited_write(partition, "group.remove-member", targets, |t, _| {
-                    directory::remove_member(t, &tid, &group, &member)
+                .audited_write(partition, "group.remove-member", targets, |t, targets| {
+                    directory::remove_member(t, &tid, &group, &member)?;
+                    by_object_ids(t, &tid, targets)
                 })
                 .with_context(|| format!("remove {member} from group {group}"))?;
             membership(out, "removed", &group, &member, &token)
@@ -270,6 +280,14 @@ fn by_object_id(targets: &mut Vec<String>, obj: &Map<String, Value>) {
     if let Some(id) = obj.get("id").and_then(Value::as_str) {
         *targets = vec![id.to_string()];
     }
+}
+
+/// Targets named by UPN, recorded by object ID (each resolved in the transaction).
+fn by_object_ids(t: &Txn, tid: &str, targets: &mut [String]) -> engine::Result<()> {
+    for target in targets.iter_mut() {
+        *target = directory::resolve_id(t, tid, target)?.to_string();
+    }
+    Ok(())
 }
 
 /// Applies import lines to a transaction; `made` gathers (object ID, line number) of the

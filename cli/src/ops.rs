@@ -69,10 +69,12 @@ pub fn tenant(g: &Global, c: TenantCmd) -> Result<()> {
                 .keys()
                 .find(|k| k.eq_ignore_ascii_case(&name))
             {
-                return Err(Error::Conflict(format!(
+                let e = Error::Conflict(format!(
                     "tenant {same} already exists (tenant names are compared without letter case)"
-                ))
-                .into());
+                ));
+                let p = ctx.cluster.topology().tenants[same].partition;
+                ctx.audit_outcome(p, "tenant.create", vec![name.clone()], &e.to_string());
+                return Err(e.into());
             }
             let n = ctx.cluster.topology().partitions.len() as u32;
             let partition = match partition {

@@ -90,6 +90,10 @@ fn every_operation_leaves_one_record_with_actor_target_and_outcome() {
             .contains("already taken"),
         "{created:?}"
     );
+    assert_eq!(
+        created[1]["targets"],
+        serde_json::json!(["ada@contoso.com"])
+    );
     assert_eq!(created[0]["v"], 1);
     assert_ne!(created[0]["correlationId"], created[1]["correlationId"]);
 
@@ -280,4 +284,41 @@ fn a_failure_its_own_partition_cannot_record_is_recorded_in_another() {
         .as_str()
         .unwrap()
         .contains("unreachable"));
+}
+
+#[test]
+fn memberships_named_by_upn_are_recorded_by_object_id_and_actors_are_plain_names() {
+    let c = Cluster::new();
+    let ada = c.create_user("ada@contoso.com");
+    let g = c.create_group("eng");
+    c.ok(&[
+        "group",
+        "add-member",
+        "--tenant",
+        "contoso",
+        &g,
+        "ada@contoso.com",
+    ]);
+    let recs = records(&c, &["--op", "group.add-member"]);
+    assert_eq!(recs[0]["targets"], serde_json::json!([g, ada]));
+    let r = c.fails(
+        &["user", "list", "--tenant", "contoso", "--actor", "ev\nil"],
+        2,
+    );
+    assert!(r.stderr.contains("control character"), "{}", r.describe());
+    let r = c.fails(
+        &[
+            "access",
+            "grant",
+            "--tenant",
+            "contoso",
+            "--principal",
+            &ada,
+            "--resource",
+            "pay\nroll",
+            "--allow",
+        ],
+        2,
+    );
+    assert!(r.stderr.contains("control character"), "{}", r.describe());
 }

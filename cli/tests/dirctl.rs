@@ -1246,7 +1246,19 @@ fn with_every_secondary_drained_the_primary_answers_reads() {
         "{}",
         r.describe()
     );
+    // status and health say so: reads of the partition fail until it is settled.
+    assert!(c.status_row(0, "westus")["health"]
+        .as_str()
+        .unwrap()
+        .starts_with("unsettled"));
+    let r = c.fails(&["health"], 1);
+    assert!(
+        r.stdout.contains("dc-westus/p0 is unsettled"),
+        "{}",
+        r.describe()
+    );
     c.ok(&["sync"]);
+    assert_eq!(c.status_row(0, "westus")["health"], "ok");
     c.fails(&["user", "get", "--tenant", "contoso", tail], 3);
     c.ok(&["user", "get", "--tenant", "contoso", &id]);
     c.ok(&["dc", "drain", "--yes", "westus"]);

@@ -45,6 +45,11 @@ fn check_name(what: &str, s: &str) -> Result<()> {
             "{what} {s:?} must be 1 to 1024 bytes"
         )));
     }
+    if s.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "{what} {s:?} holds a control character (a newline, tab, escape...)"
+        )));
+    }
     Ok(())
 }
 

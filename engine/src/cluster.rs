@@ -1406,11 +1406,14 @@ impl Cluster {
                         let r = self.replica(&id)?;
                         match r.probe().and_then(|_| r.last()) {
                             Ok(pos) => {
+                                let commit = r.commit_lsn()?;
                                 if role == "primary" {
-                                    primary_commit = Some(r.commit_lsn()?.min(pos.lsn));
+                                    primary_commit = Some(commit.min(pos.lsn));
                                 }
                                 let health = if p.diverged(pos) {
                                     format!("fenced: holds uncommitted entries of term {} up to lsn {}; cut at the next sync or read", pos.term, pos.lsn)
+                                } else if role == "primary" && pos.lsn > commit {
+                                    format!("unsettled: holds entries a crashed writer left above its commit lsn {commit} (up to {}), served by no read; the next write or `dirctl sync` settles them", pos.lsn)
                                 } else if dc.drained {
                                     "drained".to_string()
                                 } else {

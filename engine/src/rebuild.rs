@@ -122,6 +122,7 @@ impl Cluster {
                 datacenter: dc.to_string(),
                 partition: p.id,
             },
+            0,
         )?;
         std::fs::rename(&tmp, &target).map_err(|e| {
             Error::io(

@@ -176,8 +176,9 @@ impl Replica {
     }
 
     /// Makes a checkpoint folder a replica with `identity` (a rebuilt datacenter's, a
-    /// restored cluster's): rewrites the identity, clears the commit lsn, adds the lock file.
-    pub fn adopt(path: &Path, identity: &Identity) -> Result<()> {
+    /// restored cluster's): rewrites the identity, sets the commit lsn (what the caller knows
+    /// was committed there: a backup's position, or 0), adds the lock file.
+    pub fn adopt(path: &Path, identity: &Identity, commit_lsn: u64) -> Result<()> {
         let db = DB::open_cf_descriptors(&db_options(), path, cfs())
             .map_err(|e| storage(format!("open checkpoint {}", path.display()), e))?;
         let meta = db.cf_handle(CF_META).ok_or_else(|| {
@@ -192,7 +193,7 @@ impl Replica {
             META_IDENTITY,
             serde_json::to_vec(identity).map_err(|e| Error::Storage(e.to_string()))?,
         );
-        b.put_cf(&meta, META_COMMIT, 0u64.to_be_bytes());
+        b.put_cf(&meta, META_COMMIT, commit_lsn.to_be_bytes());
         let mut w = WriteOptions::default();
         w.set_sync(true);
         db.write_opt(b, &w)
