@@ -282,6 +282,13 @@ impl Ctx {
                 Ok((t.into_ops(), ()))
             });
             match r {
+                // The record may stand where it went: writing it again elsewhere could make two.
+                Err(e) if matches!(e, engine::Error::OutcomeUnknown(_)) => {
+                    eprintln!(
+                        "warning: the audit record of {op} may or may not have been written to partition {p}: {e}"
+                    );
+                    return;
+                }
                 Ok(_) if failures.is_empty() => return,
                 Ok(_) => {
                     eprintln!(

@@ -23,8 +23,18 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     // `audit list --actor NAME` once filtered by author; --actor names who runs a command.
+    let args: Vec<String> = std::env::args().collect();
+    let after_list = args
+        .iter()
+        .position(|a| a == "audit")
+        .and_then(|i| args[i..].iter().position(|a| a == "list").map(|j| i + j))
+        .map(|i| &args[i..])
+        .unwrap_or_default();
     if matches!(&cli.command, Command::Audit(opt::AuditCmd::List { .. }))
         && matches.value_source("actor") == Some(clap::parser::ValueSource::CommandLine)
+        && after_list
+            .iter()
+            .any(|a| a == "--actor" || a.starts_with("--actor="))
     {
         eprintln!("error: `audit list` filters by author with --by NAME; --actor names who runs a command (for the audit trail)");
         return ExitCode::from(2);

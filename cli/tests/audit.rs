@@ -109,6 +109,8 @@ fn every_operation_leaves_one_record_with_actor_target_and_outcome() {
     // The old spelling does not silently list everyone's records.
     let r = c.fails(&["audit", "list", "--actor", "alice"], 2);
     assert!(r.stderr.contains("--by"), "{}", r.describe());
+    // As the global option before the command, --actor still names who runs it.
+    c.ok(&["--actor", "ops", "audit", "list"]);
     // Who runs `audit list` (DIRCTL_ACTOR) does not filter what it lists.
     let (mut cmd, _) = c.command(&["audit", "list", "--output", "json"]);
     let out = cmd.env("DIRCTL_ACTOR", "nobody").output().unwrap();

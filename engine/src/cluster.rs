@@ -236,11 +236,26 @@ impl Cluster {
                 root.display()
             )));
         }
-        // What a killed init left: its replicas hold nothing yet.
-        for e in
-            std::fs::read_dir(root).map_err(|e| Error::io(format!("read {}", root.display()), e))?
-        {
-            let e = e.map_err(|e| Error::io(format!("read {}", root.display()), e))?;
+        // What a killed init left: datacenter folders whose replicas hold nothing yet. Anything
+        // else (a backups folder, say) means this is not only a killed init's: refuse.
+        let left: Vec<_> = std::fs::read_dir(root)
+            .map_err(|e| Error::io(format!("read {}", root.display()), e))?
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| Error::io(format!("read {}", root.display()), e))?;
+        if let Some(other) = left.iter().find(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            !(name == INIT_MARKER
+                || name.starts_with("dc-")
+                || name == "cluster.lock"
+                || name == "cluster.tmp")
+        }) {
+            return Err(Error::Conflict(format!(
+                "{} holds {} beside an interrupted init's {INIT_MARKER}; move what you want to keep, then remove {INIT_MARKER} or choose another folder",
+                root.display(),
+                other.file_name().to_string_lossy()
+            )));
+        }
+        for e in left {
             if e.file_name() == INIT_MARKER {
                 continue;
             }

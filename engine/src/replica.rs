@@ -187,6 +187,26 @@ impl Replica {
                 path.display()
             ))
         })?;
+        // A commit lsn given (a backup's position) must be where the checkpoint ends: a
+        // manifest that says otherwise is refused, not trusted.
+        if commit_lsn != 0 {
+            let last = db
+                .get_cf(&meta, META_LAST)
+                .map_err(|e| storage(format!("read checkpoint {}", path.display()), e))?
+                .ok_or_else(|| {
+                    Error::Corrupt(format!(
+                        "checkpoint {}: last position missing",
+                        path.display()
+                    ))
+                })?;
+            let last = u64_at(&last, 8, "last position")?;
+            if last != commit_lsn {
+                return Err(Error::Corrupt(format!(
+                    "checkpoint {} ends at lsn {last}, but its manifest says {commit_lsn}",
+                    path.display()
+                )));
+            }
+        }
         let mut b = WriteBatch::default();
         b.put_cf(
             &meta,
@@ -884,6 +904,19 @@ mod tests {
                 prev: prev.map(<[u8]>::to_vec),
             }],
         }
+    }
+
+    #[test]
+    fn adopting_a_checkpoint_refuses_a_commit_lsn_it_does_not_end_at() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r");
+        Replica::create(&path, &id()).expect("create");
+        std::fs::remove_file(path.join(LOCK_FILE)).expect("lock file");
+        // The replica ends at lsn 0: a manifest saying 5 is refused, 0 is taken.
+        assert!(
+            matches!(Replica::adopt(&path, &id(), 5), Err(Error::Corrupt(m)) if m.contains("ends at lsn 0"))
+        );
+        Replica::adopt(&path, &id(), 0).expect("adopt at its own position");
     }
 
     #[test]
