@@ -186,30 +186,32 @@ impl Ctx {
             .as_ref()
             .and_then(|(_, s)| s.tokens.get(&partition).cloned());
         // A token of a history that was undone (a failover that accepted data loss, a restore
-        // in place: a later term starts at or below it) can never be met again. The writes
-        // below that start still stand: the token is cut back to just before it, said so.
+        // in place) can never be met again: it is cut back to what the history still holds
+        // (forgotten when none of it), said so.
         if let (Some(t), Some((path, s))) = (&mut token, &mut self.session) {
             let p = self.cluster.topology().partition(partition)?;
-            let undone_from = p
-                .term_starts
-                .iter()
-                .filter(|st| st.term > t.term && st.first_lsn <= t.lsn)
-                .map(|st| st.first_lsn)
-                .min();
-            if let Some(first) = undone_from {
+            let kept = p.kept_of_token(t.term, t.lsn);
+            if kept < t.lsn {
                 eprintln!(
-                    "warning: session {}: its writes to partition {partition} from lsn {first} to {} (term {}) were undone by a failover that accepted data loss or by a restore; reading without them",
+                    "warning: session {}: its writes to partition {partition} after lsn {kept}, up to lsn {} (term {}), were undone by a failover that accepted data loss or by a restore; reading without them",
                     path.display(),
                     t.lsn,
                     t.term
                 );
-                t.lsn = first - 1;
-                s.tokens.insert(partition, t.clone());
+                if kept == 0 {
+                    s.tokens.remove(&partition);
+                } else {
+                    t.lsn = kept;
+                    s.tokens.insert(partition, t.clone());
+                }
                 if let Err(e) = s.save(path) {
                     eprintln!(
                         "warning: session file {} could not be saved: {e}",
                         path.display()
                     );
+                }
+                if kept == 0 {
+                    token = None;
                 }
             }
         }

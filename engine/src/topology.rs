@@ -68,6 +68,29 @@ pub struct TermStart {
 }
 
 impl Partition {
+    /// How much of a session's token (its writes up to `lsn`, the last in `term`) this
+    /// partition's history still holds: `lsn` when all of it; less when a later term (a
+    /// failover that accepted data loss, a restore in place) replaced the rest; 0 when the
+    /// history never had `term` (a restore in place brought back an older one).
+    pub fn kept_of_token(&self, term: u64, lsn: u64) -> u64 {
+        if self.term_starts.is_empty() {
+            return lsn;
+        }
+        if !self.term_starts.iter().any(|s| s.term == term) {
+            return 0;
+        }
+        let replaced_from = self
+            .term_starts
+            .iter()
+            .filter(|s| s.term > term)
+            .map(|s| s.first_lsn)
+            .min();
+        match replaced_from {
+            Some(first) if first <= lsn => first.saturating_sub(1),
+            _ => lsn,
+        }
+    }
+
     /// Whether a replica whose last entry is `last` holds entries no primary committed.
     pub fn diverged(&self, last: crate::log::Position) -> bool {
         // Any later term that started at or below this lsn (after a lossy promotion a later
@@ -494,6 +517,32 @@ mod tests {
         let t = cp.load().expect("load");
         assert_eq!(t.generation, 2);
         assert!(t.datacenters[1].drained);
+    }
+
+    #[test]
+    fn a_token_keeps_what_its_history_still_holds() {
+        let p = |starts: &[(u64, u64)]| Partition {
+            id: 0,
+            primary: "a".into(),
+            term: starts.last().map_or(1, |s| s.0),
+            sync_standby: "b".into(),
+            term_starts: starts
+                .iter()
+                .map(|&(term, first_lsn)| TermStart { term, first_lsn })
+                .collect(),
+        };
+        // Planned failover: term 2 from lsn 11; tokens of either term stand.
+        let planned = p(&[(1, 1), (2, 11)]);
+        assert_eq!(planned.kept_of_token(1, 10), 10);
+        assert_eq!(planned.kept_of_token(2, 15), 15);
+        // Lossy promotion: term 3 from lsn 8 replaced term 2's entries from 8 on.
+        let lossy = p(&[(1, 1), (2, 5), (3, 8)]);
+        assert_eq!(lossy.kept_of_token(2, 12), 7);
+        assert_eq!(lossy.kept_of_token(2, 6), 6);
+        // A restore in place brought back a history that never had term 2.
+        let restored = p(&[(1, 1), (3, 101)]);
+        assert_eq!(restored.kept_of_token(2, 95), 0);
+        assert_eq!(restored.kept_of_token(1, 120), 100);
     }
 
     #[test]
