@@ -337,6 +337,15 @@ impl Extracted {
     pub fn partition_dir(&self, partition: u32) -> PathBuf {
         self.dir.path().join(format!("p{partition}"))
     }
+
+    /// The lsn the backup holds `partition` at (0 if its manifest does not list it).
+    pub fn lsn_of(&self, partition: u32) -> u64 {
+        self.manifest
+            .partitions
+            .iter()
+            .find(|m| m.id == partition)
+            .map_or(0, |m| m.lsn)
+    }
 }
 
 /// Extracts `archive` into a new temporary folder inside `parent` and checks it entirely.
@@ -396,12 +405,7 @@ fn build_root(x: &Extracted, root: &Path, topology: &Topology) -> Result<()> {
                 }
             }
             // Every replica starts at the backup's position, which was committed.
-            let committed = x
-                .manifest
-                .partitions
-                .iter()
-                .find(|m| m.id == p.id)
-                .map_or(0, |m| m.lsn);
+            let committed = x.lsn_of(p.id);
             Replica::adopt(
                 &to,
                 &Identity {
@@ -506,12 +510,7 @@ pub fn restore_in_place(cluster: &mut Cluster, archive: &Path, limits: Limits) -
             .iter()
             .find(|q| q.id == p.id)
             .map_or(0, |q| q.term);
-        let restored = x
-            .manifest
-            .partitions
-            .iter()
-            .find(|m| m.id == p.id)
-            .map_or(0, |m| m.lsn);
+        let restored = x.lsn_of(p.id);
         p.term = p.term.max(before) + 1;
         p.term_starts.push(engine::topology::TermStart {
             term: p.term,

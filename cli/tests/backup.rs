@@ -139,7 +139,7 @@ fn promise_8_restore_to_a_new_root_after_wiping_the_cluster_gives_every_object_b
         }
     }
     assert_eq!(
-        n.ok(&["user", "get", "--tenant", "contoso", "ada@contoso.com"])["object"]["id"],
+        n.user_get("ada@contoso.com", &[])["object"]["id"],
         ada.as_str()
     );
     let members = n.ok(&["group", "members", "--tenant", "contoso", &g]);
@@ -187,7 +187,7 @@ fn promise_8_restore_object_brings_a_deleted_user_back_with_its_memberships() {
         &dest(&c),
     ]);
     assert_eq!(r["object"]["userPrincipalName"], "ada@contoso.com");
-    let got = c.ok(&["user", "get", "--tenant", "contoso", &ada]);
+    let got = c.user_get(&ada, &[]);
     assert_eq!(got["object"]["userPrincipalName"], "ada@contoso.com");
     let members = c.ok(&["group", "members", "--tenant", "contoso", &g]);
     assert_eq!(members["objects"][0]["id"], ada.as_str(), "{members}");
@@ -634,7 +634,7 @@ fn promise_8_restore_in_place_needs_yes_then_replaces_the_replicas() {
     ]);
     let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    c.ok(&["user", "get", "--tenant", "contoso", "bob@contoso.com"]);
+    c.user_get("bob@contoso.com", &[]);
     c.ok(&[
         "backup",
         "restore",
@@ -648,7 +648,7 @@ fn promise_8_restore_in_place_needs_yes_then_replaces_the_replicas() {
         &["user", "get", "--tenant", "contoso", "bob@contoso.com"],
         3,
     );
-    c.ok(&["user", "get", "--tenant", "contoso", "ada@contoso.com"]);
+    c.user_get("ada@contoso.com", &[]);
     assert_eq!(c.ok(&["status"])["clusterId"], id);
     // Terms only go up, so the session's token of the undone history is known as such: its
     // reads go on (with a warning) instead of waiting for an lsn that is gone.

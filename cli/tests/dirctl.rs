@@ -17,9 +17,7 @@ fn promise_1_acknowledged_write_survives_deleting_the_primary_datacenter_folder(
     let c = Cluster::new();
     let id = c.create_user("ada@contoso.com");
     std::fs::remove_dir_all(c.dc_dir("westus")).unwrap();
-    let v = c.ok(&[
-        "user", "get", "--tenant", "contoso", &id, "--region", "eastus",
-    ]);
+    let v = c.user_get(&id, &["--region", "eastus"]);
     assert_eq!(v["object"]["userPrincipalName"], "ada@contoso.com");
     assert_eq!(v["servedBy"]["datacenter"], "eastus");
     // The lost primary is reported, never silently recreated as an empty replica.
@@ -59,29 +57,12 @@ fn promise_2_no_reachable_secondary_in_another_datacenter_gives_exit_5_and_nothi
     rename(&away2, &c.dc_dir("westeurope"));
     assert_eq!(c.lsn(0, "westus"), before, "the primary's log moved");
     for region in ["westus", "eastus", "westeurope"] {
-        c.fails(
-            &["user", "get", "--tenant", "contoso", id, "--region", region],
-            3,
-        );
+        c.user_get_fails(id, &["--region", region], 3);
     }
     c.ok(&["sync"]);
     for region in ["westus", "eastus", "westeurope"] {
-        c.fails(
-            &["user", "get", "--tenant", "contoso", id, "--region", region],
-            3,
-        );
-        c.fails(
-            &[
-                "user",
-                "get",
-                "--tenant",
-                "contoso",
-                "x@contoso.com",
-                "--region",
-                region,
-            ],
-            3,
-        );
+        c.user_get_fails(id, &["--region", region], 3);
+        c.user_get_fails("x@contoso.com", &["--region", region], 3);
     }
     // The UPN was never taken: the same write succeeds now.
     c.create_user("x@contoso.com");
@@ -112,30 +93,9 @@ fn promise_3_session_reads_its_own_write_at_a_datacenter_that_was_lagging() {
     let id = v["object"]["id"].as_str().unwrap().to_string();
     rename(&away, &c.dc_dir("westeurope"));
     // Without the session, westeurope's replica lags: it does not know the user.
-    c.fails(
-        &[
-            "user",
-            "get",
-            "--tenant",
-            "contoso",
-            &id,
-            "--region",
-            "westeurope",
-        ],
-        3,
-    );
+    c.user_get_fails(&id, &["--region", "westeurope"], 3);
     // With the session, westeurope first pulls from the primary, then answers.
-    let v = c.ok(&[
-        "user",
-        "get",
-        "--tenant",
-        "contoso",
-        &id,
-        "--session",
-        session,
-        "--region",
-        "westeurope",
-    ]);
+    let v = c.user_get(&id, &["--session", session, "--region", "westeurope"]);
     assert_eq!(v["object"]["id"], id.as_str());
     assert_eq!(v["servedBy"]["datacenter"], "westeurope");
     assert!(
@@ -165,15 +125,7 @@ fn promise_3_session_write_is_shipped_to_the_session_datacenter() {
     ]);
     assert_eq!(v["replicaToken"]["datacenter"], "westeurope");
     // Even without the session, westeurope holds it: it was shipped synchronously.
-    let v = c.ok(&[
-        "user",
-        "get",
-        "--tenant",
-        "contoso",
-        "t@contoso.com",
-        "--region",
-        "westeurope",
-    ]);
+    let v = c.user_get("t@contoso.com", &["--region", "westeurope"]);
     assert_eq!(v["servedBy"]["datacenter"], "westeurope");
 }
 
@@ -184,22 +136,12 @@ fn promise_6_reads_go_on_with_the_primary_datacenter_drained() {
     c.ok(&["sync"]);
     c.ok(&["dc", "drain", "--yes", "westus"]);
     for region in ["westus", "eastus", "westeurope"] {
-        let v = c.ok(&[
-            "user", "get", "--tenant", "contoso", &id, "--region", region,
-        ]);
+        let v = c.user_get(&id, &["--region", region]);
         assert_ne!(v["servedBy"]["datacenter"], "westus");
     }
     // Drain the nearest secondary too: reads route to the remaining one.
     c.ok(&["dc", "drain", "--yes", "westeurope"]);
-    let v = c.ok(&[
-        "user",
-        "get",
-        "--tenant",
-        "contoso",
-        &id,
-        "--region",
-        "westeurope",
-    ]);
+    let v = c.user_get(&id, &["--region", "westeurope"]);
     assert_eq!(v["servedBy"]["datacenter"], "eastus");
     c.ok(&["dc", "undrain", "--yes", "westeurope"]);
     c.ok(&["dc", "undrain", "--yes", "westus"]);
@@ -211,15 +153,7 @@ fn promise_6_reads_route_around_an_unreachable_datacenter_found_by_probe() {
     let id = c.create_user("p@contoso.com");
     c.ok(&["sync"]);
     std::fs::remove_dir_all(c.dc_dir("westeurope")).unwrap();
-    let v = c.ok(&[
-        "user",
-        "get",
-        "--tenant",
-        "contoso",
-        &id,
-        "--region",
-        "westeurope",
-    ]);
+    let v = c.user_get(&id, &["--region", "westeurope"]);
     assert_eq!(v["servedBy"]["datacenter"], "eastus");
     let row = c.status_row(0, "westeurope");
     assert!(
@@ -241,16 +175,7 @@ fn duplicate_upn_is_a_conflict_with_exit_4() {
 #[test]
 fn not_found_gives_exit_3() {
     let c = Cluster::new();
-    c.fails(
-        &[
-            "user",
-            "get",
-            "--tenant",
-            "contoso",
-            "7d1c7a1e-0000-4000-8000-000000000000",
-        ],
-        3,
-    );
+    c.user_get_fails("7d1c7a1e-0000-4000-8000-000000000000", &[], 3);
     c.fails(
         &["user", "get", "--tenant", "contoso", "nobody@contoso.com"],
         3,
@@ -399,19 +324,8 @@ fn malformed_input_is_refused_clearly_and_nothing_is_written() {
     std::fs::write(&file, format!("\u{feff}{ok2}\n")).unwrap();
     let r = c.run(&["import", "--tenant", "contoso", file.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.describe());
-    c.ok(&["user", "get", "--tenant", "contoso", "ok2@contoso.com"]);
-    c.fails(
-        &[
-            "user",
-            "get",
-            "--tenant",
-            "contoso",
-            "ok1@contoso.com",
-            "--region",
-            "eastus",
-        ],
-        3,
-    );
+    c.user_get("ok2@contoso.com", &[]);
+    c.user_get_fails("ok1@contoso.com", &["--region", "eastus"], 3);
 }
 
 #[test]
@@ -958,18 +872,7 @@ fn a_corrupt_log_entry_is_refused_with_its_location_and_never_shipped() {
         "{row}"
     );
     // Nothing of the corrupt entry reached the lagging replica.
-    c.fails(
-        &[
-            "user",
-            "get",
-            "--tenant",
-            "contoso",
-            &id,
-            "--region",
-            "westeurope",
-        ],
-        3,
-    );
+    c.user_get_fails(&id, &["--region", "westeurope"], 3);
     assert_eq!(c.lsn(0, "westeurope"), Some(0));
 }
 
@@ -1074,9 +977,7 @@ fn reads_write_nothing_to_the_replicas_they_read_so_a_full_disk_does_not_stop_th
     c.ok(&["sync"]);
     let before = replica_files(&c);
     for region in ["westus", "eastus", "westeurope"] {
-        let got = c.ok(&[
-            "user", "get", "--tenant", "contoso", &id, "--region", region,
-        ]);
+        let got = c.user_get(&id, &["--region", region]);
         assert_eq!(
             got["object"]["userPrincipalName"], "reader@contoso.com",
             "{got}"
@@ -1114,15 +1015,7 @@ fn sync_exits_5_naming_a_replica_it_could_not_bring_level() {
     assert_eq!(c.lsn(0, "eastus"), c.lsn(0, "westus"));
     util::rename(&away, &c.dc_dir("westeurope"));
     c.ok(&["sync"]);
-    c.ok(&[
-        "user",
-        "get",
-        "--tenant",
-        "contoso",
-        &id,
-        "--region",
-        "westeurope",
-    ]);
+    c.user_get(&id, &["--region", "westeurope"]);
 }
 
 #[test]
@@ -1151,7 +1044,7 @@ fn a_committed_write_is_reported_committed_even_when_its_session_file_cannot_be_
         "{}",
         r.describe()
     );
-    c.ok(&["user", "get", "--tenant", "contoso", "kept@contoso.com"]);
+    c.user_get("kept@contoso.com", &[]);
     let failed = c.ok(&["audit", "list", "--op", "user.create"])["records"]
         .as_array()
         .unwrap()
@@ -1166,18 +1059,7 @@ fn not_found_at_a_lagging_secondary_names_where_it_was_read_and_how_to_read_leve
     let c = Cluster::new();
     c.create_user("fresh@contoso.com");
     // westeurope is an ordinary secondary of partition 0: it lags until a sync.
-    let r = c.fails(
-        &[
-            "user",
-            "get",
-            "--tenant",
-            "contoso",
-            "fresh@contoso.com",
-            "--region",
-            "westeurope",
-        ],
-        3,
-    );
+    let r = c.user_get_fails("fresh@contoso.com", &["--region", "westeurope"], 3);
     assert!(
         r.stderr.contains("read at secondary westeurope")
             && r.stderr.contains("dirctl sync")
@@ -1186,15 +1068,7 @@ fn not_found_at_a_lagging_secondary_names_where_it_was_read_and_how_to_read_leve
         r.describe()
     );
     c.ok(&["sync"]);
-    c.ok(&[
-        "user",
-        "get",
-        "--tenant",
-        "contoso",
-        "fresh@contoso.com",
-        "--region",
-        "westeurope",
-    ]);
+    c.user_get("fresh@contoso.com", &["--region", "westeurope"]);
 }
 
 #[test]
@@ -1203,15 +1077,7 @@ fn with_every_secondary_drained_the_primary_answers_reads() {
     let id = c.create_user("last.resort@contoso.com");
     c.ok(&["dc", "drain", "--yes", "eastus"]);
     c.ok(&["dc", "drain", "--yes", "westeurope"]);
-    let v = c.ok(&[
-        "user",
-        "get",
-        "--tenant",
-        "contoso",
-        &id,
-        "--region",
-        "westeurope",
-    ]);
+    let v = c.user_get(&id, &["--region", "westeurope"]);
     assert_eq!(v["servedBy"]["datacenter"], "westus");
     // A write in a session whose datacenter is drained still works, and reads its own write.
     let s = c.path("s.json").display().to_string();
@@ -1230,27 +1096,11 @@ fn with_every_secondary_drained_the_primary_answers_reads() {
         "westeurope",
     ]);
     let id2 = w["object"]["id"].as_str().unwrap();
-    c.ok(&["user", "get", "--tenant", "contoso", id2, "--session", &s]);
+    c.user_get(id2, &["--session", &s]);
     // A writer dies after its entry is durable on the primary alone: the primary does not
     // serve it (it is not a fact) until a sync settles it (cut: the standby never got it).
     let tail = "5a1e7a11-0000-4000-8000-00000000c11e";
-    let (mut cmd, _) = c.command(&[
-        "user",
-        "create",
-        "--tenant",
-        "contoso",
-        "--set",
-        &format!("id={tail}"),
-        "--upn",
-        "tail@contoso.com",
-        "--display-name",
-        "tail",
-    ]);
-    let out = cmd
-        .env("DIRCTL_FAILPOINT", "crash-after-primary-append")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    c.crash_leaving_an_unacknowledged_tail(tail);
     let r = c.fails(&["user", "get", "--tenant", "contoso", tail], 5);
     assert!(
         r.stderr.contains("above its commit lsn"),
@@ -1271,7 +1121,7 @@ fn with_every_secondary_drained_the_primary_answers_reads() {
     c.ok(&["sync"]);
     assert_eq!(c.status_row(0, "westus")["health"], "ok");
     c.fails(&["user", "get", "--tenant", "contoso", tail], 3);
-    c.ok(&["user", "get", "--tenant", "contoso", &id]);
+    c.user_get(&id, &[]);
     c.ok(&["dc", "drain", "--yes", "westus"]);
     let r = c.fails(&["user", "get", "--tenant", "contoso", &id], 5);
     assert!(r.stderr.contains("drained"), "{}", r.describe());

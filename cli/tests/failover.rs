@@ -43,7 +43,7 @@ fn planned_failover_loses_nothing_raises_the_term_and_reports_the_window() {
     assert_ne!(p["sync_standby"], "westeurope");
     for id in &ids {
         for region in ["westus", "eastus"] {
-            c.ok(&["user", "get", "--tenant", "contoso", id, "--region", region]);
+            c.user_get(id, &["--region", region]);
         }
     }
     let id = c.create_user("after@contoso.com");
@@ -88,15 +88,7 @@ fn emergency_failover_after_deleting_the_primary_folder_keeps_every_acknowledged
     assert_eq!(v["failovers"][0]["sync_standby"], "westeurope");
     assert!(v["failovers"][0]["possible_loss_after_lsn"].is_null());
     for id in &ids {
-        let v = c.ok(&[
-            "user",
-            "get",
-            "--tenant",
-            "contoso",
-            id,
-            "--region",
-            "westeurope",
-        ]);
+        let v = c.user_get(id, &["--region", "westeurope"]);
         assert_eq!(v["servedBy"]["datacenter"], "westeurope");
     }
     c.create_user("x@contoso.com");
@@ -169,11 +161,8 @@ fn after_a_failover_that_accepts_data_loss_the_replicas_that_come_back_are_cut_a
     // The returning replicas hold term 2's entries, now lost: they are cut, not a reason to
     // refuse every read and write of the partition.
     for region in ["westus", "eastus", "westeurope"] {
-        c.ok(&["user", "get", "--tenant", "contoso", &a, "--region", region]);
-        c.fails(
-            &["user", "get", "--tenant", "contoso", &b, "--region", region],
-            3,
-        );
+        c.user_get(&a, &["--region", region]);
+        c.user_get_fails(&b, &["--region", region], 3);
     }
     // The session that wrote b reads on, told that its write was undone.
     let r = c.run(&[
@@ -195,29 +184,8 @@ fn after_a_failover_that_accepts_data_loss_the_replicas_that_come_back_are_cut_a
     }
     c.ok(&["failover", "--yes", "--partition", "0", "--to", "eastus"]);
     for region in ["westus", "eastus", "westeurope"] {
-        c.ok(&["user", "get", "--tenant", "contoso", &d, "--region", region]);
+        c.user_get(&d, &["--region", region]);
     }
-}
-
-/// A writer (a real dirctl process) dies after its entry is durable on the primary only.
-fn crash_leaving_an_unacknowledged_tail(c: &Cluster, tail_id: &str) {
-    let (mut cmd, shown) = c.command(&[
-        "user",
-        "create",
-        "--tenant",
-        "contoso",
-        "--set",
-        &format!("id={tail_id}"),
-        "--upn",
-        "tail@contoso.com",
-        "--display-name",
-        "tail",
-    ]);
-    let out = cmd
-        .env("DIRCTL_FAILPOINT", "crash-after-primary-append")
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "{shown} should have crashed");
 }
 
 #[test]
@@ -226,7 +194,7 @@ fn stale_primary_tail_is_discarded_and_never_visible() {
     let acked = c.create_user("acked@contoso.com");
     // A writer crashes after its entry is durable on the primary only: an unacknowledged tail.
     let tail_id = "5a1e7a11-0000-4000-8000-00000000a11e";
-    crash_leaving_an_unacknowledged_tail(&c, tail_id);
+    c.crash_leaving_an_unacknowledged_tail(tail_id);
     // The primary's datacenter becomes unreachable before anyone settles the tail.
     let away = c.path("westus-away");
     rename(&c.dc_dir("westus"), &away);
@@ -245,18 +213,9 @@ fn stale_primary_tail_is_discarded_and_never_visible() {
     assert_eq!(row["cut_entries"].as_array().unwrap().len(), 1, "{row}");
     assert_eq!(row["cut_entries"][0]["term"], 1);
     for region in ["westus", "eastus", "westeurope"] {
-        c.fails(
-            &[
-                "user", "get", "--tenant", "contoso", tail_id, "--region", region,
-            ],
-            3,
-        );
-        c.ok(&[
-            "user", "get", "--tenant", "contoso", &acked, "--region", region,
-        ]);
-        c.ok(&[
-            "user", "get", "--tenant", "contoso", &newer, "--region", region,
-        ]);
+        c.user_get_fails(tail_id, &["--region", region], 3);
+        c.user_get(&acked, &["--region", region]);
+        c.user_get(&newer, &["--region", region]);
     }
 }
 
@@ -264,7 +223,7 @@ fn stale_primary_tail_is_discarded_and_never_visible() {
 fn a_returning_stale_primary_is_cut_before_it_serves_a_read() {
     let c = Cluster::new();
     let tail_id = "5a1e7a11-0000-4000-8000-00000000b11e";
-    crash_leaving_an_unacknowledged_tail(&c, tail_id);
+    c.crash_leaving_an_unacknowledged_tail(tail_id);
     let away = c.path("westus-away");
     rename(&c.dc_dir("westus"), &away);
     c.ok(&["failover", "--yes", "--partition", "0", "--emergency"]);
@@ -275,12 +234,7 @@ fn a_returning_stale_primary_is_cut_before_it_serves_a_read() {
         "{row}"
     );
     // No sync: the read itself finds westus diverged and cuts its tail first.
-    let r = c.fails(
-        &[
-            "user", "get", "--tenant", "contoso", tail_id, "--region", "westus",
-        ],
-        3,
-    );
+    let r = c.user_get_fails(tail_id, &["--region", "westus"], 3);
     assert!(!r.stdout.contains("tail@contoso.com"));
     let row = c.status_row(0, "westus");
     assert_eq!(row["role"], "secondary");
@@ -313,15 +267,7 @@ fn an_unreachable_sync_standby_is_replaced_before_the_next_write_is_acknowledged
     let p = partition(&c, 0);
     assert_eq!(p["sync_standby"], "westeurope");
     // The new standby holds the write without any sync.
-    let v = c.ok(&[
-        "user",
-        "get",
-        "--tenant",
-        "contoso",
-        &id,
-        "--region",
-        "westeurope",
-    ]);
+    let v = c.user_get(&id, &["--region", "westeurope"]);
     assert_eq!(v["servedBy"]["datacenter"], "westeurope");
     rename(&away, &c.dc_dir("eastus"));
 }
@@ -424,15 +370,7 @@ fn a_secondary_behind_the_retained_log_is_reseeded_from_a_checkpoint() {
         .unwrap();
     assert_eq!(row["reseeded"], true, "{row}");
     for id in &ids {
-        c.ok(&[
-            "user",
-            "get",
-            "--tenant",
-            "contoso",
-            id,
-            "--region",
-            "westeurope",
-        ]);
+        c.user_get(id, &["--region", "westeurope"]);
     }
     assert!(!c.root.join("dc-westeurope").join("p0.stale").exists());
 }

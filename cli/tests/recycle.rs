@@ -110,7 +110,7 @@ fn soft_delete_restores_same_id_attributes_and_memberships_at_29_days_23_hours()
     assert_eq!(skipped.len(), 1, "{v}");
     assert!(skipped[0].as_str().unwrap().contains(&gone));
     assert!(skipped[0].as_str().unwrap().contains("deleted meanwhile"));
-    let u = c.ok(&["user", "get", "--tenant", "contoso", "ada@contoso.com"]);
+    let u = c.user_get("ada@contoso.com", &[]);
     assert_eq!(u["object"]["id"], Value::from(ada.clone()));
 
     // A group comes back with its members.
@@ -137,7 +137,7 @@ fn soft_delete_restores_same_id_attributes_and_memberships_at_29_days_23_hours()
         Value::from(format!("member {ada}"))
     );
     assert_eq!(member_ids(&c, &gone), vec![ada.clone()]);
-    let u = c.ok(&["user", "get", "--tenant", "contoso", &ada]);
+    let u = c.user_get(&ada, &[]);
     assert_eq!(u["object"]["id"], Value::from(ada));
 }
 
@@ -222,9 +222,9 @@ fn restore_with_a_taken_upn_conflicts_and_new_upn_restores() {
         "ada.old@contoso.com",
     ]);
     assert_eq!(v["object"]["userPrincipalName"], "ada.old@contoso.com");
-    let u = c.ok(&["user", "get", "--tenant", "contoso", "ada.old@contoso.com"]);
+    let u = c.user_get("ada.old@contoso.com", &[]);
     assert_eq!(u["object"]["id"], Value::from(old));
-    let u = c.ok(&["user", "get", "--tenant", "contoso", "ada@contoso.com"]);
+    let u = c.user_get("ada@contoso.com", &[]);
     assert_eq!(u["object"]["id"], Value::from(new));
 }
 
@@ -236,7 +236,7 @@ fn a_restore_is_readable_from_every_secondary_after_sync() {
     c.ok(&["deleted", "restore", "--tenant", "contoso", &ada]);
     c.ok(&["sync"]);
     for dc in ["eastus", "westeurope"] {
-        let v = c.ok(&["user", "get", "--tenant", "contoso", &ada, "--region", dc]);
+        let v = c.user_get(&ada, &["--region", dc]);
         assert_eq!(v["servedBy"]["datacenter"], dc, "{v}");
         assert_eq!(v["object"]["userPrincipalName"], "ada@contoso.com");
     }

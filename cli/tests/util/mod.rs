@@ -185,6 +185,42 @@ impl Cluster {
         self.ok(&a)
     }
 
+    /// A writer (a real dirctl process) dies after its user `tail@contoso.com` (ID `tail_id`)
+    /// is durable on the primary only.
+    pub fn crash_leaving_an_unacknowledged_tail(&self, tail_id: &str) {
+        let (mut cmd, shown) = self.command(&[
+            "user",
+            "create",
+            "--tenant",
+            "contoso",
+            "--set",
+            &format!("id={tail_id}"),
+            "--upn",
+            "tail@contoso.com",
+            "--display-name",
+            "tail",
+        ]);
+        let out = cmd
+            .env("DIRCTL_FAILPOINT", "crash-after-primary-append")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{shown} should have crashed");
+    }
+
+    /// `dirctl user get` in tenant contoso, with `more` arguments (`--region`, `--session`).
+    pub fn user_get(&self, id: &str, more: &[&str]) -> Value {
+        let mut a = vec!["user", "get", "--tenant", "contoso", id];
+        a.extend(more);
+        self.ok(&a)
+    }
+
+    /// `user_get` that must fail with exit `code`.
+    pub fn user_get_fails(&self, id: &str, more: &[&str], code: i32) -> Run {
+        let mut a = vec!["user", "get", "--tenant", "contoso", id];
+        a.extend(more);
+        self.fails(&a, code)
+    }
+
     pub fn lsn(&self, partition: u64, dc: &str) -> Option<u64> {
         self.status(partition)
             .iter()
