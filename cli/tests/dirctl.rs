@@ -12,6 +12,16 @@ use util::{dirctl, rename, Cluster, DCS};
 
 // contoso is on partition 0: primary westus, sync standby eastus, westeurope lags.
 
+/// `dirctl --cluster ROOT ARGS...`, run to its end.
+fn at_root(root: &Path, args: &[&str]) -> std::process::Output {
+    dirctl()
+        .arg("--cluster")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn promise_1_acknowledged_write_survives_deleting_the_primary_datacenter_folder() {
     let c = Cluster::new();
@@ -398,30 +408,15 @@ fn an_init_killed_midway_can_be_run_again_and_leaves_no_cluster_meanwhile() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!root.join("cluster.json").exists());
-    let r = dirctl()
-        .arg("--cluster")
-        .arg(&root)
-        .arg("status")
-        .output()
-        .unwrap();
+    let r = at_root(&root, &["status"]);
     assert_ne!(r.status.code(), Some(0));
     // Something else beside the leftovers (a backups folder) is not cleared: init refuses.
     std::fs::create_dir(root.join("backups")).unwrap();
-    let out = dirctl()
-        .arg("--cluster")
-        .arg(&root)
-        .args(["init", "--datacenters", DCS, "--partitions", "2"])
-        .output()
-        .unwrap();
+    let out = at_root(&root, &["init", "--datacenters", DCS, "--partitions", "2"]);
     assert_eq!(out.status.code(), Some(4));
     assert!(root.join("backups").exists());
     std::fs::remove_dir(root.join("backups")).unwrap();
-    let out = dirctl()
-        .arg("--cluster")
-        .arg(&root)
-        .args(["init", "--datacenters", DCS, "--partitions", "2"])
-        .output()
-        .unwrap();
+    let out = at_root(&root, &["init", "--datacenters", DCS, "--partitions", "2"]);
     assert!(
         out.status.success(),
         "{}",
@@ -439,12 +434,7 @@ fn an_init_killed_midway_can_be_run_again_and_leaves_no_cluster_meanwhile() {
         "the killed init's replicas stayed"
     );
     assert!(!root.join("init-in-progress").exists());
-    let out = dirctl()
-        .arg("--cluster")
-        .arg(&root)
-        .arg("status")
-        .output()
-        .unwrap();
+    let out = at_root(&root, &["status"]);
     assert!(out.status.success());
 }
 
@@ -1176,12 +1166,7 @@ fn two_inits_of_one_root_at_once_make_one_cluster_and_the_other_is_refused() {
         let mut codes = [a.wait().unwrap().code(), b.wait().unwrap().code()];
         codes.sort();
         assert_eq!(codes, [Some(0), Some(4)]);
-        let out = dirctl()
-            .arg("--cluster")
-            .arg(&root)
-            .args(["status", "--output", "json"])
-            .output()
-            .unwrap();
+        let out = at_root(&root, &["status", "--output", "json"]);
         assert!(out.status.success());
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(
