@@ -453,11 +453,14 @@ fn rebuild(g: &Global, ctx: &mut Ctx, name: &str) -> Result<()> {
         .map(|r| format!("partition {}: {}", r.partition, r.result))
         .collect();
     if !bad.is_empty() {
-        return Err(Error::Unavailable(format!(
-            "datacenter {name} is not whole: {}",
-            bad.join("; ")
-        ))
-        .into());
+        let msg = format!("datacenter {name} is not whole: {}", bad.join("; "));
+        // Some replicas were rebuilt: not "nothing applied" (exit 5), so exit 1.
+        let rebuilt = reports.iter().any(|r| r.result == "rebuilt");
+        return Err(if rebuilt {
+            anyhow::anyhow!("{msg} (the others were rebuilt; see the table)")
+        } else {
+            Error::Unavailable(msg).into()
+        });
     }
     Ok(())
 }
@@ -593,9 +596,10 @@ fn failover_partitions(
     )?;
     match failures.into_iter().next() {
         Some((_, e)) if reports.is_empty() => Err(e.into()),
-        Some((p, e)) => Err(anyhow::anyhow!(e).context(format!(
-            "failover of partition {p} failed (others succeeded)"
-        ))),
+        // Some partitions moved: not "nothing applied" (exit 5), so exit 1 with the message.
+        Some((p, e)) => Err(anyhow::anyhow!(
+            "failover of partition {p} failed (others succeeded; see the table): {e}"
+        )),
         None => Ok(()),
     }
 }

@@ -284,8 +284,9 @@ fn a_rebuilt_datacenter_answers_reads_equal_to_the_primary() {
         c.create_user(&format!("rb{i}@contoso.com"));
     }
     // westeurope holds partition 2's primary: rebuilding it needs a failover first.
-    // The other partitions' replicas are rebuilt meanwhile.
-    let r = c.fails(&["dc", "rebuild", "--yes", "westeurope"], 5);
+    // The other partitions' replicas are rebuilt meanwhile: something was applied, so the
+    // exit is 1, not 5 ("nothing applied").
+    let r = c.fails(&["dc", "rebuild", "--yes", "westeurope"], 1);
     assert!(r.stderr.contains("fail over first"), "{}", r.describe());
     assert!(r.stdout.contains("rebuilt"), "{}", r.describe());
     c.ok(&[
@@ -463,4 +464,34 @@ fn accepted_data_loss_is_audited_with_the_window_that_may_be_lost() {
         audit.contains("acknowledged writes after lsn 0 (term 1) may be lost"),
         "{audit}"
     );
+}
+
+#[test]
+fn failover_all_from_that_moves_some_partitions_exits_1_not_5_and_names_the_rest() {
+    let c = Cluster::new();
+    // Partition 3 (primary westus) gets westeurope as its sync standby; partition 0 keeps eastus.
+    c.ok(&[
+        "failover",
+        "--yes",
+        "--partition",
+        "3",
+        "--to",
+        "westeurope",
+    ]);
+    c.ok(&["failover", "--yes", "--partition", "3", "--to", "westus"]);
+    assert_eq!(partition(&c, 3)["sync_standby"], "westeurope");
+    rename(&c.dc_dir("westus"), &c.path("away-westus"));
+    rename(&c.dc_dir("eastus"), &c.path("away-eastus"));
+    let r = c.fails(
+        &["failover", "--yes", "--all-from", "westus", "--emergency"],
+        1,
+    );
+    assert!(
+        r.stderr
+            .contains("failover of partition 0 failed (others succeeded"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(partition(&c, 3)["primary"], "westeurope");
+    assert_eq!(partition(&c, 0)["primary"], "westus");
 }
