@@ -30,11 +30,40 @@ pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
                 .map(|s| engine::clock::Clock::fixed(&s).map(|c| c.now()))
                 .transpose()
                 .context("--since")?;
+            // An auditor wants every record: each partition's most complete copy, not the
+            // nearest secondary's (which may lag). A copy holding entries not yet committed
+            // (a fenced tail, a primary's unsettled ones) does not count.
             let mut all = Vec::new();
             for p in partitions {
-                let (recs, _) = ctx
-                    .read(p, |r| audit::list(r))
+                let part = ctx.cluster.topology().partition(p)?.clone();
+                let copies = ctx
+                    .cluster
+                    .at_every_replica(p, |r| {
+                        let last = r.last()?;
+                        let settled = !part.diverged(last)
+                            && !(r.identity().datacenter == part.primary
+                                && last.lsn > r.commit_lsn()?);
+                        Ok(if settled { Some(audit::list(r)?) } else { None })
+                    })
                     .with_context(|| format!("read the audit records of partition {p}"))?;
+                let mut why = Vec::new();
+                let mut best: Option<Vec<audit::Record>> = None;
+                for (dc, copy) in copies {
+                    match copy {
+                        Ok(Some(recs)) if best.as_ref().is_none_or(|b| recs.len() > b.len()) => {
+                            best = Some(recs)
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) => why.push(format!("{dc}: holds entries not yet committed")),
+                        Err(e) => why.push(format!("{dc}: {e}")),
+                    }
+                }
+                let recs = best.ok_or_else(|| {
+                    Error::Unavailable(format!(
+                        "no replica of partition {p} can answer: {}",
+                        why.join("; ")
+                    ))
+                })?;
                 all.extend(recs.into_iter().map(|r| (p, r)));
             }
             all.retain(|(_, r)| {

@@ -324,3 +324,21 @@ fn memberships_named_by_upn_are_recorded_by_object_id_and_actors_are_plain_names
     );
     assert!(r.stderr.contains("control character"), "{}", r.describe());
 }
+
+#[test]
+fn audit_list_shows_every_committed_record_even_from_a_lagging_region() {
+    let c = Cluster::new();
+    let id = c.create_user("fresh@contoso.com");
+    // westeurope lags on partition 0 (no sync yet): its copy lacks the create's record.
+    let v = c.ok(&["audit", "list", "--target", &id, "--region", "westeurope"]);
+    assert_eq!(v["records"].as_array().unwrap().len(), 1, "{v}");
+    // A primary's unsettled entries (a crashed writer's) are not listed.
+    c.crash_leaving_an_unacknowledged_tail("5a1e7a11-0000-4000-8000-00000000d11e");
+    let v = c.ok(&[
+        "audit",
+        "list",
+        "--target",
+        "5a1e7a11-0000-4000-8000-00000000d11e",
+    ]);
+    assert_eq!(v["records"], serde_json::json!([]), "{v}");
+}
