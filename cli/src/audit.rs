@@ -40,9 +40,9 @@ pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
                     .cluster
                     .at_every_replica(p, |r| {
                         let last = r.last()?;
-                        let settled = !part.diverged(last)
-                            && !(r.identity().datacenter == part.primary
-                                && last.lsn > r.commit_lsn()?);
+                        let unsettled_primary =
+                            r.identity().datacenter == part.primary && last.lsn > r.commit_lsn()?;
+                        let settled = !part.diverged(last) && !unsettled_primary;
                         Ok(if settled { Some(audit::list(r)?) } else { None })
                     })
                     .with_context(|| format!("read the audit records of partition {p}"))?;
