@@ -86,7 +86,7 @@ impl Ctx {
             output: g.output,
             session,
             actor: match &g.actor {
-                Some(a) if a.is_empty() || a.chars().count() > 256 || a.chars().any(char::is_control) => {
+                Some(a) if a.is_empty() || a.chars().count() > 256 || a.chars().any(engine::directory::is_unsafe_char) => {
                     return Err(engine::Error::Invalid(format!(
                         "--actor {a:?} must be 1 to 256 characters, none of them a control character"
                     ))

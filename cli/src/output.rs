@@ -43,7 +43,7 @@ const MAX_COLUMN: usize = 60;
 /// A cell as a table shows it: control characters escaped, so that no value can break a
 /// row or forge one.
 fn shown(c: &str) -> String {
-    if c.chars().any(char::is_control) {
+    if c.chars().any(engine::directory::is_unsafe_char) {
         c.chars().flat_map(char::escape_default).collect()
     } else {
         c.to_string()

@@ -1138,6 +1138,11 @@ fn regions_take_southern_and_western_coordinates_and_refuse_impossible_ones() {
         2,
     );
     assert!(r.stderr.contains("latitude -90..90"), "{}", r.describe());
+    // A datacenter's name as a region, in any letter case.
+    assert_eq!(
+        c.user_get(&id, &["--region", "WestEurope"])["servedBy"]["datacenter"],
+        "westeurope"
+    );
     // Tenant names are unique whatever their letter case.
     let r = c.fails(&["tenant", "create", "Contoso"], 4);
     assert!(

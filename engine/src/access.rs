@@ -45,7 +45,7 @@ fn check_name(what: &str, s: &str) -> Result<()> {
             "{what} {s:?} must be 1 to 1024 bytes"
         )));
     }
-    if s.chars().any(char::is_control) {
+    if s.chars().any(crate::directory::is_unsafe_char) {
         return Err(Error::Invalid(format!(
             "{what} {s:?} holds a control character (a newline, tab, escape...)"
         )));

@@ -505,6 +505,13 @@ pub(crate) fn type_of(m: &Map<String, Value>) -> Option<ObjectType> {
         .and_then(ObjectType::from_odata)
 }
 
+/// Characters no stored name may hold: control characters, and the ones that break or
+/// reorder a line on a terminal (line and paragraph separators, bidirectional overrides).
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Longest string a field takes (Graph's own limits are lower for most fields: 256 for
 /// displayName, 113 for userPrincipalName).
 const MAX_STRING_CHARS: usize = 1024;
@@ -558,9 +565,9 @@ pub(crate) fn check_fields(
                     s.chars().count()
                 )));
             }
-            if s.chars().any(char::is_control) {
+            if s.chars().any(is_unsafe_char) {
                 return Err(Error::Invalid(format!(
-                    "{} field {name} holds a control character (a newline, tab, escape...): {s:?}",
+                    "{} field {name} holds a control character or a text-direction one (a newline, tab, escape, U+202E...): {s:?}",
                     ty.noun()
                 )));
             }
@@ -1021,6 +1028,11 @@ mod tests {
         u.insert("displayName".into(), Value::from("W".repeat(1025)));
         assert!(
             matches!(create(&mut t, T, ObjectType::User, u, "now"), Err(Error::Invalid(m)) if m.contains("at most 1024"))
+        );
+        let mut u = user("rtl@contoso.com");
+        u.insert("displayName".into(), Value::from("abc\u{202e}fdp.exe"));
+        assert!(
+            matches!(create(&mut t, T, ObjectType::User, u, "now"), Err(Error::Invalid(m)) if m.contains("text-direction"))
         );
         let mut u = user("eve@contoso.com");
         u.insert(

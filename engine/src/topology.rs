@@ -237,7 +237,12 @@ impl Topology {
 
     /// Resolves a region: a datacenter name or `LAT,LON`.
     pub fn region(&self, region: &str) -> Result<Location> {
-        if let Ok(dc) = self.datacenter(region) {
+        // A region is where the caller is: a datacenter's name in any letter case.
+        if let Some(dc) = self
+            .datacenters
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(region))
+        {
             return Ok(dc.location);
         }
         parse_location(region).map_err(|_| {
