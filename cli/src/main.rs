@@ -39,14 +39,24 @@ fn main() -> ExitCode {
         eprintln!("error: `audit list` filters by author with --by NAME; --actor names who runs a command (for the audit trail)");
         return ExitCode::from(2);
     }
+    let json = cli.global.output == opt::Output::Json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {e:#}");
-            ExitCode::from(exit_code(&e))
+            let code = exit_code(&e);
+            if json {
+                // Scripts that asked for JSON get the error as JSON too (on stderr, as ever).
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"error": {"message": format!("{e:#}"), "exitCode": code}})
+                );
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(code)
         }
     }
 }

@@ -122,3 +122,27 @@ fn a_format_1_cluster_and_backup_still_open_read_and_restore() {
     );
     assert_eq!(v["object"]["id"], "11111111-1111-4111-8111-111111111111");
 }
+
+#[test]
+fn an_error_under_output_json_is_a_json_document_on_stderr_with_its_exit_code() {
+    let c = util::Cluster::new();
+    let r = c.fails(
+        &[
+            "user",
+            "get",
+            "--tenant",
+            "contoso",
+            "nobody@contoso.com",
+            "--output",
+            "json",
+        ],
+        3,
+    );
+    let v: serde_json::Value = serde_json::from_str(r.stderr.trim()).expect("stderr is JSON");
+    assert_eq!(v["error"]["exitCode"], 3);
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no user with userPrincipalName nobody@contoso.com"));
+    assert!(r.stdout.is_empty());
+}
