@@ -93,11 +93,14 @@ impl Ctx {
                     .into())
                 }
                 Some(a) => a.clone(),
-                None => std::env::var("USER")
-                    .ok()
-                    .or_else(|| std::env::var("LOGNAME").ok())
-                    .or_else(os_user)
-                    .unwrap_or_else(|| "unknown".into()),
+                // Whatever the OS says, with unprintable characters escaped.
+                None => crate::output::escape_unsafe(
+                    &std::env::var("USER")
+                        .ok()
+                        .or_else(|| std::env::var("LOGNAME").ok())
+                        .or_else(os_user)
+                        .unwrap_or_else(|| "unknown".into()),
+                ),
             },
             correlation_id: uuid::Uuid::new_v4().to_string(),
         })
@@ -293,10 +296,13 @@ impl Ctx {
                 }
                 Ok(_) if failures.is_empty() => return,
                 Ok(_) => {
-                    eprintln!(
-                        "note: the audit record of {op} went to partition {p} ({})",
-                        failures.join("; ")
-                    );
+                    // Under --output json, stderr holds only the error document.
+                    if self.output != Output::Json {
+                        eprintln!(
+                            "note: the audit record of {op} went to partition {p} ({})",
+                            failures.join("; ")
+                        );
+                    }
                     return;
                 }
                 Err(e) => failures.push(format!("partition {p}: {e}")),

@@ -17,13 +17,34 @@ use crate::opt::{Cli, Command};
 use engine::directory::ObjectType;
 
 fn main() -> ExitCode {
-    let matches = <Cli as clap::CommandFactory>::command().get_matches();
-    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
-        Ok(c) => c,
+    let args: Vec<String> = std::env::args().collect();
+    let wants_json = args
+        .windows(2)
+        .any(|w| w[0] == "--output" && w[1] == "json")
+        || args.iter().any(|a| a == "--output=json");
+    let parsed = <Cli as clap::CommandFactory>::command()
+        .try_get_matches_from(&args)
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m).map(|c| (m, c)));
+    let (matches, cli) = match parsed {
+        Ok(p) => p,
+        // A usage error where JSON was asked for is JSON too (help and --version are not errors).
+        Err(e) if wants_json && e.use_stderr() => {
+            // clap's text up to the usage line, on one line.
+            let text = e.to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(|l| l.trim().trim_start_matches("error: "))
+                .collect();
+            eprintln!(
+                "{}",
+                serde_json::json!({"error": {"message": message.join(" "), "exitCode": 2}})
+            );
+            return ExitCode::from(2);
+        }
         Err(e) => e.exit(),
     };
     // `audit list --actor NAME` once filtered by author; --actor names who runs a command.
-    let args: Vec<String> = std::env::args().collect();
     let after_list = args
         .iter()
         .position(|a| a == "audit")
@@ -54,7 +75,7 @@ fn main() -> ExitCode {
                     serde_json::json!({"error": {"message": format!("{e:#}"), "exitCode": code}})
                 );
             } else {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", output::escape_unsafe(&format!("{e:#}")));
             }
             ExitCode::from(code)
         }

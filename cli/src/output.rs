@@ -43,11 +43,24 @@ const MAX_COLUMN: usize = 60;
 /// A cell as a table shows it: control characters escaped, so that no value can break a
 /// row or forge one.
 fn shown(c: &str) -> String {
-    if c.chars().any(engine::directory::is_unsafe_char) {
-        c.chars().flat_map(char::escape_default).collect()
-    } else {
-        c.to_string()
+    escape_unsafe(c)
+}
+
+/// `s` with each control, line-separator or text-direction character written as an escape
+/// (`\u{202e}`): what dirctl prints of names it did not choose (cells, error messages).
+pub fn escape_unsafe(s: &str) -> String {
+    if !s.chars().any(engine::directory::is_unsafe_char) {
+        return s.to_string();
     }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if engine::directory::is_unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn cut(c: String) -> String {

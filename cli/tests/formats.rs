@@ -145,4 +145,33 @@ fn an_error_under_output_json_is_a_json_document_on_stderr_with_its_exit_code() 
         .unwrap()
         .contains("no user with userPrincipalName nobody@contoso.com"));
     assert!(r.stdout.is_empty());
+    // A usage error too, and a name's text-direction character is escaped in a text error.
+    let out = dirctl()
+        .args(["--output", "json", "user", "get"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value =
+        serde_json::from_slice(String::from_utf8_lossy(&out.stderr).trim().as_bytes())
+            .expect("stderr is JSON");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("<ID>"),
+        "{v}"
+    );
+    let r = c.fails(
+        &[
+            "user",
+            "get",
+            "--tenant",
+            "contoso",
+            "no\u{202e}pe@contoso.com",
+        ],
+        3,
+    );
+    assert!(
+        r.stderr.contains("no\\u{202e}pe@contoso.com"),
+        "{}",
+        r.describe()
+    );
+    assert!(!r.stderr.contains('\u{202e}'), "{}", r.describe());
 }

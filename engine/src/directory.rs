@@ -509,7 +509,16 @@ pub(crate) fn type_of(m: &Map<String, Value>) -> Option<ObjectType> {
 /// reorder a line on a terminal (line and paragraph separators, bidirectional overrides).
 pub fn is_unsafe_char(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// Longest string a field takes (Graph's own limits are lower for most fields: 256 for
