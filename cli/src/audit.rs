@@ -48,6 +48,9 @@ pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
                     .with_context(|| format!("read the audit records of partition {p}"))?;
                 let mut why = Vec::new();
                 let mut best: Option<Vec<audit::Record>> = None;
+                let primary_read = copies
+                    .iter()
+                    .any(|(dc, c)| *dc == part.primary && matches!(c, Ok(Some(_))));
                 for (dc, copy) in copies {
                     match copy {
                         Ok(Some(recs)) if best.as_ref().is_none_or(|b| recs.len() > b.len()) => {
@@ -64,6 +67,12 @@ pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
                         why.join("; ")
                     ))
                 })?;
+                if !primary_read {
+                    eprintln!(
+                        "warning: partition {p}: the primary's copy of the audit trail could not be read ({}); listed from the most complete secondary, which may lack the newest records",
+                        why.join("; ")
+                    );
+                }
                 all.extend(recs.into_iter().map(|r| (p, r)));
             }
             all.retain(|(_, r)| {

@@ -341,4 +341,13 @@ fn audit_list_shows_every_committed_record_even_from_a_lagging_region() {
         "5a1e7a11-0000-4000-8000-00000000d11e",
     ]);
     assert_eq!(v["records"], serde_json::json!([]), "{v}");
+    // Without the primary's copy, the list says it may lack the newest records.
+    util::rename(&c.dc_dir("westus"), &c.path("away"));
+    let r = c.run(&["audit", "list", "--target", &id]);
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(
+        r.stderr.contains("may lack the newest records"),
+        "{}",
+        r.describe()
+    );
 }
