@@ -13,7 +13,7 @@ mod recycle;
 
 use std::process::ExitCode;
 
-use crate::opt::{Cli, Command};
+use crate::opt::{Cli, Command, GroupVerb};
 use engine::directory::ObjectType;
 
 fn main() -> ExitCode {
@@ -88,11 +88,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(a) => ops::init(&g, a),
         Command::Demo(a) => demo::run(&g, a),
         Command::Tenant(c) => ops::tenant(&g, c),
-        Command::User(a) => object::run(&g, ObjectType::User, a.tenant, a.verb.into()),
-        Command::Group(a) => object::run(&g, ObjectType::Group, a.tenant, a.verb.into()),
-        Command::App(a) => object::run(&g, ObjectType::Application, a.tenant, a.verb.into()),
-        Command::Sp(a) => object::run(&g, ObjectType::ServicePrincipal, a.tenant, a.verb.into()),
-        Command::Device(a) => object::run(&g, ObjectType::Device, a.tenant, a.verb.into()),
+        Command::Group(a) => object::run(&g, ObjectType::Group, a.tenant, a.verb),
+        Command::User(a) => object::run(&g, ObjectType::User, a.tenant, GroupVerb::Object(a.verb)),
+        Command::App(a) => object::run(
+            &g,
+            ObjectType::Application,
+            a.tenant,
+            GroupVerb::Object(a.verb),
+        ),
+        Command::Sp(a) => object::run(
+            &g,
+            ObjectType::ServicePrincipal,
+            a.tenant,
+            GroupVerb::Object(a.verb),
+        ),
+        Command::Device(a) => {
+            object::run(&g, ObjectType::Device, a.tenant, GroupVerb::Object(a.verb))
+        }
         Command::Import(a) => object::import(&g, a),
         Command::Sync(a) => ops::sync(&g, a),
         Command::Status => ops::status(&g),

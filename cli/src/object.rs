@@ -10,7 +10,7 @@ use engine::Error;
 use serde_json::{json, Map, Value};
 
 use crate::context::{self, Ctx};
-use crate::opt::{Fields, Global, ImportArgs, Output, Verb};
+use crate::opt::{Fields, Global, GroupVerb, ImportArgs, ObjectVerb, Output};
 use crate::output;
 
 fn fields_of(ty: ObjectType, f: Fields) -> Result<Map<String, Value>> {
@@ -56,7 +56,7 @@ fn list_columns(ty: ObjectType) -> &'static [&'static str] {
     }
 }
 
-pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: Verb) -> Result<()> {
+pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: GroupVerb) -> Result<()> {
     let tenant = tenant.ok_or_else(|| {
         Error::Invalid("no tenant given: pass --tenant NAME or set DIRCTL_TENANT".into())
     })?;
@@ -65,7 +65,7 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: Verb) -> Re
     let now = ctx.cluster.clock().now_graph();
     let out = ctx.output;
     match verb {
-        Verb::Create(f) => {
+        GroupVerb::Object(ObjectVerb::Create(f)) => {
             let fields = fields_of(ty, f)?;
             let op = format!("{}.create", ty.noun());
             // A failure is recorded under the name the object was to have; a success under
@@ -85,7 +85,7 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: Verb) -> Re
                 .with_context(|| format!("create {} in tenant {tenant}", ty.noun()))?;
             written(out, &obj, &token)
         }
-        Verb::Update { id, fields } => {
+        GroupVerb::Object(ObjectVerb::Update { id, fields }) => {
             let fields = fields_of(ty, fields)?;
             let op = format!("{}.update", ty.noun());
             let (obj, token) = ctx
@@ -97,7 +97,7 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: Verb) -> Re
                 .with_context(|| format!("update {} {id}", ty.noun()))?;
             written(out, &obj, &token)
         }
-        Verb::Delete { id } => {
+        GroupVerb::Object(ObjectVerb::Delete { id }) => {
             let op = format!("{}.delete", ty.noun());
             let (obj, token) = ctx
                 .audited_write(partition, &op, vec![id.clone()], |t, targets| {
@@ -108,7 +108,7 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: Verb) -> Re
                 .with_context(|| format!("delete {} {id}", ty.noun()))?;
             written(out, &obj, &token)
         }
-        Verb::Get { id } => {
+        GroupVerb::Object(ObjectVerb::Get { id }) => {
             let (obj, served) = ctx
                 .read(partition, |r| directory::get_typed(r, &tid, ty, &id))
                 .with_context(|| format!("get {} {id}", ty.noun()))?;
@@ -125,13 +125,13 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: Verb) -> Re
                 )
             })
         }
-        Verb::List => {
+        GroupVerb::Object(ObjectVerb::List) => {
             let (objs, served) = ctx
                 .read(partition, |r| directory::list(r, &tid, ty))
                 .with_context(|| format!("list {}s", ty.noun()))?;
             objects(out, ty, &objs, &served)
         }
-        Verb::Members { group } => {
+        GroupVerb::Members { group } => {
             let (objs, served) = ctx
                 .read(partition, |r| directory::members(r, &tid, &group))
                 .with_context(|| format!("members of group {group}"))?;
@@ -141,7 +141,7 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: Verb) -> Re
                 output::table(&cols, &rows)
             })
         }
-        Verb::AddMember { group, member } => {
+        GroupVerb::AddMember { group, member } => {
             let targets = vec![group.clone(), member.clone()];
             let ((), token) = ctx
                 .audited_write(partition, "group.add-member", targets, |t, targets| {
@@ -151,7 +151,7 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: Verb) -> Re
                 .with_context(|| format!("add {member} to group {group}"))?;
             membership(out, "added", &group, &member, &token)
         }
-        Verb::RemoveMember { group, member } => {
+        GroupVerb::RemoveMember { group, member } => {
             let targets = vec![group.clone(), member.clone()];
             let ((), token) = ctx
                 .audited_write(partition, "group.remove-member", targets, |t, targets| {

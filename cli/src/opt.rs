@@ -346,7 +346,8 @@ pub struct ObjectArgs {
     pub verb: ObjectVerb,
 }
 
-/// `dirctl group`: the object verbs and the membership ones.
+/// `dirctl group`: the object verbs and the membership ones. (`object::run` takes this for
+/// every type; the others wrap their verb in `GroupVerb::Object`.)
 #[derive(Args, Debug)]
 pub struct GroupArgs {
     /// The tenant the group lives in.
@@ -387,29 +388,6 @@ pub enum GroupVerb {
     Members { group: String },
 }
 
-impl From<ObjectVerb> for Verb {
-    fn from(v: ObjectVerb) -> Verb {
-        match v {
-            ObjectVerb::Create(f) => Verb::Create(f),
-            ObjectVerb::Get { id } => Verb::Get { id },
-            ObjectVerb::List => Verb::List,
-            ObjectVerb::Update { id, fields } => Verb::Update { id, fields },
-            ObjectVerb::Delete { id } => Verb::Delete { id },
-        }
-    }
-}
-
-impl From<GroupVerb> for Verb {
-    fn from(v: GroupVerb) -> Verb {
-        match v {
-            GroupVerb::Object(o) => o.into(),
-            GroupVerb::AddMember { group, member } => Verb::AddMember { group, member },
-            GroupVerb::RemoveMember { group, member } => Verb::RemoveMember { group, member },
-            GroupVerb::Members { group } => Verb::Members { group },
-        }
-    }
-}
-
 #[derive(Args, Debug, Default)]
 pub struct Fields {
     /// userPrincipalName (users).
@@ -430,27 +408,6 @@ pub struct Fields {
     /// Fields as a JSON object.
     #[arg(long)]
     pub json: Option<String>,
-}
-
-/// What `dirctl user|group|app|sp|device` asks for (the group verbs from `dirctl group` only).
-#[derive(Debug)]
-pub enum Verb {
-    /// Create an object.
-    Create(Fields),
-    /// Show one object, by ID (or userPrincipalName for users).
-    Get { id: String },
-    /// List the tenant's objects of this type.
-    List,
-    /// Change fields of an object.
-    Update { id: String, fields: Fields },
-    /// Delete an object (users, groups, apps and service principals go to the recycle bin).
-    Delete { id: String },
-    /// Add a member (user, group or service principal) to a group.
-    AddMember { group: String, member: String },
-    /// Remove a member from a group.
-    RemoveMember { group: String, member: String },
-    /// List a group's direct members.
-    Members { group: String },
 }
 
 #[derive(Args, Debug)]
