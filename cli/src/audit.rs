@@ -43,30 +43,36 @@ pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
                         let unsettled_primary =
                             r.identity().datacenter == part.primary && last.lsn > r.commit_lsn()?;
                         let settled = !part.diverged(last) && !unsettled_primary;
-                        Ok(if settled { Some(audit::list(r)?) } else { None })
+                        Ok(if settled {
+                            Some(audit::last_seq(r)?)
+                        } else {
+                            None
+                        })
                     })
                     .with_context(|| format!("read the audit records of partition {p}"))?;
                 let mut why = Vec::new();
-                let mut best: Option<Vec<audit::Record>> = None;
+                let mut best: Option<(String, u64)> = None;
                 let primary_read = copies
                     .iter()
                     .any(|(dc, c)| *dc == part.primary && matches!(c, Ok(Some(_))));
                 for (dc, copy) in copies {
                     match copy {
-                        Ok(Some(recs)) if best.as_ref().is_none_or(|b| recs.len() > b.len()) => {
-                            best = Some(recs)
+                        Ok(Some(n)) if best.as_ref().is_none_or(|(_, b)| n > *b) => {
+                            best = Some((dc, n))
                         }
                         Ok(Some(_)) => {}
                         Ok(None) => why.push(format!("{dc}: holds entries not yet committed")),
                         Err(e) => why.push(format!("{dc}: {e}")),
                     }
                 }
-                let recs = best.ok_or_else(|| {
+                let (best, _) = best.ok_or_else(|| {
                     Error::Unavailable(format!(
                         "no replica of partition {p} can answer: {}",
                         why.join("; ")
                     ))
                 })?;
+                // Only the chosen copy's records are read.
+                let recs = ctx.cluster.at_replica(p, &best, |r| audit::list(r))?;
                 if !primary_read {
                     eprintln!(
                         "warning: partition {p}: the primary's copy of the audit trail could not be read ({}); listed from the most complete secondary, which may lack the newest records",

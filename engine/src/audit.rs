@@ -65,6 +65,12 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The sequence number of the partition's last audit record (0: none), from the chain head
+/// alone: how complete a copy is, without reading its records.
+pub fn last_seq(s: &dyn Store) -> Result<u64> {
+    Ok(head(s)?.0)
+}
+
 fn head(s: &dyn Store) -> Result<(u64, [u8; 32])> {
     match s.get(&[K_AUDIT_HEAD])? {
         None => Ok((0, GENESIS)),

@@ -1374,6 +1374,24 @@ impl Cluster {
         self.hold(&ids)
     }
 
+    /// `answer` on the replica of `partition` in datacenter `dc`, held for reads (nothing is
+    /// pulled or cut).
+    pub fn at_replica<T>(
+        &mut self,
+        partition: u32,
+        dc: &str,
+        answer: impl Fn(&Replica) -> Result<T>,
+    ) -> Result<T> {
+        let id = ReplicaId::new(dc, partition);
+        if let Some(e) = self
+            .hold_for(&[id.clone()].into(), Access::Read)
+            .remove(&id)
+        {
+            return Err(e);
+        }
+        answer(self.replica(&id)?)
+    }
+
     /// `answer` on every replica of `partition`, each held for reads (nothing is pulled or
     /// cut): per datacenter, its answer, or why it could not be held.
     pub fn at_every_replica<T>(
