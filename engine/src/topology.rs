@@ -524,9 +524,9 @@ mod tests {
         assert!(t.datacenters[1].drained);
     }
 
-    #[test]
-    fn a_token_keeps_what_its_history_still_holds() {
-        let p = |starts: &[(u64, u64)]| Partition {
+    /// A partition whose terms started at (term, first lsn) `starts`.
+    fn with_starts(starts: &[(u64, u64)]) -> Partition {
+        Partition {
             id: 0,
             primary: "a".into(),
             term: starts.last().map_or(1, |s| s.0),
@@ -535,43 +535,28 @@ mod tests {
                 .iter()
                 .map(|&(term, first_lsn)| TermStart { term, first_lsn })
                 .collect(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_token_keeps_what_its_history_still_holds() {
         // Planned failover: term 2 from lsn 11; tokens of either term stand.
-        let planned = p(&[(1, 1), (2, 11)]);
+        let planned = with_starts(&[(1, 1), (2, 11)]);
         assert_eq!(planned.kept_of_token(1, 10), 10);
         assert_eq!(planned.kept_of_token(2, 15), 15);
         // Lossy promotion: term 3 from lsn 8 replaced term 2's entries from 8 on.
-        let lossy = p(&[(1, 1), (2, 5), (3, 8)]);
+        let lossy = with_starts(&[(1, 1), (2, 5), (3, 8)]);
         assert_eq!(lossy.kept_of_token(2, 12), 7);
         assert_eq!(lossy.kept_of_token(2, 6), 6);
         // A restore in place brought back a history that never had term 2.
-        let restored = p(&[(1, 1), (3, 101)]);
+        let restored = with_starts(&[(1, 1), (3, 101)]);
         assert_eq!(restored.kept_of_token(2, 95), 0);
         assert_eq!(restored.kept_of_token(1, 120), 100);
     }
 
     #[test]
     fn diverged_is_exactly_an_old_term_at_or_past_a_later_terms_start() {
-        let p = Partition {
-            id: 0,
-            primary: "a".into(),
-            term: 3,
-            sync_standby: "b".into(),
-            term_starts: vec![
-                TermStart {
-                    term: 1,
-                    first_lsn: 1,
-                },
-                TermStart {
-                    term: 2,
-                    first_lsn: 5,
-                },
-                TermStart {
-                    term: 3,
-                    first_lsn: 9,
-                },
-            ],
-        };
+        let p = with_starts(&[(1, 1), (2, 5), (3, 9)]);
         for term in 0..=4u64 {
             for lsn in 0..=12u64 {
                 let later_start = p
@@ -588,23 +573,7 @@ mod tests {
             }
         }
         // A later term that started lower than an earlier one (after a lossy promotion).
-        let q = Partition {
-            term_starts: vec![
-                TermStart {
-                    term: 1,
-                    first_lsn: 1,
-                },
-                TermStart {
-                    term: 2,
-                    first_lsn: 50,
-                },
-                TermStart {
-                    term: 3,
-                    first_lsn: 20,
-                },
-            ],
-            ..p.clone()
-        };
+        let q = with_starts(&[(1, 1), (2, 50), (3, 20)]);
         assert!(q.diverged(crate::log::Position { term: 1, lsn: 30 }));
         // Spot checks of what that means.
         assert!(!p.diverged(crate::log::Position { term: 1, lsn: 4 }));
