@@ -609,18 +609,7 @@ fn promise_8_restore_in_place_needs_yes_then_replaces_the_replicas() {
     let id = c.ok(&["status"])["clusterId"].clone();
     // bob is written in a session: its token is past what the backup holds.
     let session = c.path("session.json").display().to_string();
-    c.ok(&[
-        "user",
-        "create",
-        "--tenant",
-        "contoso",
-        "--upn",
-        "bob@contoso.com",
-        "--display-name",
-        "bob",
-        "--session",
-        &session,
-    ]);
+    c.create_user_with("bob@contoso.com", &["--session", &session]);
     let term_before = c.status_row(0, "westus")["partition_term"]
         .as_u64()
         .unwrap();
@@ -658,26 +647,10 @@ fn promise_8_restore_in_place_needs_yes_then_replaces_the_replicas() {
             .unwrap()
             > term_before
     );
-    let r = c.run(&[
-        "user",
-        "get",
-        "--tenant",
-        "contoso",
-        "ada@contoso.com",
-        "--session",
-        &session,
-    ]);
+    let r = c.user_get_run("ada@contoso.com", &["--session", &session]);
     assert_eq!(r.code, 0, "{}", r.describe());
     assert!(r.stderr.contains("were undone"), "{}", r.describe());
-    let r = c.run(&[
-        "user",
-        "get",
-        "--tenant",
-        "contoso",
-        "ada@contoso.com",
-        "--session",
-        &session,
-    ]);
+    let r = c.user_get_run("ada@contoso.com", &["--session", &session]);
     assert_eq!(r.code, 0, "{}", r.describe());
     assert!(
         !r.stderr.contains("were undone"),

@@ -1071,20 +1071,10 @@ fn with_every_secondary_drained_the_primary_answers_reads() {
     assert_eq!(v["servedBy"]["datacenter"], "westus");
     // A write in a session whose datacenter is drained still works, and reads its own write.
     let s = c.path("s.json").display().to_string();
-    let w = c.ok(&[
-        "user",
-        "create",
-        "--tenant",
-        "contoso",
-        "--upn",
+    let w = c.create_user_with(
         "in.session@contoso.com",
-        "--display-name",
-        "s",
-        "--session",
-        &s,
-        "--region",
-        "westeurope",
-    ]);
+        &["--session", &s, "--region", "westeurope"],
+    );
     let id2 = w["object"]["id"].as_str().unwrap();
     c.user_get(id2, &["--session", &s]);
     // A writer dies after its entry is durable on the primary alone: the primary does not

@@ -126,18 +126,7 @@ fn after_a_failover_that_accepts_data_loss_the_replicas_that_come_back_are_cut_a
     rename(&c.dc_dir("westus"), &away("westus"));
     c.ok(&["failover", "--yes", "--partition", "0", "--emergency"]);
     let session = c.path("session.json").display().to_string();
-    let b = c.ok(&[
-        "user",
-        "create",
-        "--tenant",
-        "contoso",
-        "--upn",
-        "b@contoso.com",
-        "--display-name",
-        "b",
-        "--session",
-        &session,
-    ])["object"]["id"]
+    let b = c.create_user_with("b@contoso.com", &["--session", &session])["object"]["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -165,15 +154,7 @@ fn after_a_failover_that_accepts_data_loss_the_replicas_that_come_back_are_cut_a
         c.user_get_fails(&b, &["--region", region], 3);
     }
     // The session that wrote b reads on, told that its write was undone.
-    let r = c.run(&[
-        "user",
-        "get",
-        "--tenant",
-        "contoso",
-        &a,
-        "--session",
-        &session,
-    ]);
+    let r = c.user_get_run(&a, &["--session", &session]);
     assert_eq!(r.code, 0, "{}", r.describe());
     assert!(r.stderr.contains("were undone"), "{}", r.describe());
     let d = c.create_user("d@contoso.com");

@@ -106,7 +106,16 @@ impl Cluster {
     }
 
     pub fn create_user(&self, upn: &str) -> String {
-        let v = self.ok(&[
+        self.create_user_with(upn, &[])["object"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Creates user `upn` in contoso with `more` arguments (`--session`, `--region`); returns
+    /// the command's JSON.
+    pub fn create_user_with(&self, upn: &str, more: &[&str]) -> Value {
+        let mut a = vec![
             "user",
             "create",
             "--tenant",
@@ -115,8 +124,9 @@ impl Cluster {
             upn,
             "--display-name",
             upn,
-        ]);
-        v["object"]["id"].as_str().unwrap().to_string()
+        ];
+        a.extend(more);
+        self.ok(&a)
     }
 
     /// A user create in contoso that must fail with exit `code`.
@@ -212,6 +222,13 @@ impl Cluster {
         let mut a = vec!["user", "get", "--tenant", "contoso", id];
         a.extend(more);
         self.ok(&a)
+    }
+
+    /// `user_get` run whatever its exit (for checks of its stderr).
+    pub fn user_get_run(&self, id: &str, more: &[&str]) -> Run {
+        let mut a = vec!["user", "get", "--tenant", "contoso", id];
+        a.extend(more);
+        self.run(&a)
     }
 
     /// `user_get` that must fail with exit `code`.
