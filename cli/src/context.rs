@@ -184,16 +184,19 @@ impl Ctx {
         answer: impl Fn(&Replica) -> engine::Result<T>,
     ) -> Result<(T, ServedBy)> {
         let dc = self.session_dc()?;
-        let mut token = self
+        let token = self
             .session
             .as_ref()
             .and_then(|(_, s)| s.tokens.get(&partition).cloned());
         // A token of a history that was undone (a failover that accepted data loss, a restore
-        // in place) can never be met again: it is cut back to what the history still holds
-        // (forgotten when none of it), said so.
-        if let (Some(t), Some((path, s))) = (&mut token, &mut self.session) {
-            let p = self.cluster.topology().partition(partition)?;
-            let kept = p.kept_of_token(t.term, t.lsn);
+        // in place) counts only for what the history still holds (`Cluster::read` waits for no
+        // more): say so once, and keep the session's token to that.
+        if let (Some(t), Some((path, s))) = (&token, &mut self.session) {
+            let kept = self
+                .cluster
+                .topology()
+                .partition(partition)?
+                .kept_of_token(t.term, t.lsn);
             if kept < t.lsn {
                 eprintln!(
                     "warning: session {}: its writes to partition {partition} after lsn {kept}, up to lsn {} (term {}), were undone by a failover that accepted data loss or by a restore; reading without them",
@@ -204,17 +207,19 @@ impl Ctx {
                 if kept == 0 {
                     s.tokens.remove(&partition);
                 } else {
-                    t.lsn = kept;
-                    s.tokens.insert(partition, t.clone());
+                    s.tokens.insert(
+                        partition,
+                        Token {
+                            lsn: kept,
+                            ..t.clone()
+                        },
+                    );
                 }
                 if let Err(e) = s.save(path) {
                     eprintln!(
                         "warning: session file {} could not be saved: {e}",
                         path.display()
                     );
-                }
-                if kept == 0 {
-                    token = None;
                 }
             }
         }

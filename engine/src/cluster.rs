@@ -994,7 +994,9 @@ impl Cluster {
     }
 
     /// The read path: the preferred (session's) datacenter, else the nearest healthy secondary.
-    /// With a token newer than the replica, the replica first pulls the missing entries.
+    /// With a token newer than the replica, the replica first pulls the missing entries. A
+    /// token counts only for what the partition's history still holds of it
+    /// (`Partition::kept_of_token`): writes a lossy failover or a restore undid are not waited for.
     pub fn read<T>(
         &mut self,
         partition: u32,
@@ -1002,7 +1004,13 @@ impl Cluster {
         token: Option<&Token>,
         answer: impl Fn(&Replica) -> Result<T>,
     ) -> Result<(T, ServedBy)> {
-        let need = token.map(|t| t.lsn).unwrap_or(0);
+        let need = match token {
+            Some(t) => self
+                .topology
+                .partition(partition)?
+                .kept_of_token(t.term, t.lsn),
+            None => 0,
+        };
         // Fast path: the replica this route chose last time, still held, level with the token.
         if let Some((_, _, id)) = self
             .route
@@ -1046,7 +1054,6 @@ impl Cluster {
             }
             let r = self.replica(&id)?;
             let mut pulled = 0;
-            let need = token.map(|t| t.lsn).unwrap_or(0);
             let last = r.last()?;
             // The primary, the last resort: entries above its commit lsn (a crashed writer's,
             // durable on it alone) are not facts yet and are never served.
