@@ -115,35 +115,14 @@ impl Cluster {
     /// Creates user `upn` in contoso with `more` arguments (`--session`, `--region`); returns
     /// the command's JSON.
     pub fn create_user_with(&self, upn: &str, more: &[&str]) -> Value {
-        let mut a = vec![
-            "user",
-            "create",
-            "--tenant",
-            "contoso",
-            "--upn",
-            upn,
-            "--display-name",
-            upn,
-        ];
+        let mut a = create_user_args(upn);
         a.extend(more);
         self.ok(&a)
     }
 
     /// A user create in contoso that must fail with exit `code`.
     pub fn create_user_fails(&self, upn: &str, code: i32) -> Run {
-        self.fails(
-            &[
-                "user",
-                "create",
-                "--tenant",
-                "contoso",
-                "--upn",
-                upn,
-                "--display-name",
-                upn,
-            ],
-            code,
-        )
+        self.fails(&create_user_args(upn), code)
     }
 
     /// Creates a group in contoso; returns its ID.
@@ -244,6 +223,20 @@ impl Cluster {
             .find(|r| r["datacenter"] == dc)
             .and_then(|r| r["last_lsn"].as_u64())
     }
+}
+
+/// `dirctl user create` of `upn` in contoso (its display name the UPN too).
+fn create_user_args(upn: &str) -> Vec<&str> {
+    vec![
+        "user",
+        "create",
+        "--tenant",
+        "contoso",
+        "--upn",
+        upn,
+        "--display-name",
+        upn,
+    ]
 }
 
 pub fn rename(from: &Path, to: &Path) {
