@@ -10,6 +10,7 @@ pub mod directory;
 pub mod error;
 pub mod failover;
 pub mod log;
+pub mod protocol;
 pub mod rebuild;
 pub mod recycle;
 pub mod replica;

@@ -91,6 +91,28 @@ impl Partition {
         }
     }
 
+    /// Raises the term, starting at `first_lsn`: entries of an older term at or past it are
+    /// a fenced primary's tail (cut before anything reads them).
+    pub fn fence_from(&mut self, first_lsn: u64) {
+        self.term += 1;
+        self.term_starts.push(TermStart {
+            term: self.term,
+            first_lsn,
+        });
+    }
+
+    /// A failover's switch: `new_primary` writes from `first_lsn` on in the next term, with
+    /// `sync_standby` as its standby.
+    pub fn switch_primary(&mut self, new_primary: &str, sync_standby: &str, first_lsn: u64) {
+        self.primary = new_primary.to_string();
+        self.sync_standby = sync_standby.to_string();
+        self.fence_from(first_lsn);
+    }
+
+    pub fn set_sync_standby(&mut self, datacenter: &str) {
+        self.sync_standby = datacenter.to_string();
+    }
+
     /// Whether a replica whose last entry is `last` holds entries no primary committed.
     pub fn diverged(&self, last: crate::log::Position) -> bool {
         // Any later term that started at or below this lsn (after a lossy promotion a later
@@ -190,6 +212,47 @@ impl Topology {
             partitions: parts,
             tenants: BTreeMap::new(),
         })
+    }
+
+    /// Changes partition `before.id` with `change` if it is still exactly `before` (what the
+    /// caller decided on); otherwise refuses with `Conflict(changed(now))`.
+    pub fn change_partition(
+        &mut self,
+        before: &Partition,
+        changed: impl FnOnce(&Partition) -> String,
+        change: impl FnOnce(&mut Partition),
+    ) -> Result<()> {
+        let id = before.id;
+        let p = self
+            .partitions
+            .iter_mut()
+            .find(|p| p.id == id)
+            .ok_or_else(|| Error::NotFound(format!("no partition {id}")))?;
+        if p != before {
+            return Err(Error::Conflict(changed(p)));
+        }
+        change(p);
+        Ok(())
+    }
+
+    /// What every loaded topology must hold, so that no decision meets an impossible one
+    /// (a hand-edited file): at least one datacenter, each partition's primary and sync
+    /// standby among them.
+    pub fn check(&self) -> Result<()> {
+        if self.datacenters.is_empty() {
+            return Err(Error::Invalid("the topology names no datacenter".into()));
+        }
+        for p in &self.partitions {
+            for (role, dc) in [("primary", &p.primary), ("sync standby", &p.sync_standby)] {
+                if !self.datacenters.iter().any(|d| d.name == *dc) {
+                    return Err(Error::Invalid(format!(
+                        "partition {}: its {role} {dc} is not a datacenter of the cluster",
+                        p.id
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn datacenter(&self, name: &str) -> Result<&Datacenter> {
@@ -307,12 +370,26 @@ pub fn parse_datacenter(s: &str) -> Result<Datacenter> {
     })
 }
 
-/// Where the topology lives. The embedded mode keeps it in a file; a server mode could keep it in etcd.
-pub trait ControlPlane {
+/// Where the topology lives. The embedded mode keeps it in a file (`FileControlPlane`); a
+/// server mode keeps it in etcd. Every stored topology has a revision, its `generation`,
+/// raised by one on every change: the compare-and-swap of `replace` is what an etcd
+/// transaction comparing the key's revision gives.
+///
+/// Watching: `reload_if_changed` is the cheap poll a caller makes after taking its
+/// replicas (the file implementation compares an inode); an etcd implementation answers it
+/// from a watch on the key, so no method blocks waiting for a change.
+pub trait ControlPlane: Send {
+    /// Stores the first topology of a new cluster; `Conflict` if one is stored already.
+    fn create(&self, topology: &Topology) -> Result<()>;
+    /// The stored topology, checked (`Topology::check`); its `generation` is the revision.
     fn load(&self) -> Result<Topology>;
     /// The topology if it changed since this handle last loaded or stored it (cheap when not).
     fn reload_if_changed(&self) -> Result<Option<Topology>>;
-    /// Applies `change` to the current topology under an exclusive hold and stores it with generation + 1.
+    /// Stores `topology` with generation `expected + 1` only if the stored one is still at
+    /// generation `expected` (the one the caller read); otherwise `Conflict`, nothing stored.
+    fn replace(&self, expected: u64, topology: &Topology) -> Result<Topology>;
+    /// Applies `change` to the current topology under an exclusive hold and stores it with
+    /// generation + 1 (for etcd: load, change, `replace`, again on a conflict).
     fn update(&self, change: &mut dyn FnMut(&mut Topology) -> Result<()>) -> Result<Topology>;
 }
 
@@ -348,11 +425,16 @@ impl FileControlPlane {
                 root.display()
             )));
         }
-        Ok(FileControlPlane {
+        Ok(FileControlPlane::at(root))
+    }
+
+    /// A control plane in `root`, whether or not it holds a cluster yet (see `create`).
+    pub fn at(root: &Path) -> FileControlPlane {
+        FileControlPlane {
             root: root.to_path_buf(),
             seen_inode: std::sync::atomic::AtomicU64::new(0),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
-        })
+        }
     }
 
     /// How long `update` waits for another process's hold on `cluster.lock` before it fails.
@@ -361,62 +443,19 @@ impl FileControlPlane {
         self
     }
 
-    /// Writes the first topology of a new cluster root.
+    /// Writes the first topology of a new cluster root (`ControlPlane::create`).
     pub fn create(root: &Path, topology: &Topology) -> Result<FileControlPlane> {
-        File::create(root.join(LOCK_FILE))
-            .map_err(|e| Error::io(format!("create {}", root.join(LOCK_FILE).display()), e))?;
-        write_atomically(&root.join(CLUSTER_FILE), &to_json(topology)?)?;
-        Ok(FileControlPlane {
-            root: root.to_path_buf(),
-            seen_inode: std::sync::atomic::AtomicU64::new(0),
-            lock_timeout: DEFAULT_LOCK_TIMEOUT,
-        })
+        let cp = FileControlPlane::at(root);
+        ControlPlane::create(&cp, topology)?;
+        Ok(cp)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
-}
 
-fn to_json(t: &Topology) -> Result<Vec<u8>> {
-    let mut v = serde_json::to_vec_pretty(t)
-        .map_err(|e| Error::Storage(format!("encode topology: {e}")))?;
-    v.push(b'\n');
-    Ok(v)
-}
-
-impl ControlPlane for FileControlPlane {
-    fn reload_if_changed(&self) -> Result<Option<Topology>> {
-        let now = inode(&self.root.join(CLUSTER_FILE))?;
-        if now == self.seen_inode.load(std::sync::atomic::Ordering::SeqCst) {
-            return Ok(None);
-        }
-        self.load().map(Some)
-    }
-
-    fn load(&self) -> Result<Topology> {
-        let path = self.root.join(CLUSTER_FILE);
-        let ino = inode(&path)?;
-        let raw =
-            std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-        let t: Topology = serde_json::from_slice(&raw)
-            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
-        if t.format != TOPOLOGY_FORMAT_VERSION {
-            return Err(Error::Corrupt(format!(
-                "{}: unknown format {}",
-                path.display(),
-                t.format
-            )));
-        }
-        // Recorded only when the inode did not change while reading: a racing replace reloads next time.
-        if inode(&path)? == ino {
-            self.seen_inode
-                .store(ino, std::sync::atomic::Ordering::SeqCst);
-        }
-        Ok(t)
-    }
-
-    fn update(&self, change: &mut dyn FnMut(&mut Topology) -> Result<()>) -> Result<Topology> {
+    /// Holds `cluster.lock` (waiting up to the lock timeout) while `f` runs.
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let lock_path = self.root.join(LOCK_FILE);
         let lock = File::options()
             .read(true)
@@ -433,16 +472,111 @@ impl ControlPlane for FileControlPlane {
             &format!("the control plane ({})", lock_path.display()),
             self.lock_timeout,
         )?;
-        let mut t = self.load()?;
-        change(&mut t)?;
-        t.generation += 1;
-        write_atomically(&self.root.join(CLUSTER_FILE), &to_json(&t)?)?;
+        f()
+    }
+
+    /// Reads and checks `cluster.json`: the topology, the inode read, and whether the file was
+    /// still that inode after reading.
+    fn read(&self) -> Result<(Topology, u64, bool)> {
+        let path = self.root.join(CLUSTER_FILE);
+        let ino = inode(&path)?;
+        let raw =
+            std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let t: Topology = serde_json::from_slice(&raw)
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        if t.format != TOPOLOGY_FORMAT_VERSION {
+            return Err(Error::Corrupt(format!(
+                "{}: unknown format {}",
+                path.display(),
+                t.format
+            )));
+        }
+        t.check()
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        Ok((t, ino, inode(&path)? == ino))
+    }
+
+    /// Writes `t` (under the lock) and remembers the new file as seen.
+    fn store(&self, t: &Topology) -> Result<()> {
+        write_atomically(&self.root.join(CLUSTER_FILE), &to_json(t)?)?;
         // Still under the lock: nobody replaced it since.
         self.seen_inode.store(
             inode(&self.root.join(CLUSTER_FILE))?,
             std::sync::atomic::Ordering::SeqCst,
         );
+        Ok(())
+    }
+}
+
+fn to_json(t: &Topology) -> Result<Vec<u8>> {
+    let mut v = serde_json::to_vec_pretty(t)
+        .map_err(|e| Error::Storage(format!("encode topology: {e}")))?;
+    v.push(b'\n');
+    Ok(v)
+}
+
+impl ControlPlane for FileControlPlane {
+    fn create(&self, topology: &Topology) -> Result<()> {
+        topology.check()?;
+        let path = self.root.join(CLUSTER_FILE);
+        File::create(self.root.join(LOCK_FILE))
+            .map_err(|e| Error::io(format!("create {}", self.root.join(LOCK_FILE).display()), e))?;
+        self.locked(|| {
+            if path.exists() {
+                return Err(Error::Conflict(format!(
+                    "{} already holds a cluster ({CLUSTER_FILE})",
+                    self.root.display()
+                )));
+            }
+            self.store(topology)
+        })
+    }
+
+    fn reload_if_changed(&self) -> Result<Option<Topology>> {
+        let now = inode(&self.root.join(CLUSTER_FILE))?;
+        if now == self.seen_inode.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.load().map(Some)
+    }
+
+    fn load(&self) -> Result<Topology> {
+        let (t, ino, unchanged) = self.read()?;
+        // Recorded only when the inode did not change while reading: a racing replace reloads next time.
+        if unchanged {
+            self.seen_inode
+                .store(ino, std::sync::atomic::Ordering::SeqCst);
+        }
         Ok(t)
+    }
+
+    fn replace(&self, expected: u64, topology: &Topology) -> Result<Topology> {
+        topology.check()?;
+        self.locked(|| {
+            // Read without noting it as seen: a caller refused here has not seen the change.
+            let (now, ..) = self.read()?;
+            if now.generation != expected {
+                return Err(Error::Conflict(format!(
+                    "the control plane changed (generation {} is now {}); read it again",
+                    expected, now.generation
+                )));
+            }
+            let mut t = topology.clone();
+            t.generation = expected + 1;
+            self.store(&t)?;
+            Ok(t)
+        })
+    }
+
+    fn update(&self, change: &mut dyn FnMut(&mut Topology) -> Result<()>) -> Result<Topology> {
+        self.locked(|| {
+            let mut t = self.load()?;
+            change(&mut t)?;
+            t.check()?;
+            t.generation += 1;
+            self.store(&t)?;
+            Ok(t)
+        })
     }
 }
 
@@ -522,6 +656,76 @@ mod tests {
         let t = cp.load().expect("load");
         assert_eq!(t.generation, 2);
         assert!(t.datacenters[1].drained);
+    }
+
+    /// Two handles on one file: the second's compare-and-swap, made on what it read before
+    /// the first changed it, is refused and stores nothing.
+    #[test]
+    fn a_stale_replace_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = Topology::new("c".into(), dcs(), 2).expect("t");
+        let a = FileControlPlane::create(dir.path(), &t).expect("create");
+        let b = FileControlPlane::open(dir.path()).expect("open");
+        let read_by_a = a.load().expect("load");
+        let read_by_b = b.load().expect("load");
+        assert_eq!(read_by_a.generation, 1);
+        let mut drained = read_by_a.clone();
+        drained.datacenters[1].drained = true;
+        let stored = a.replace(read_by_a.generation, &drained).expect("replace");
+        assert_eq!(stored.generation, 2);
+        let mut other = read_by_b.clone();
+        other.datacenters[2].drained = true;
+        assert!(matches!(
+            b.replace(read_by_b.generation, &other),
+            Err(Error::Conflict(_))
+        ));
+        let now = b.reload_if_changed().expect("reload").expect("changed");
+        assert_eq!(now, stored);
+        assert!(!now.datacenters[2].drained, "the refused replace stored nothing");
+        // Read again, the same change goes through.
+        let mut again = now.clone();
+        again.datacenters[2].drained = true;
+        assert_eq!(b.replace(now.generation, &again).expect("replace").generation, 3);
+        assert_eq!(a.reload_if_changed().expect("reload").map(|t| t.generation), Some(3));
+        assert_eq!(a.reload_if_changed().expect("reload"), None);
+    }
+
+    #[test]
+    fn create_refuses_a_root_that_holds_a_cluster() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = Topology::new("c".into(), dcs(), 2).expect("t");
+        let cp = FileControlPlane::at(dir.path());
+        ControlPlane::create(&cp, &t).expect("create");
+        assert!(matches!(
+            ControlPlane::create(&cp, &t),
+            Err(Error::Conflict(_))
+        ));
+    }
+
+    /// A hand-edited cluster.json with no datacenter (or a primary that is not one) is
+    /// refused at load, naming the file, before any decision could index into it.
+    #[test]
+    fn a_topology_without_datacenters_is_refused_at_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cp = FileControlPlane::create(
+            dir.path(),
+            &Topology::new("c".into(), dcs(), 2).expect("t"),
+        )
+        .expect("create");
+        let path = dir.path().join(CLUSTER_FILE);
+        let good: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        let mut no_dc = good.clone();
+        no_dc["datacenters"] = serde_json::json!([]);
+        let mut bad_primary = good.clone();
+        bad_primary["partitions"][1]["primary"] = serde_json::json!("mars");
+        for edited in [no_dc, bad_primary] {
+            std::fs::write(&path, serde_json::to_vec(&edited).expect("encode")).expect("write");
+            match cp.load() {
+                Err(Error::Corrupt(m)) => assert!(m.contains(CLUSTER_FILE), "{m}"),
+                other => panic!("expected Corrupt, got {other:?}"),
+            }
+        }
     }
 
     /// A partition whose terms started at (term, first lsn) `starts`.
