@@ -11,19 +11,19 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::catch_up::CatchUp;
+use crate::catch_up::{behind_retained_log, catch_up};
 use crate::clock::Clock;
 use crate::directory::{Overlay, Store};
 use crate::error::{Error, Result};
-use crate::log::{agreement_point, Entry, Op, Position};
+use crate::log::{Entry, Op, Position};
 use crate::replica::{Access, Durability, Identity, Replica};
 use crate::session::Token;
+use crate::shipping::Shipper;
 use crate::topology::{
     nearest, ControlPlane, Datacenter, FileControlPlane, Location, Partition, Topology,
     CLUSTER_FILE,
 };
-
-/// Entries shipped per synced batch during catch-up.
-const CATCH_UP_BATCH_ENTRIES: usize = 512;
 
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
@@ -57,43 +57,6 @@ impl Drop for Cluster {
         for r in self.held.values() {
             let _ = r.persist_commit();
         }
-    }
-}
-
-/// A thread that appends shipped entries to a replica, so that the primary's own synced
-/// write runs at the same time.
-struct Shipper {
-    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
-}
-
-impl Shipper {
-    fn start() -> Shipper {
-        let (jobs, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
-        std::thread::spawn(move || {
-            for job in rx {
-                job();
-            }
-        });
-        Shipper { jobs }
-    }
-
-    /// Appends `entries` (synced) to `replica` on the shipper's thread; the answer comes on the receiver.
-    fn ship(
-        &self,
-        replica: Arc<Replica>,
-        entries: Arc<[Entry]>,
-        encoded: Arc<[Vec<u8>]>,
-    ) -> std::sync::mpsc::Receiver<Result<()>> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let job = Box::new(move || {
-            let r = replica.append_encoded(&entries, &encoded, Durability::Synced);
-            // Let go of the replica before answering: the caller may release and reopen it.
-            drop(replica);
-            let _ = tx.send(r);
-        });
-        // A dead shipper drops the job, and with it the sender: the receiver then reports it.
-        let _ = self.jobs.send(job);
-        rx
     }
 }
 
@@ -142,14 +105,6 @@ pub struct ReplicaStatus {
     pub last_lsn: Option<u64>,
     pub lag_entries: Option<u64>,
     pub health: String,
-}
-
-/// What catching a secondary up did: entries shipped, and entries cut off because no
-/// primary committed them (a fenced primary's tail, a crashed writer's leftovers).
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct CatchUp {
-    pub shipped: u64,
-    pub cut: Vec<Position>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -515,7 +470,7 @@ impl Cluster {
         {
             settled += 1;
         }
-        primary.truncate_after(settled)?;
+        primary.truncate_after(settled, p.term)?;
         primary.set_commit_lsn(settled, Durability::Synced)?;
         if settled < last.lsn {
             self.fence_cut(p, settled + 1)?;
@@ -538,7 +493,21 @@ impl Cluster {
             q.term_starts.push(crate::topology::TermStart { term: q.term, first_lsn: first_cut_lsn });
             Ok(())
         })?;
+        self.observe_term(p.id, p.term + 1);
         Ok(())
+    }
+
+    /// Tells the partition's replicas this process holds for writes that its term is now
+    /// `term` (fencing as data: a stale writer of an older term is refused there). Called
+    /// once the control plane has the new term. Best effort: the control plane's term is
+    /// what fences a writer first, and a replica that misses this takes the term with the
+    /// next append or cut.
+    pub(crate) fn observe_term(&self, partition: u32, term: u64) {
+        for (id, r) in &self.held {
+            if id.partition == partition && r.access() == Access::Write {
+                let _ = r.observe_term(term);
+            }
+        }
     }
 
     /// After taking holds, the control plane decides: if `p` changed meanwhile (a failover,
@@ -556,91 +525,6 @@ impl Cluster {
             }
         }
         Ok(())
-    }
-
-    /// The highest lsn at which `secondary` holds the same entry as the primary (up to `commit`).
-    fn agreement(primary: &Replica, secondary: &Replica, commit: u64) -> Result<u64> {
-        agreement_point(
-            secondary.last()?,
-            |l| secondary.term_at(l),
-            |l| {
-                if l <= commit {
-                    primary.term_at(l)
-                } else {
-                    Ok(None)
-                }
-            },
-        )
-    }
-
-    /// Whether catching `secondary` up would need entries the primary pruned.
-    fn behind_retained_log(primary: &Replica, secondary: &Replica, commit: u64) -> Result<bool> {
-        let Some(first) = primary.first_log_lsn()? else {
-            return Ok(false);
-        };
-        let agree = Self::agreement(primary, secondary, commit)?;
-        Ok(agree < commit && first > agree + 1)
-    }
-
-    /// Brings `secondary` level with the primary's commit lsn: cuts what diverged, ships the rest.
-    pub(crate) fn catch_up(
-        primary: &Replica,
-        secondary: &Replica,
-        commit: u64,
-        term: u64,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<CatchUp> {
-        let last = secondary.last()?;
-        let primary_last = primary.last()?;
-        if last == primary_last && last.lsn == commit {
-            return Ok(CatchUp::default());
-        }
-        // A backstop against a stale view of the control plane: never cut entries of a term
-        // newer than the partition's term there. (Not the primary's last entry's term: a
-        // primary promoted with `--accept-data-loss` may hold no entry of its own term yet,
-        // while the replicas that come back hold the lost entries of the term before it.)
-        if last.term > term {
-            return Err(Error::Fenced(format!(
-                "{} holds term {} above partition term {} that names {} primary: the control plane read is stale; run the command again",
-                secondary.name(),
-                last.term,
-                term,
-                primary.name()
-            )));
-        }
-        let agree = Self::agreement(primary, secondary, commit)?;
-        // Entries the primary no longer retains: re-seed instead (checked before cutting
-        // anything, since a cut may itself need entries this replica pruned).
-        if agree < commit
-            && primary
-                .first_log_lsn()?
-                .is_some_and(|first| first > agree + 1)
-        {
-            return Err(Error::Unavailable(format!(
-                "{} is behind the primary's retained log (needs lsn {}); `dirctl sync` re-seeds it from a checkpoint",
-                secondary.name(),
-                agree + 1
-            )));
-        }
-        let mut cut = Vec::new();
-        if agree < last.lsn {
-            cut = secondary
-                .truncate_after(agree)?
-                .iter()
-                .map(|e| e.position())
-                .collect();
-        }
-        let mut shipped = 0;
-        let mut from = agree + 1;
-        while from <= commit {
-            let to = (from + CATCH_UP_BATCH_ENTRIES as u64 - 1).min(commit);
-            let batch = primary.entries(from, to)?;
-            secondary.append(&batch, Durability::Synced)?;
-            shipped += batch.len() as u64;
-            progress(batch.len() as u64);
-            from = to + 1;
-        }
-        Ok(CatchUp { shipped, cut })
     }
 
     /// The replicated write path. `build` reads the primary's committed state and returns the
@@ -694,14 +578,14 @@ impl Cluster {
         let primary = self.replica(&pid)?;
         let standby = self.replica(&sid)?;
         let commit = primary.commit_lsn()?;
-        Self::catch_up(primary, standby, commit, p.term, &mut |_| {}).map_err(|e| {
+        catch_up(primary, standby, commit, p.term, &mut |_| {}).map_err(|e| {
             Error::Unavailable(format!("the sync standby {sid} cannot take writes, so no geo-durable commit is possible; nothing was written: {e}"))
         })?;
         // The session's secondary is best effort: its token makes later reads pull if it misses this write.
         let session = session_id
             .as_ref()
             .and_then(|id| self.held.get(id))
-            .filter(|r| Self::catch_up(primary, r, commit, p.term, &mut |_| {}).is_ok())
+            .filter(|r| catch_up(primary, r.as_ref(), commit, p.term, &mut |_| {}).is_ok())
             .cloned();
         let (ops, out) = build(primary)?;
         let token_dc = session
@@ -723,13 +607,13 @@ impl Cluster {
         let entry = self.entry(p.term, lsn, ops);
         match self.options.failpoint.as_deref() {
             Some("crash-after-primary-append") => {
-                primary.append(&entry, Durability::Synced)?;
+                primary.append(&entry, p.term, Durability::Synced)?;
                 std::process::abort();
             }
             Some("vanish-after-primary-append") => {
                 // In-process stand-in for the same crash: the entry stays on the primary
                 // only, unsettled, and this handle lets go of every replica as a dead process would.
-                primary.append(&entry, Durability::Synced)?;
+                primary.append(&entry, p.term, Durability::Synced)?;
                 self.release_all();
                 return Err(Error::OutcomeUnknown(
                     "failpoint vanish-after-primary-append".into(),
@@ -739,13 +623,13 @@ impl Cluster {
         }
         let standby_arc = self.held_arc(&sid)?;
         let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
-        let st = self.ship_to_standby(standby_arc, entry.clone(), encoded.clone());
-        let se = session
-            .as_ref()
-            .map(|r| self.shippers()[1].ship(r.clone(), entry.clone(), encoded.clone()));
-        let on_primary = self
-            .replica(&pid)?
-            .append_encoded(&entry, &encoded, Durability::Synced);
+        let st = self.ship_to_standby(standby_arc, entry.clone(), encoded.clone(), p.term);
+        let se = session.as_ref().map(|r| {
+            self.shippers()[1].ship(r.clone(), entry.clone(), encoded.clone(), p.term)
+        });
+        let on_primary =
+            self.replica(&pid)?
+                .append_encoded(&entry, &encoded, p.term, Durability::Synced);
         let on_standby = self.answer(st, "sync standby");
         let on_session = se.map(|h| self.answer(h, "session's secondary"));
         let session_took = matches!(on_session, Some(Ok(())));
@@ -869,8 +753,9 @@ impl Cluster {
             }
             let entry = self.entry(p.term, commit + 1, ops);
             let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
-            let on_standby = self.ship_to_standby(standby.clone(), entry.clone(), encoded.clone());
-            let on_primary = self.shippers()[1].ship(primary.clone(), entry.clone(), encoded);
+            let on_standby =
+                self.ship_to_standby(standby.clone(), entry.clone(), encoded.clone(), p.term);
+            let on_primary = self.shippers()[1].ship(primary.clone(), entry.clone(), encoded, p.term);
             in_flight = Some((entry, out, on_primary, on_standby));
         }
     }
@@ -898,6 +783,7 @@ impl Cluster {
         standby: Arc<Replica>,
         entries: Arc<[Entry]>,
         encoded: Arc<[Vec<u8>]>,
+        term: u64,
     ) -> std::sync::mpsc::Receiver<Result<()>> {
         let fail_from = self
             .options
@@ -912,7 +798,7 @@ impl Cluster {
             ))));
             return rx;
         }
-        self.shippers()[0].ship(standby, entries, encoded)
+        self.shippers()[0].ship(standby, entries, encoded, term)
     }
 
     fn held_arc(&self, id: &ReplicaId) -> Result<Arc<Replica>> {
@@ -967,9 +853,9 @@ impl Cluster {
                 // the entry on the primary, in doubt, where the next writer settles it.
                 let mut cut = Ok(());
                 if let Some((r, true)) = session {
-                    cut = r.truncate_after(commit).map(|_| ());
+                    cut = r.truncate_after(commit, p.term).map(|_| ());
                 }
-                let cut = cut.and_then(|()| primary.truncate_after(commit).map(|_| ()));
+                let cut = cut.and_then(|()| primary.truncate_after(commit, p.term).map(|_| ()));
                 // The standby may still hold a copy (its write failed, perhaps after the WAL):
                 // a new term from this lsn on fences any such copy, so it is never served.
                 let fenced = cut.and_then(|()| self.fence_cut(p, lsn));
@@ -981,9 +867,9 @@ impl Cluster {
                 }
             }
             (Err(primary_err), _) => {
-                let _ = standby.truncate_after(commit);
+                let _ = standby.truncate_after(commit, p.term);
                 if let Some((r, _)) = session {
-                    let _ = r.truncate_after(commit);
+                    let _ = r.truncate_after(commit, p.term);
                 }
                 let _ = self.fence_cut(p, lsn);
                 Err(Error::OutcomeUnknown(format!(
@@ -1127,7 +1013,7 @@ impl Cluster {
             Err(e) => return Err(e),
         }
         let primary = self.replica(&pid)?;
-        Self::catch_up(
+        catch_up(
             primary,
             self.replica(id)?,
             primary.commit_lsn()?,
@@ -1209,7 +1095,7 @@ impl Cluster {
         for id in ids.iter().filter(|id| **id != pid) {
             let behind = match (self.held.get(id), self.held.get(&pid)) {
                 (Some(r), Some(primary)) => {
-                    Self::behind_retained_log(primary, r, primary.commit_lsn()?).unwrap_or(false)
+                    behind_retained_log(primary.as_ref(), r.as_ref(), primary.commit_lsn()?).unwrap_or(false)
                 }
                 _ => false,
             };
@@ -1250,7 +1136,7 @@ impl Cluster {
                     error: Some(failed.get(id).map(|e| e.to_string()).unwrap_or_default()),
                     reseeded: false,
                 },
-                Some(r) => match Self::catch_up(primary, r, commit, p.term, progress) {
+                Some(r) => match catch_up(primary, r.as_ref(), commit, p.term, progress) {
                     Ok(n) => SyncReport {
                         partition,
                         datacenter: id.datacenter.clone(),
@@ -1332,6 +1218,8 @@ impl Cluster {
                 )));
             }
             self.resolve_primary(&p)?;
+            // Settling may have raised the term (fence_cut).
+            let term = self.topology.partition(partition)?.term;
             let primary = self.replica(&pid)?;
             let commit = primary.commit_lsn()?;
             let commit_term = if commit == 0 {
@@ -1351,7 +1239,7 @@ impl Cluster {
             let source = match level {
                 Some(r) => r,
                 None => {
-                    primary.truncate_after(commit)?;
+                    primary.truncate_after(commit, term)?;
                     primary
                 }
             };

@@ -260,6 +260,7 @@ impl Cluster {
             p.term_starts.push(TermStart { term: new_term, first_lsn });
             Ok(())
         })?;
+        self.observe_term(id, new_term);
         Ok(new_term)
     }
 
@@ -310,7 +311,7 @@ impl Cluster {
         let primary = self.replica(&pid)?;
         let target = self.replica(&tid)?;
         let commit = primary.last()?.lsn;
-        Cluster::catch_up(primary, target, commit, p.term, &mut |_| {})?;
+        crate::catch_up::catch_up(primary, target, commit, p.term, &mut |_| {})?;
         target.set_commit_lsn(commit, Durability::Synced)?;
         // The old primary, level and held, becomes the sync standby.
         let standby = p.primary.clone();
@@ -362,7 +363,7 @@ impl Cluster {
                 .find(|s| s.term > last.term)
                 .map(|s| s.first_lsn - 1)
                 .unwrap_or(last.lsn);
-            np.truncate_after(keep)?;
+            np.truncate_after(keep, p.term)?;
             last = np.last()?;
         }
         // Everything the promoted replica holds is now committed: the standby held every
@@ -372,7 +373,7 @@ impl Cluster {
             .unwrap_or_else(|| p.primary.clone());
         let sid = ReplicaId::new(&standby, partition);
         if let (Ok(np), Ok(s)) = (self.replica(&nid), self.replica(&sid)) {
-            Cluster::catch_up(np, s, last.lsn, p.term, &mut |_| {})?;
+            crate::catch_up::catch_up(np, s, last.lsn, p.term, &mut |_| {})?;
         }
         let new_term = self.switch(&p, &new_primary, &standby, last.lsn + 1)?;
         self.release_all();
@@ -408,7 +409,7 @@ impl Cluster {
         let primary = self.replica(&ReplicaId::new(&p.primary, partition))?;
         let s = self.replica(&ReplicaId::new(&new, partition))?;
         let last = primary.last()?.lsn;
-        Cluster::catch_up(primary, s, last, p.term, &mut |_| {})?;
+        crate::catch_up::catch_up(primary, s, last, p.term, &mut |_| {})?;
         primary.set_commit_lsn(last, Durability::Synced)?;
         let id = p.id;
         self.update_topology(|t| {

@@ -149,12 +149,14 @@ impl Cluster {
         let mut lsn = self.replica(&id)?.last()?.lsn;
         if !failed.contains_key(&pid) {
             self.resolve_primary(p)?;
+            // Settling may have raised the term (fence_cut).
+            let term = self.topology.partition(p.id)?.term;
             let primary = self.replica(&pid)?;
-            Cluster::catch_up(
+            crate::catch_up::catch_up(
                 primary,
                 self.replica(&id)?,
                 primary.commit_lsn()?,
-                p.term,
+                term,
                 &mut |_| {},
             )?;
             lsn = self.replica(&id)?.last()?.lsn;
