@@ -53,7 +53,9 @@ impl Cluster {
                 |p| p.switch_primary(new_primary, standby, first_lsn),
             )
         })?;
-        Ok(t.partition(id)?.term)
+        let term = t.partition(id)?.term;
+        self.observe_term(id, term);
+        Ok(term)
     }
 
     /// Planned failover: fence the old primary (hold it), bring the target level, raise the
@@ -103,7 +105,7 @@ impl Cluster {
         let primary = self.replica(&pid)?;
         let target = self.replica(&tid)?;
         let commit = primary.last()?.lsn;
-        Cluster::catch_up(primary, target, commit, p.term, &mut |_| {})?;
+        crate::catch_up::catch_up(primary, target, commit, p.term, &mut |_| {})?;
         target.set_commit_lsn(commit, Durability::Synced)?;
         // The old primary, level and held, becomes the sync standby.
         let standby = p.primary.clone();
@@ -140,7 +142,7 @@ impl Cluster {
         let np = self.replica(&nid)?;
         // A diverged tail from an even older term is cut first.
         if let Some(keep) = plan.cut_after {
-            np.truncate_after(keep)?;
+            np.truncate_after(keep, p.term)?;
         }
         let last = np.last()?;
         // Everything the promoted replica holds is now committed: the standby held every
@@ -148,7 +150,7 @@ impl Cluster {
         np.set_commit_lsn(last.lsn, Durability::Synced)?;
         let sid = ReplicaId::new(&plan.sync_standby, partition);
         if let (Ok(np), Ok(s)) = (self.replica(&nid), self.replica(&sid)) {
-            Cluster::catch_up(np, s, last.lsn, p.term, &mut |_| {})?;
+            crate::catch_up::catch_up(np, s, last.lsn, p.term, &mut |_| {})?;
         }
         let new_term = self.switch(&p, &plan.promote, &plan.sync_standby, last.lsn + 1)?;
         self.release_all();

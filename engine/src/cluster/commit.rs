@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::protocol::commit::{
     carry_out, settle_in_doubt, settle_reply, Command, InDoubt, Outcome, Side, Step,
 };
-use crate::replica::{Durability, Replica};
+use crate::replica::{Access, Durability, Replica};
 use crate::topology::Partition;
 
 impl Cluster {
@@ -68,10 +68,10 @@ impl Cluster {
                 on: Side::Session,
                 lsn,
             } => match session {
-                Some(r) => r.truncate_after(lsn).map(|_| ()),
+                Some(r) => r.truncate_after(lsn, p.term).map(|_| ()),
                 None => Ok(()),
             },
-            Command::CutAfter { on: side, lsn } => on(side)?.truncate_after(lsn).map(|_| ()),
+            Command::CutAfter { on: side, lsn } => on(side)?.truncate_after(lsn, p.term).map(|_| ()),
             Command::NoteCommit { lsn } => on(Side::Primary)?.note_commit_lsn(lsn),
             Command::RecordCommit { lsn } => {
                 on(Side::Primary)?.set_commit_lsn(lsn, Durability::Synced)
@@ -92,7 +92,21 @@ impl Cluster {
                 |q| q.fence_from(first_cut_lsn),
             )
         })?;
+        self.observe_term(p.id, p.term + 1);
         Ok(())
+    }
+
+    /// Tells the partition's replicas this process holds for writes that its term is now
+    /// `term` (fencing as data: a stale writer of an older term is refused there). Called
+    /// once the control plane has the new term. Best effort: the control plane's term is
+    /// what fences a writer first, and a replica that misses this takes the term with the
+    /// next append or cut.
+    pub(crate) fn observe_term(&self, partition: u32, term: u64) {
+        for (id, r) in &self.held {
+            if id.partition == partition && r.access() == Access::Write {
+                let _ = r.observe_term(term);
+            }
+        }
     }
 
     /// After taking holds, the control plane decides: if `p` changed meanwhile (a failover,

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::catch_up::CatchUp;
+use crate::catch_up::{catch_up, CatchUp};
 use super::{Cluster, ReplicaId};
 use crate::error::{Error, Result};
 use crate::protocol::routing::{self, Pull, ReadCheck};
@@ -220,7 +220,7 @@ impl Cluster {
             Err(e) => return Err(e),
         }
         let primary = self.replica(&pid)?;
-        Self::catch_up(
+        catch_up(
             primary,
             self.replica(id)?,
             primary.commit_lsn()?,

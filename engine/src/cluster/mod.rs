@@ -6,14 +6,13 @@
 //!   session's secondary; `commit`: commit or cut after the answers, settling a reopened
 //!   primary, fencing; `standby`: re-designating an unreachable sync standby;
 //! - `gateway`: the read path (routing, the route cache, pulling up to a session's token);
-//! - `catch_up`: a secondary brought level; `sync`: `dirctl sync` and checkpoints;
+//! - `sync`: `dirctl sync` (catch-up is `crate::catch_up`) and checkpoints;
 //!   `reseed`: a replica re-seeded from a checkpoint; `retention`: log pruning;
 //! - `status`, `init`, and `layout`: the on-disk layout of the cluster root.
 //!
 //! The decisions are pure functions in `crate::protocol`; these modules gather the facts
 //! and carry the decisions out. Only `Cluster`'s own modules touch its fields.
 
-mod catch_up;
 mod commit;
 mod gateway;
 mod holds;
@@ -31,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use catch_up::CatchUp;
+pub use crate::catch_up::CatchUp;
 pub use gateway::ServedBy;
 pub use layout::replica_path;
 pub use status::{Health, ReplicaStatus, Role};
@@ -41,7 +40,7 @@ use crate::clock::Clock;
 use crate::error::Result;
 use crate::replica::{Access, Replica};
 use crate::topology::{ControlPlane, FileControlPlane, Topology};
-use catch_up::Shipper;
+use crate::shipping::Shipper;
 
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {

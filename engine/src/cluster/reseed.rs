@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::{layout, Cluster, ReplicaId};
+use crate::catch_up::catch_up;
 use crate::error::{Error, Result};
 use crate::replica::{sync_dir, Identity, Replica};
 use crate::topology::Partition;
@@ -77,12 +78,14 @@ impl Cluster {
         let mut lsn = self.replica(&id)?.last()?.lsn;
         if !failed.contains_key(&pid) {
             self.resolve_primary(p)?;
+            // Settling may have raised the term (fence_cut).
+            let term = self.topology.partition(p.id)?.term;
             let primary = self.replica(&pid)?;
-            Cluster::catch_up(
+            catch_up(
                 primary,
                 self.replica(&id)?,
                 primary.commit_lsn()?,
-                p.term,
+                term,
                 &mut |_| {},
             )?;
             lsn = self.replica(&id)?.last()?.lsn;

@@ -48,7 +48,7 @@ impl Cluster {
         let primary = self.replica(&ReplicaId::new(&p.primary, partition))?;
         let s = self.replica(&ReplicaId::new(&new, partition))?;
         let last = primary.last()?.lsn;
-        Cluster::catch_up(primary, s, last, p.term, &mut |_| {})?;
+        crate::catch_up::catch_up(primary, s, last, p.term, &mut |_| {})?;
         primary.set_commit_lsn(last, Durability::Synced)?;
         self.update_topology(|t| {
             t.change_partition(

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{Cluster, ReplicaId};
+use crate::catch_up::{behind_retained_log, catch_up};
 use crate::error::{Error, Result};
 use crate::log::Position;
 use crate::topology::Partition;
@@ -63,7 +64,7 @@ impl Cluster {
         for id in ids.iter().filter(|id| **id != pid) {
             let behind = match (self.held.get(id), self.held.get(&pid)) {
                 (Some(r), Some(primary)) => {
-                    Self::behind_retained_log(primary, r, primary.commit_lsn()?)
+                    behind_retained_log(primary.as_ref(), r.as_ref(), primary.commit_lsn()?)
                 }
                 _ => Ok(false),
             };
@@ -117,7 +118,7 @@ impl Cluster {
         };
         let primary = self.replica(pid)?;
         let commit = primary.commit_lsn()?;
-        Ok(match Self::catch_up(primary, r, commit, p.term, progress) {
+        Ok(match catch_up(primary, r.as_ref(), commit, p.term, progress) {
             Ok(n) => SyncReport {
                 shipped_entries: n.shipped,
                 cut_entries: n.cut,
@@ -148,6 +149,8 @@ impl Cluster {
                 )));
             }
             self.resolve_primary(&p)?;
+            // Settling may have raised the term (fence_cut).
+            let term = self.topology.partition(partition)?.term;
             let primary = self.replica(&pid)?;
             let commit = primary.commit_lsn()?;
             let commit_term = if commit == 0 {
@@ -171,7 +174,7 @@ impl Cluster {
             let source = match level {
                 Some(r) => r,
                 None => {
-                    primary.truncate_after(commit)?;
+                    primary.truncate_after(commit, term)?;
                     primary
                 }
             };

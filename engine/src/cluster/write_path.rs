@@ -6,8 +6,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::catch_up::Shipper;
 use super::{Cluster, ReplicaId};
+use crate::catch_up::catch_up;
+use crate::shipping::Shipper;
 use crate::directory::{Overlay, Store};
 use crate::error::{Error, Result};
 use crate::log::{Entry, Op};
@@ -55,15 +56,15 @@ impl Cluster {
         let lsn = w.commit + 1;
         let entry = self.entry(w.p.term, lsn, ops);
         #[cfg(feature = "failpoints")]
-        self.crash_after_primary_append(&primary, &entry)?;
+        self.crash_after_primary_append(&primary, &entry, w.p.term)?;
         let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
         let standby = self.held_arc(&w.standby)?;
-        let st = self.ship_to_standby(standby, entry.clone(), encoded.clone());
+        let st = self.ship_to_standby(standby, entry.clone(), encoded.clone(), w.p.term);
         let se = w
             .session
             .as_ref()
-            .map(|r| self.shippers()[1].ship(r.clone(), entry.clone(), encoded.clone()));
-        let on_primary = primary.append_encoded(&entry, &encoded, Durability::Synced);
+            .map(|r| self.shippers()[1].ship(r.clone(), entry.clone(), encoded.clone(), w.p.term));
+        let on_primary = primary.append_encoded(&entry, &encoded, w.p.term, Durability::Synced);
         drop(primary);
         let on_standby = self.answer(st, "sync standby");
         let on_session = se.map(|h| self.answer(h, "session's secondary"));
@@ -128,13 +129,13 @@ impl Cluster {
             let primary = self.replica(&pid)?;
             let standby = self.replica(&sid)?;
             let commit = primary.commit_lsn()?;
-            Self::catch_up(primary, standby, commit, p.term, &mut |_| {}).map_err(|e| {
+            catch_up(primary, standby, commit, p.term, &mut |_| {}).map_err(|e| {
                 Error::Unavailable(format!("the sync standby {sid} cannot take writes, so no geo-durable commit is possible; nothing was written: {e}"))
             })?;
             let session = session_id
                 .as_ref()
                 .and_then(|id| self.held.get(id))
-                .filter(|r| Self::catch_up(primary, r, commit, p.term, &mut |_| {}).is_ok())
+                .filter(|r| catch_up(primary, r.as_ref(), commit, p.term, &mut |_| {}).is_ok())
                 .cloned();
             return Ok(ReadyToWrite {
                 p,
@@ -241,8 +242,9 @@ impl Cluster {
             }
             let entry = self.entry(p.term, commit + 1, ops);
             let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
-            let on_standby = self.ship_to_standby(standby.clone(), entry.clone(), encoded.clone());
-            let on_primary = self.shippers()[1].ship(primary.clone(), entry.clone(), encoded);
+            let on_standby =
+                self.ship_to_standby(standby.clone(), entry.clone(), encoded.clone(), p.term);
+            let on_primary = self.shippers()[1].ship(primary.clone(), entry.clone(), encoded, p.term);
             in_flight = Some((entry, out, on_primary, on_standby));
         }
     }
@@ -270,6 +272,7 @@ impl Cluster {
         standby: Arc<Replica>,
         entries: Arc<[Entry]>,
         encoded: Arc<[Vec<u8>]>,
+        term: u64,
     ) -> std::sync::mpsc::Receiver<Result<()>> {
         #[cfg(feature = "failpoints")]
         {
@@ -287,22 +290,27 @@ impl Cluster {
                 return rx;
             }
         }
-        self.shippers()[0].ship(standby, entries, encoded)
+        self.shippers()[0].ship(standby, entries, encoded, term)
     }
 
     /// Failpoints `crash-after-primary-append` (abort) and `vanish-after-primary-append`:
     /// the entry lands on the primary alone, unsettled.
     #[cfg(feature = "failpoints")]
-    fn crash_after_primary_append(&mut self, primary: &Replica, entry: &[Entry]) -> Result<()> {
+    fn crash_after_primary_append(
+        &mut self,
+        primary: &Replica,
+        entry: &[Entry],
+        term: u64,
+    ) -> Result<()> {
         match self.options.failpoint.as_deref() {
             Some("crash-after-primary-append") => {
-                primary.append(entry, Durability::Synced)?;
+                primary.append(entry, term, Durability::Synced)?;
                 std::process::abort();
             }
             Some("vanish-after-primary-append") => {
                 // In-process stand-in for the same crash: the entry stays on the primary
                 // only, unsettled, and this handle lets go of every replica as a dead process would.
-                primary.append(entry, Durability::Synced)?;
+                primary.append(entry, term, Durability::Synced)?;
                 self.release_all();
                 Err(Error::OutcomeUnknown(
                     "failpoint vanish-after-primary-append".into(),
