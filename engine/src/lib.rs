@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod directory;
 pub mod error;
 pub mod failover;
+pub mod layout;
 pub mod log;
 pub mod memlog;
 pub mod protocol;

@@ -4,13 +4,11 @@
 
 use serde::Serialize;
 
-use crate::cluster::layout::{datacenter_path, replica_path};
 use crate::cluster::{Cluster, ReplicaId};
+use crate::layout::datacenter_path;
 use crate::error::{Error, Result};
 use crate::replica::sync_dir;
 
-/// A rebuild in progress (or interrupted) leaves this folder beside the replica's.
-pub use crate::cluster::layout::rebuild_path;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RebuildReport {
@@ -98,7 +96,7 @@ impl Cluster {
                 lsn,
                 result,
             };
-            if replica_path(self.root(), &id).exists() {
+            if id.path(self.root()).exists() {
                 let failed = self.hold(&[id.clone()].into());
                 self.let_go(&id);
                 out.push(match failed.get(&id) {

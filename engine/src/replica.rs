@@ -161,10 +161,7 @@ impl Replica {
     }
 
     pub fn name(&self) -> String {
-        format!(
-            "dc-{}/p{}",
-            self.identity.datacenter, self.identity.partition
-        )
+        crate::layout::replica_dir(&self.identity.datacenter, self.identity.partition)
     }
 
     pub fn path(&self) -> &Path {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{layout, Cluster, ReplicaId};
+use super::{Cluster, ReplicaId};
 use crate::error::{Error, Result};
 use crate::replica::{Access, Replica};
 use crate::topology::Partition;
@@ -95,7 +95,7 @@ impl Cluster {
         });
         for id in want.iter().filter(|id| **id >= first_missing) {
             match Replica::open_for(
-                &layout::replica_path(&self.root, id),
+                &id.path(&self.root),
                 &id.to_string(),
                 self.options.lock_timeout,
                 access,

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use super::{layout, Cluster, ReplicaId};
+use super::{Cluster, ReplicaId};
+use crate::layout;
 use crate::error::{Error, Result};
 use crate::replica::{Identity, Replica};
 use crate::topology::{Datacenter, FileControlPlane, Topology, CLUSTER_FILE};
@@ -99,7 +100,7 @@ impl Cluster {
                     datacenter: dc.name.clone(),
                     partition: p.id,
                 };
-                Replica::create(&layout::replica_path(root, &id), &identity)?;
+                Replica::create(&id.path(root), &identity)?;
             }
         }
         FileControlPlane::create(root, &topology)?;

@@ -8,7 +8,7 @@
 //! - `gateway`: the read path (routing, the route cache, pulling up to a session's token);
 //! - `sync`: `dirctl sync` (catch-up is `crate::catch_up`) and checkpoints;
 //!   `reseed`: a replica re-seeded from a checkpoint; `retention`: log pruning;
-//! - `status`, `init`, and `layout`: the on-disk layout of the cluster root.
+//! - `status` and `init` (the on-disk layout of the cluster root is `crate::layout`).
 //!
 //! The decisions are pure functions in `crate::protocol`; these modules gather the facts
 //! and carry the decisions out. Only `Cluster`'s own modules touch its fields.
@@ -17,7 +17,6 @@ mod commit;
 mod gateway;
 mod holds;
 mod init;
-pub mod layout;
 mod reseed;
 mod retention;
 mod standby;
@@ -32,11 +31,11 @@ use std::time::Duration;
 
 pub use crate::catch_up::CatchUp;
 pub use gateway::ServedBy;
-pub use layout::replica_path;
 pub use status::{Health, ReplicaStatus, Role};
 pub use sync::SyncReport;
 
 use crate::clock::Clock;
+use crate::layout;
 use crate::error::Result;
 use crate::replica::{Access, Replica};
 use crate::topology::{ControlPlane, FileControlPlane, Topology};
@@ -95,11 +94,26 @@ impl ReplicaId {
             partition,
         }
     }
+
+    /// Its folder under the cluster root (`layout`).
+    pub fn path(&self, root: &Path) -> PathBuf {
+        layout::replica_path(root, &self.datacenter, self.partition)
+    }
+
+    /// The folder a rebuild of it builds in, beside its own.
+    pub fn rebuild_path(&self, root: &Path) -> PathBuf {
+        layout::rebuild_path(root, &self.datacenter, self.partition)
+    }
+}
+
+/// Replica `id`'s folder under the cluster root `root`.
+pub fn replica_path(root: &Path, id: &ReplicaId) -> PathBuf {
+    id.path(root)
 }
 
 impl std::fmt::Display for ReplicaId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&layout::replica_dir(self))
+        f.write_str(&layout::replica_dir(&self.datacenter, self.partition))
     }
 }
 

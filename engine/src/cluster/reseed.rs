@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{layout, Cluster, ReplicaId};
+use super::{Cluster, ReplicaId};
+use crate::layout;
 use crate::catch_up::catch_up;
 use crate::error::{Error, Result};
 use crate::replica::{sync_dir, Identity, Replica};
@@ -17,8 +18,8 @@ impl Cluster {
     /// primary), then ships the entries after it. The replica's folder must not exist.
     pub(crate) fn reseed(&mut self, p: &Partition, dc: &str) -> Result<(String, u64)> {
         let id = ReplicaId::new(dc, p.id);
-        let target = layout::replica_path(&self.root, &id);
-        let tmp = layout::rebuild_path(&self.root, &id);
+        let target = id.path(&self.root);
+        let tmp = id.rebuild_path(&self.root);
         if tmp.exists() {
             // An interrupted rebuild: its folder was never renamed into place.
             std::fs::remove_dir_all(&tmp)
@@ -103,8 +104,8 @@ impl Cluster {
             .remove(id)
             .and_then(|r| Arc::try_unwrap(r).ok())
             .map(Replica::close_keeping_lock);
-        let path = layout::replica_path(&self.root, id);
-        let stale = layout::stale_path(&self.root, id);
+        let path = id.path(&self.root);
+        let stale = layout::stale_path(&self.root, &id.datacenter, id.partition);
         if stale.exists() {
             std::fs::remove_dir_all(&stale)
                 .map_err(|e| Error::io(format!("remove {}", stale.display()), e))?;

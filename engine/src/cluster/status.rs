@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{layout, Cluster, ReplicaId};
+use super::{Cluster, ReplicaId};
 use crate::error::Result;
 use crate::log::Position;
 use crate::replica::Access;
@@ -116,7 +116,7 @@ impl Cluster {
                 let role = Role::of(&p, &dc.name);
                 let failed = self.hold_for(&[id.clone()].into(), Access::Read);
                 let (pos, health) = match failed.get(&id) {
-                    Some(_) if layout::rebuild_path(&self.root, &id).exists() => {
+                    Some(_) if id.rebuild_path(&self.root).exists() => {
                         (None, Health::Rebuilding)
                     }
                     Some(e) => (None, Health::Unreachable(e.to_string())),
