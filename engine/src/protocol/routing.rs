@@ -125,8 +125,9 @@ mod tests {
 
     #[test]
     fn reads_go_to_the_nearest_undrained_secondary_then_the_primary() {
-        // (drained, prefer, region) -> order
-        let table: &[(&[&str], Option<&str>, Option<&str>, &[&str])] = &[
+        // (drained, prefer, region) -> the order
+        type Row<'a> = (&'a [&'a str], Option<&'a str>, Option<&'a str>, &'a [&'a str]);
+        let table: &[Row] = &[
             (&[], None, None, &["eastus", "westeurope", "westus"]),
             (&[], None, Some("westeurope"), &["westeurope", "eastus", "westus"]),
             (&[], None, Some("48.8,2.3"), &["westeurope", "eastus", "westus"]),
