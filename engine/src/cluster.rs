@@ -624,9 +624,9 @@ impl Cluster {
         let standby_arc = self.held_arc(&sid)?;
         let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
         let st = self.ship_to_standby(standby_arc, entry.clone(), encoded.clone(), p.term);
-        let se = session.as_ref().map(|r| {
-            self.shippers()[1].ship(r.clone(), entry.clone(), encoded.clone(), p.term)
-        });
+        let se = session
+            .as_ref()
+            .map(|r| self.shippers()[1].ship(r.clone(), entry.clone(), encoded.clone(), p.term));
         let on_primary =
             self.replica(&pid)?
                 .append_encoded(&entry, &encoded, p.term, Durability::Synced);
@@ -755,7 +755,8 @@ impl Cluster {
             let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
             let on_standby =
                 self.ship_to_standby(standby.clone(), entry.clone(), encoded.clone(), p.term);
-            let on_primary = self.shippers()[1].ship(primary.clone(), entry.clone(), encoded, p.term);
+            let on_primary =
+                self.shippers()[1].ship(primary.clone(), entry.clone(), encoded, p.term);
             in_flight = Some((entry, out, on_primary, on_standby));
         }
     }
@@ -1095,7 +1096,8 @@ impl Cluster {
         for id in ids.iter().filter(|id| **id != pid) {
             let behind = match (self.held.get(id), self.held.get(&pid)) {
                 (Some(r), Some(primary)) => {
-                    behind_retained_log(primary.as_ref(), r.as_ref(), primary.commit_lsn()?).unwrap_or(false)
+                    behind_retained_log(primary.as_ref(), r.as_ref(), primary.commit_lsn()?)
+                        .unwrap_or(false)
                 }
                 _ => false,
             };

@@ -509,7 +509,7 @@ fn randomized_faults_failovers_and_crashes_never_lose_an_acknowledged_write() {
 #[test]
 fn the_replication_protocol_on_the_in_memory_log_never_loses_an_acknowledged_write() {
     let refusals = std::sync::atomic::AtomicUsize::new(0);
-    for_each_seed("protocol model (memory)", 8, 2_000, |seed, steps| {
+    for_each_seed("protocol model (memory)", 8, 5_000, |seed, steps| {
         let n = protocol::run(protocol::Memory, seed, steps);
         refusals.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
     });
@@ -521,7 +521,7 @@ fn the_replication_protocol_on_the_in_memory_log_never_loses_an_acknowledged_wri
 
 #[test]
 fn the_replication_protocol_on_rocksdb_replicas_never_loses_an_acknowledged_write() {
-    for_each_seed("protocol model (rocksdb)", 2, 250, |seed, steps| {
+    for_each_seed("protocol model (rocksdb)", 4, 300, |seed, steps| {
         protocol::run(protocol::Rocks::new(), seed, steps);
     });
 }
