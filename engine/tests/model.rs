@@ -6,7 +6,8 @@
 //! at most one primary per partition and term acknowledged writes (promises 1 to 6).
 //!
 //! Beside it, `protocol` runs the replication protocol alone over `ReplicaLog`, on the
-//! in-memory log (many steps) and on RocksDB replicas.
+//! in-memory log (many steps) and on RocksDB replicas. With fixed seeds (`CI` set) the
+//! default runs take 4 x 150 cluster steps, 8 x 5,000 in memory and 4 x 300 on RocksDB.
 //!
 //! The seed is printed; `GEODIR_SEED=N cargo test --release -p geodir-engine --test model`
 //! replays it, `GEODIR_SEEDS=K` runs K seeds, `GEODIR_STEPS=N` changes the length (of
