@@ -184,7 +184,11 @@ mod tests {
 
     #[test]
     fn the_plan_for_each_case() {
-        let ship = |cut_after, from, to| Plan::Ship { cut_after, from, to };
+        let ship = |cut_after, from, to| Plan::Ship {
+            cut_after,
+            from,
+            to,
+        };
         // (secondary last, agreement, commit, primary's first retained, partition term, plan)
         let table = [
             (pos(0, 0), 0, 0, None, 1, Plan::Level),
@@ -204,7 +208,14 @@ mod tests {
             (pos(1, 7), 7, 7, Some(9), 1, Plan::Level),
             // A term above the partition's: the caller's view is stale.
             (pos(3, 6), 0, 7, None, 2, Plan::Fenced { secondary_term: 3 }),
-            (pos(3, 6), 6, 7, Some(9), 2, Plan::Fenced { secondary_term: 3 }),
+            (
+                pos(3, 6),
+                6,
+                7,
+                Some(9),
+                2,
+                Plan::Fenced { secondary_term: 3 },
+            ),
         ];
         for (last, agree, commit, first, term, want) in table {
             assert_eq!(
@@ -247,23 +258,36 @@ mod tests {
         assert_eq!(batches, 1);
         assert_eq!(secondary.last().unwrap(), pos(2, 4));
         assert_eq!(secondary.get(b"k").unwrap(), Some(b"2/4".to_vec()));
-        assert_eq!(secondary.seen_term().unwrap(), 3, "shipped by the term-3 writer");
+        assert_eq!(
+            secondary.seen_term().unwrap(),
+            3,
+            "shipped by the term-3 writer"
+        );
     }
 
     #[test]
     fn catch_up_refuses_a_stale_view_and_asks_for_a_reseed() {
         let primary = log_of("p", &[1, 1, 2]);
         let newer = log_of("s", &[1, 1, 3]);
-        assert!(matches!(catch_up(&primary, &newer, 3, 2, &mut |_| {}), Err(Error::Fenced(_))));
+        assert!(matches!(
+            catch_up(&primary, &newer, 3, 2, &mut |_| {}),
+            Err(Error::Fenced(_))
+        ));
         assert_eq!(newer.last().unwrap(), pos(3, 3), "nothing cut");
         // A replica that has seen a newer term than the writer's refuses what it ships.
         let told = log_of("t", &[1]);
         told.observe_term(5).unwrap();
-        assert!(matches!(catch_up(&primary, &told, 3, 2, &mut |_| {}), Err(Error::Fenced(_))));
+        assert!(matches!(
+            catch_up(&primary, &told, 3, 2, &mut |_| {}),
+            Err(Error::Fenced(_))
+        ));
         assert_eq!(told.last().unwrap(), pos(1, 1));
         primary.prune_log_through(1).unwrap();
         let empty = MemLog::new("e");
         assert!(behind_retained_log(&primary, &empty, 3).unwrap());
-        assert!(matches!(catch_up(&primary, &empty, 3, 2, &mut |_| {}), Err(Error::Unavailable(_))));
+        assert!(matches!(
+            catch_up(&primary, &empty, 3, 2, &mut |_| {}),
+            Err(Error::Unavailable(_))
+        ));
     }
 }

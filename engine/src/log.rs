@@ -326,7 +326,11 @@ mod tests {
 
     #[test]
     fn agreement_point_passes_on_read_errors() {
-        let r = agreement_point(Position { term: 1, lsn: 2 }, |_| Err("disk"), |_| Ok(Some(1)));
+        let r = agreement_point(
+            Position { term: 1, lsn: 2 },
+            |_| Err("disk"),
+            |_| Ok(Some(1)),
+        );
         assert_eq!(r, Err("disk"));
     }
 

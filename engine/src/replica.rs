@@ -527,6 +527,6 @@ mod tests;
 mod view;
 
 pub(crate) use files::wait_for_lock;
-pub use files::{sync_dir, RawKeyScanner};
 use files::{prefix_end, same_file};
+pub use files::{sync_dir, RawKeyScanner};
 pub use view::CheckpointView;

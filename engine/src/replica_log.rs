@@ -156,9 +156,15 @@ mod tests {
         assert!(matches!(log.entries(1, 1), Err(Error::NotFound(_))));
         assert!(log.truncate_after(0, 0).unwrap().is_empty());
         // Appends continue the log and apply their ops.
-        let first = [put(1, 1, b"a", b"1", None), put(1, 2, b"a", b"2", Some(b"1"))];
+        let first = [
+            put(1, 1, b"a", b"1", None),
+            put(1, 2, b"a", b"2", Some(b"1")),
+        ];
         log.append(&first, 1).unwrap();
-        let encoded: Vec<Vec<u8>> = [put(2, 3, b"b", b"x", None)].iter().map(Entry::encode).collect();
+        let encoded: Vec<Vec<u8>> = [put(2, 3, b"b", b"x", None)]
+            .iter()
+            .map(Entry::encode)
+            .collect();
         log.append_encoded(&[put(2, 3, b"b", b"x", None)], &encoded, 2)
             .unwrap();
         assert_eq!(log.last().unwrap(), pos(2, 3));
@@ -168,13 +174,19 @@ mod tests {
         assert_eq!(log.term_at(3).unwrap(), Some(2));
         assert_eq!(log.term_at(4).unwrap(), None);
         let all = log.entries(1, 3).unwrap();
-        assert_eq!(all.iter().map(|e| e.position()).collect::<Vec<_>>(), [pos(1, 1), pos(1, 2), pos(2, 3)]);
+        assert_eq!(
+            all.iter().map(|e| e.position()).collect::<Vec<_>>(),
+            [pos(1, 1), pos(1, 2), pos(2, 3)]
+        );
         assert_eq!(&all[..2], &first[..]);
         assert!(matches!(log.entries(2, 4), Err(Error::NotFound(_))));
         assert_eq!(log.get(b"a").unwrap(), Some(b"2".to_vec()));
         assert_eq!(log.get(b"b").unwrap(), Some(b"x".to_vec()));
         // A gap is refused, and changes nothing.
-        assert!(matches!(log.append(&[put(2, 5, b"c", b"y", None)], 2), Err(Error::Storage(_))));
+        assert!(matches!(
+            log.append(&[put(2, 5, b"c", b"y", None)], 2),
+            Err(Error::Storage(_))
+        ));
         assert_eq!(log.last().unwrap(), pos(2, 3));
         assert_eq!(log.get(b"c").unwrap(), None);
         // The commit lsn.
@@ -187,14 +199,26 @@ mod tests {
         assert_eq!(log.commit_lsn().unwrap(), 1);
         assert_eq!(log.get(b"a").unwrap(), Some(b"1".to_vec()));
         assert_eq!(log.get(b"b").unwrap(), None);
-        assert!(log.truncate_after(4, 2).unwrap().is_empty(), "nothing above lsn 4");
+        assert!(
+            log.truncate_after(4, 2).unwrap().is_empty(),
+            "nothing above lsn 4"
+        );
         // Fencing: told of term 4, the log refuses a term-3 writer's append and cut.
         log.observe_term(4).unwrap();
         log.observe_term(3).unwrap();
         assert_eq!(log.seen_term().unwrap(), 4);
-        assert!(matches!(log.append(&[put(3, 2, b"c", b"y", None)], 3), Err(Error::Fenced(_))));
+        assert!(matches!(
+            log.append(&[put(3, 2, b"c", b"y", None)], 3),
+            Err(Error::Fenced(_))
+        ));
         assert!(matches!(log.truncate_after(0, 3), Err(Error::Fenced(_))));
-        assert!(matches!(log.append(&[put(5, 2, b"c", b"y", None)], 4), Err(Error::Fenced(_))), "an entry above its writer's term");
+        assert!(
+            matches!(
+                log.append(&[put(5, 2, b"c", b"y", None)], 4),
+                Err(Error::Fenced(_))
+            ),
+            "an entry above its writer's term"
+        );
         assert_eq!(log.last().unwrap(), pos(1, 1));
         assert_eq!(log.get(b"a").unwrap(), Some(b"1".to_vec()));
         assert_eq!(log.get(b"c").unwrap(), None);
@@ -225,8 +249,8 @@ mod tests {
             partition: 0,
         };
         crate::replica::Replica::create(&path, &id).expect("create");
-        let r = crate::replica::Replica::open(&path, "p0", std::time::Duration::ZERO)
-            .expect("open");
+        let r =
+            crate::replica::Replica::open(&path, "p0", std::time::Duration::ZERO).expect("open");
         conformance(&r);
     }
 

@@ -82,7 +82,10 @@ mod tests {
             .unwrap();
         replica.observe_term(2).unwrap();
         let (entries, encoded) = shipped(1, 2);
-        let answer = shipper.ship(replica.clone(), entries, encoded, 1).recv().unwrap();
+        let answer = shipper
+            .ship(replica.clone(), entries, encoded, 1)
+            .recv()
+            .unwrap();
         assert!(matches!(answer, Err(Error::Fenced(_))));
         assert_eq!(replica.last().unwrap(), Position { term: 1, lsn: 1 });
         assert_eq!(replica.get(b"k").unwrap(), Some(vec![1]));

@@ -155,3 +155,16 @@ fn a_second_open_waits_then_fails_clearly() {
     assert!(matches!(second, Err(Error::Unavailable(ref m)) if m.contains("held by another")));
     assert!(start.elapsed() >= Duration::from_millis(100));
 }
+
+#[test]
+fn a_format_v1_replica_without_a_seen_term_counts_its_last_entrys() {
+    // Checked-in replicas predate `meta/term`; read-only, so the fixture is not touched.
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/format-v1/cluster/dc-westus/p0");
+    let r =
+        Replica::open_for(&path, "fixture", Duration::from_secs(5), Access::Read).expect("open");
+    assert_eq!(r.meta_get(META_TERM).expect("read meta"), None);
+    let last = r.last().expect("last");
+    assert!(last.term > 0, "the fixture holds entries");
+    assert_eq!(r.seen_term(), last.term);
+}

@@ -108,6 +108,7 @@ struct World<B: Backend> {
     stale: Vec<(u64, usize)>,
     shipper: Shipper,
     fenced_refusals: usize,
+    acknowledged: usize,
 }
 
 fn key(k: usize) -> Vec<u8> {
@@ -130,6 +131,7 @@ impl<B: Backend> World<B> {
             stale: Vec::new(),
             shipper: Shipper::start(),
             fenced_refusals: 0,
+            acknowledged: 0,
         }
     }
 
@@ -181,14 +183,22 @@ impl<B: Backend> World<B> {
     }
 
     fn catch_up_from(&self, from: usize, to: usize, through: u64) {
-        catch_up(self.log(from), self.log(to), through, self.term, &mut |_| {})
-            .unwrap_or_else(|e| panic!("catch-up of r{to} from r{from} failed: {e}"));
+        catch_up(
+            self.log(from),
+            self.log(to),
+            through,
+            self.term,
+            &mut |_| {},
+        )
+        .unwrap_or_else(|e| panic!("catch-up of r{to} from r{from} failed: {e}"));
     }
 
     /// The standby is unreachable: another replica is brought level (entries in doubt
     /// included, which so become committed) and takes its place.
     fn redesignate(&mut self) -> bool {
-        let Some(new) = (0..REPLICAS).find(|i| *i != self.primary && *i != self.standby && self.up(*i)) else {
+        let Some(new) =
+            (0..REPLICAS).find(|i| *i != self.primary && *i != self.standby && self.up(*i))
+        else {
             return false;
         };
         let last = self.log(self.primary).last().unwrap().lsn;
@@ -224,13 +234,21 @@ impl<B: Backend> World<B> {
         let encoded: Arc<[Vec<u8>]> = entries.iter().map(Entry::encode).collect();
         match rng.random_range(0..100) {
             0..=79 => {
-                let on_standby = self.shipper.ship(self.logs[s].clone(), entries.clone(), encoded.clone(), self.term);
-                self.log(p).append_encoded(&entries, &encoded, self.term).unwrap();
+                let on_standby = self.shipper.ship(
+                    self.logs[s].clone(),
+                    entries.clone(),
+                    encoded.clone(),
+                    self.term,
+                );
+                self.log(p)
+                    .append_encoded(&entries, &encoded, self.term)
+                    .unwrap();
                 on_standby.recv().unwrap().unwrap();
                 self.log(p).set_commit_lsn(commit + 1).unwrap();
                 let w = *self.writers.entry(self.term).or_insert(p);
                 assert_eq!(w, p, "two primaries acknowledged in term {}", self.term);
                 self.values[k] = [Some(value)].into();
+                self.acknowledged += 1;
             }
             80..=87 => {
                 // The standby failed: cut off the primary, fence the lsn with a new term.
@@ -280,7 +298,9 @@ impl<B: Backend> World<B> {
         let np = self.standby;
         let last = self.log(np).last().unwrap().lsn;
         self.log(np).set_commit_lsn(last).unwrap();
-        let other = (0..REPLICAS).find(|i| *i != np && *i != self.primary).unwrap();
+        let other = (0..REPLICAS)
+            .find(|i| *i != np && *i != self.primary)
+            .unwrap();
         self.catch_up_from(np, other, last);
         self.switch(np, other);
     }
@@ -296,9 +316,17 @@ impl<B: Backend> World<B> {
         let i = rng.random_range(0..REPLICAS);
         let placeholder: Log = Arc::new(MemLog::new("placeholder"));
         let log = std::mem::replace(&mut self.logs[i], placeholder);
-        let before = (log.last().unwrap(), log.commit_lsn().unwrap(), log.seen_term().unwrap());
+        let before = (
+            log.last().unwrap(),
+            log.commit_lsn().unwrap(),
+            log.seen_term().unwrap(),
+        );
         self.logs[i] = self.backend.restart(i, log);
-        let after = (self.log(i).last().unwrap(), self.log(i).commit_lsn().unwrap(), self.log(i).seen_term().unwrap());
+        let after = (
+            self.log(i).last().unwrap(),
+            self.log(i).commit_lsn().unwrap(),
+            self.log(i).seen_term().unwrap(),
+        );
         assert_eq!(before, after, "r{i} lost synced state in a restart");
     }
 
@@ -344,29 +372,54 @@ impl<B: Backend> World<B> {
             term,
             lsn: before.0.lsn + 1,
             time_ms: 0,
-            ops: vec![Op::Put { key: key(0), value: b"stale".to_vec(), prev: None }],
+            ops: vec![Op::Put {
+                key: key(0),
+                value: b"stale".to_vec(),
+                prev: None,
+            }],
         };
-        assert!(matches!(r.append(std::slice::from_ref(&entry), term), Err(Error::Fenced(_))));
+        assert!(matches!(
+            r.append(std::slice::from_ref(&entry), term),
+            Err(Error::Fenced(_))
+        ));
         let entries: Arc<[Entry]> = Arc::from(vec![entry]);
         let encoded: Arc<[Vec<u8>]> = entries.iter().map(Entry::encode).collect();
-        let shipped = self.shipper.ship(self.logs[i].clone(), entries, encoded, term);
+        let shipped = self
+            .shipper
+            .ship(self.logs[i].clone(), entries, encoded, term);
         assert!(matches!(shipped.recv().unwrap(), Err(Error::Fenced(_))));
         let r = self.log(i);
-        assert!(matches!(r.truncate_after(before.0.lsn.saturating_sub(1), term), Err(Error::Fenced(_))));
-        assert_eq!((r.last().unwrap(), r.commit_lsn().unwrap(), self.data(i)), before);
+        assert!(matches!(
+            r.truncate_after(before.0.lsn.saturating_sub(1), term),
+            Err(Error::Fenced(_))
+        ));
+        assert_eq!(
+            (r.last().unwrap(), r.commit_lsn().unwrap(), self.data(i)),
+            before
+        );
         self.fenced_refusals += 1;
     }
 
     fn data(&self, i: usize) -> Vec<Value> {
-        (0..KEYS).map(|k| self.log(i).get(&key(k)).unwrap()).collect()
+        (0..KEYS)
+            .map(|k| self.log(i).get(&key(k)).unwrap())
+            .collect()
     }
 
     fn check(&self) {
         for i in (0..REPLICAS).filter(|i| self.up(*i)) {
             let seen = self.log(i).seen_term().unwrap();
-            assert!(seen <= self.term, "r{i} has seen term {seen} above the control plane's {}", self.term);
+            assert!(
+                seen <= self.term,
+                "r{i} has seen term {seen} above the control plane's {}",
+                self.term
+            );
             for (k, v) in &self.refused {
-                assert_ne!(self.log(i).get(&key(*k)).unwrap().as_ref(), Some(v), "refused write visible on r{i}");
+                assert_ne!(
+                    self.log(i).get(&key(*k)).unwrap().as_ref(),
+                    Some(v),
+                    "refused write visible on r{i}"
+                );
             }
         }
         if !self.up(self.primary) {
@@ -374,13 +427,26 @@ impl<B: Backend> World<B> {
         }
         let p = self.log(self.primary);
         for (k, v) in self.data(self.primary).into_iter().enumerate() {
-            assert!(self.values[k].contains(&v), "primary r{} holds {v:?} for k{k}, model allows {:?}", self.primary, self.values[k]);
+            assert!(
+                self.values[k].contains(&v),
+                "primary r{} holds {v:?} for k{k}, model allows {:?}",
+                self.primary,
+                self.values[k]
+            );
         }
         let commit = p.commit_lsn().unwrap();
         if self.up(self.standby) && commit > 0 {
             let s = self.log(self.standby);
-            assert!(s.last().unwrap().lsn >= commit, "standby r{} behind the commit lsn {commit}", self.standby);
-            assert_eq!(s.term_at(commit).unwrap(), p.term_at(commit).unwrap(), "standby diverges at the commit lsn");
+            assert!(
+                s.last().unwrap().lsn >= commit,
+                "standby r{} behind the commit lsn {commit}",
+                self.standby
+            );
+            assert_eq!(
+                s.term_at(commit).unwrap(),
+                p.term_at(commit).unwrap(),
+                "standby diverges at the commit lsn"
+            );
         }
     }
 
@@ -392,7 +458,11 @@ impl<B: Backend> World<B> {
         let last = self.log(self.primary).last().unwrap();
         let data = self.data(self.primary);
         for i in 0..REPLICAS {
-            assert_eq!(self.log(i).last().unwrap(), last, "r{i} not level after sync");
+            assert_eq!(
+                self.log(i).last().unwrap(),
+                last,
+                "r{i} not level after sync"
+            );
             assert_eq!(self.data(i), data, "r{i} data differs from the primary's");
         }
     }
@@ -416,5 +486,13 @@ pub fn run<B: Backend>(backend: B, seed: u64, steps: usize) -> usize {
         w.check();
     }
     w.finish();
+    eprintln!(
+        "  {} writes acknowledged, {} terms, {} stale writes refused",
+        w.acknowledged, w.term, w.fenced_refusals
+    );
+    assert!(
+        steps < 100 || w.acknowledged > 0,
+        "no write was acknowledged"
+    );
     w.fenced_refusals
 }
