@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
 use crate::cluster::{Cluster, ReplicaId};
+use crate::error::{Error, Result};
 use crate::replica::Durability;
 use crate::topology::Partition;
 

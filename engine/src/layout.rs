@@ -49,9 +49,18 @@ mod tests {
     fn replicas_live_in_their_datacenters_folder() {
         let root = Path::new("/r");
         assert_eq!(datacenter_path(root, "westus"), Path::new("/r/dc-westus"));
-        assert_eq!(replica_path(root, "westus", 3), Path::new("/r/dc-westus/p3"));
-        assert_eq!(rebuild_path(root, "westus", 3), Path::new("/r/dc-westus/p3.rebuild"));
-        assert_eq!(stale_path(root, "westus", 3), Path::new("/r/dc-westus/p3.stale"));
+        assert_eq!(
+            replica_path(root, "westus", 3),
+            Path::new("/r/dc-westus/p3")
+        );
+        assert_eq!(
+            rebuild_path(root, "westus", 3),
+            Path::new("/r/dc-westus/p3.rebuild")
+        );
+        assert_eq!(
+            stale_path(root, "westus", 3),
+            Path::new("/r/dc-westus/p3.stale")
+        );
         assert_eq!(replica_dir("westus", 3), "dc-westus/p3");
         assert!(is_datacenter_dir("dc-westus") && !is_datacenter_dir("backups"));
     }

@@ -5,10 +5,9 @@
 use serde::Serialize;
 
 use crate::cluster::{Cluster, ReplicaId};
-use crate::layout::datacenter_path;
 use crate::error::{Error, Result};
+use crate::layout::datacenter_path;
 use crate::replica::sync_dir;
-
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RebuildReport {
@@ -29,7 +28,9 @@ pub enum RebuildResult {
     /// Its folder exists but does not open (why): reported, never deleted.
     DoesNotOpen(String),
     /// It is its partition's primary: fail over first.
-    IsPrimary { partition: u32 },
+    IsPrimary {
+        partition: u32,
+    },
     Rebuilt,
     Failed(String),
 }
@@ -108,7 +109,11 @@ impl Cluster {
                 continue;
             }
             if p.primary == dc {
-                out.push(report(None, None, RebuildResult::IsPrimary { partition: p.id }));
+                out.push(report(
+                    None,
+                    None,
+                    RebuildResult::IsPrimary { partition: p.id },
+                ));
                 continue;
             }
             match self.reseed(&p, dc) {

@@ -55,7 +55,12 @@ impl Cluster {
 
     /// Carries out one command of the protocol on partition `p`'s replicas; `session` is the
     /// session's secondary a write was shipped to.
-    pub(super) fn execute(&mut self, p: &Partition, command: Command, session: Option<&Replica>) -> Result<()> {
+    pub(super) fn execute(
+        &mut self,
+        p: &Partition,
+        command: Command,
+        session: Option<&Replica>,
+    ) -> Result<()> {
         let on = |side: Side| -> Result<Arc<Replica>> {
             match side {
                 Side::Primary => self.held_arc(&ReplicaId::new(&p.primary, p.id)),
@@ -71,7 +76,9 @@ impl Cluster {
                 Some(r) => r.truncate_after(lsn, p.term).map(|_| ()),
                 None => Ok(()),
             },
-            Command::CutAfter { on: side, lsn } => on(side)?.truncate_after(lsn, p.term).map(|_| ()),
+            Command::CutAfter { on: side, lsn } => {
+                on(side)?.truncate_after(lsn, p.term).map(|_| ())
+            }
             Command::NoteCommit { lsn } => on(Side::Primary)?.note_commit_lsn(lsn),
             Command::RecordCommit { lsn } => {
                 on(Side::Primary)?.set_commit_lsn(lsn, Durability::Synced)
@@ -144,10 +151,11 @@ impl Cluster {
             on_standby.is_ok(),
             session.map(|(_, took)| took),
         );
-        let carried = carry_out(&plan.steps, |c| {
-            self.execute(p, c, session.map(|(r, _)| r))
-        });
-        let why = |r: Result<()>| r.err().map_or_else(|| "no error".to_string(), |e| e.to_string());
+        let carried = carry_out(&plan.steps, |c| self.execute(p, c, session.map(|(r, _)| r)));
+        let why = |r: Result<()>| {
+            r.err()
+                .map_or_else(|| "no error".to_string(), |e| e.to_string())
+        };
         match (plan.outcome(carried.is_ok()), on_primary, on_standby) {
             (Outcome::Committed, ..) => Ok(()),
             (_, Err(primary_err), _) => Err(Error::OutcomeUnknown(format!(

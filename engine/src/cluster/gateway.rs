@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use crate::catch_up::{catch_up, CatchUp};
 use super::{Cluster, ReplicaId};
+use crate::catch_up::{catch_up, CatchUp};
 use crate::error::{Error, Result};
 use crate::protocol::routing::{self, Pull, ReadCheck};
 use crate::replica::{Access, Replica};

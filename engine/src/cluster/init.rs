@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use super::{Cluster, ReplicaId};
-use crate::layout;
 use crate::error::{Error, Result};
+use crate::layout;
 use crate::replica::{Identity, Replica};
 use crate::topology::{Datacenter, FileControlPlane, Topology, CLUSTER_FILE};
 

@@ -35,11 +35,11 @@ pub use status::{Health, ReplicaStatus, Role};
 pub use sync::SyncReport;
 
 use crate::clock::Clock;
-use crate::layout;
 use crate::error::Result;
+use crate::layout;
 use crate::replica::{Access, Replica};
-use crate::topology::{ControlPlane, FileControlPlane, Topology};
 use crate::shipping::Shipper;
+use crate::topology::{ControlPlane, FileControlPlane, Topology};
 
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::{Cluster, ReplicaId};
-use crate::layout;
 use crate::catch_up::catch_up;
 use crate::error::{Error, Result};
+use crate::layout;
 use crate::replica::{sync_dir, Identity, Replica};
 use crate::topology::Partition;
 

@@ -16,8 +16,7 @@ impl Cluster {
             .iter()
             .map(|r| r.last().map(|l| l.lsn))
             .collect::<Result<_>>()?;
-        let Some(through) = retention_point(&lasts, commit, self.options.retain_log_entries)
-        else {
+        let Some(through) = retention_point(&lasts, commit, self.options.retain_log_entries) else {
             return Ok(());
         };
         for r in held {

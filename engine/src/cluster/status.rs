@@ -60,9 +60,14 @@ pub enum Health {
     /// An operator drained its datacenter: reads route around it.
     Drained,
     /// Holds uncommitted entries of an older term up to `last` (cut at the next sync or read).
-    Fenced { last: Position },
+    Fenced {
+        last: Position,
+    },
     /// The primary holds entries a crashed writer left above its commit lsn.
-    Unsettled { commit: u64, last_lsn: u64 },
+    Unsettled {
+        commit: u64,
+        last_lsn: u64,
+    },
     /// Not held, and a rebuild's folder is beside it.
     Rebuilding,
     /// Could not be held (lost, or held elsewhere past the lock timeout): why.
@@ -118,9 +123,7 @@ impl Cluster {
                 let role = Role::of(&p, &dc.name);
                 let failed = self.hold_for(&[id.clone()].into(), Access::Read);
                 let (pos, health) = match failed.get(&id) {
-                    Some(_) if id.rebuild_path(&self.root).exists() => {
-                        (None, Health::Rebuilding)
-                    }
+                    Some(_) if id.rebuild_path(&self.root).exists() => (None, Health::Rebuilding),
                     Some(e) => (None, Health::Unreachable(e.to_string())),
                     None => {
                         let r = self.replica(&id)?;
@@ -170,5 +173,61 @@ impl Cluster {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(v: impl Serialize) -> String {
+        serde_json::to_string(&v).expect("serializes")
+    }
+
+    /// `dirctl status` shows these texts and `--output json` carries them: the enums keep
+    /// the strings the fields held before.
+    #[test]
+    fn role_and_health_show_and_serialize_as_their_text() {
+        let table: Vec<(String, String, &str)> = vec![
+            (Role::Primary.to_string(), json(&Role::Primary), "primary"),
+            (
+                Role::SyncStandby.to_string(),
+                json(&Role::SyncStandby),
+                "sync-standby",
+            ),
+            (
+                Role::Secondary.to_string(),
+                json(&Role::Secondary),
+                "secondary",
+            ),
+            (Health::Ok.to_string(), json(&Health::Ok), "ok"),
+            (
+                Health::Drained.to_string(),
+                json(&Health::Drained),
+                "drained",
+            ),
+            (
+                Health::Unreachable("held elsewhere".into()).to_string(),
+                json(&Health::Unreachable("held elsewhere".into())),
+                "unreachable: held elsewhere",
+            ),
+            (
+                Health::ProbeFailed("io".into()).to_string(),
+                json(&Health::ProbeFailed("io".into())),
+                "probe failed: io",
+            ),
+        ];
+        for (shown, serialized, want) in table {
+            assert_eq!(shown, want);
+            assert_eq!(serialized, format!("{want:?}"));
+        }
+        let fenced = Health::Fenced {
+            last: Position { term: 2, lsn: 9 },
+        };
+        assert_eq!(
+            fenced.to_string(),
+            "fenced: holds uncommitted entries of term 2 up to lsn 9; cut at the next sync or read"
+        );
+        assert!(Health::Ok == "ok" && Health::Drained.is_up() && !fenced.is_up());
     }
 }

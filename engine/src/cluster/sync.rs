@@ -118,15 +118,17 @@ impl Cluster {
         };
         let primary = self.replica(pid)?;
         let commit = primary.commit_lsn()?;
-        Ok(match catch_up(primary, r.as_ref(), commit, p.term, progress) {
-            Ok(n) => SyncReport {
-                shipped_entries: n.shipped,
-                cut_entries: n.cut,
-                lsn: Some(r.last()?.lsn),
-                ..report(None)
+        Ok(
+            match catch_up(primary, r.as_ref(), commit, p.term, progress) {
+                Ok(n) => SyncReport {
+                    shipped_entries: n.shipped,
+                    cut_entries: n.cut,
+                    lsn: Some(r.last()?.lsn),
+                    ..report(None)
+                },
+                Err(e) => report(Some(e.to_string())),
             },
-            Err(e) => report(Some(e.to_string())),
-        })
+        )
     }
 
     /// Takes a checkpoint of `partition` into `dest` (which must not exist), consistent at the

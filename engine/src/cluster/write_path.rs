@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use super::{Cluster, ReplicaId};
 use crate::catch_up::catch_up;
-use crate::shipping::Shipper;
 use crate::directory::{Overlay, Store};
 use crate::error::{Error, Result};
 use crate::log::{Entry, Op};
 use crate::replica::{Durability, Replica};
 use crate::session::Token;
+use crate::shipping::Shipper;
 use crate::topology::Partition;
 
 /// What a write holds once it may build its entry.
@@ -244,7 +244,8 @@ impl Cluster {
             let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
             let on_standby =
                 self.ship_to_standby(standby.clone(), entry.clone(), encoded.clone(), p.term);
-            let on_primary = self.shippers()[1].ship(primary.clone(), entry.clone(), encoded, p.term);
+            let on_primary =
+                self.shippers()[1].ship(primary.clone(), entry.clone(), encoded, p.term);
             in_flight = Some((entry, out, on_primary, on_standby));
         }
     }

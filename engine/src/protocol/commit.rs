@@ -299,7 +299,10 @@ mod tests {
         assert_eq!(settle_in_doubt(2, at(2, 5), 5, None), InDoubt::Settled);
         assert_eq!(settle_in_doubt(2, at(1, 3), 5, None), InDoubt::Settled);
         assert_eq!(settle_in_doubt(2, at(3, 5), 5, None), InDoubt::AboveTerm);
-        assert_eq!(settle_in_doubt(2, at(3, 7), 5, Some(&[])), InDoubt::AboveTerm);
+        assert_eq!(
+            settle_in_doubt(2, at(3, 7), 5, Some(&[])),
+            InDoubt::AboveTerm
+        );
         assert_eq!(settle_in_doubt(2, at(2, 6), 5, None), InDoubt::NeedsStandby);
     }
 

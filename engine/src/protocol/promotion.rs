@@ -88,7 +88,6 @@ pub fn choose_sync_standby(
         .map(|(_, c)| c.datacenter.clone())
 }
 
-
 /// The lsn to cut a replica whose last entry is `last` back to, when it holds a fenced
 /// primary's tail (entries of an older term at or past the start of a later term); `None`
 /// when it holds none. The earliest later start counts (after a lossy promotion a later
@@ -297,8 +296,12 @@ mod tests {
                 sync_standby: "o".into(),
             }
         );
-        let lossy = emergency_plan(&p, &[c("p", None), c("s", None), c("o", Some((1, 6)))], true)
-            .expect("plan");
+        let lossy = emergency_plan(
+            &p,
+            &[c("p", None), c("s", None), c("o", Some((1, 6)))],
+            true,
+        )
+        .expect("plan");
         assert_eq!(
             lossy,
             EmergencyPlan {

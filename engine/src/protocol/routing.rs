@@ -89,7 +89,12 @@ pub enum ReadCheck {
 
 /// Whether a replica whose last entry is `last` may answer a read that must reach lsn
 /// `need`. `primary_commit` is the replica's commit lsn when it is the primary.
-pub fn read_check(p: &Partition, last: Position, primary_commit: Option<u64>, need: u64) -> ReadCheck {
+pub fn read_check(
+    p: &Partition,
+    last: Position,
+    primary_commit: Option<u64>,
+    need: u64,
+) -> ReadCheck {
     if primary_commit.is_some_and(|commit| last.lsn > commit) {
         ReadCheck::Unsettled
     } else if last.lsn < need {
@@ -126,29 +131,66 @@ mod tests {
     #[test]
     fn reads_go_to_the_nearest_undrained_secondary_then_the_primary() {
         // (drained, prefer, region) -> the order
-        type Row<'a> = (&'a [&'a str], Option<&'a str>, Option<&'a str>, &'a [&'a str]);
+        type Row<'a> = (
+            &'a [&'a str],
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a [&'a str],
+        );
         let table: &[Row] = &[
             (&[], None, None, &["eastus", "westeurope", "westus"]),
-            (&[], None, Some("westeurope"), &["westeurope", "eastus", "westus"]),
-            (&[], None, Some("48.8,2.3"), &["westeurope", "eastus", "westus"]),
-            (&[], Some("westeurope"), Some("eastus"), &["westeurope", "eastus", "westus"]),
-            (&[], None, Some("WESTUS"), &["eastus", "westeurope", "westus"]),
+            (
+                &[],
+                None,
+                Some("westeurope"),
+                &["westeurope", "eastus", "westus"],
+            ),
+            (
+                &[],
+                None,
+                Some("48.8,2.3"),
+                &["westeurope", "eastus", "westus"],
+            ),
+            (
+                &[],
+                Some("westeurope"),
+                Some("eastus"),
+                &["westeurope", "eastus", "westus"],
+            ),
+            (
+                &[],
+                None,
+                Some("WESTUS"),
+                &["eastus", "westeurope", "westus"],
+            ),
             (&["eastus"], None, None, &["westeurope", "westus"]),
             (&["westus"], None, None, &["eastus", "westeurope"]),
             (&["eastus", "westeurope", "westus"], None, None, &[]),
         ];
         for (drained, prefer, region, want) in table {
             let got = read_order(&topology(drained), 0, *prefer, *region).expect("order");
-            assert_eq!(got, *want, "drained {drained:?} prefer {prefer:?} region {region:?}");
+            assert_eq!(
+                got, *want,
+                "drained {drained:?} prefer {prefer:?} region {region:?}"
+            );
         }
     }
 
     #[test]
     fn an_unknown_region_or_partition_is_refused() {
         let t = topology(&[]);
-        assert!(matches!(read_order(&t, 0, None, Some("mars")), Err(Error::Invalid(_))));
-        assert!(matches!(read_order(&t, 7, None, None), Err(Error::NotFound(_))));
-        assert!(matches!(nearest_datacenter(&t, Some("mars")), Err(Error::Invalid(_))));
+        assert!(matches!(
+            read_order(&t, 0, None, Some("mars")),
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            read_order(&t, 7, None, None),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            nearest_datacenter(&t, Some("mars")),
+            Err(Error::Invalid(_))
+        ));
     }
 
     #[test]
@@ -159,7 +201,11 @@ mod tests {
             (&["westeurope"], Some("48.8,2.3"), "eastus"),
             (&["westus"], None, "eastus"),
             // Everything drained: the first datacenter.
-            (&["eastus", "westeurope", "westus"], Some("eastus"), "westus"),
+            (
+                &["eastus", "westeurope", "westus"],
+                Some("eastus"),
+                "westus",
+            ),
         ];
         for (drained, region, want) in table {
             assert_eq!(
@@ -170,7 +216,10 @@ mod tests {
         }
         let mut empty = topology(&[]);
         empty.datacenters.clear();
-        assert!(matches!(nearest_datacenter(&empty, None), Err(Error::Unavailable(_))));
+        assert!(matches!(
+            nearest_datacenter(&empty, None),
+            Err(Error::Unavailable(_))
+        ));
     }
 
     fn with_starts(starts: &[(u64, u64)]) -> Partition {

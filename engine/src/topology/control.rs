@@ -293,12 +293,23 @@ mod tests {
         ));
         let now = b.reload_if_changed().expect("reload").expect("changed");
         assert_eq!(now, stored);
-        assert!(!now.datacenters[2].drained, "the refused replace stored nothing");
+        assert!(
+            !now.datacenters[2].drained,
+            "the refused replace stored nothing"
+        );
         // Read again, the same change goes through.
         let mut again = now.clone();
         again.datacenters[2].drained = true;
-        assert_eq!(b.replace(now.generation, &again).expect("replace").generation, 3);
-        assert_eq!(a.reload_if_changed().expect("reload").map(|t| t.generation), Some(3));
+        assert_eq!(
+            b.replace(now.generation, &again)
+                .expect("replace")
+                .generation,
+            3
+        );
+        assert_eq!(
+            a.reload_if_changed().expect("reload").map(|t| t.generation),
+            Some(3)
+        );
         assert_eq!(a.reload_if_changed().expect("reload"), None);
     }
 
@@ -319,11 +330,9 @@ mod tests {
     #[test]
     fn a_topology_without_datacenters_is_refused_at_load() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cp = FileControlPlane::create(
-            dir.path(),
-            &Topology::new("c".into(), dcs(), 2).expect("t"),
-        )
-        .expect("create");
+        let cp =
+            FileControlPlane::create(dir.path(), &Topology::new("c".into(), dcs(), 2).expect("t"))
+                .expect("create");
         let path = dir.path().join(CLUSTER_FILE);
         let good: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
