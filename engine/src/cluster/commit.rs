@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{Cluster, ReplicaId};
 use crate::error::{Error, Result};
 use crate::protocol::commit::{
-    carry_out, settle_in_doubt, settle_reply, Command, InDoubt, Outcome, Side, Step,
+    carry_out, settle_in_doubt, settle_reply, Command, InDoubt, Outcome, Side,
 };
 use crate::replica::{Access, Durability, Replica};
 use crate::topology::Partition;
@@ -41,14 +41,7 @@ impl Cluster {
                 p.id, p.sync_standby
             ))),
             InDoubt::Settle { commands, .. } => {
-                let steps: Vec<Step> = commands
-                    .into_iter()
-                    .map(|command| Step {
-                        command,
-                        required: true,
-                    })
-                    .collect();
-                carry_out(&steps, |c| self.execute(p, c, None))
+                carry_out(&InDoubt::steps(&commands), |c| self.execute(p, c, None))
             }
         }
     }

@@ -163,7 +163,8 @@ pub enum InDoubt {
     /// Entries above the commit lsn, and no sync standby to compare them with (`Error::Unavailable`).
     NeedsStandby,
     /// Commit through `through`: the standby holds those entries with the same terms; cut
-    /// the rest and fence them.
+    /// the rest and fence them. Every one of `commands` is required (`carry_out` stops at
+    /// the first that fails).
     Settle {
         through: u64,
         commands: Vec<Command>,
@@ -209,6 +210,13 @@ pub fn settle_in_doubt(
         });
     }
     InDoubt::Settle { through, commands }
+}
+
+impl InDoubt {
+    /// The steps that carry a settlement out: each required.
+    pub fn steps(commands: &[Command]) -> Vec<Step> {
+        commands.iter().map(|&command| required(command)).collect()
+    }
 }
 
 #[cfg(test)]
