@@ -189,31 +189,31 @@ mod tests {
     #[test]
     fn role_and_health_show_and_serialize_as_their_text() {
         let table: Vec<(String, String, &str)> = vec![
-            (Role::Primary.to_string(), json(&Role::Primary), "primary"),
+            (Role::Primary.to_string(), json(Role::Primary), "primary"),
             (
                 Role::SyncStandby.to_string(),
-                json(&Role::SyncStandby),
+                json(Role::SyncStandby),
                 "sync-standby",
             ),
             (
                 Role::Secondary.to_string(),
-                json(&Role::Secondary),
+                json(Role::Secondary),
                 "secondary",
             ),
-            (Health::Ok.to_string(), json(&Health::Ok), "ok"),
+            (Health::Ok.to_string(), json(Health::Ok), "ok"),
             (
                 Health::Drained.to_string(),
-                json(&Health::Drained),
+                json(Health::Drained),
                 "drained",
             ),
             (
                 Health::Unreachable("held elsewhere".into()).to_string(),
-                json(&Health::Unreachable("held elsewhere".into())),
+                json(Health::Unreachable("held elsewhere".into())),
                 "unreachable: held elsewhere",
             ),
             (
                 Health::ProbeFailed("io".into()).to_string(),
-                json(&Health::ProbeFailed("io".into())),
+                json(Health::ProbeFailed("io".into())),
                 "probe failed: io",
             ),
         ];
