@@ -4,8 +4,8 @@
 //! pure functions in `protocol::promotion`; this module gathers the facts and acts.
 
 pub use crate::protocol::promotion::{
-    choose_sync_standby, emergency_plan, emergency_promotion, tail_to_cut, Candidate,
-    EmergencyPlan, Promotion,
+    choose_sync_standby, emergency_plan, emergency_promotion, planned_switch, tail_to_cut,
+    Candidate, EmergencyPlan, PlannedSwitch, Promotion,
 };
 
 use std::collections::BTreeSet;
@@ -64,11 +64,8 @@ impl Cluster {
         let t = self.reload_topology()?;
         t.datacenter(to)?;
         let p = t.partition(partition)?.clone();
-        if p.primary == to {
-            return Err(Error::Conflict(format!(
-                "{to} is already the primary of partition {partition}"
-            )));
-        }
+        // Refused before any replica is held when the target already is the primary.
+        planned_switch(&p, to, 0)?;
         let (pid, tid) = (
             ReplicaId::new(&p.primary, partition),
             ReplicaId::new(to, partition),
@@ -104,22 +101,21 @@ impl Cluster {
         let p = self.topology().partition(partition)?.clone();
         let primary = self.replica(&pid)?;
         let target = self.replica(&tid)?;
-        let commit = primary.last()?.lsn;
-        crate::catch_up::catch_up(primary, target, commit, p.term, &mut |_| {})?;
-        target.set_commit_lsn(commit, Durability::Synced)?;
-        // The old primary, level and held, becomes the sync standby.
-        let standby = p.primary.clone();
-        let new_term = self.switch(&p, to, &standby, commit + 1)?;
+        let level = primary.last()?.lsn;
+        crate::catch_up::catch_up(primary, target, level, p.term, &mut |_| {})?;
+        let plan = planned_switch(&p, to, level)?;
+        target.set_commit_lsn(plan.commit_lsn, Durability::Synced)?;
+        let new_term = self.switch(&p, &plan.promote, &plan.sync_standby, plan.first_lsn)?;
         let window = fenced.elapsed().as_secs_f64() * 1e3;
         self.release_all();
         Ok(FailoverReport {
             partition,
             old_primary: p.primary.clone(),
-            new_primary: to.to_string(),
+            new_primary: plan.promote,
             old_term: p.term,
             new_term,
-            sync_standby: standby,
-            lsn: commit,
+            sync_standby: plan.sync_standby,
+            lsn: plan.commit_lsn,
             write_unavailable_ms: window,
             possible_loss_after_lsn: None,
             emergency: false,

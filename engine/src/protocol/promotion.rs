@@ -102,6 +102,35 @@ pub fn tail_to_cut(p: &Partition, last: Position) -> Option<u64> {
         .map(|first| first - 1)
 }
 
+/// What a planned failover to another datacenter does, once the target holds everything
+/// the old primary held (`level_lsn`, its last lsn): the target commits through it and
+/// takes over in the next term from `level_lsn + 1`, with the old primary (level, held) as
+/// its sync standby. Zero loss.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedSwitch {
+    pub promote: String,
+    pub sync_standby: String,
+    pub commit_lsn: u64,
+    pub first_lsn: u64,
+}
+
+/// A planned failover of `p` to `to` (a datacenter of the cluster) once the target is
+/// level at `level_lsn`; `Conflict` when `to` is already the primary.
+pub fn planned_switch(p: &Partition, to: &str, level_lsn: u64) -> Result<PlannedSwitch> {
+    if p.primary == to {
+        return Err(Error::Conflict(format!(
+            "{to} is already the primary of partition {}",
+            p.id
+        )));
+    }
+    Ok(PlannedSwitch {
+        promote: to.to_string(),
+        sync_standby: p.primary.clone(),
+        commit_lsn: level_lsn,
+        first_lsn: level_lsn + 1,
+    })
+}
+
 /// What an emergency failover does once `emergency_promotion` chose.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EmergencyPlan {
@@ -276,6 +305,24 @@ mod tests {
         }
         let lossy = with_starts(&[(1, 1), (2, 50), (3, 20)]);
         assert_eq!(tail_to_cut(&lossy, Position { term: 1, lsn: 30 }), Some(19));
+    }
+
+    #[test]
+    fn a_planned_switch_makes_the_old_primary_the_standby_from_the_next_lsn() {
+        let p = with_starts(&[(1, 1), (2, 5)]);
+        assert_eq!(
+            planned_switch(&p, "o", 9).expect("switch"),
+            PlannedSwitch {
+                promote: "o".into(),
+                sync_standby: "p".into(),
+                commit_lsn: 9,
+                first_lsn: 10,
+            }
+        );
+        assert!(matches!(
+            planned_switch(&p, "p", 9),
+            Err(Error::Conflict(_))
+        ));
     }
 
     #[test]
