@@ -20,6 +20,7 @@ pub mod replica;
 pub mod replica_log;
 pub mod session;
 pub mod shipping;
+mod text;
 pub mod topology;
 
 pub use error::{Error, Result};

@@ -59,19 +59,7 @@ impl std::fmt::Display for RebuildResult {
     }
 }
 
-impl Serialize for RebuildResult {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl PartialEq<&str> for RebuildResult {
-    // Rare (a report's checks), so the text is built to compare.
-    #[allow(clippy::cmp_owned)]
-    fn eq(&self, text: &&str) -> bool {
-        self.to_string() == *text
-    }
-}
+crate::text::shown_as_text!(RebuildResult);
 
 impl Cluster {
     /// `dirctl dc rebuild NAME`: gives every lost replica of a datacenter a fresh copy.

@@ -97,19 +97,7 @@ impl std::fmt::Display for Health {
     }
 }
 
-impl Serialize for Health {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl PartialEq<&str> for Health {
-    // Rare (a report's checks), so the text is built to compare.
-    #[allow(clippy::cmp_owned)]
-    fn eq(&self, text: &&str) -> bool {
-        self.to_string() == *text
-    }
-}
+crate::text::shown_as_text!(Health);
 
 impl Cluster {
     /// Every partition × datacenter: role, term, last lsn, lag, health (a real probe).

@@ -276,16 +276,7 @@ mod tests {
     }
 
     fn with_starts(starts: &[(u64, u64)]) -> Partition {
-        Partition {
-            id: 0,
-            primary: "p".into(),
-            term: starts.last().map_or(1, |s| s.0),
-            sync_standby: "s".into(),
-            term_starts: starts
-                .iter()
-                .map(|&(term, first_lsn)| crate::topology::TermStart { term, first_lsn })
-                .collect(),
-        }
+        crate::topology::tests::partition("p", "s", starts)
     }
 
     #[test]

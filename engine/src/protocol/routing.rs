@@ -109,7 +109,7 @@ pub fn read_check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::{parse_datacenter, TermStart};
+    use crate::topology::parse_datacenter;
 
     fn topology(drained: &[&str]) -> Topology {
         let dcs = [
@@ -223,16 +223,7 @@ mod tests {
     }
 
     fn with_starts(starts: &[(u64, u64)]) -> Partition {
-        Partition {
-            id: 0,
-            primary: "westus".into(),
-            term: starts.last().map_or(1, |s| s.0),
-            sync_standby: "eastus".into(),
-            term_starts: starts
-                .iter()
-                .map(|&(term, first_lsn)| TermStart { term, first_lsn })
-                .collect(),
-        }
+        crate::topology::tests::partition("westus", "eastus", starts)
     }
 
     #[test]

@@ -241,18 +241,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::{parse_datacenter, Datacenter};
-
-    fn dcs() -> Vec<Datacenter> {
-        [
-            "westus@37.4,-122.1",
-            "eastus@37.4,-79.4",
-            "westeurope@52.4,4.9",
-        ]
-        .iter()
-        .map(|s| parse_datacenter(s).expect("dc"))
-        .collect()
-    }
+    use crate::topology::tests::dcs;
 
     #[test]
     fn update_raises_the_generation_and_survives_reload() {

@@ -370,10 +370,11 @@ pub fn parse_datacenter(s: &str) -> Result<Datacenter> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn dcs() -> Vec<Datacenter> {
+    /// Three datacenters: westus, eastus, westeurope.
+    pub(super) fn dcs() -> Vec<Datacenter> {
         [
             "westus@37.4,-122.1",
             "eastus@37.4,-79.4",
@@ -413,18 +414,23 @@ mod tests {
         );
     }
 
-    /// A partition whose terms started at (term, first lsn) `starts`.
-    fn with_starts(starts: &[(u64, u64)]) -> Partition {
+    /// Partition 0 with `primary` and `sync_standby`, whose terms started at (term, first
+    /// lsn) `starts` (the protocol's tests share it).
+    pub(crate) fn partition(primary: &str, sync_standby: &str, starts: &[(u64, u64)]) -> Partition {
         Partition {
             id: 0,
-            primary: "a".into(),
+            primary: primary.into(),
             term: starts.last().map_or(1, |s| s.0),
-            sync_standby: "b".into(),
+            sync_standby: sync_standby.into(),
             term_starts: starts
                 .iter()
                 .map(|&(term, first_lsn)| TermStart { term, first_lsn })
                 .collect(),
         }
+    }
+
+    fn with_starts(starts: &[(u64, u64)]) -> Partition {
+        partition("a", "b", starts)
     }
 
     #[test]
