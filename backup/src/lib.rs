@@ -416,7 +416,7 @@ fn build_root(x: &Extracted, root: &Path, topology: &Topology) -> Result<()> {
                 committed,
             )?;
         }
-        sync_dir(&root.join(format!("dc-{}", dc.name)))?;
+        sync_dir(&engine::layout::datacenter_path(root, &dc.name))?;
     }
     FileControlPlane::create(root, topology)?;
     Ok(sync_dir(root)?)
@@ -522,7 +522,7 @@ pub fn restore_in_place(cluster: &mut Cluster, archive: &Path, limits: Limits) -
     let old = x.dir.path().join("old");
     std::fs::create_dir(&old).map_err(io(format!("create {}", old.display())))?;
     for dc in &topology.datacenters {
-        let name = format!("dc-{}", dc.name);
+        let name = engine::layout::datacenter_dir(&dc.name);
         let live = root.join(&name);
         if live.exists() {
             std::fs::rename(&live, old.join(&name))

@@ -69,6 +69,7 @@ impl Ctx {
             lock_timeout: Duration::from_millis(g.lock_timeout_ms),
             clock: clock()?,
             region: g.region.clone(),
+            #[cfg(feature = "failpoints")]
             failpoint: std::env::var("DIRCTL_FAILPOINT").ok(),
             retain_log_entries: g.retain_log_entries,
         };
@@ -271,6 +272,7 @@ impl Ctx {
     /// on stderr and leaves the operation's own result alone.
     pub fn audit_outcome(&mut self, partition: u32, op: &str, targets: Vec<String>, outcome: &str) {
         let rec = self.record(op, targets, outcome);
+        #[cfg(feature = "failpoints")]
         self.cluster.set_failpoint(None);
         // The operation's own partition first; when it cannot commit (the very failure being
         // recorded, often), any other partition keeps the record (`audit list` reads them all).

@@ -330,7 +330,7 @@ pub fn status(g: &Global) -> Result<()> {
                         r.partition_term.to_string(),
                         format!("{}/{}", opt(r.term), opt(r.last_lsn)),
                         opt(r.lag_entries),
-                        r.health.clone(),
+                        r.health.to_string(),
                     ]
                 })
                 .collect();
@@ -438,7 +438,7 @@ fn rebuild(g: &Global, ctx: &mut Ctx, name: &str) -> Result<()> {
                 r.partition.to_string(),
                 r.seeded_from.clone().unwrap_or_default(),
                 r.lsn.map(|l| l.to_string()).unwrap_or_default(),
-                r.result.clone(),
+                r.result.to_string(),
             ]
         })
         .collect();

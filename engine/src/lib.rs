@@ -4,16 +4,23 @@
 
 pub mod access;
 pub mod audit;
+pub mod catch_up;
 pub mod clock;
 pub mod cluster;
 pub mod directory;
 pub mod error;
 pub mod failover;
+pub mod layout;
 pub mod log;
+pub mod memlog;
+pub mod protocol;
 pub mod rebuild;
 pub mod recycle;
 pub mod replica;
+pub mod replica_log;
 pub mod session;
+pub mod shipping;
+mod text;
 pub mod topology;
 
 pub use error::{Error, Result};

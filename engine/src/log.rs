@@ -293,6 +293,48 @@ mod tests {
     }
 
     #[test]
+    fn agreement_point_table() {
+        // (secondary's terms at lsn 1.., primary's committed terms at lsn 1.., agreement);
+        // lsn 0 stands for an empty log, and a 0 term for an entry pruned or not held.
+        let table: [(&[u64], &[u64], u64); 9] = [
+            (&[], &[], 0),
+            (&[], &[1, 1], 0),
+            (&[1, 1], &[], 0),
+            (&[1, 1, 1], &[1, 1, 1, 2], 3),
+            (&[1, 1, 2, 2], &[1, 1, 3, 3], 2),
+            (&[1, 1, 1, 1, 1], &[1, 1], 2),
+            (&[2, 2], &[1, 1], 0),
+            (&[1, 2, 2, 4], &[1, 2, 3, 3, 3], 2),
+            // The primary pruned lsn 1..=2: agreement is found only where it still holds entries.
+            (&[1, 1, 1], &[0, 0, 1, 1], 3),
+        ];
+        for (s, p, want) in table {
+            let at = |v: &[u64], lsn: u64| -> Result<Option<u64>, ()> {
+                Ok(v.get(lsn as usize - 1).copied().filter(|t| *t != 0))
+            };
+            let last = Position {
+                term: s.last().copied().unwrap_or(0),
+                lsn: s.len() as u64,
+            };
+            assert_eq!(
+                agreement_point(last, |l| at(s, l), |l| at(p, l)),
+                Ok(want),
+                "secondary {s:?} primary {p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn agreement_point_passes_on_read_errors() {
+        let r = agreement_point(
+            Position { term: 1, lsn: 2 },
+            |_| Err("disk"),
+            |_| Ok(Some(1)),
+        );
+        assert_eq!(r, Err("disk"));
+    }
+
+    #[test]
     fn agreement_point_finds_last_common_entry() {
         // secondary: terms [1,1,1,2,2] at lsn 1..=5; primary: [1,1,1,3] at 1..=4
         let s = [1u64, 1, 1, 2, 2];

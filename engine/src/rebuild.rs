@@ -2,15 +2,12 @@
 //! plus the log after it. The same mechanism re-seeds a secondary that fell behind the
 //! retained log.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
-
 use serde::Serialize;
 
-use crate::cluster::{replica_path, Cluster, ReplicaId};
+use crate::cluster::{Cluster, ReplicaId};
 use crate::error::{Error, Result};
-use crate::replica::{sync_dir, Identity, Replica};
-use crate::topology::{ControlPlane, Partition};
+use crate::layout::datacenter_path;
+use crate::replica::sync_dir;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RebuildReport {
@@ -20,13 +17,49 @@ pub struct RebuildReport {
     pub seeded_from: Option<String>,
     /// The new replica's last lsn after catching up.
     pub lsn: Option<u64>,
-    pub result: String,
+    pub result: RebuildResult,
 }
 
-/// A rebuild in progress (or interrupted) leaves this folder beside the replica's.
-pub fn rebuild_path(root: &std::path::Path, id: &ReplicaId) -> PathBuf {
-    replica_path(root, id).with_extension("rebuild")
+/// What became of one replica in a rebuild; shown (and serialized) as one line of text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RebuildResult {
+    /// It opened: kept as it is.
+    Kept,
+    /// Its folder exists but does not open (why): reported, never deleted.
+    DoesNotOpen(String),
+    /// It is its partition's primary: fail over first.
+    IsPrimary {
+        partition: u32,
+    },
+    Rebuilt,
+    Failed(String),
 }
+
+impl RebuildResult {
+    /// Whether the replica is whole after the rebuild.
+    pub fn is_whole(&self) -> bool {
+        matches!(self, RebuildResult::Kept | RebuildResult::Rebuilt)
+    }
+}
+
+impl std::fmt::Display for RebuildResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RebuildResult::Kept => f.write_str("healthy, kept"),
+            RebuildResult::DoesNotOpen(why) => {
+                write!(f, "exists but does not open ({why}); move it away, then rebuild")
+            }
+            RebuildResult::IsPrimary { partition } => write!(
+                f,
+                "is the primary; fail over first: `dirctl failover --partition {partition} --emergency`"
+            ),
+            RebuildResult::Rebuilt => f.write_str("rebuilt"),
+            RebuildResult::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+crate::text::shown_as_text!(RebuildResult);
 
 impl Cluster {
     /// `dirctl dc rebuild NAME`: gives every lost replica of a datacenter a fresh copy.
@@ -37,128 +70,49 @@ impl Cluster {
         dc: &str,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Vec<RebuildReport>> {
-        self.topology = self.control.load()?;
-        self.topology.datacenter(dc)?;
-        let dc_dir = self.root.join(format!("dc-{dc}"));
+        self.reload_topology()?.datacenter(dc)?;
+        let dc_dir = datacenter_path(self.root(), dc);
         if !dc_dir.exists() {
             std::fs::create_dir_all(&dc_dir)
                 .map_err(|e| Error::io(format!("create {}", dc_dir.display()), e))?;
-            sync_dir(&self.root)?;
+            sync_dir(self.root())?;
         }
         let mut out = Vec::new();
-        for p in self.topology.partitions.clone() {
+        for p in self.topology().partitions.clone() {
             let id = ReplicaId::new(dc, p.id);
-            let report = |seeded_from, lsn, result: String| RebuildReport {
+            let report = |seeded_from, lsn, result: RebuildResult| RebuildReport {
                 partition: p.id,
                 datacenter: dc.to_string(),
                 seeded_from,
                 lsn,
                 result,
             };
-            if replica_path(&self.root, &id).exists() {
+            if id.path(self.root()).exists() {
                 let failed = self.hold(&[id.clone()].into());
-                self.held.remove(&id);
+                self.let_go(&id);
                 out.push(match failed.get(&id) {
-                    None => report(None, None, "healthy, kept".into()),
-                    Some(e) => report(
-                        None,
-                        None,
-                        format!("exists but does not open ({e}); move it away, then rebuild"),
-                    ),
+                    None => report(None, None, RebuildResult::Kept),
+                    Some(e) => report(None, None, RebuildResult::DoesNotOpen(e.to_string())),
                 });
                 continue;
             }
             if p.primary == dc {
-                out.push(report(None, None, format!("is the primary; fail over first: `dirctl failover --partition {} --emergency`", p.id)));
+                out.push(report(
+                    None,
+                    None,
+                    RebuildResult::IsPrimary { partition: p.id },
+                ));
                 continue;
             }
             match self.reseed(&p, dc) {
                 Ok((from, lsn)) => {
                     progress(1);
-                    out.push(report(Some(from), Some(lsn), "rebuilt".into()))
+                    out.push(report(Some(from), Some(lsn), RebuildResult::Rebuilt))
                 }
-                Err(e) => out.push(report(None, None, format!("failed: {e}"))),
+                Err(e) => out.push(report(None, None, RebuildResult::Failed(e.to_string()))),
             }
         }
         self.release_all();
         Ok(out)
-    }
-
-    /// Creates replica (dc, partition) from a checkpoint of the sync standby (else the
-    /// primary), then ships the entries after it. The replica's folder must not exist.
-    pub(crate) fn reseed(&mut self, p: &Partition, dc: &str) -> Result<(String, u64)> {
-        let id = ReplicaId::new(dc, p.id);
-        let target = replica_path(&self.root, &id);
-        let tmp = rebuild_path(&self.root, &id);
-        if tmp.exists() {
-            // An interrupted rebuild: its folder was never renamed into place.
-            std::fs::remove_dir_all(&tmp)
-                .map_err(|e| Error::io(format!("remove {}", tmp.display()), e))?;
-        }
-        let mut source = None;
-        for src in [&p.sync_standby, &p.primary] {
-            if src == dc {
-                continue;
-            }
-            let sid = ReplicaId::new(src, p.id);
-            if !self.hold(&[sid.clone()].into()).contains_key(&sid) {
-                source = Some(sid);
-                break;
-            }
-        }
-        self.recheck(p)?;
-        let sid = source.ok_or_else(|| {
-            Error::Unavailable(format!(
-                "no healthy replica of partition {} to seed {id} from",
-                p.id
-            ))
-        })?;
-        self.replica(&sid)?.checkpoint(&tmp)?;
-        self.held.remove(&sid);
-        Replica::adopt(
-            &tmp,
-            &Identity {
-                cluster_id: self.topology.cluster_id.clone(),
-                datacenter: dc.to_string(),
-                partition: p.id,
-            },
-            0,
-        )?;
-        std::fs::rename(&tmp, &target).map_err(|e| {
-            Error::io(
-                format!("rename {} to {}", tmp.display(), target.display()),
-                e,
-            )
-        })?;
-        if let Some(parent) = target.parent() {
-            sync_dir(parent)?;
-        }
-        let pid = ReplicaId::new(&p.primary, p.id);
-        let want: BTreeSet<ReplicaId> = [
-            id.clone(),
-            pid.clone(),
-            ReplicaId::new(&p.sync_standby, p.id),
-        ]
-        .into();
-        let failed = self.hold(&want);
-        if let Some(e) = failed.get(&id) {
-            return Err(Error::Storage(format!(
-                "the rebuilt replica {id} does not open: {e}"
-            )));
-        }
-        let mut lsn = self.replica(&id)?.last()?.lsn;
-        if !failed.contains_key(&pid) {
-            self.resolve_primary(p)?;
-            let primary = self.replica(&pid)?;
-            Cluster::catch_up(
-                primary,
-                self.replica(&id)?,
-                primary.commit_lsn()?,
-                p.term,
-                &mut |_| {},
-            )?;
-            lsn = self.replica(&id)?.last()?.lsn;
-        }
-        Ok((sid.datacenter, lsn))
     }
 }

@@ -9,7 +9,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
@@ -17,12 +16,16 @@ use rocksdb::{
 
 use crate::error::{Error, Result};
 use crate::log::{Entry, Op, Position};
+use crate::replica_log::{fenced_append, fenced_write};
 
 const CF_LOG: &str = "log";
 const CF_META: &str = "meta";
 const META_LAST: &[u8] = b"last";
 const META_COMMIT: &[u8] = b"commit";
 const META_IDENTITY: &[u8] = b"identity";
+/// The highest term this replica has seen (fencing): absent on replicas written before it
+/// existed, which then count the term of their last entry.
+const META_TERM: &[u8] = b"term";
 pub const META_PROBE: &[u8] = b"probe";
 const LOCK_FILE: &str = "geodir.lock";
 const QUEUE_FILE: &str = "geodir.queue";
@@ -63,7 +66,10 @@ pub struct Replica {
     /// The commit lsn as last written to `meta`: the primary notes commits in memory and
     /// writes them with its next batch or when it lets go of the replica.
     persisted_commit: std::sync::atomic::AtomicU64,
-    /// Serializes appends and cuts: each reads the last position, then writes after it.
+    /// The highest term seen (`meta/term`, else the last entry's): writes of a lower term
+    /// are refused (`Error::Fenced`). Changed only under `log_writer`.
+    seen_term: std::sync::atomic::AtomicU64,
+    /// Serializes appends, cuts and term raises: each reads the positions, then writes.
     log_writer: Mutex<()>,
     _lock: File,
 }
@@ -122,108 +128,6 @@ fn encode_position(p: Position) -> [u8; 16] {
 }
 
 impl Replica {
-    /// Creates a new, empty replica at `path` (which must not exist). Used by init and rebuild only.
-    pub fn create(path: &Path, identity: &Identity) -> Result<()> {
-        if path.exists() {
-            return Err(Error::Conflict(format!(
-                "{} already exists",
-                path.display()
-            )));
-        }
-        std::fs::create_dir_all(path)
-            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
-        File::create(path.join(LOCK_FILE))
-            .map_err(|e| Error::io(format!("create lock file in {}", path.display()), e))?;
-        let mut o = db_options();
-        o.create_if_missing(true);
-        o.create_missing_column_families(true);
-        let db = DB::open_cf_descriptors(&o, path, cfs())
-            .map_err(|e| storage(format!("create replica {}", path.display()), e))?;
-        let meta = db
-            .cf_handle(CF_META)
-            .ok_or_else(|| Error::Storage("meta column family missing".into()))?;
-        let mut b = WriteBatch::default();
-        let id = serde_json::to_vec(identity).map_err(|e| Error::Storage(e.to_string()))?;
-        b.put_cf(&meta, META_IDENTITY, id);
-        b.put_cf(&meta, META_LAST, encode_position(Position::default()));
-        b.put_cf(&meta, META_COMMIT, 0u64.to_be_bytes());
-        b.put_cf(&meta, META_PROBE, b"ok");
-        let mut w = WriteOptions::default();
-        w.set_sync(true);
-        db.write_opt(b, &w)
-            .map_err(|e| storage(format!("initialise replica {}", path.display()), e))?;
-        drop(db);
-        sync_dir(path)?;
-        if let Some(parent) = path.parent() {
-            sync_dir(parent)?;
-        }
-        Ok(())
-    }
-
-    /// Takes a RocksDB checkpoint of this replica into `dest` (which must not exist): hard
-    /// links where possible, consistent at `last()` because this process holds the replica.
-    pub fn checkpoint(&self, dest: &Path) -> Result<Position> {
-        let pos = self.last()?;
-        let cp = rocksdb::checkpoint::Checkpoint::new(&self.db)
-            .map_err(|e| storage(format!("checkpoint {}", self.name()), e))?;
-        cp.create_checkpoint(dest).map_err(|e| {
-            storage(
-                format!("checkpoint {} into {}", self.name(), dest.display()),
-                e,
-            )
-        })?;
-        Ok(pos)
-    }
-
-    /// Makes a checkpoint folder a replica with `identity` (a rebuilt datacenter's, a
-    /// restored cluster's): rewrites the identity, sets the commit lsn (what the caller knows
-    /// was committed there: a backup's position, or 0), adds the lock file.
-    pub fn adopt(path: &Path, identity: &Identity, commit_lsn: u64) -> Result<()> {
-        let db = DB::open_cf_descriptors(&db_options(), path, cfs())
-            .map_err(|e| storage(format!("open checkpoint {}", path.display()), e))?;
-        let meta = db.cf_handle(CF_META).ok_or_else(|| {
-            Error::Corrupt(format!(
-                "checkpoint {}: meta column family missing",
-                path.display()
-            ))
-        })?;
-        // A commit lsn given (a backup's position) must be where the checkpoint ends: a
-        // manifest that says otherwise is refused, not trusted.
-        if commit_lsn != 0 {
-            let last = db
-                .get_cf(&meta, META_LAST)
-                .map_err(|e| storage(format!("read checkpoint {}", path.display()), e))?
-                .ok_or_else(|| {
-                    Error::Corrupt(format!(
-                        "checkpoint {}: last position missing",
-                        path.display()
-                    ))
-                })?;
-            let last = u64_at(&last, 8, "last position")?;
-            if last != commit_lsn {
-                return Err(Error::Corrupt(format!(
-                    "checkpoint {} ends at lsn {last}, but its manifest says {commit_lsn}",
-                    path.display()
-                )));
-            }
-        }
-        let mut b = WriteBatch::default();
-        b.put_cf(
-            &meta,
-            META_IDENTITY,
-            serde_json::to_vec(identity).map_err(|e| Error::Storage(e.to_string()))?,
-        );
-        b.put_cf(&meta, META_COMMIT, commit_lsn.to_be_bytes());
-        let mut w = WriteOptions::default();
-        w.set_sync(true);
-        db.write_opt(b, &w)
-            .map_err(|e| storage(format!("adopt checkpoint {}", path.display()), e))?;
-        drop(db);
-        File::create(path.join(LOCK_FILE))
-            .map_err(|e| Error::io(format!("create lock file in {}", path.display()), e))?;
-        sync_dir(path)
-    }
-
     /// The first lsn still in this replica's log (entries below it were pruned), or None if empty.
     pub fn first_log_lsn(&self) -> Result<Option<u64>> {
         let mut it = self.db.iterator_cf(self.cf(CF_LOG)?, IteratorMode::Start);
@@ -252,165 +156,12 @@ impl Replica {
         )
     }
 
-    /// Opens an existing replica, waiting up to `lock_timeout` for another process's hold on it.
-    /// A missing folder is a lost replica (`Unavailable`), never an empty one to write into.
-    pub fn open(path: &Path, name: &str, lock_timeout: Duration) -> Result<Replica> {
-        Replica::open_for(path, name, lock_timeout, Access::Write)
-    }
-
-    /// Opens a replica for writes or for reads only (`Access`).
-    pub fn open_for(
-        path: &Path,
-        name: &str,
-        lock_timeout: Duration,
-        access: Access,
-    ) -> Result<Replica> {
-        let lock_path = path.join(LOCK_FILE);
-        let lock = match File::options().read(true).write(true).open(&lock_path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Name the highest folder that is missing: the datacenter's, usually.
-                let missing = path
-                    .ancestors()
-                    .take_while(|a| !a.exists())
-                    .last()
-                    .unwrap_or(&lock_path);
-                return Err(Error::Unavailable(format!(
-                    "replica {name} is lost: {} does not exist",
-                    missing.display()
-                )));
-            }
-            Err(e) => {
-                return Err(Error::Unavailable(format!(
-                    "replica {name} is unreachable: {e}"
-                )))
-            }
-        };
-        // Fair hand-over: a waiter first takes the queue lock, so that the process that just
-        // let go of the replica cannot take it again ahead of it.
-        let queue_path = path.join(QUEUE_FILE);
-        let queue = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&queue_path)
-            .map_err(|e| {
-                Error::Unavailable(format!(
-                    "replica {name}: cannot open {}: {e}",
-                    queue_path.display()
-                ))
-            })?;
-        let deadline = Instant::now() + lock_timeout;
-        let what = format!("replica {name}");
-        wait_for_lock(&queue, deadline, &what, lock_timeout)?;
-        wait_for_lock(&lock, deadline, &what, lock_timeout)?;
-        drop(queue);
-        // The replica may have been replaced (re-seeded, rebuilt, restored) while this process
-        // waited: then the lock it holds belongs to the old folder. Start again on the new one.
-        if !same_file(&lock, &lock_path) {
-            drop(lock);
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::Unavailable(format!("replica {name} was being replaced while this process waited; run the command again")));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-            return Replica::open_for(path, name, left, access);
-        }
-        Replica::open_locked(path, name, lock, access)
-    }
-
-    /// Reopens a replica opened for reads so that it takes writes, without letting go of its
-    /// lock in between.
-    pub fn reopen_for_writes(self) -> Result<Replica> {
-        let (path, name) = (self.path.clone(), self.name());
-        let lock = self.close_keeping_lock();
-        Replica::open_locked(&path, &name, lock, Access::Write)
-    }
-
-    pub fn access(&self) -> Access {
-        self.access
-    }
-
-    fn open_locked(path: &Path, name: &str, lock: File, access: Access) -> Result<Replica> {
-        let opened = match access {
-            Access::Write => DB::open_cf_descriptors(&db_options(), path, cfs()),
-            Access::Read => {
-                let mut o = db_options();
-                // No info log file either (RocksDB would rotate `LOG` at every open).
-                o.set_info_logger(rocksdb::InfoLogger::new_stderr_logger(
-                    rocksdb::LogLevel::Fatal,
-                    Some("rocksdb"),
-                ));
-                DB::open_cf_descriptors_read_only(&o, path, cfs(), false)
-            }
-        };
-        let db = opened
-            .map_err(|e| {
-                let why = e.to_string();
-                if why.contains("No space left on device") {
-                    Error::Unavailable(format!("replica {name} cannot be opened: the disk holding {} is full; free space there (nothing was written): {why}", path.display()))
-                } else {
-                    Error::Unavailable(format!("replica {name} cannot be opened: {why}"))
-                }
-            })?;
-        let meta = db
-            .cf_handle(CF_META)
-            .ok_or_else(|| Error::Corrupt(format!("replica {name}: meta column family missing")))?;
-        let raw = db
-            .get_cf(&meta, META_IDENTITY)
-            .map_err(|e| storage(format!("read identity of {name}"), e))?
-            .ok_or_else(|| Error::Corrupt(format!("replica {name}: identity missing")))?;
-        let identity: Identity = serde_json::from_slice(&raw)
-            .map_err(|e| Error::Corrupt(format!("replica {name}: identity: {e}")))?;
-        let last = db
-            .get_cf(&meta, META_LAST)
-            .map_err(|e| storage(format!("read {name}"), e))?
-            .ok_or_else(|| Error::Corrupt(format!("{name}: last position missing")))?;
-        let last = Position {
-            term: u64_at(&last, 0, "last position")?,
-            lsn: u64_at(&last, 8, "last position")?,
-        };
-        let commit = db
-            .get_cf(&meta, META_COMMIT)
-            .map_err(|e| storage(format!("read {name}"), e))?
-            .ok_or_else(|| Error::Corrupt(format!("{name}: commit lsn missing")))?;
-        let commit = u64_at(&commit, 0, "commit lsn")?;
-        let r = Replica {
-            db,
-            access,
-            path: path.to_path_buf(),
-            identity,
-            poisoned: AtomicBool::new(false),
-            positions: Mutex::new((last, commit)),
-            persisted_commit: std::sync::atomic::AtomicU64::new(commit),
-            log_writer: Mutex::new(()),
-            _lock: lock,
-        };
-        r.probe().map_err(|e| {
-            Error::Unavailable(format!("replica {name} failed its health probe: {e}"))
-        })?;
-        Ok(r)
-    }
-
-    /// Closes the database but keeps the replica's lock held (returned), so that no other
-    /// process can open the folder while it is being replaced.
-    pub fn close_keeping_lock(self) -> File {
-        let _ = self.persist_commit();
-        let Replica { db, _lock, .. } = self;
-        drop(db);
-        _lock
-    }
-
     pub fn identity(&self) -> &Identity {
         &self.identity
     }
 
     pub fn name(&self) -> String {
-        format!(
-            "dc-{}/p{}",
-            self.identity.datacenter, self.identity.partition
-        )
+        crate::layout::replica_dir(&self.identity.datacenter, self.identity.partition)
     }
 
     pub fn path(&self) -> &Path {
@@ -508,10 +259,38 @@ impl Replica {
         Ok(())
     }
 
-    /// Appends entries (which must continue this log) with their data, in one batch.
-    pub fn append(&self, entries: &[Entry], durability: Durability) -> Result<()> {
+    /// Appends entries (which must continue this log) with their data, in one batch, for a
+    /// writer acting in `term` (the partition's term: shipped entries may be older). Refused
+    /// (`Fenced`) below the highest term this replica has seen; raises that term to `term`
+    /// in the same batch.
+    pub fn append(&self, entries: &[Entry], term: u64, durability: Durability) -> Result<()> {
         let encoded: Vec<Vec<u8>> = entries.iter().map(Entry::encode).collect();
-        self.append_encoded(entries, &encoded, durability)
+        self.append_encoded(entries, &encoded, term, durability)
+    }
+
+    /// The highest term this replica has seen.
+    pub fn seen_term(&self) -> u64 {
+        self.seen_term.load(Ordering::SeqCst)
+    }
+
+    /// Records (synced) that the partition's term is now `term`, so that a writer of an older
+    /// term is refused from here on. A lower or equal term changes nothing.
+    pub fn observe_term(&self, term: u64) -> Result<()> {
+        let _writing = self.log_writer()?;
+        if term <= self.seen_term() {
+            return Ok(());
+        }
+        let mut b = WriteBatch::default();
+        b.put_cf(self.cf(CF_META)?, META_TERM, term.to_be_bytes());
+        self.write(b, Durability::Synced, &format!("record term {term}"))?;
+        self.seen_term.store(term, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn log_writer(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.log_writer
+            .lock()
+            .map_err(|_| Error::Storage(format!("{}: log writer lock poisoned", self.name())))
     }
 
     /// `append` with each entry's encoding already made (`encoded[i]` is `entries[i].encode()`):
@@ -520,15 +299,15 @@ impl Replica {
         &self,
         entries: &[Entry],
         encoded: &[Vec<u8>],
+        term: u64,
         durability: Durability,
     ) -> Result<()> {
+        let _writing = self.log_writer()?;
+        let seen = self.seen_term();
+        fenced_append(&self.name(), term, seen, entries)?;
         let Some(last_entry) = entries.last() else {
             return Ok(());
         };
-        let _writing = self
-            .log_writer
-            .lock()
-            .map_err(|_| Error::Storage(format!("{}: log writer lock poisoned", self.name())))?;
         let next = self.last()?.lsn + 1;
         let (log, meta) = (self.cf(CF_LOG)?, self.cf(CF_META)?);
         let data = self
@@ -571,6 +350,9 @@ impl Replica {
             }
         }
         b.put_cf(meta, META_LAST, encode_position(last_entry.position()));
+        if term > seen {
+            b.put_cf(meta, META_TERM, term.to_be_bytes());
+        }
         let commit = self.commit_lsn()?;
         b.put_cf(meta, META_COMMIT, commit.to_be_bytes());
         self.write(
@@ -580,16 +362,16 @@ impl Replica {
         )?;
         self.positions()?.0 = last_entry.position();
         self.persisted_commit.store(commit, Ordering::SeqCst);
+        self.seen_term.store(seen.max(term), Ordering::SeqCst);
         Ok(())
     }
 
-    /// Cuts off every entry above `lsn`, undoing its data changes, in one synced batch.
-    /// Returns the entries that were cut, newest first.
-    pub fn truncate_after(&self, lsn: u64) -> Result<Vec<Entry>> {
-        let _writing = self
-            .log_writer
-            .lock()
-            .map_err(|_| Error::Storage(format!("{}: log writer lock poisoned", self.name())))?;
+    /// Cuts off every entry above `lsn`, undoing its data changes, in one synced batch, for
+    /// a writer acting in `term`: refused (`Fenced`) below the highest term this replica has
+    /// seen. Returns the entries that were cut, newest first.
+    pub fn truncate_after(&self, lsn: u64, term: u64) -> Result<Vec<Entry>> {
+        let _writing = self.log_writer()?;
+        fenced_write(&self.name(), "cut", term, self.seen_term())?;
         let last = self.last()?;
         if last.lsn <= lsn {
             return Ok(Vec::new());
@@ -738,235 +520,13 @@ impl Replica {
     }
 }
 
-/// A read-only view of a checkpoint folder (a backup's partition, a replica nobody writes):
-/// reads the data column family and the last position. Takes no `geodir.lock`: the caller
-/// owns the folder.
-pub struct CheckpointView {
-    db: DB,
-    name: String,
-}
-
-impl CheckpointView {
-    pub fn open(path: &Path) -> Result<CheckpointView> {
-        let name = path.display().to_string();
-        let names = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_LOG, CF_META];
-        let db = DB::open_cf_for_read_only(&db_options(), path, names, false)
-            .map_err(|e| Error::Corrupt(format!("checkpoint {name} cannot be opened: {e}")))?;
-        Ok(CheckpointView { db, name })
-    }
-
-    /// (term, lsn) of the last entry in the checkpoint's log.
-    pub fn last(&self) -> Result<Position> {
-        let meta = self
-            .db
-            .cf_handle(CF_META)
-            .ok_or_else(|| Error::Corrupt(format!("{}: meta column family missing", self.name)))?;
-        let last = self
-            .db
-            .get_cf(&meta, META_LAST)
-            .map_err(|e| storage(format!("read {}", self.name), e))?
-            .ok_or_else(|| Error::Corrupt(format!("{}: last position missing", self.name)))?;
-        Ok(Position {
-            term: u64_at(&last, 0, "last position")?,
-            lsn: u64_at(&last, 8, "last position")?,
-        })
-    }
-
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db
-            .get(key)
-            .map_err(|e| storage(format!("read {}", self.name), e))
-    }
-
-    /// Calls `f` on every (key, value) of the data column family whose key starts with
-    /// `prefix`, in key order, without collecting them.
-    pub fn for_each_prefix(&self, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
-        for item in self
-            .db
-            .iterator(IteratorMode::From(prefix, Direction::Forward))
-        {
-            let (k, v) = item.map_err(|e| storage(format!("scan {}", self.name), e))?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            f(&k, &v);
-        }
-        Ok(())
-    }
-
-    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut out = Vec::new();
-        self.for_each_prefix(prefix, |k, v| out.push((k.to_vec(), v.to_vec())))?;
-        Ok(out)
-    }
-}
-
-/// Whether the open file `f` is still the file at `path`.
-fn same_file(f: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (f.metadata(), std::fs::metadata(path)) {
-        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-        _ => false,
-    }
-}
-
-/// Polls a file lock until `deadline`; `what` names the locked thing in the error.
-pub(crate) fn wait_for_lock(
-    f: &File,
-    deadline: Instant,
-    what: &str,
-    timeout: Duration,
-) -> Result<()> {
-    let mut wait = Duration::from_micros(200);
-    loop {
-        match f.try_lock() {
-            Ok(()) => return Ok(()),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                if Instant::now() >= deadline {
-                    return Err(Error::Unavailable(format!(
-                        "{what} is held by another dirctl process; gave up after {} ms (raise --lock-timeout-ms)",
-                        timeout.as_millis()
-                    )));
-                }
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_millis(2));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::Unavailable(format!("{what}: cannot lock: {e}")))
-            }
-        }
-    }
-}
-
-/// fsync a folder so that a created or renamed entry in it is durable.
-pub fn sync_dir(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(format!("fsync folder {}", path.display()), e))
-}
-
-/// The smallest key greater than every key starting with `prefix` (None: no such bound).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
-/// One RocksDB iterator reused across prefix scans of the data column family.
-pub struct RawKeyScanner<'a> {
-    it: rocksdb::DBRawIterator<'a>,
-    name: String,
-}
-
-impl crate::directory::KeyScanner for RawKeyScanner<'_> {
-    fn keys(&mut self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let mut out = Vec::new();
-        self.it.seek(prefix);
-        while let Some(k) = self.it.key() {
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push(k.to_vec());
-            self.it.next();
-        }
-        self.it
-            .status()
-            .map_err(|e| storage(format!("scan {}", self.name), e))?;
-        Ok(out)
-    }
-}
-
+mod files;
+mod open;
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
+mod view;
 
-    fn id() -> Identity {
-        Identity {
-            cluster_id: "c".into(),
-            datacenter: "westus".into(),
-            partition: 0,
-        }
-    }
-
-    fn entry(term: u64, lsn: u64, key: &[u8], value: &[u8], prev: Option<&[u8]>) -> Entry {
-        Entry {
-            term,
-            lsn,
-            time_ms: 0,
-            ops: vec![Op::Put {
-                key: key.to_vec(),
-                value: value.to_vec(),
-                prev: prev.map(<[u8]>::to_vec),
-            }],
-        }
-    }
-
-    #[test]
-    fn adopting_a_checkpoint_refuses_a_commit_lsn_it_does_not_end_at() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("r");
-        Replica::create(&path, &id()).expect("create");
-        std::fs::remove_file(path.join(LOCK_FILE)).expect("lock file");
-        // The replica ends at lsn 0: a manifest saying 5 is refused, 0 is taken.
-        assert!(
-            matches!(Replica::adopt(&path, &id(), 5), Err(Error::Corrupt(m)) if m.contains("ends at lsn 0"))
-        );
-        Replica::adopt(&path, &id(), 0).expect("adopt at its own position");
-    }
-
-    #[test]
-    fn open_refuses_a_missing_replica_and_creates_nothing() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("p0");
-        assert!(matches!(
-            Replica::open(&p, "p0", Duration::ZERO),
-            Err(Error::Unavailable(_))
-        ));
-        assert!(!p.exists());
-    }
-
-    #[test]
-    fn append_then_truncate_restores_previous_values() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("p0");
-        Replica::create(&p, &id()).expect("create");
-        let r = Replica::open(&p, "p0", Duration::ZERO).expect("open");
-        r.append(&[entry(1, 1, b"a", b"1", None)], Durability::Synced)
-            .expect("append 1");
-        r.append(
-            &[
-                entry(1, 2, b"a", b"2", Some(b"1")),
-                entry(1, 3, b"b", b"x", None),
-            ],
-            Durability::Synced,
-        )
-        .expect("append 2,3");
-        assert_eq!(r.last().expect("last"), Position { term: 1, lsn: 3 });
-        let cut = r.truncate_after(1).expect("truncate");
-        assert_eq!(cut.iter().map(|e| e.lsn).collect::<Vec<_>>(), vec![3, 2]);
-        assert_eq!(r.get(b"a").expect("get"), Some(b"1".to_vec()));
-        assert_eq!(r.get(b"b").expect("get"), None);
-        assert_eq!(r.last().expect("last"), Position { term: 1, lsn: 1 });
-        assert!(matches!(
-            r.append(&[entry(1, 3, b"c", b"y", None)], Durability::Synced),
-            Err(Error::Storage(_))
-        ));
-    }
-
-    #[test]
-    fn a_second_open_waits_then_fails_clearly() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("p0");
-        Replica::create(&p, &id()).expect("create");
-        let _held = Replica::open(&p, "p0", Duration::ZERO).expect("open");
-        let start = Instant::now();
-        let second = Replica::open(&p, "p0", Duration::from_millis(100));
-        assert!(matches!(second, Err(Error::Unavailable(ref m)) if m.contains("held by another")));
-        assert!(start.elapsed() >= Duration::from_millis(100));
-    }
-}
+pub(crate) use files::wait_for_lock;
+use files::{prefix_end, same_file};
+pub use files::{sync_dir, RawKeyScanner};
+pub use view::CheckpointView;

@@ -1,20 +1,19 @@
 //! The control plane: datacenters, partitions, primaries, terms, sync standbys,
 //! tenant placement and operator health overrides, kept in `cluster.json`.
 //!
-//! Behind the `ControlPlane` trait so that a server mode can keep it elsewhere (etcd).
-//! The file is replaced atomically: temp file, fsync, rename, fsync the folder,
+//! Behind the `ControlPlane` trait (`control`) so that a server mode can keep it elsewhere
+//! (etcd). The file is replaced atomically: temp file, fsync, rename, fsync the folder,
 //! with the generation raised by one on every change, under an exclusive lock.
 
+mod control;
+
+pub use control::{write_atomically, ControlPlane, FileControlPlane, DEFAULT_LOCK_TIMEOUT};
+
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::replica::sync_dir;
 
 pub const TOPOLOGY_FORMAT_VERSION: u32 = 1;
 pub const CLUSTER_FILE: &str = "cluster.json";
@@ -89,6 +88,28 @@ impl Partition {
             Some(first) if first <= lsn => first.saturating_sub(1),
             _ => lsn,
         }
+    }
+
+    /// Raises the term, starting at `first_lsn`: entries of an older term at or past it are
+    /// a fenced primary's tail (cut before anything reads them).
+    pub fn fence_from(&mut self, first_lsn: u64) {
+        self.term += 1;
+        self.term_starts.push(TermStart {
+            term: self.term,
+            first_lsn,
+        });
+    }
+
+    /// A failover's switch: `new_primary` writes from `first_lsn` on in the next term, with
+    /// `sync_standby` as its standby.
+    pub fn switch_primary(&mut self, new_primary: &str, sync_standby: &str, first_lsn: u64) {
+        self.primary = new_primary.to_string();
+        self.sync_standby = sync_standby.to_string();
+        self.fence_from(first_lsn);
+    }
+
+    pub fn set_sync_standby(&mut self, datacenter: &str) {
+        self.sync_standby = datacenter.to_string();
     }
 
     /// Whether a replica whose last entry is `last` holds entries no primary committed.
@@ -190,6 +211,47 @@ impl Topology {
             partitions: parts,
             tenants: BTreeMap::new(),
         })
+    }
+
+    /// Changes partition `before.id` with `change` if it is still exactly `before` (what the
+    /// caller decided on); otherwise refuses with `Conflict(changed(now))`.
+    pub fn change_partition(
+        &mut self,
+        before: &Partition,
+        changed: impl FnOnce(&Partition) -> String,
+        change: impl FnOnce(&mut Partition),
+    ) -> Result<()> {
+        let id = before.id;
+        let p = self
+            .partitions
+            .iter_mut()
+            .find(|p| p.id == id)
+            .ok_or_else(|| Error::NotFound(format!("no partition {id}")))?;
+        if p != before {
+            return Err(Error::Conflict(changed(p)));
+        }
+        change(p);
+        Ok(())
+    }
+
+    /// What every loaded topology must hold, so that no decision meets an impossible one
+    /// (a hand-edited file): at least one datacenter, each partition's primary and sync
+    /// standby among them.
+    pub fn check(&self) -> Result<()> {
+        if self.datacenters.is_empty() {
+            return Err(Error::Invalid("the topology names no datacenter".into()));
+        }
+        for p in &self.partitions {
+            for (role, dc) in [("primary", &p.primary), ("sync standby", &p.sync_standby)] {
+                if !self.datacenters.iter().any(|d| d.name == *dc) {
+                    return Err(Error::Invalid(format!(
+                        "partition {}: its {role} {dc} is not a datacenter of the cluster",
+                        p.id
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn datacenter(&self, name: &str) -> Result<&Datacenter> {
@@ -307,168 +369,12 @@ pub fn parse_datacenter(s: &str) -> Result<Datacenter> {
     })
 }
 
-/// Where the topology lives. The embedded mode keeps it in a file; a server mode could keep it in etcd.
-pub trait ControlPlane {
-    fn load(&self) -> Result<Topology>;
-    /// The topology if it changed since this handle last loaded or stored it (cheap when not).
-    fn reload_if_changed(&self) -> Result<Option<Topology>>;
-    /// Applies `change` to the current topology under an exclusive hold and stores it with generation + 1.
-    fn update(&self, change: &mut dyn FnMut(&mut Topology) -> Result<()>) -> Result<Topology>;
-}
-
-pub struct FileControlPlane {
-    root: PathBuf,
-    /// The inode of cluster.json as last loaded: every change replaces the file (new inode).
-    seen_inode: std::sync::atomic::AtomicU64,
-    lock_timeout: Duration,
-}
-
-/// The `--lock-timeout-ms` default: how long a process waits for another's hold.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn inode(path: &Path) -> Result<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path)
-        .map(|m| m.ino())
-        .map_err(|e| Error::io(format!("stat {}", path.display()), e))
-}
-
-impl FileControlPlane {
-    /// A control plane in an existing cluster root.
-    pub fn open(root: &Path) -> Result<FileControlPlane> {
-        if !root.is_dir() {
-            return Err(Error::NotFound(format!(
-                "cluster root {} does not exist; create one with `dirctl init`",
-                root.display()
-            )));
-        }
-        if !root.join(CLUSTER_FILE).is_file() {
-            return Err(Error::NotFound(format!(
-                "{} holds no cluster ({CLUSTER_FILE} missing); create one with `dirctl init`",
-                root.display()
-            )));
-        }
-        Ok(FileControlPlane {
-            root: root.to_path_buf(),
-            seen_inode: std::sync::atomic::AtomicU64::new(0),
-            lock_timeout: DEFAULT_LOCK_TIMEOUT,
-        })
-    }
-
-    /// How long `update` waits for another process's hold on `cluster.lock` before it fails.
-    pub fn with_lock_timeout(mut self, timeout: Duration) -> FileControlPlane {
-        self.lock_timeout = timeout;
-        self
-    }
-
-    /// Writes the first topology of a new cluster root.
-    pub fn create(root: &Path, topology: &Topology) -> Result<FileControlPlane> {
-        File::create(root.join(LOCK_FILE))
-            .map_err(|e| Error::io(format!("create {}", root.join(LOCK_FILE).display()), e))?;
-        write_atomically(&root.join(CLUSTER_FILE), &to_json(topology)?)?;
-        Ok(FileControlPlane {
-            root: root.to_path_buf(),
-            seen_inode: std::sync::atomic::AtomicU64::new(0),
-            lock_timeout: DEFAULT_LOCK_TIMEOUT,
-        })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-}
-
-fn to_json(t: &Topology) -> Result<Vec<u8>> {
-    let mut v = serde_json::to_vec_pretty(t)
-        .map_err(|e| Error::Storage(format!("encode topology: {e}")))?;
-    v.push(b'\n');
-    Ok(v)
-}
-
-impl ControlPlane for FileControlPlane {
-    fn reload_if_changed(&self) -> Result<Option<Topology>> {
-        let now = inode(&self.root.join(CLUSTER_FILE))?;
-        if now == self.seen_inode.load(std::sync::atomic::Ordering::SeqCst) {
-            return Ok(None);
-        }
-        self.load().map(Some)
-    }
-
-    fn load(&self) -> Result<Topology> {
-        let path = self.root.join(CLUSTER_FILE);
-        let ino = inode(&path)?;
-        let raw =
-            std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-        let t: Topology = serde_json::from_slice(&raw)
-            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
-        if t.format != TOPOLOGY_FORMAT_VERSION {
-            return Err(Error::Corrupt(format!(
-                "{}: unknown format {}",
-                path.display(),
-                t.format
-            )));
-        }
-        // Recorded only when the inode did not change while reading: a racing replace reloads next time.
-        if inode(&path)? == ino {
-            self.seen_inode
-                .store(ino, std::sync::atomic::Ordering::SeqCst);
-        }
-        Ok(t)
-    }
-
-    fn update(&self, change: &mut dyn FnMut(&mut Topology) -> Result<()>) -> Result<Topology> {
-        let lock_path = self.root.join(LOCK_FILE);
-        let lock = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
-        // Another process's change takes milliseconds; one stopped while it holds the lock
-        // must not hang every writer: the wait is bounded like a replica's.
-        crate::replica::wait_for_lock(
-            &lock,
-            std::time::Instant::now() + self.lock_timeout,
-            &format!("the control plane ({})", lock_path.display()),
-            self.lock_timeout,
-        )?;
-        let mut t = self.load()?;
-        change(&mut t)?;
-        t.generation += 1;
-        write_atomically(&self.root.join(CLUSTER_FILE), &to_json(&t)?)?;
-        // Still under the lock: nobody replaced it since.
-        self.seen_inode.store(
-            inode(&self.root.join(CLUSTER_FILE))?,
-            std::sync::atomic::Ordering::SeqCst,
-        );
-        Ok(t)
-    }
-}
-
-/// Replaces `path` atomically: temp file, fsync, rename, fsync the folder.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = path.with_extension("tmp");
-    let mut f =
-        File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
-    drop(f);
-    std::fs::rename(&tmp, path)
-        .map_err(|e| Error::io(format!("rename {} to {}", tmp.display(), path.display()), e))?;
-    sync_dir(dir)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn dcs() -> Vec<Datacenter> {
+    /// Three datacenters: westus, eastus, westeurope.
+    pub(super) fn dcs() -> Vec<Datacenter> {
         [
             "westus@37.4,-122.1",
             "eastus@37.4,-79.4",
@@ -508,34 +414,23 @@ mod tests {
         );
     }
 
-    #[test]
-    fn update_raises_the_generation_and_survives_reload() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cp =
-            FileControlPlane::create(dir.path(), &Topology::new("c".into(), dcs(), 2).expect("t"))
-                .expect("create");
-        cp.update(&mut |t| {
-            t.datacenters[1].drained = true;
-            Ok(())
-        })
-        .expect("update");
-        let t = cp.load().expect("load");
-        assert_eq!(t.generation, 2);
-        assert!(t.datacenters[1].drained);
-    }
-
-    /// A partition whose terms started at (term, first lsn) `starts`.
-    fn with_starts(starts: &[(u64, u64)]) -> Partition {
+    /// Partition 0 with `primary` and `sync_standby`, whose terms started at (term, first
+    /// lsn) `starts` (the protocol's tests share it).
+    pub(crate) fn partition(primary: &str, sync_standby: &str, starts: &[(u64, u64)]) -> Partition {
         Partition {
             id: 0,
-            primary: "a".into(),
+            primary: primary.into(),
             term: starts.last().map_or(1, |s| s.0),
-            sync_standby: "b".into(),
+            sync_standby: sync_standby.into(),
             term_starts: starts
                 .iter()
                 .map(|&(term, first_lsn)| TermStart { term, first_lsn })
                 .collect(),
         }
+    }
+
+    fn with_starts(starts: &[(u64, u64)]) -> Partition {
+        partition("a", "b", starts)
     }
 
     #[test]

@@ -1,0 +1,340 @@
+//! Where the topology lives: the `ControlPlane` trait, and its file implementation
+//! (`cluster.json`, replaced atomically under `cluster.lock`).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Topology, CLUSTER_FILE, LOCK_FILE, TOPOLOGY_FORMAT_VERSION};
+use crate::error::{Error, Result};
+use crate::replica::sync_dir;
+
+/// Where the topology lives. The embedded mode keeps it in a file (`FileControlPlane`); a
+/// server mode keeps it in etcd. Every stored topology has a revision, its `generation`,
+/// raised by one on every change: the compare-and-swap of `replace` is what an etcd
+/// transaction comparing the key's revision gives.
+///
+/// Watching: `reload_if_changed` is the cheap poll a caller makes after taking its
+/// replicas (the file implementation compares an inode); an etcd implementation answers it
+/// from a watch on the key, so no method blocks waiting for a change.
+pub trait ControlPlane: Send {
+    /// Stores the first topology of a new cluster; `Conflict` if one is stored already.
+    fn create(&self, topology: &Topology) -> Result<()>;
+    /// The stored topology, checked (`Topology::check`); its `generation` is the revision.
+    fn load(&self) -> Result<Topology>;
+    /// The topology if it changed since this handle last loaded or stored it (cheap when not).
+    fn reload_if_changed(&self) -> Result<Option<Topology>>;
+    /// Stores `topology` with generation `expected + 1` only if the stored one is still at
+    /// generation `expected` (the one the caller read); otherwise `Conflict`, nothing stored.
+    fn replace(&self, expected: u64, topology: &Topology) -> Result<Topology>;
+    /// Applies `change` to the current topology under an exclusive hold and stores it with
+    /// generation + 1 (for etcd: load, change, `replace`, again on a conflict).
+    fn update(&self, change: &mut dyn FnMut(&mut Topology) -> Result<()>) -> Result<Topology>;
+}
+
+pub struct FileControlPlane {
+    root: PathBuf,
+    /// The inode of cluster.json as last loaded: every change replaces the file (new inode).
+    seen_inode: std::sync::atomic::AtomicU64,
+    lock_timeout: Duration,
+}
+
+/// The `--lock-timeout-ms` default: how long a process waits for another's hold.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn inode(path: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| m.ino())
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))
+}
+
+impl FileControlPlane {
+    /// A control plane in an existing cluster root.
+    pub fn open(root: &Path) -> Result<FileControlPlane> {
+        if !root.is_dir() {
+            return Err(Error::NotFound(format!(
+                "cluster root {} does not exist; create one with `dirctl init`",
+                root.display()
+            )));
+        }
+        if !root.join(CLUSTER_FILE).is_file() {
+            return Err(Error::NotFound(format!(
+                "{} holds no cluster ({CLUSTER_FILE} missing); create one with `dirctl init`",
+                root.display()
+            )));
+        }
+        Ok(FileControlPlane::at(root))
+    }
+
+    /// A control plane in `root`, whether or not it holds a cluster yet (see `create`).
+    pub fn at(root: &Path) -> FileControlPlane {
+        FileControlPlane {
+            root: root.to_path_buf(),
+            seen_inode: std::sync::atomic::AtomicU64::new(0),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        }
+    }
+
+    /// How long `update` waits for another process's hold on `cluster.lock` before it fails.
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> FileControlPlane {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// Writes the first topology of a new cluster root (`ControlPlane::create`).
+    pub fn create(root: &Path, topology: &Topology) -> Result<FileControlPlane> {
+        let cp = FileControlPlane::at(root);
+        ControlPlane::create(&cp, topology)?;
+        Ok(cp)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Holds `cluster.lock` (waiting up to the lock timeout) while `f` runs.
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let lock_path = self.root.join(LOCK_FILE);
+        let lock = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
+        // Another process's change takes milliseconds; one stopped while it holds the lock
+        // must not hang every writer: the wait is bounded like a replica's.
+        crate::replica::wait_for_lock(
+            &lock,
+            std::time::Instant::now() + self.lock_timeout,
+            &format!("the control plane ({})", lock_path.display()),
+            self.lock_timeout,
+        )?;
+        f()
+    }
+
+    /// Reads and checks `cluster.json`: the topology, the inode read, and whether the file was
+    /// still that inode after reading.
+    fn read(&self) -> Result<(Topology, u64, bool)> {
+        let path = self.root.join(CLUSTER_FILE);
+        let ino = inode(&path)?;
+        let raw =
+            std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let t: Topology = serde_json::from_slice(&raw)
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        if t.format != TOPOLOGY_FORMAT_VERSION {
+            return Err(Error::Corrupt(format!(
+                "{}: unknown format {}",
+                path.display(),
+                t.format
+            )));
+        }
+        t.check()
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        Ok((t, ino, inode(&path)? == ino))
+    }
+
+    /// Writes `t` (under the lock) and remembers the new file as seen.
+    fn store(&self, t: &Topology) -> Result<()> {
+        write_atomically(&self.root.join(CLUSTER_FILE), &to_json(t)?)?;
+        // Still under the lock: nobody replaced it since.
+        self.seen_inode.store(
+            inode(&self.root.join(CLUSTER_FILE))?,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        Ok(())
+    }
+}
+
+fn to_json(t: &Topology) -> Result<Vec<u8>> {
+    let mut v = serde_json::to_vec_pretty(t)
+        .map_err(|e| Error::Storage(format!("encode topology: {e}")))?;
+    v.push(b'\n');
+    Ok(v)
+}
+
+impl ControlPlane for FileControlPlane {
+    fn create(&self, topology: &Topology) -> Result<()> {
+        topology.check()?;
+        let path = self.root.join(CLUSTER_FILE);
+        File::create(self.root.join(LOCK_FILE))
+            .map_err(|e| Error::io(format!("create {}", self.root.join(LOCK_FILE).display()), e))?;
+        self.locked(|| {
+            if path.exists() {
+                return Err(Error::Conflict(format!(
+                    "{} already holds a cluster ({CLUSTER_FILE})",
+                    self.root.display()
+                )));
+            }
+            self.store(topology)
+        })
+    }
+
+    fn reload_if_changed(&self) -> Result<Option<Topology>> {
+        let now = inode(&self.root.join(CLUSTER_FILE))?;
+        if now == self.seen_inode.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.load().map(Some)
+    }
+
+    fn load(&self) -> Result<Topology> {
+        let (t, ino, unchanged) = self.read()?;
+        // Recorded only when the inode did not change while reading: a racing replace reloads next time.
+        if unchanged {
+            self.seen_inode
+                .store(ino, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(t)
+    }
+
+    fn replace(&self, expected: u64, topology: &Topology) -> Result<Topology> {
+        topology.check()?;
+        self.locked(|| {
+            // Read without noting it as seen: a caller refused here has not seen the change.
+            let (now, ..) = self.read()?;
+            if now.generation != expected {
+                return Err(Error::Conflict(format!(
+                    "the control plane changed (generation {} is now {}); read it again",
+                    expected, now.generation
+                )));
+            }
+            let mut t = topology.clone();
+            t.generation = expected + 1;
+            self.store(&t)?;
+            Ok(t)
+        })
+    }
+
+    fn update(&self, change: &mut dyn FnMut(&mut Topology) -> Result<()>) -> Result<Topology> {
+        self.locked(|| {
+            let mut t = self.load()?;
+            change(&mut t)?;
+            t.check()?;
+            t.generation += 1;
+            self.store(&t)?;
+            Ok(t)
+        })
+    }
+}
+
+/// Replaces `path` atomically: temp file, fsync, rename, fsync the folder.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = path.with_extension("tmp");
+    let mut f =
+        File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::io(format!("rename {} to {}", tmp.display(), path.display()), e))?;
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::tests::dcs;
+
+    #[test]
+    fn update_raises_the_generation_and_survives_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cp =
+            FileControlPlane::create(dir.path(), &Topology::new("c".into(), dcs(), 2).expect("t"))
+                .expect("create");
+        cp.update(&mut |t| {
+            t.datacenters[1].drained = true;
+            Ok(())
+        })
+        .expect("update");
+        let t = cp.load().expect("load");
+        assert_eq!(t.generation, 2);
+        assert!(t.datacenters[1].drained);
+    }
+
+    /// Two handles on one file: the second's compare-and-swap, made on what it read before
+    /// the first changed it, is refused and stores nothing.
+    #[test]
+    fn a_stale_replace_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = Topology::new("c".into(), dcs(), 2).expect("t");
+        let a = FileControlPlane::create(dir.path(), &t).expect("create");
+        let b = FileControlPlane::open(dir.path()).expect("open");
+        let read_by_a = a.load().expect("load");
+        let read_by_b = b.load().expect("load");
+        assert_eq!(read_by_a.generation, 1);
+        let mut drained = read_by_a.clone();
+        drained.datacenters[1].drained = true;
+        let stored = a.replace(read_by_a.generation, &drained).expect("replace");
+        assert_eq!(stored.generation, 2);
+        let mut other = read_by_b.clone();
+        other.datacenters[2].drained = true;
+        assert!(matches!(
+            b.replace(read_by_b.generation, &other),
+            Err(Error::Conflict(_))
+        ));
+        let now = b.reload_if_changed().expect("reload").expect("changed");
+        assert_eq!(now, stored);
+        assert!(
+            !now.datacenters[2].drained,
+            "the refused replace stored nothing"
+        );
+        // Read again, the same change goes through.
+        let mut again = now.clone();
+        again.datacenters[2].drained = true;
+        assert_eq!(
+            b.replace(now.generation, &again)
+                .expect("replace")
+                .generation,
+            3
+        );
+        assert_eq!(
+            a.reload_if_changed().expect("reload").map(|t| t.generation),
+            Some(3)
+        );
+        assert_eq!(a.reload_if_changed().expect("reload"), None);
+    }
+
+    #[test]
+    fn create_refuses_a_root_that_holds_a_cluster() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = Topology::new("c".into(), dcs(), 2).expect("t");
+        let cp = FileControlPlane::at(dir.path());
+        ControlPlane::create(&cp, &t).expect("create");
+        assert!(matches!(
+            ControlPlane::create(&cp, &t),
+            Err(Error::Conflict(_))
+        ));
+    }
+
+    /// A hand-edited cluster.json with no datacenter (or a primary that is not one) is
+    /// refused at load, naming the file, before any decision could index into it.
+    #[test]
+    fn a_topology_without_datacenters_is_refused_at_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cp =
+            FileControlPlane::create(dir.path(), &Topology::new("c".into(), dcs(), 2).expect("t"))
+                .expect("create");
+        let path = dir.path().join(CLUSTER_FILE);
+        let good: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        let mut no_dc = good.clone();
+        no_dc["datacenters"] = serde_json::json!([]);
+        let mut bad_primary = good.clone();
+        bad_primary["partitions"][1]["primary"] = serde_json::json!("mars");
+        for edited in [no_dc, bad_primary] {
+            std::fs::write(&path, serde_json::to_vec(&edited).expect("encode")).expect("write");
+            match cp.load() {
+                Err(Error::Corrupt(m)) => assert!(m.contains(CLUSTER_FILE), "{m}"),
+                other => panic!("expected Corrupt, got {other:?}"),
+            }
+        }
+    }
+}
