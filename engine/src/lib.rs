@@ -13,6 +13,7 @@ pub mod log;
 pub mod rebuild;
 pub mod recycle;
 pub mod replica;
+mod replica_store;
 pub mod session;
 pub mod topology;
 
