@@ -2,18 +2,20 @@
 
 use anyhow::{Context as _, Result};
 use engine::audit;
+use engine::request::Request;
 use engine::Error;
 use serde_json::json;
 
 use crate::context::Ctx;
 use crate::opt::{AuditCmd, Global};
 use crate::output;
+use crate::reply;
 
 pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
     let mut ctx = Ctx::open(g)?;
     let out = ctx.output;
     let partitions: Vec<u32> = ctx
-        .cluster
+        .cluster()
         .topology()
         .partitions
         .iter()
@@ -30,56 +32,13 @@ pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
                 .map(|s| engine::clock::Clock::fixed(&s).map(|c| c.now()))
                 .transpose()
                 .context("--since")?;
-            // An auditor wants every record: each partition's most complete copy, not the
-            // nearest secondary's (which may lag). A copy holding entries not yet committed
-            // (a fenced tail, a primary's unsettled ones) does not count.
+            // An auditor wants every record: each partition's most complete copy.
             let mut all = Vec::new();
             for p in partitions {
-                let part = ctx.cluster.topology().partition(p)?.clone();
-                let copies = ctx
-                    .cluster
-                    .at_every_replica(p, |r| {
-                        let last = r.last()?;
-                        let unsettled_primary =
-                            r.identity().datacenter == part.primary && last.lsn > r.commit_lsn()?;
-                        let settled = !part.diverged(last) && !unsettled_primary;
-                        Ok(if settled {
-                            Some(audit::last_seq(r)?)
-                        } else {
-                            None
-                        })
-                    })
+                let r = ctx
+                    .execute(Request::ListAudit { partition: p })
                     .with_context(|| format!("read the audit records of partition {p}"))?;
-                let mut why = Vec::new();
-                let mut best: Option<(String, u64)> = None;
-                let primary_read = copies
-                    .iter()
-                    .any(|(dc, c)| *dc == part.primary && matches!(c, Ok(Some(_))));
-                for (dc, copy) in copies {
-                    match copy {
-                        Ok(Some(n)) if best.as_ref().is_none_or(|(_, b)| n > *b) => {
-                            best = Some((dc, n))
-                        }
-                        Ok(Some(_)) => {}
-                        Ok(None) => why.push(format!("{dc}: holds entries not yet committed")),
-                        Err(e) => why.push(format!("{dc}: {e}")),
-                    }
-                }
-                let (best, _) = best.ok_or_else(|| {
-                    Error::Unavailable(format!(
-                        "no replica of partition {p} can answer: {}",
-                        why.join("; ")
-                    ))
-                })?;
-                // Only the chosen copy's records are read.
-                let recs = ctx.cluster.at_replica(p, &best, |r| audit::list(r))?;
-                if !primary_read {
-                    eprintln!(
-                        "warning: partition {p}: the primary's copy of the audit trail could not be read ({}); listed from the most complete secondary, which may lack the newest records",
-                        why.join("; ")
-                    );
-                }
-                all.extend(recs.into_iter().map(|r| (p, r)));
+                all.extend(reply::audit_records(r.reply)?.into_iter().map(|r| (p, r)));
             }
             all.retain(|(_, r)| {
                 since.is_none_or(|s| {
@@ -124,9 +83,9 @@ pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
             let mut broken = Vec::new();
             let mut unchecked = Vec::new();
             for p in partitions {
-                let part = ctx.cluster.topology().partition(p)?.clone();
+                let part = ctx.cluster_mut().topology().partition(p)?.clone();
                 let copies = ctx
-                    .cluster
+                    .cluster_mut()
                     .at_every_replica(p, |r| {
                         let chain = match audit::chain(r) {
                             Ok(c) => Ok(c),

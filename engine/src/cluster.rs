@@ -120,7 +120,7 @@ impl std::fmt::Display for ReplicaId {
 }
 
 /// Which replica answered a read, and where it stood.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ServedBy {
     pub datacenter: String,
     pub partition: u32,

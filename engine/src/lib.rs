@@ -4,15 +4,18 @@
 
 pub mod access;
 pub mod audit;
+pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod directory;
 pub mod error;
+mod executor;
 pub mod failover;
 pub mod log;
 pub mod rebuild;
 pub mod recycle;
 pub mod replica;
+pub mod request;
 mod replica_store;
 pub mod session;
 pub mod topology;
