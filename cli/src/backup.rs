@@ -75,7 +75,7 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
             }
             output::emit(
                 g.output,
-                &json!({"backup": m.id, "verified": true, "files": m.files.len(), "manifest": m}),
+                &json!({"backup": m.id, "verified": true, "files": m.files.len(), "manifest": manifest_json(&m)}),
                 || {
                     format!(
                         "backup {} is intact: {} files, every SHA-256 matches\n",
@@ -197,7 +197,7 @@ fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
             let m = &side.manifest;
             output::emit(
                 g.output,
-                &json!({"backup": m.id, "path": path, "created": true, "bytes": side.archive_bytes, "manifest": m}),
+                &json!({"backup": m.id, "path": path, "created": true, "bytes": side.archive_bytes, "manifest": manifest_json(m)}),
                 || {
                     let rows: Vec<_> = m
                         .partitions
@@ -585,3 +585,16 @@ fn audit_after<T>(g: &Global, op: &str, targets: Vec<String>, result: &Result<T>
     }
 }
 
+/// A manifest as `--output json` shows it: Graph's camelCase, like every other document
+/// dirctl prints. (The manifest inside an archive keeps its own, versioned field names:
+/// docs/design.md, "Backup archive".)
+fn manifest_json(m: &::backup::manifest::Manifest) -> serde_json::Value {
+    json!({
+        "format": m.format,
+        "id": m.id,
+        "clusterId": m.cluster_id,
+        "createdAt": m.created_at,
+        "partitions": m.partitions,
+        "files": m.files,
+    })
+}

@@ -107,7 +107,11 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: GroupVerb) 
                 })
                 .with_context(|| format!("get {} {id}", ty.noun()))?;
             let (obj, served) = (reply::object(r.reply)?, reply::served_by(r.served_by)?);
-            output::emit(out, &json!({"object": obj, "servedBy": served}), || {
+            // Graph's shape: the object's own fields, geodir's metadata as an OData
+            // instance annotation.
+            let mut doc = obj.clone();
+            doc.insert("@geodir.servedBy".into(), json!(served));
+            output::emit(out, &Value::Object(doc), || {
                 output::object(
                     &obj,
                     &[(

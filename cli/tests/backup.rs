@@ -104,7 +104,7 @@ fn promise_8_restore_to_a_new_root_after_wiping_the_cluster_gives_every_object_b
     assert_eq!(p0["lsn"], c.lsn(0, "westus").unwrap() - 1);
     assert_eq!(p0["counts"]["objects"], 4);
     assert_eq!(p0["counts"]["tombstones"], 1);
-    let old_id = c.ok(&["status"])["clusterId"].clone();
+    let old_id = c.ok(&["status"])["clusterId"].as_str().unwrap().to_string();
 
     std::fs::remove_dir_all(&c.root).unwrap();
     let to = c.path("restored");
@@ -121,10 +121,9 @@ fn promise_8_restore_to_a_new_root_after_wiping_the_cluster_gives_every_object_b
 
     let n = at(&to);
     let status = n.ok(&["status"]);
-    assert_ne!(
-        status["clusterId"], old_id,
-        "a restored cluster has a new identity"
-    );
+    let new_id = status["clusterId"].as_str().unwrap();
+    assert!(!new_id.is_empty());
+    assert_ne!(new_id, old_id, "a restored cluster has a new identity");
     for row in status["replicas"].as_array().unwrap() {
         assert_eq!(row["health"], "ok", "{row}");
     }
@@ -139,7 +138,7 @@ fn promise_8_restore_to_a_new_root_after_wiping_the_cluster_gives_every_object_b
         }
     }
     assert_eq!(
-        n.user_get("ada@contoso.com", &[])["object"]["id"],
+        n.user_get("ada@contoso.com", &[])["id"],
         ada.as_str()
     );
     let members = n.ok(&["group", "members", "--tenant", "contoso", &g]);
@@ -188,7 +187,7 @@ fn promise_8_restore_object_brings_a_deleted_user_back_with_its_memberships() {
     ]);
     assert_eq!(r["object"]["userPrincipalName"], "ada@contoso.com");
     let got = c.user_get(&ada, &[]);
-    assert_eq!(got["object"]["userPrincipalName"], "ada@contoso.com");
+    assert_eq!(got["userPrincipalName"], "ada@contoso.com");
     let members = c.ok(&["group", "members", "--tenant", "contoso", &g]);
     assert_eq!(members["objects"][0]["id"], ada.as_str(), "{members}");
     // Live again: a second restore is a conflict.
@@ -610,7 +609,7 @@ fn promise_8_restore_in_place_needs_yes_then_replaces_the_replicas() {
     // bob is written in a session: its token is past what the backup holds.
     let session = c.path("session.json").display().to_string();
     c.create_user_with("bob@contoso.com", &["--session", &session]);
-    let term_before = c.status_row(0, "westus")["partition_term"]
+    let term_before = c.status_row(0, "westus")["partitionTerm"]
         .as_u64()
         .unwrap();
     let (mut cmd, _) = c.command(&[
@@ -642,7 +641,7 @@ fn promise_8_restore_in_place_needs_yes_then_replaces_the_replicas() {
     // Terms only go up, so the session's token of the undone history is known as such: its
     // reads go on (with a warning) instead of waiting for an lsn that is gone.
     assert!(
-        c.status_row(0, "westus")["partition_term"]
+        c.status_row(0, "westus")["partitionTerm"]
             .as_u64()
             .unwrap()
             > term_before

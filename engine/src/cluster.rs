@@ -121,6 +121,7 @@ impl std::fmt::Display for ReplicaId {
 
 /// Which replica answered a read, and where it stood.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ServedBy {
     pub datacenter: String,
     pub partition: u32,
@@ -131,6 +132,7 @@ pub struct ServedBy {
 }
 
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReplicaStatus {
     pub partition: u32,
     pub datacenter: String,
@@ -153,6 +155,7 @@ pub struct CatchUp {
 }
 
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SyncReport {
     pub partition: u32,
     pub datacenter: String,

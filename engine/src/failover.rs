@@ -203,6 +203,7 @@ use crate::topology::{ControlPlane, TermStart};
 
 /// What a failover did.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FailoverReport {
     pub partition: u32,
     pub old_primary: String,

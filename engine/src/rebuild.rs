@@ -13,6 +13,7 @@ use crate::replica::{sync_dir, Identity, Replica};
 use crate::topology::{ControlPlane, Partition};
 
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RebuildReport {
     pub partition: u32,
     pub datacenter: String,
