@@ -360,7 +360,10 @@ fn restore_object(
         skipped,
     } = r.reply
     else {
-        anyhow::bail!("the directory answered {:?} to a restore from backup", r.reply);
+        anyhow::bail!(
+            "the directory answered {:?} to a restore from backup",
+            r.reply
+        );
     };
     output::emit(
         g.output,

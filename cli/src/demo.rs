@@ -141,12 +141,14 @@ enum Step {
 
 use Step::*;
 
+#[rustfmt::skip]
 const SESSION_CREATE: &[&str] = &[
     "user", "create", "--tenant", "contoso", "--upn", "alan.turing@contoso.com",
     "--display-name", "Alan Turing",
 ];
 
-/// The walk-through, in order.
+/// The walk-through, in order (one step a line: kept as a table, not reflowed).
+#[rustfmt::skip]
 const STEPS: &[Step] = &[
     Heading("Create a cluster: 3 datacenters, 4 partitions, one replica of each partition in each datacenter"),
     Run(&["init", "--datacenters", "westus@37.4,-122.1,eastus@37.4,-79.4,westeurope@52.4,4.9", "--partitions", "4"], 0),
@@ -255,8 +257,14 @@ pub fn run(_g: &Global, a: DemoArgs) -> Result<()> {
         values: BTreeMap::from([
             ("root".to_string(), root_s.clone()),
             ("fixtures".to_string(), fixtures.display().to_string()),
-            ("session".to_string(), root.join("session.json").display().to_string()),
-            ("today".to_string(), chrono::Utc::now().format("%Y-%m-%d").to_string()),
+            (
+                "session".to_string(),
+                root.join("session.json").display().to_string(),
+            ),
+            (
+                "today".to_string(),
+                chrono::Utc::now().format("%Y-%m-%d").to_string(),
+            ),
         ]),
     };
     println!("geodir demo: a directory replicated over three datacenters, in {root_s}");
@@ -279,10 +287,9 @@ impl Demo {
                 .map(|c| open + c)
                 .ok_or_else(|| anyhow::anyhow!("demo text {text:?}: an unclosed {{"))?;
             let name = &rest[open + 1..close];
-            let value = self
-                .values
-                .get(name)
-                .ok_or_else(|| anyhow::anyhow!("demo text {text:?} names {{{name}}}, which no earlier step found"))?;
+            let value = self.values.get(name).ok_or_else(|| {
+                anyhow::anyhow!("demo text {text:?} names {{{name}}}, which no earlier step found")
+            })?;
             out.push_str(&rest[..open]);
             out.push_str(value);
             rest = &rest[close + 1..];
@@ -307,7 +314,9 @@ impl Demo {
     }
 
     fn dc_dir(&self, var: &str) -> Result<PathBuf> {
-        Ok(self.root.join(format!("dc-{}", self.fill(&format!("{{{var}}}"))?)))
+        Ok(self
+            .root
+            .join(format!("dc-{}", self.fill(&format!("{{{var}}}"))?)))
     }
 
     /// Carries out one step.
@@ -329,7 +338,11 @@ impl Demo {
                 args,
                 session,
             } => {
-                let env = if *session { self.session_env()? } else { Vec::new() };
+                let env = if *session {
+                    self.session_env()?
+                } else {
+                    Vec::new()
+                };
                 let created = self.json(&env, &self.fill_all(args)?)?;
                 let id = created["object"]["id"].as_str().ok_or_else(|| {
                     anyhow::anyhow!("dirctl {} returned no object id: {created}", args.join(" "))

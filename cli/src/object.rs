@@ -9,9 +9,9 @@ use engine::Error;
 use serde_json::{json, Map, Value};
 
 use crate::context::Ctx;
-use crate::reply;
 use crate::opt::{Fields, Global, GroupVerb, ImportArgs, ObjectVerb, Output};
 use crate::output;
+use crate::reply;
 
 fn fields_of(ty: ObjectType, f: Fields) -> Result<Map<String, Value>> {
     let mut m = match f.json {

@@ -117,11 +117,9 @@ pub fn run(g: &Global, c: DeletedCmd) -> Result<()> {
                 })
                 .with_context(|| format!("purge deleted object {id}"))?;
             let (ids, token) = (reply::purged(r.reply)?, reply::token(r.token)?);
-            output::emit(
-                out,
-                &json!({"purged": ids, "replicaToken": token}),
-                || format!("purged {} for good\nreplicaToken  {token}\n", ids.join(" ")),
-            )
+            output::emit(out, &json!({"purged": ids, "replicaToken": token}), || {
+                format!("purged {} for good\nreplicaToken  {token}\n", ids.join(" "))
+            })
         }
         DeletedCmd::PurgeExpired { tenant, yes } => {
             confirm(yes, "purge-expired")?;

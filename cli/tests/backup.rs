@@ -137,10 +137,7 @@ fn promise_8_restore_to_a_new_root_after_wiping_the_cluster_gives_every_object_b
             );
         }
     }
-    assert_eq!(
-        n.user_get("ada@contoso.com", &[])["id"],
-        ada.as_str()
-    );
+    assert_eq!(n.user_get("ada@contoso.com", &[])["id"], ada.as_str());
     let members = n.ok(&["group", "members", "--tenant", "contoso", &g]);
     assert_eq!(
         members["objects"].as_array().map(Vec::len),
@@ -609,9 +606,7 @@ fn promise_8_restore_in_place_needs_yes_then_replaces_the_replicas() {
     // bob is written in a session: its token is past what the backup holds.
     let session = c.path("session.json").display().to_string();
     c.create_user_with("bob@contoso.com", &["--session", &session]);
-    let term_before = c.status_row(0, "westus")["partitionTerm"]
-        .as_u64()
-        .unwrap();
+    let term_before = c.status_row(0, "westus")["partitionTerm"].as_u64().unwrap();
     let (mut cmd, _) = c.command(&[
         "backup",
         "restore",
@@ -640,12 +635,7 @@ fn promise_8_restore_in_place_needs_yes_then_replaces_the_replicas() {
     assert_eq!(c.ok(&["status"])["clusterId"], id);
     // Terms only go up, so the session's token of the undone history is known as such: its
     // reads go on (with a warning) instead of waiting for an lsn that is gone.
-    assert!(
-        c.status_row(0, "westus")["partitionTerm"]
-            .as_u64()
-            .unwrap()
-            > term_before
-    );
+    assert!(c.status_row(0, "westus")["partitionTerm"].as_u64().unwrap() > term_before);
     let r = c.user_get_run("ada@contoso.com", &["--session", &session]);
     assert_eq!(r.code, 0, "{}", r.describe());
     assert!(r.stderr.contains("were undone"), "{}", r.describe());

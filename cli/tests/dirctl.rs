@@ -969,10 +969,7 @@ fn reads_write_nothing_to_the_replicas_they_read_so_a_full_disk_does_not_stop_th
     let before = replica_files(&c);
     for region in ["westus", "eastus", "westeurope"] {
         let got = c.user_get(&id, &["--region", region]);
-        assert_eq!(
-            got["userPrincipalName"], "reader@contoso.com",
-            "{got}"
-        );
+        assert_eq!(got["userPrincipalName"], "reader@contoso.com", "{got}");
         c.ok(&["user", "list", "--tenant", "contoso", "--region", region]);
         c.access_check(&id, "wiki", &["--action", "read", "--region", region]);
     }

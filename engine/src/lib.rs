@@ -15,8 +15,8 @@ pub mod log;
 pub mod rebuild;
 pub mod recycle;
 pub mod replica;
-pub mod request;
 mod replica_store;
+pub mod request;
 pub mod session;
 pub mod topology;
 

@@ -310,7 +310,10 @@ mod tests {
 
     fn obj() -> Object {
         let mut m = Object::new();
-        m.insert("id".into(), Value::from("3f2504e0-4f89-11d3-9a0c-0305e82c3301"));
+        m.insert(
+            "id".into(),
+            Value::from("3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
+        );
         m.insert("accountEnabled".into(), Value::Bool(true));
         m
     }
@@ -327,14 +330,45 @@ mod tests {
     fn requests() -> Vec<Request> {
         let s = String::from;
         vec![
-            Request::CreateObject { tenant: s(T), object_type: ObjectType::User, fields: obj() },
-            Request::UpdateObject { tenant: s(T), object_type: ObjectType::Group, id: s("g"), patch: obj() },
-            Request::DeleteObject { tenant: s(T), object_type: ObjectType::Device, id: s("d") },
-            Request::GetObject { tenant: s(T), object_type: ObjectType::ServicePrincipal, id: s("a@b.c") },
-            Request::ListObjects { tenant: s(T), object_type: ObjectType::Application },
-            Request::ListMembers { tenant: s(T), group: s("g") },
-            Request::AddMember { tenant: s(T), group: s("g"), member: s("m") },
-            Request::RemoveMember { tenant: s(T), group: s("g"), member: s("m") },
+            Request::CreateObject {
+                tenant: s(T),
+                object_type: ObjectType::User,
+                fields: obj(),
+            },
+            Request::UpdateObject {
+                tenant: s(T),
+                object_type: ObjectType::Group,
+                id: s("g"),
+                patch: obj(),
+            },
+            Request::DeleteObject {
+                tenant: s(T),
+                object_type: ObjectType::Device,
+                id: s("d"),
+            },
+            Request::GetObject {
+                tenant: s(T),
+                object_type: ObjectType::ServicePrincipal,
+                id: s("a@b.c"),
+            },
+            Request::ListObjects {
+                tenant: s(T),
+                object_type: ObjectType::Application,
+            },
+            Request::ListMembers {
+                tenant: s(T),
+                group: s("g"),
+            },
+            Request::AddMember {
+                tenant: s(T),
+                group: s("g"),
+                member: s("m"),
+            },
+            Request::RemoveMember {
+                tenant: s(T),
+                group: s("g"),
+                member: s("m"),
+            },
             Request::Import {
                 tenant: s(T),
                 file: s("users.jsonl"),
@@ -347,10 +381,22 @@ mod tests {
                 }],
             },
             Request::ListDeleted { tenant: s(T) },
-            Request::GetDeleted { tenant: s(T), id: s("x") },
-            Request::RestoreDeleted { tenant: s(T), id: s("x"), new_upn: Some(s("n@b.c")) },
-            Request::PurgeDeleted { tenant: s(T), id: s("x") },
-            Request::PurgeExpired { tenants: vec![s(T), s("fabrikam")] },
+            Request::GetDeleted {
+                tenant: s(T),
+                id: s("x"),
+            },
+            Request::RestoreDeleted {
+                tenant: s(T),
+                id: s("x"),
+                new_upn: Some(s("n@b.c")),
+            },
+            Request::PurgeDeleted {
+                tenant: s(T),
+                id: s("x"),
+            },
+            Request::PurgeExpired {
+                tenants: vec![s(T), s("fabrikam")],
+            },
             Request::Grant {
                 tenant: s(T),
                 principal: s("p"),
@@ -358,12 +404,33 @@ mod tests {
                 action: s("*"),
                 effect: Effect::Deny,
             },
-            Request::Revoke { tenant: s(T), principal: s("p"), resource: s("r"), action: s("read") },
-            Request::ListGrants { tenant: s(T), principal: None },
-            Request::CheckAccess { tenant: s(T), user: s("u"), resource: s("r"), action: s("read") },
-            Request::CreateTenant { name: s(T), partition: Some(2) },
+            Request::Revoke {
+                tenant: s(T),
+                principal: s("p"),
+                resource: s("r"),
+                action: s("read"),
+            },
+            Request::ListGrants {
+                tenant: s(T),
+                principal: None,
+            },
+            Request::CheckAccess {
+                tenant: s(T),
+                user: s("u"),
+                resource: s("r"),
+                action: s("read"),
+            },
+            Request::CreateTenant {
+                name: s(T),
+                partition: Some(2),
+            },
             Request::ListAudit { partition: 1 },
-            Request::RecordAudit { partition: 0, op: s("sync"), targets: vec![s("p0")], outcome: s("ok") },
+            Request::RecordAudit {
+                partition: 0,
+                op: s("sync"),
+                targets: vec![s("p0")],
+                outcome: s("ok"),
+            },
             Request::RestoreFromBackup {
                 tenant: s(T),
                 backup: s("20261201T000000Z"),
@@ -419,7 +486,14 @@ mod tests {
             reason: "allowed by the grant to x".into(),
             principals_checked: 3,
         };
-        let record = Record::new("2026-12-01T10:00:00Z", "ada", "user.create", vec!["x".into()], "ok", "c");
+        let record = Record::new(
+            "2026-12-01T10:00:00Z",
+            "ada",
+            "user.create",
+            vec!["x".into()],
+            "ok",
+            "c",
+        );
         vec![
             Reply::Object(obj()),
             Reply::Objects(vec![obj(), obj()]),
@@ -436,10 +510,16 @@ mod tests {
             Reply::Grant(obj()),
             Reply::Grants(vec![obj()]),
             Reply::Decision(decision),
-            Reply::Tenant { record: obj(), partition: 2 },
+            Reply::Tenant {
+                record: obj(),
+                partition: 2,
+            },
             Reply::AuditRecords(vec![record]),
             Reply::AuditRecorded,
-            Reply::RestoredFromBackup { object: obj(), skipped: vec!["member m".into()] },
+            Reply::RestoredFromBackup {
+                object: obj(),
+                skipped: vec!["member m".into()],
+            },
         ]
     }
 
@@ -501,7 +581,11 @@ mod tests {
         }
         for p in [
             Progress::Checked { token: token() },
-            Progress::Committed { through_line: 9, objects: 2, token: token() },
+            Progress::Committed {
+                through_line: 9,
+                objects: 2,
+                token: token(),
+            },
         ] {
             round_trips(&p);
         }
@@ -516,11 +600,21 @@ mod tests {
 
     #[test]
     fn requests_are_tagged_in_camel_case() {
-        let v = serde_json::to_value(Request::ListMembers { tenant: T.into(), group: "g".into() })
-            .expect("json");
-        assert_eq!(v, json!({"request": "listMembers", "tenant": T, "group": "g"}));
-        let v = serde_json::to_value(Request::RestoreDeleted { tenant: T.into(), id: "x".into(), new_upn: None })
-            .expect("json");
+        let v = serde_json::to_value(Request::ListMembers {
+            tenant: T.into(),
+            group: "g".into(),
+        })
+        .expect("json");
+        assert_eq!(
+            v,
+            json!({"request": "listMembers", "tenant": T, "group": "g"})
+        );
+        let v = serde_json::to_value(Request::RestoreDeleted {
+            tenant: T.into(),
+            id: "x".into(),
+            new_upn: None,
+        })
+        .expect("json");
         assert_eq!(v["newUpn"], Value::Null);
         assert!(v.as_object().is_some_and(|m| m.contains_key("newUpn")));
     }
@@ -541,7 +635,11 @@ mod tests {
             );
             assert_eq!(r.audit_op().is_none(), read, "{r:?}");
         }
-        let create = Request::CreateObject { tenant: T.into(), object_type: ObjectType::ServicePrincipal, fields: obj() };
+        let create = Request::CreateObject {
+            tenant: T.into(),
+            object_type: ObjectType::ServicePrincipal,
+            fields: obj(),
+        };
         assert_eq!(create.audit_op().as_deref(), Some("sp.create"));
     }
 }

@@ -82,7 +82,9 @@ fn rebuild(g: &Global, ctx: &mut Ctx, name: &str) -> Result<()> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let reports = ctx.cluster_mut().rebuild_datacenter(name, &mut |k| bar.inc(k))?;
+    let reports = ctx
+        .cluster_mut()
+        .rebuild_datacenter(name, &mut |k| bar.inc(k))?;
     bar.finish_and_clear();
     let rows: Vec<_> = reports
         .iter()

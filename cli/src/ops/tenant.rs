@@ -32,9 +32,16 @@ pub fn tenant(g: &Global, c: TenantCmd) -> Result<()> {
                 })?;
             let token = reply::token(r.token)?;
             let Reply::Tenant { record, partition } = r.reply else {
-                return Err(anyhow::anyhow!("the directory answered {:?} to a tenant create", r.reply));
+                return Err(anyhow::anyhow!(
+                    "the directory answered {:?} to a tenant create",
+                    r.reply
+                ));
             };
-            let id = record.get("id").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+            let id = record
+                .get("id")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             output::emit(
                 g.output,
                 &json!({"tenant": record, "name": name, "partition": partition, "replicaToken": token}),

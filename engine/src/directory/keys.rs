@@ -14,7 +14,6 @@ pub(crate) const K_GRANT: u8 = 0x07;
 pub(crate) const K_AUDIT: u8 = 0x08;
 pub(crate) const K_AUDIT_HEAD: u8 = 0x09;
 
-
 thread_local! {
     /// The tenant ID parsed last: nearly every key one command builds is in one tenant, and
     /// parsing the ID costs a point read about a tenth of its time.

@@ -159,9 +159,8 @@ pub(crate) fn claim_upn(
     let prev = t.get(&ukey)?;
     if let Some(owner) = &prev {
         if owner != id.as_bytes() {
-            let owner = Uuid::from_slice(owner).map_err(|_| {
-                Error::Corrupt(format!("UPN index entry for {upn} is not an ID"))
-            })?;
+            let owner = Uuid::from_slice(owner)
+                .map_err(|_| Error::Corrupt(format!("UPN index entry for {upn} is not an ID")))?;
             return Err(Error::Conflict(format!(
                 "userPrincipalName {upn} is already taken by user {owner}"
             )));
@@ -334,10 +333,7 @@ pub fn delete(
         );
         tomb.insert(
             "members".into(),
-            members
-                .iter()
-                .map(|m| Value::from(m.to_string()))
-                .collect(),
+            members.iter().map(|m| Value::from(m.to_string())).collect(),
         );
         t.put(key(K_TOMBSTONE, tenant, &[id.as_bytes()])?, encode(&tomb))?;
     }

@@ -305,4 +305,3 @@ pub(crate) fn check_fields(
     }
     Ok(())
 }
-

@@ -10,19 +10,17 @@ use crate::request::{Note, Reply, Response};
 
 pub(super) fn list(d: &mut Embedded, partition: u32) -> Result<Response> {
     let part = d.cluster.topology().partition(partition)?.clone();
-    let copies = d
-        .cluster
-        .at_every_replica(partition, |r| {
-            let last = r.last()?;
-            let unsettled_primary =
-                r.identity().datacenter == part.primary && last.lsn > r.commit_lsn()?;
-            let settled = !part.diverged(last) && !unsettled_primary;
-            Ok(if settled {
-                Some(audit::last_seq(r)?)
-            } else {
-                None
-            })
-        })?;
+    let copies = d.cluster.at_every_replica(partition, |r| {
+        let last = r.last()?;
+        let unsettled_primary =
+            r.identity().datacenter == part.primary && last.lsn > r.commit_lsn()?;
+        let settled = !part.diverged(last) && !unsettled_primary;
+        Ok(if settled {
+            Some(audit::last_seq(r)?)
+        } else {
+            None
+        })
+    })?;
     let primary_read = copies
         .iter()
         .any(|(dc, c)| *dc == part.primary && matches!(c, Ok(Some(_))));
@@ -80,7 +78,10 @@ mod tests {
         assert_eq!(best.as_deref(), Some("c"));
         assert_eq!(
             why,
-            vec!["b: holds entries not yet committed".to_string(), "e: down".to_string()]
+            vec![
+                "b: holds entries not yet committed".to_string(),
+                "e: down".to_string()
+            ]
         );
         assert_eq!(most_complete(Vec::new()).0, None);
     }

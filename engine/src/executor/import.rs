@@ -32,18 +32,16 @@ pub(super) fn import(
     let targets = vec![tenant.to_string(), file.to_string()];
     // The ops of the whole file, cut at batch boundaries: what the batches write (refused,
     // nothing written, if another writer got to the partition in between).
-    let staged = d
-        .cluster
-        .write(partition, env.datacenter.as_deref(), |r| {
-            let mut t = Txn::new(r);
-            let mut ends = Vec::new();
-            let mut made = Vec::with_capacity(lines.len());
-            for chunk in lines.chunks(batch_size) {
-                stage(&mut t, &tid, chunk, &now, file, &mut made)?;
-                ends.push(t.op_count());
-            }
-            Ok((Vec::new(), (t.into_ops(), ends)))
-        });
+    let staged = d.cluster.write(partition, env.datacenter.as_deref(), |r| {
+        let mut t = Txn::new(r);
+        let mut ends = Vec::new();
+        let mut made = Vec::with_capacity(lines.len());
+        for chunk in lines.chunks(batch_size) {
+            stage(&mut t, &tid, chunk, &now, file, &mut made)?;
+            ends.push(t.op_count());
+        }
+        Ok((Vec::new(), (t.into_ops(), ends)))
+    });
     let ((ops, ends), at) = match staged {
         Ok(s) => s,
         Err(e) => {
@@ -72,7 +70,10 @@ pub(super) fn import(
         partition,
         env.datacenter.as_deref(),
         Some(at.lsn),
-        batches.into_iter().zip(lines.chunks(batch_size)).enumerate(),
+        batches
+            .into_iter()
+            .zip(lines.chunks(batch_size))
+            .enumerate(),
         |r, (i, (mut ops, chunk))| {
             if i + 1 == chunks {
                 if let Some(rec) = record.take() {
@@ -131,8 +132,7 @@ fn stage(
 ) -> Result<()> {
     for l in lines {
         let at = |e: Error| at_line(e, file, l.number, made);
-        let obj =
-            directory::create(t, tid, l.object_type, l.fields.clone(), now).map_err(at)?;
+        let obj = directory::create(t, tid, l.object_type, l.fields.clone(), now).map_err(at)?;
         let id = obj
             .get("id")
             .and_then(Value::as_str)
@@ -179,6 +179,9 @@ mod tests {
             prev: None,
         };
         let batches = cut((0..5).map(op).collect(), vec![2, 2, 5]);
-        assert_eq!(batches, vec![vec![op(0), op(1)], vec![], vec![op(2), op(3), op(4)]]);
+        assert_eq!(
+            batches,
+            vec![vec![op(0), op(1)], vec![], vec![op(2), op(3), op(4)]]
+        );
     }
 }

@@ -63,7 +63,9 @@ fn read(d: &mut Embedded, env: &Envelope, req: Request) -> Result<Response> {
             Request::ListObjects { object_type, .. } => {
                 Reply::Objects(directory::list(r, tid, *object_type)?)
             }
-            Request::ListMembers { group, .. } => Reply::Objects(directory::members(r, tid, group)?),
+            Request::ListMembers { group, .. } => {
+                Reply::Objects(directory::members(r, tid, group)?)
+            }
             Request::ListDeleted { .. } => Reply::Tombstones(recycle::list(r, tid, now)?),
             Request::GetDeleted { id, .. } => Reply::Tombstone(recycle::get(r, tid, id, now)?),
             Request::ListGrants { principal, .. } => {
@@ -117,7 +119,10 @@ fn write(d: &mut Embedded, env: &Envelope, req: Request) -> Result<Response> {
                 id,
                 patch,
                 ..
-            } => by_object_id(targets, directory::update(t, &tid, object_type, &id, patch)?),
+            } => by_object_id(
+                targets,
+                directory::update(t, &tid, object_type, &id, patch)?,
+            ),
             Request::DeleteObject {
                 object_type, id, ..
             } => by_object_id(
