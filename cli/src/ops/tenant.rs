@@ -51,17 +51,19 @@ pub fn tenant(g: &Global, c: TenantCmd) -> Result<()> {
             )
         }
         TenantCmd::List => {
-            let t = ctx.cluster_mut().topology();
-            let list: Vec<_> = t
-                .tenants
+            let mut placed = Vec::new();
+            for name in ctx.tenant_names() {
+                let (id, partition) = ctx.tenant_partition(&name)?;
+                placed.push((name, id, partition));
+            }
+            let list: Vec<_> = placed
                 .iter()
-                .map(|(n, p)| json!({"name": n, "id": p.id, "partition": p.partition}))
+                .map(|(n, id, p)| json!({"name": n, "id": id, "partition": p}))
                 .collect();
             output::emit(g.output, &json!(list), || {
-                let rows: Vec<_> = t
-                    .tenants
+                let rows: Vec<_> = placed
                     .iter()
-                    .map(|(n, p)| vec![n.clone(), p.id.clone(), p.partition.to_string()])
+                    .map(|(n, id, p)| vec![n.clone(), id.clone(), p.to_string()])
                     .collect();
                 output::table(&["name", "id", "partition"], &rows)
             })
