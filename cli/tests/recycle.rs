@@ -104,7 +104,11 @@ fn soft_delete_restores_same_id_attributes_and_memberships_at_29_days_23_hours()
     );
     assert_eq!(v["object"]["id"], Value::from(ada.clone()));
     assert_eq!(v["object"]["jobTitle"], "Analyst");
-    assert!(v["object"].get("deletedDateTime").is_none());
+    assert!(v["object"]
+        .as_object()
+        .unwrap()
+        .get("deletedDateTime")
+        .is_none());
     assert_eq!(member_ids(&c, &eng), vec![ada.clone()]);
     let skipped = v["skippedMemberships"].as_array().unwrap();
     assert_eq!(skipped.len(), 1, "{v}");
