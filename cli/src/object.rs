@@ -98,32 +98,7 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: GroupVerb) 
                 .with_context(|| format!("delete {} {id}", ty.noun()))?;
             written(out, r)
         }
-        GroupVerb::Object(ObjectVerb::Get { id }) => {
-            let r = ctx
-                .execute(Request::GetObject {
-                    tenant,
-                    object_type,
-                    id: id.clone(),
-                })
-                .with_context(|| format!("get {} {id}", ty.noun()))?;
-            let (obj, served) = (reply::object(r.reply)?, reply::served_by(r.served_by)?);
-            // Graph's shape: the object's own fields, geodir's metadata as an OData
-            // instance annotation.
-            let mut doc = obj.clone();
-            doc.insert("@geodir.servedBy".into(), json!(served));
-            output::emit(out, &Value::Object(doc), || {
-                output::object(
-                    &obj,
-                    &[(
-                        "servedBy",
-                        format!(
-                            "{} (term {}, lsn {})",
-                            served.datacenter, served.term, served.lsn
-                        ),
-                    )],
-                )
-            })
-        }
+        GroupVerb::Object(ObjectVerb::Get { id }) => get(&mut ctx, out, tenant, ty, &id),
         GroupVerb::Object(ObjectVerb::List) => {
             let r = ctx
                 .execute(Request::ListObjects {
@@ -169,6 +144,35 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: GroupVerb) 
             membership(out, "removed", &group, &member, &reply::token(r.token)?)
         }
     }
+}
+
+/// `get`: the object as Graph returns it, with the replica that served it.
+fn get(ctx: &mut Ctx, out: Output, tenant: String, ty: ObjectType, id: &str) -> Result<()> {
+    let object_type = ty;
+    let r = ctx
+        .execute(Request::GetObject {
+            tenant,
+            object_type,
+            id: id.to_string(),
+        })
+        .with_context(|| format!("get {} {id}", ty.noun()))?;
+    let (obj, served) = (reply::object(r.reply)?, reply::served_by(r.served_by)?);
+    // Graph's shape: the object's own fields, geodir's metadata as an OData
+    // instance annotation.
+    let mut doc = obj.clone();
+    doc.insert("@geodir.servedBy".into(), json!(served));
+    output::emit(out, &Value::Object(doc), || {
+        output::object(
+            &obj,
+            &[(
+                "servedBy",
+                format!(
+                    "{} (term {}, lsn {})",
+                    served.datacenter, served.term, served.lsn
+                ),
+            )],
+        )
+    })
 }
 
 fn written(out: Output, r: Response) -> Result<()> {

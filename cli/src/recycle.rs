@@ -8,7 +8,7 @@ use engine::request::Request;
 use serde_json::{json, Value};
 
 use crate::context::{confirm, Ctx};
-use crate::opt::{DeletedCmd, Global};
+use crate::opt::{DeletedCmd, Global, Output};
 use crate::output;
 use crate::reply;
 
@@ -27,41 +27,7 @@ pub fn run(g: &Global, c: DeletedCmd) -> Result<()> {
         DeletedCmd::List {
             tenant,
             object_type,
-        } => {
-            let ty = object_type.as_deref().map(ObjectType::parse).transpose()?;
-            let tenants: Vec<String> = match tenant {
-                Some(t) => vec![t],
-                None => ctx.tenant_names(),
-            };
-            let mut rows = Vec::new();
-            let mut all = Vec::new();
-            for name in tenants {
-                ctx.tenant_partition(&name)?;
-                let r = ctx
-                    .execute(Request::ListDeleted {
-                        tenant: name.clone(),
-                    })
-                    .with_context(|| format!("list deleted objects of tenant {name}"))?;
-                let tombs = reply::tombstones(r.reply)?;
-                for t in tombs
-                    .into_iter()
-                    .filter(|t| ty.is_none() || t.object_type() == ty)
-                {
-                    let mut row = output::cells(&t.object, &COLUMNS);
-                    row.push(name.clone());
-                    row.push(if t.expired { "expired" } else { "restorable" }.into());
-                    rows.push(row);
-                    let mut v = t.to_json();
-                    v["tenant"] = Value::from(name.clone());
-                    all.push(v);
-                }
-            }
-            let mut cols = COLUMNS.to_vec();
-            cols.extend(["tenant", "state"]);
-            output::emit(out, &json!({"deleted": all}), || {
-                output::table(&cols, &rows)
-            })
-        }
+        } => list(&mut ctx, out, tenant, object_type),
         DeletedCmd::Get { id, tenant } => {
             ctx.tenant_partition(&tenant)?;
             let r = ctx
@@ -121,31 +87,76 @@ pub fn run(g: &Global, c: DeletedCmd) -> Result<()> {
                 format!("purged {} for good\nreplicaToken  {token}\n", ids.join(" "))
             })
         }
-        DeletedCmd::PurgeExpired { tenant, yes } => {
-            confirm(yes, "purge-expired")?;
-            let mut by_partition: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-            let tenants: Vec<String> = match tenant {
-                Some(t) => vec![t],
-                None => ctx.tenant_names(),
-            };
-            for name in tenants {
-                let (_, partition) = ctx.tenant_partition(&name)?;
-                by_partition.entry(partition).or_default().push(name);
-            }
-            let mut purged = Vec::new();
-            for (partition, tenants) in by_partition {
-                let r = ctx
-                    .execute(Request::PurgeExpired { tenants })
-                    .with_context(|| format!("purge expired objects on partition {partition}"))?;
-                purged.extend(reply::purged(r.reply)?);
-            }
-            output::emit(out, &json!({"purged": purged}), || {
-                let mut s = format!("purged {} expired deleted object(s)\n", purged.len());
-                for id in &purged {
-                    s.push_str(&format!("  {id}\n"));
-                }
-                s
+        DeletedCmd::PurgeExpired { tenant, yes } => purge_expired(&mut ctx, out, tenant, yes),
+    }
+}
+
+/// `deleted list`: the recycle bin of one tenant, or of every tenant.
+fn list(
+    ctx: &mut Ctx,
+    out: Output,
+    tenant: Option<String>,
+    object_type: Option<String>,
+) -> Result<()> {
+    let ty = object_type.as_deref().map(ObjectType::parse).transpose()?;
+    let tenants: Vec<String> = match tenant {
+        Some(t) => vec![t],
+        None => ctx.tenant_names(),
+    };
+    let mut rows = Vec::new();
+    let mut all = Vec::new();
+    for name in tenants {
+        ctx.tenant_partition(&name)?;
+        let r = ctx
+            .execute(Request::ListDeleted {
+                tenant: name.clone(),
             })
+            .with_context(|| format!("list deleted objects of tenant {name}"))?;
+        let tombs = reply::tombstones(r.reply)?;
+        for t in tombs
+            .into_iter()
+            .filter(|t| ty.is_none() || t.object_type() == ty)
+        {
+            let mut row = output::cells(&t.object, &COLUMNS);
+            row.push(name.clone());
+            row.push(if t.expired { "expired" } else { "restorable" }.into());
+            rows.push(row);
+            let mut v = t.to_json();
+            v["tenant"] = Value::from(name.clone());
+            all.push(v);
         }
     }
+    let mut cols = COLUMNS.to_vec();
+    cols.extend(["tenant", "state"]);
+    output::emit(out, &json!({"deleted": all}), || {
+        output::table(&cols, &rows)
+    })
+}
+
+/// `deleted purge-expired`: one request (one log entry) per partition.
+fn purge_expired(ctx: &mut Ctx, out: Output, tenant: Option<String>, yes: bool) -> Result<()> {
+    confirm(yes, "purge-expired")?;
+    let mut by_partition: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    let tenants: Vec<String> = match tenant {
+        Some(t) => vec![t],
+        None => ctx.tenant_names(),
+    };
+    for name in tenants {
+        let (_, partition) = ctx.tenant_partition(&name)?;
+        by_partition.entry(partition).or_default().push(name);
+    }
+    let mut purged = Vec::new();
+    for (partition, tenants) in by_partition {
+        let r = ctx
+            .execute(Request::PurgeExpired { tenants })
+            .with_context(|| format!("purge expired objects on partition {partition}"))?;
+        purged.extend(reply::purged(r.reply)?);
+    }
+    output::emit(out, &json!({"purged": purged}), || {
+        let mut s = format!("purged {} expired deleted object(s)\n", purged.len());
+        for id in &purged {
+            s.push_str(&format!("  {id}\n"));
+        }
+        s
+    })
 }
