@@ -2,8 +2,9 @@
 
 use anyhow::{Context as _, Result};
 use engine::cluster::Cluster;
-use engine::topology::parse_datacenter;
+use engine::topology::{parse_datacenter, Topology};
 use engine::Error;
+use serde_json::{json, Value};
 
 use crate::context::cluster_root;
 use crate::opt::{Global, InitArgs};
@@ -31,7 +32,7 @@ pub fn init(g: &Global, a: InitArgs) -> Result<()> {
         .collect::<engine::Result<Vec<_>>>()?;
     let t = Cluster::init(&root, dcs, a.partitions)
         .with_context(|| format!("init cluster in {}", root.display()))?;
-    output::emit(g.output, &serde_json::to_value(&t)?, || {
+    output::emit(g.output, &topology_json(&t), || {
         let rows: Vec<_> = t
             .partitions
             .iter()
@@ -52,5 +53,31 @@ pub fn init(g: &Global, a: InitArgs) -> Result<()> {
             t.partitions.len(),
             output::table(&["partition", "primary", "sync standby", "term"], &rows)
         )
+    })
+}
+
+/// The new cluster's topology as `--output json` shows it: Graph's camelCase, like every
+/// other document dirctl prints (cluster.json keeps its own, versioned field names).
+fn topology_json(t: &Topology) -> Value {
+    let partitions: Vec<Value> = t
+        .partitions
+        .iter()
+        .map(|p| {
+            let starts: Vec<Value> = p
+                .term_starts
+                .iter()
+                .map(|s| json!({"term": s.term, "firstLsn": s.first_lsn}))
+                .collect();
+            json!({"id": p.id, "primary": p.primary, "term": p.term,
+                   "syncStandby": p.sync_standby, "termStarts": starts})
+        })
+        .collect();
+    json!({
+        "format": t.format,
+        "clusterId": t.cluster_id,
+        "generation": t.generation,
+        "datacenters": t.datacenters,
+        "partitions": partitions,
+        "tenants": t.tenants,
     })
 }
