@@ -357,3 +357,97 @@ impl Embedded {
 pub(crate) fn refused(e: &Error) -> bool {
     matches!(e, Error::Invalid(_))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::directory::ObjectType;
+
+    fn fields(v: serde_json::Value) -> Object {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn audit_targets_start_as_the_client_named_them() {
+        let t = || "contoso".to_string();
+        let cases: Vec<(Request, Vec<&str>)> = vec![
+            (
+                Request::CreateObject {
+                    tenant: t(),
+                    object_type: ObjectType::User,
+                    fields: fields(json!({"displayName": "Ada", "userPrincipalName": "ada@c.com"})),
+                },
+                vec!["ada@c.com"],
+            ),
+            (
+                Request::CreateObject {
+                    tenant: t(),
+                    object_type: ObjectType::Group,
+                    fields: fields(json!({"displayName": "Finance"})),
+                },
+                vec!["Finance"],
+            ),
+            (
+                Request::CreateObject {
+                    tenant: t(),
+                    object_type: ObjectType::Device,
+                    fields: Object::new(),
+                },
+                vec![],
+            ),
+            (
+                Request::AddMember {
+                    tenant: t(),
+                    group: "g".into(),
+                    member: "m".into(),
+                },
+                vec!["g", "m"],
+            ),
+            (
+                Request::Revoke {
+                    tenant: t(),
+                    principal: "p".into(),
+                    resource: "r".into(),
+                    action: "*".into(),
+                },
+                vec!["p", "r"],
+            ),
+            (
+                Request::PurgeExpired {
+                    tenants: vec![t(), "fabrikam".into()],
+                },
+                vec!["contoso", "fabrikam"],
+            ),
+            (
+                Request::RestoreFromBackup {
+                    tenant: t(),
+                    backup: "2026-12-01".into(),
+                    checkpoint: "/x".into(),
+                    id: "i".into(),
+                },
+                vec!["i", "2026-12-01"],
+            ),
+        ];
+        for (req, want) in cases {
+            assert_eq!(initial_targets(&req), want, "{req:?}");
+        }
+    }
+
+    #[test]
+    fn only_malformed_input_is_refused_without_a_record() {
+        assert!(refused(&Error::Invalid("x".into())));
+        for e in [
+            Error::NotFound("x".into()),
+            Error::Conflict("x".into()),
+            Error::Unavailable("x".into()),
+            Error::OutcomeUnknown("x".into()),
+            Error::Corrupt("x".into()),
+            Error::Fenced("x".into()),
+            Error::Storage("x".into()),
+        ] {
+            assert!(!refused(&e), "{e:?}");
+        }
+    }
+}
