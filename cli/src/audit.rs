@@ -14,13 +14,7 @@ use crate::reply;
 pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
     let mut ctx = Ctx::open(g)?;
     let out = ctx.output;
-    let partitions: Vec<u32> = ctx
-        .cluster()
-        .topology()
-        .partitions
-        .iter()
-        .map(|p| p.id)
-        .collect();
+    let partitions = ctx.partition_ids();
     match c {
         AuditCmd::List {
             since,

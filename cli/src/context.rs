@@ -118,18 +118,18 @@ impl Ctx {
         Ok(s.datacenter.clone())
     }
 
-    /// The cluster itself, for cluster administration (init, status, sync, failover, dc,
-    /// backup): directory operations go through `execute`.
-    pub fn cluster(&self) -> &Cluster {
-        self.dir.cluster()
-    }
-
+    /// The cluster itself, for cluster administration (status, sync, failover, dc, backup,
+    /// audit verify): directory operations go through `execute`.
     pub fn cluster_mut(&mut self) -> &mut Cluster {
         self.dir.cluster_mut()
     }
 
     pub fn tenant_names(&self) -> Vec<String> {
         self.dir.tenant_names()
+    }
+
+    pub fn partition_ids(&self) -> Vec<u32> {
+        self.dir.partition_ids()
     }
 
     pub fn tenant_partition(&self, tenant: &str) -> Result<(String, u32)> {

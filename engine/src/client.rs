@@ -14,6 +14,8 @@ pub trait Directory {
     fn placement(&self, tenant: &str) -> Result<TenantPlacement>;
     /// Every tenant's name, in name order.
     fn tenant_names(&self) -> Vec<String>;
+    /// Every partition's id (an audit query asks each).
+    fn partition_ids(&self) -> Vec<u32>;
     /// The datacenter nearest the client's region (a new session's affinity).
     fn nearest_datacenter(&self) -> Result<String>;
     /// How much of a session token's history the partition still holds (less than its lsn
@@ -69,6 +71,15 @@ impl Directory for Embedded {
 
     fn tenant_names(&self) -> Vec<String> {
         self.cluster.topology().tenants.keys().cloned().collect()
+    }
+
+    fn partition_ids(&self) -> Vec<u32> {
+        self.cluster
+            .topology()
+            .partitions
+            .iter()
+            .map(|p| p.id)
+            .collect()
     }
 
     fn nearest_datacenter(&self) -> Result<String> {
