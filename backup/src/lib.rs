@@ -134,6 +134,7 @@ pub fn create(
 
 /// One backup found in a backups folder.
 #[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Listed {
     pub id: String,
     pub path: PathBuf,
@@ -423,6 +424,7 @@ fn build_root(x: &Extracted, root: &Path, topology: &Topology) -> Result<()> {
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Restored {
     pub root: PathBuf,
     pub cluster_id: String,

@@ -1,19 +1,20 @@
 //! `dirctl access grant|revoke|list|check`: access grants. Checks are reads (secondaries).
 
 use anyhow::{Context as _, Result};
-use engine::access::{self, Effect};
+use engine::access::Effect;
+use engine::request::Request;
 use serde_json::json;
 
 use crate::context::Ctx;
 use crate::opt::{AccessCmd, Global};
 use crate::output;
+use crate::reply;
 
 const COLUMNS: [&str; 5] = ["principal", "principalType", "resource", "action", "effect"];
 
 pub fn run(g: &Global, c: AccessCmd) -> Result<()> {
     let mut ctx = Ctx::open(g)?;
     let out = ctx.output;
-    let now = ctx.cluster.clock().now_graph();
     match c {
         AccessCmd::Grant {
             tenant,
@@ -24,13 +25,17 @@ pub fn run(g: &Global, c: AccessCmd) -> Result<()> {
             action,
         } => {
             let effect = if deny { Effect::Deny } else { Effect::Allow };
-            let (tid, partition) = ctx.tenant_partition(&tenant)?;
-            let targets = vec![principal.clone(), resource.clone()];
-            let (grant, token) = ctx
-                .audited_write(partition, "access.grant", targets, |t, _| {
-                    access::grant(t, &tid, &principal, &resource, &action, effect, &now)
+            ctx.tenant_partition(&tenant)?;
+            let r = ctx
+                .execute(Request::Grant {
+                    tenant,
+                    principal: principal.clone(),
+                    resource: resource.clone(),
+                    action,
+                    effect,
                 })
                 .with_context(|| format!("grant {principal} on {resource}"))?;
+            let (grant, token) = (reply::object(r.reply)?, reply::token(r.token)?);
             output::emit(out, &json!({"grant": grant, "replicaToken": token}), || {
                 output::object(&grant, &[("replicaToken", token.to_string())])
             })
@@ -41,13 +46,16 @@ pub fn run(g: &Global, c: AccessCmd) -> Result<()> {
             resource,
             action,
         } => {
-            let (tid, partition) = ctx.tenant_partition(&tenant)?;
-            let targets = vec![principal.clone(), resource.clone()];
-            let (grant, token) = ctx
-                .audited_write(partition, "access.revoke", targets, |t, _| {
-                    access::revoke(t, &tid, &principal, &resource, &action)
+            ctx.tenant_partition(&tenant)?;
+            let r = ctx
+                .execute(Request::Revoke {
+                    tenant,
+                    principal: principal.clone(),
+                    resource: resource.clone(),
+                    action,
                 })
                 .with_context(|| format!("revoke the grant of {principal} on {resource}"))?;
+            let (grant, token) = (reply::object(r.reply)?, reply::token(r.token)?);
             output::emit(
                 out,
                 &json!({"revoked": grant, "replicaToken": token}),
@@ -55,10 +63,11 @@ pub fn run(g: &Global, c: AccessCmd) -> Result<()> {
             )
         }
         AccessCmd::List { tenant, principal } => {
-            let (tid, partition) = ctx.tenant_partition(&tenant)?;
-            let (grants, _) = ctx
-                .read(partition, |r| access::list(r, &tid, principal.as_deref()))
+            ctx.tenant_partition(&tenant)?;
+            let r = ctx
+                .execute(Request::ListGrants { tenant, principal })
                 .context("list grants")?;
+            let grants = reply::objects(r.reply)?;
             let rows: Vec<_> = grants.iter().map(|g| output::cells(g, &COLUMNS)).collect();
             output::emit(out, &json!({"grants": grants}), || {
                 output::table(&COLUMNS, &rows)
@@ -70,12 +79,16 @@ pub fn run(g: &Global, c: AccessCmd) -> Result<()> {
             resource,
             action,
         } => {
-            let (tid, partition) = ctx.tenant_partition(&tenant)?;
-            let (d, served) = ctx
-                .read(partition, |r| {
-                    access::check(r, &tid, &user, &resource, &action)
+            ctx.tenant_partition(&tenant)?;
+            let r = ctx
+                .execute(Request::CheckAccess {
+                    tenant,
+                    user: user.clone(),
+                    resource: resource.clone(),
+                    action,
                 })
                 .with_context(|| format!("check {user} on {resource}"))?;
+            let (d, served) = (reply::decision(r.reply)?, reply::served_by(r.served_by)?);
             let answer = if d.allowed { "allowed" } else { "denied" };
             output::emit(
                 out,

@@ -2,242 +2,208 @@
 
 use anyhow::{Context as _, Result};
 use engine::audit;
+use engine::request::Request;
 use engine::Error;
 use serde_json::json;
 
 use crate::context::Ctx;
-use crate::opt::{AuditCmd, Global};
+use crate::opt::{AuditCmd, Global, Output};
 use crate::output;
+use crate::reply;
 
 pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
     let mut ctx = Ctx::open(g)?;
     let out = ctx.output;
-    let partitions: Vec<u32> = ctx
-        .cluster
-        .topology()
-        .partitions
-        .iter()
-        .map(|p| p.id)
-        .collect();
+    let partitions = ctx.partition_ids();
     match c {
         AuditCmd::List {
             since,
             by,
             target,
             op,
-        } => {
-            let since = since
-                .map(|s| engine::clock::Clock::fixed(&s).map(|c| c.now()))
-                .transpose()
-                .context("--since")?;
-            // An auditor wants every record: each partition's most complete copy, not the
-            // nearest secondary's (which may lag). A copy holding entries not yet committed
-            // (a fenced tail, a primary's unsettled ones) does not count.
-            let mut all = Vec::new();
-            for p in partitions {
-                let part = ctx.cluster.topology().partition(p)?.clone();
-                let copies = ctx
-                    .cluster
-                    .at_every_replica(p, |r| {
-                        let last = r.last()?;
-                        let unsettled_primary =
-                            r.identity().datacenter == part.primary && last.lsn > r.commit_lsn()?;
-                        let settled = !part.diverged(last) && !unsettled_primary;
-                        Ok(if settled {
-                            Some(audit::last_seq(r)?)
-                        } else {
-                            None
-                        })
-                    })
-                    .with_context(|| format!("read the audit records of partition {p}"))?;
-                let mut why = Vec::new();
-                let mut best: Option<(String, u64)> = None;
-                let primary_read = copies
-                    .iter()
-                    .any(|(dc, c)| *dc == part.primary && matches!(c, Ok(Some(_))));
-                for (dc, copy) in copies {
-                    match copy {
-                        Ok(Some(n)) if best.as_ref().is_none_or(|(_, b)| n > *b) => {
-                            best = Some((dc, n))
+        } => list(&mut ctx, out, partitions, since, by, target, op),
+        AuditCmd::Verify => verify(&mut ctx, out, partitions),
+    }
+}
+
+/// `audit list`: every partition's records, filtered.
+fn list(
+    ctx: &mut Ctx,
+    out: Output,
+    partitions: Vec<u32>,
+    since: Option<String>,
+    by: Option<String>,
+    target: Option<String>,
+    op: Option<String>,
+) -> Result<()> {
+    let since = since
+        .map(|s| engine::clock::Clock::fixed(&s).map(|c| c.now()))
+        .transpose()
+        .context("--since")?;
+    // An auditor wants every record: each partition's most complete copy.
+    let mut all = Vec::new();
+    for p in partitions {
+        let r = ctx
+            .execute(Request::ListAudit { partition: p })
+            .with_context(|| format!("read the audit records of partition {p}"))?;
+        all.extend(reply::audit_records(r.reply)?.into_iter().map(|r| (p, r)));
+    }
+    all.retain(|(_, r)| {
+        since.is_none_or(|s| chrono::DateTime::parse_from_rfc3339(&r.time).is_ok_and(|t| t >= s))
+            && by.as_ref().is_none_or(|a| *a == r.actor)
+            && op.as_ref().is_none_or(|o| *o == r.op)
+            && target.as_ref().is_none_or(|t| r.targets.contains(t))
+    });
+    all.sort_by(|(pa, a), (pb, b)| (&a.time, pa, a.seq).cmp(&(&b.time, pb, b.seq)));
+    let records: Vec<_> = all
+        .iter()
+        .map(|(p, r)| {
+            let mut v = json!(r);
+            v["partition"] = json!(p);
+            v
+        })
+        .collect();
+    output::emit(out, &json!({"records": records}), || {
+        let rows: Vec<_> = all
+            .iter()
+            .map(|(p, r)| {
+                vec![
+                    r.time.clone(),
+                    format!("{p}/{}", r.seq),
+                    r.actor.clone(),
+                    r.op.clone(),
+                    r.targets.join(","),
+                    r.outcome.clone(),
+                ]
+            })
+            .collect();
+        output::table(
+            &["time", "partition/seq", "actor", "op", "targets", "outcome"],
+            &rows,
+        )
+    })
+}
+
+/// `audit verify`: every replica's copy walked and compared with the primary's. It reads
+/// every copy, so it is a cluster-level operation, not a directory request.
+fn verify(ctx: &mut Ctx, out: Output, partitions: Vec<u32>) -> Result<()> {
+    // Every replica's copy is walked, and compared with the primary's: a record
+    // changed at any one datacenter is found, whichever one a read would reach.
+    let mut rows = Vec::new();
+    let mut broken = Vec::new();
+    let mut unchecked = Vec::new();
+    for p in partitions {
+        let part = ctx.cluster_mut().topology().partition(p)?.clone();
+        let copies = ctx
+            .cluster_mut()
+            .at_every_replica(p, |r| {
+                let chain = match audit::chain(r) {
+                    Ok(c) => Ok(c),
+                    Err(Error::Corrupt(m)) => Err(m),
+                    Err(e) => return Err(e),
+                };
+                Ok((part.diverged(r.last()?), chain))
+            })
+            .with_context(|| format!("read the audit records of partition {p}"))?;
+        let reference = copies.iter().find_map(|(dc, c)| match c {
+            Ok((_, Ok(chain))) if *dc == part.primary => Some(chain.clone()),
+            _ => None,
+        });
+        for (dc, copy) in copies {
+            let (records, result) = match copy {
+                Err(e) => {
+                    unchecked.push(format!("partition {p} at {dc}: {e}"));
+                    (None, format!("not checked: {e}"))
+                }
+                Ok((_, Err(m))) => {
+                    broken.push(format!("partition {p} at {dc}: {m}"));
+                    (None, m)
+                }
+                Ok((true, Ok(chain))) => (
+                    Some(chain.len()),
+                    "intact; holds a fenced tail (cut at the next sync), not compared".to_string(),
+                ),
+                Ok((false, Ok(chain))) => {
+                    let differs = reference
+                        .as_ref()
+                        .and_then(|r| r.iter().zip(&chain).position(|(a, b)| a != b));
+                    match (differs, &reference) {
+                        (Some(i), _) => {
+                            let m = format!(
+                                "audit record {} differs from the primary's copy at {}: changed at one of them",
+                                i + 1,
+                                part.primary
+                            );
+                            broken.push(format!("partition {p} at {dc}: {m}"));
+                            (Some(chain.len()), m)
                         }
-                        Ok(Some(_)) => {}
-                        Ok(None) => why.push(format!("{dc}: holds entries not yet committed")),
-                        Err(e) => why.push(format!("{dc}: {e}")),
+                        (None, Some(r)) if chain.len() > r.len() => {
+                            let m = format!(
+                                "holds {} audit record(s) past the primary's last ({}): added here, or a crashed write not yet settled (`dirctl sync` cuts those; verify again)",
+                                chain.len() - r.len(),
+                                r.len()
+                            );
+                            broken.push(format!("partition {p} at {dc}: {m}"));
+                            (Some(chain.len()), m)
+                        }
+                        (None, Some(r)) if r.len() > chain.len() => (
+                            Some(chain.len()),
+                            format!(
+                                "intact, {} record(s) behind the primary",
+                                r.len() - chain.len()
+                            ),
+                        ),
+                        (None, Some(_)) => (Some(chain.len()), "intact".to_string()),
+                        (None, None) => (
+                            Some(chain.len()),
+                            "intact (the primary's copy could not be compared)".to_string(),
+                        ),
                     }
                 }
-                let (best, _) = best.ok_or_else(|| {
-                    Error::Unavailable(format!(
-                        "no replica of partition {p} can answer: {}",
-                        why.join("; ")
-                    ))
-                })?;
-                // Only the chosen copy's records are read.
-                let recs = ctx.cluster.at_replica(p, &best, |r| audit::list(r))?;
-                if !primary_read {
-                    eprintln!(
-                        "warning: partition {p}: the primary's copy of the audit trail could not be read ({}); listed from the most complete secondary, which may lack the newest records",
-                        why.join("; ")
-                    );
-                }
-                all.extend(recs.into_iter().map(|r| (p, r)));
-            }
-            all.retain(|(_, r)| {
-                since.is_none_or(|s| {
-                    chrono::DateTime::parse_from_rfc3339(&r.time).is_ok_and(|t| t >= s)
-                }) && by.as_ref().is_none_or(|a| *a == r.actor)
-                    && op.as_ref().is_none_or(|o| *o == r.op)
-                    && target.as_ref().is_none_or(|t| r.targets.contains(t))
-            });
-            all.sort_by(|(pa, a), (pb, b)| (&a.time, pa, a.seq).cmp(&(&b.time, pb, b.seq)));
-            let records: Vec<_> = all
-                .iter()
-                .map(|(p, r)| {
-                    let mut v = json!(r);
-                    v["partition"] = json!(p);
-                    v
-                })
-                .collect();
-            output::emit(out, &json!({"records": records}), || {
-                let rows: Vec<_> = all
-                    .iter()
-                    .map(|(p, r)| {
-                        vec![
-                            r.time.clone(),
-                            format!("{p}/{}", r.seq),
-                            r.actor.clone(),
-                            r.op.clone(),
-                            r.targets.join(","),
-                            r.outcome.clone(),
-                        ]
-                    })
-                    .collect();
-                output::table(
-                    &["time", "partition/seq", "actor", "op", "targets", "outcome"],
-                    &rows,
-                )
-            })
-        }
-        AuditCmd::Verify => {
-            // Every replica's copy is walked, and compared with the primary's: a record
-            // changed at any one datacenter is found, whichever one a read would reach.
-            let mut rows = Vec::new();
-            let mut broken = Vec::new();
-            let mut unchecked = Vec::new();
-            for p in partitions {
-                let part = ctx.cluster.topology().partition(p)?.clone();
-                let copies = ctx
-                    .cluster
-                    .at_every_replica(p, |r| {
-                        let chain = match audit::chain(r) {
-                            Ok(c) => Ok(c),
-                            Err(Error::Corrupt(m)) => Err(m),
-                            Err(e) => return Err(e),
-                        };
-                        Ok((part.diverged(r.last()?), chain))
-                    })
-                    .with_context(|| format!("read the audit records of partition {p}"))?;
-                let reference = copies.iter().find_map(|(dc, c)| match c {
-                    Ok((_, Ok(chain))) if *dc == part.primary => Some(chain.clone()),
-                    _ => None,
-                });
-                for (dc, copy) in copies {
-                    let (records, result) = match copy {
-                        Err(e) => {
-                            unchecked.push(format!("partition {p} at {dc}: {e}"));
-                            (None, format!("not checked: {e}"))
-                        }
-                        Ok((_, Err(m))) => {
-                            broken.push(format!("partition {p} at {dc}: {m}"));
-                            (None, m)
-                        }
-                        Ok((true, Ok(chain))) => (
-                            Some(chain.len()),
-                            "intact; holds a fenced tail (cut at the next sync), not compared"
-                                .to_string(),
-                        ),
-                        Ok((false, Ok(chain))) => {
-                            let differs = reference
-                                .as_ref()
-                                .and_then(|r| r.iter().zip(&chain).position(|(a, b)| a != b));
-                            match (differs, &reference) {
-                                (Some(i), _) => {
-                                    let m = format!(
-                                        "audit record {} differs from the primary's copy at {}: changed at one of them",
-                                        i + 1,
-                                        part.primary
-                                    );
-                                    broken.push(format!("partition {p} at {dc}: {m}"));
-                                    (Some(chain.len()), m)
-                                }
-                                (None, Some(r)) if chain.len() > r.len() => {
-                                    let m = format!(
-                                        "holds {} audit record(s) past the primary's last ({}): added here, or a crashed write not yet settled (`dirctl sync` cuts those; verify again)",
-                                        chain.len() - r.len(),
-                                        r.len()
-                                    );
-                                    broken.push(format!("partition {p} at {dc}: {m}"));
-                                    (Some(chain.len()), m)
-                                }
-                                (None, Some(r)) if r.len() > chain.len() => (
-                                    Some(chain.len()),
-                                    format!(
-                                        "intact, {} record(s) behind the primary",
-                                        r.len() - chain.len()
-                                    ),
-                                ),
-                                (None, Some(_)) => (Some(chain.len()), "intact".to_string()),
-                                (None, None) => (
-                                    Some(chain.len()),
-                                    "intact (the primary's copy could not be compared)".to_string(),
-                                ),
-                            }
-                        }
-                    };
-                    let role = if dc == part.primary {
-                        "primary"
-                    } else {
-                        "secondary"
-                    };
-                    rows.push(json!({"partition": p, "datacenter": dc, "role": role, "records": records, "result": result}));
-                }
-            }
-            output::emit(out, &json!({"replicas": rows}), || {
-                let t: Vec<_> = rows
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            r["partition"].to_string(),
-                            r["datacenter"].as_str().unwrap_or_default().to_string(),
-                            r["role"].as_str().unwrap_or_default().to_string(),
-                            r["records"]
-                                .as_u64()
-                                .map(|n| n.to_string())
-                                .unwrap_or_default(),
-                            r["result"].as_str().unwrap_or_default().to_string(),
-                        ]
-                    })
-                    .collect();
-                output::table(
-                    &["partition", "datacenter", "role", "records", "result"],
-                    &t,
-                )
-            })?;
-            if !broken.is_empty() {
-                return Err(Error::Corrupt(format!(
-                    "the audit trail was tampered with: {}",
-                    broken.join("; ")
-                ))
-                .into());
-            }
-            if !unchecked.is_empty() {
-                return Err(Error::Unavailable(format!(
-                    "{} copy(ies) of the audit trail could not be checked (the others are intact): {}",
-                    unchecked.len(),
-                    unchecked.join("; ")
-                ))
-                .into());
-            }
-            Ok(())
+            };
+            let role = if dc == part.primary {
+                "primary"
+            } else {
+                "secondary"
+            };
+            rows.push(json!({"partition": p, "datacenter": dc, "role": role, "records": records, "result": result}));
         }
     }
+    output::emit(out, &json!({"replicas": rows}), || {
+        let t: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r["partition"].to_string(),
+                    r["datacenter"].as_str().unwrap_or_default().to_string(),
+                    r["role"].as_str().unwrap_or_default().to_string(),
+                    r["records"]
+                        .as_u64()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default(),
+                    r["result"].as_str().unwrap_or_default().to_string(),
+                ]
+            })
+            .collect();
+        output::table(
+            &["partition", "datacenter", "role", "records", "result"],
+            &t,
+        )
+    })?;
+    if !broken.is_empty() {
+        return Err(Error::Corrupt(format!(
+            "the audit trail was tampered with: {}",
+            broken.join("; ")
+        ))
+        .into());
+    }
+    if !unchecked.is_empty() {
+        return Err(Error::Unavailable(format!(
+            "{} copy(ies) of the audit trail could not be checked (the others are intact): {}",
+            unchecked.len(),
+            unchecked.join("; ")
+        ))
+        .into());
+    }
+    Ok(())
 }

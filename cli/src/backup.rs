@@ -5,8 +5,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context as _, Result};
-use engine::directory;
-use engine::replica::CheckpointView;
+use engine::request::{Reply, Request};
 use engine::Error;
 use serde_json::json;
 
@@ -76,7 +75,7 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
             }
             output::emit(
                 g.output,
-                &json!({"backup": m.id, "verified": true, "files": m.files.len(), "manifest": m}),
+                &json!({"backup": m.id, "verified": true, "files": m.files.len(), "manifest": manifest_json(&m)}),
                 || {
                     format!(
                         "backup {} is intact: {} files, every SHA-256 matches\n",
@@ -160,7 +159,7 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
 fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
     let d = dest(g, dir)?;
     let mut ctx = Ctx::open(g)?;
-    let now = ctx.cluster.clock().now();
+    let now = ctx.cluster_mut().clock().now();
     let bar = if output::stdout_is_terminal() {
         indicatif::ProgressBar::new(0)
     } else {
@@ -173,7 +172,7 @@ fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let created = ::backup::create(
-        &mut ctx.cluster,
+        ctx.cluster_mut(),
         &::backup::CreateOptions {
             dest: d.clone(),
             force,
@@ -198,7 +197,7 @@ fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
             let m = &side.manifest;
             output::emit(
                 g.output,
-                &json!({"backup": m.id, "path": path, "created": true, "bytes": side.archive_bytes, "manifest": m}),
+                &json!({"backup": m.id, "path": path, "created": true, "bytes": side.archive_bytes, "manifest": manifest_json(m)}),
                 || {
                     let rows: Vec<_> = m
                         .partitions
@@ -293,9 +292,9 @@ fn restore(
     let done = if in_place {
         let mut ctx = Ctx::open(g)?;
         if !yes {
-            confirm_in_place(ctx.cluster.root())?;
+            confirm_in_place(ctx.cluster_mut().root())?;
         }
-        ::backup::restore_in_place(&mut ctx.cluster, &archive, limits)
+        ::backup::restore_in_place(ctx.cluster_mut(), &archive, limits)
             .with_context(|| format!("restore backup {id} in place; the cluster was left as it was unless the message says otherwise"))?
     } else {
         let to = to.ok_or_else(|| anyhow!("restore needs --to NEWDIR or --in-place"))?;
@@ -336,8 +335,8 @@ fn restore_object(
     let placed = x.topology.tenants.get(tenant).ok_or_else(|| {
         engine::Error::NotFound(format!("backup {from} holds no tenant {tenant}"))
     })?;
-    let view = CheckpointView::open(&x.partition_dir(placed.partition))?;
-    let (tid, partition) = ctx.tenant_partition(tenant)?;
+    let checkpoint = x.partition_dir(placed.partition);
+    let (tid, _) = ctx.tenant_partition(tenant)?;
     if tid != placed.id {
         return Err(engine::Error::Conflict(format!(
             "tenant {tenant} has id {tid} here but {} in backup {from}; restore the whole cluster instead",
@@ -345,14 +344,27 @@ fn restore_object(
         ))
         .into());
     }
-    let targets = vec![object_id.to_string(), from.to_string()];
-    let ((obj, skipped), token) = ctx
-        .audited_write(partition, "backup.restore-object", targets, |t, _| {
-            directory::restore_from(t, &view, &tid, object_id)
+    let r = ctx
+        .execute(Request::RestoreFromBackup {
+            tenant: tenant.to_string(),
+            backup: from.to_string(),
+            checkpoint,
+            id: object_id.to_string(),
         })
         .with_context(|| {
             format!("restore object {object_id} of tenant {tenant} from backup {from}")
         })?;
+    let token = crate::reply::token(r.token)?;
+    let Reply::RestoredFromBackup {
+        object: obj,
+        skipped,
+    } = r.reply
+    else {
+        anyhow::bail!(
+            "the directory answered {:?} to a restore from backup",
+            r.reply
+        );
+    };
     output::emit(
         g.output,
         &json!({"object": obj, "skippedMemberships": skipped, "backup": from, "token": token}),
@@ -389,7 +401,7 @@ pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
     let mut problems = Vec::new();
     let mut fine = Vec::new();
     let mut ctx = Ctx::open(g)?;
-    for r in ctx.cluster.status()? {
+    for r in ctx.cluster_mut().status()? {
         if r.health != "ok" && r.health != "drained" {
             problems.push(format!(
                 "replica dc-{}/p{} is {}",
@@ -449,8 +461,8 @@ struct Family {
 pub fn metrics(g: &Global, d: &BackupsDir) -> Result<()> {
     let (_, age, _) = backup_age(g, d, false)?;
     let mut ctx = Ctx::open(g)?;
-    let rows = ctx.cluster.status()?;
-    let topology = ctx.cluster.topology();
+    let rows = ctx.cluster_mut().status()?;
+    let topology = ctx.cluster_mut().topology();
     let replica = |r: &engine::cluster::ReplicaStatus| {
         vec![
             ("partition", r.partition.to_string()),
@@ -574,4 +586,18 @@ fn audit_after<T>(g: &Global, op: &str, targets: Vec<String>, result: &Result<T>
         Ok(mut ctx) => ctx.audit_result(0, op, targets, result),
         Err(e) => eprintln!("warning: the audit record of {op} could not be written: {e:#}"),
     }
+}
+
+/// A manifest as `--output json` shows it: Graph's camelCase, like every other document
+/// dirctl prints. (The manifest inside an archive keeps its own, versioned field names:
+/// docs/design.md, "Backup archive".)
+fn manifest_json(m: &::backup::manifest::Manifest) -> serde_json::Value {
+    json!({
+        "format": m.format,
+        "id": m.id,
+        "clusterId": m.cluster_id,
+        "createdAt": m.created_at,
+        "partitions": m.partitions,
+        "files": m.files,
+    })
 }

@@ -6,18 +6,17 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use std::io::{BufRead as _, IsTerminal as _};
 
-use engine::audit::{self, Record};
+use engine::client::{Directory as _, Embedded};
 use engine::clock::Clock;
-use engine::cluster::{Cluster, ClusterOptions, ServedBy};
-use engine::directory::{Store, Txn};
-use engine::log::Op;
-use engine::replica::Replica;
+use engine::cluster::{Cluster, ClusterOptions};
+use engine::request::{Envelope, Note, Progress, Request, Response};
 use engine::session::{Session, Token};
 
 use crate::opt::{Global, Output};
 
 pub struct Ctx {
-    pub cluster: Cluster,
+    /// The directory, embedded: this process opens the cluster's replicas itself.
+    dir: Embedded,
     pub output: Output,
     session: Option<(PathBuf, Session)>,
     /// Who acts, for audit records: --actor, DIRCTL_ACTOR, else the OS user.
@@ -83,7 +82,7 @@ impl Ctx {
             None => None,
         };
         Ok(Ctx {
-            cluster,
+            dir: Embedded::new(cluster),
             output: g.output,
             session,
             actor: match &g.actor {
@@ -114,26 +113,86 @@ impl Ctx {
         };
         if s.datacenter.is_none() {
             // First use of this session: keep its affinity at once.
-            s.datacenter = Some(self.cluster.nearest_datacenter()?);
+            s.datacenter = Some(self.dir.nearest_datacenter()?);
             s.save(path)?;
         }
         Ok(s.datacenter.clone())
     }
 
-    pub fn tenant_partition(&self, tenant: &str) -> Result<(String, u32)> {
-        let t = self.cluster.topology().tenant(tenant)?;
-        Ok((t.id.clone(), t.partition))
+    /// The cluster itself, for cluster administration (status, sync, failover, dc, backup,
+    /// audit verify): directory operations go through `execute`.
+    pub fn cluster_mut(&mut self) -> &mut Cluster {
+        self.dir.cluster_mut()
     }
 
-    pub fn write<T>(
+    pub fn tenant_names(&self) -> Vec<String> {
+        self.dir.tenant_names()
+    }
+
+    pub fn partition_ids(&self) -> Vec<u32> {
+        self.dir.partition_ids()
+    }
+
+    pub fn tenant_partition(&self, tenant: &str) -> Result<(String, u32)> {
+        let t = self.dir.placement(tenant)?;
+        Ok((t.id, t.partition))
+    }
+
+    /// Sends one request with this command's actor, correlation id and session, keeps a
+    /// write's token in the session, and prints the directory's notes on stderr.
+    pub fn execute(&mut self, req: Request) -> Result<Response> {
+        self.execute_with(req, &mut |_| {})
+    }
+
+    /// `execute`, hearing of each committed batch of a request written in several.
+    pub fn execute_with(
         &mut self,
-        partition: u32,
-        build: impl FnOnce(&Replica) -> engine::Result<(Vec<Op>, T)>,
-    ) -> Result<(T, Token)> {
-        let dc = self.session_dc()?;
-        let (out, token) = self.cluster.write(partition, dc.as_deref(), build)?;
-        self.keep_token(&token);
-        Ok((out, token))
+        req: Request,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Response> {
+        let partition = match req.tenant() {
+            Some(t) => Some(self.dir.placement(t)?.partition),
+            None => None,
+        };
+        // Audit records of their own and audit queries are not the session's: they choose
+        // no affinity for it.
+        let datacenter = match req {
+            Request::RecordAudit { .. } | Request::ListAudit { .. } => None,
+            _ => self.session_dc()?,
+        };
+        let envelope = Envelope {
+            actor: self.actor.clone(),
+            correlation_id: self.correlation_id.clone(),
+            datacenter,
+            token: match (partition, req.audit_op()) {
+                (Some(p), None) => self.read_token(p)?,
+                _ => None,
+            },
+        };
+        let mut tokens = Vec::new();
+        let result = self.dir.execute_with(&envelope, req, &mut |p| {
+            let (Progress::Checked { token } | Progress::Committed { token, .. }) = p;
+            tokens.push(token.clone());
+            progress(p)
+        });
+        for note in self.dir.take_notes() {
+            match note {
+                Note::Warning(w) => eprintln!("warning: {w}"),
+                // Under --output json, stderr holds only the error document.
+                Note::Info(n) if self.output != Output::Json => eprintln!("note: {n}"),
+                Note::Info(_) => {}
+            }
+        }
+        // The session keeps the newest token: of the write, or of the last batch committed
+        // before an error.
+        let newest = match &result {
+            Ok(r) => r.token.clone().or_else(|| tokens.pop()),
+            Err(_) => tokens.pop(),
+        };
+        if let Some(token) = newest {
+            self.keep_token(&token);
+        }
+        Ok(result?)
     }
 
     /// Keeps a committed write's token in the session. The write stands whatever happens
@@ -150,54 +209,17 @@ impl Ctx {
         }
     }
 
-    /// `Cluster::write_pipelined_at`, keeping the session's tokens (also those of the entries
-    /// committed before an error).
-    pub fn write_pipelined<B, T>(
-        &mut self,
-        partition: u32,
-        staged_at: Option<u64>,
-        batches: impl IntoIterator<Item = B>,
-        build: impl FnMut(&dyn Store, B) -> engine::Result<(Vec<Op>, T)>,
-        mut committed: impl FnMut(T, &Token),
-    ) -> Result<()> {
-        let dc = self.session_dc()?;
-        let mut last = None;
-        let r = self.cluster.write_pipelined_at(
-            partition,
-            dc.as_deref(),
-            staged_at,
-            batches,
-            build,
-            |out, token| {
-                last = Some(token.clone());
-                committed(out, token);
-            },
-        );
-        if let Some(token) = &last {
-            self.keep_token(token);
-        }
-        Ok(r?)
-    }
-
-    pub fn read<T>(
-        &mut self,
-        partition: u32,
-        answer: impl Fn(&Replica) -> engine::Result<T>,
-    ) -> Result<(T, ServedBy)> {
-        let dc = self.session_dc()?;
+    /// The session's token for a read of `partition`. A token of a history that was undone
+    /// (a failover that accepted data loss, a restore in place) counts only for what the
+    /// history still holds (the read waits for no more): say so once, and keep the
+    /// session's token to that.
+    fn read_token(&mut self, partition: u32) -> Result<Option<Token>> {
         let token = self
             .session
             .as_ref()
             .and_then(|(_, s)| s.tokens.get(&partition).cloned());
-        // A token of a history that was undone (a failover that accepted data loss, a restore
-        // in place) counts only for what the history still holds (`Cluster::read` waits for no
-        // more): say so once, and keep the session's token to that.
         if let (Some(t), Some((path, s))) = (&token, &mut self.session) {
-            let kept = self
-                .cluster
-                .topology()
-                .partition(partition)?
-                .kept_of_token(t.term, t.lsn);
+            let kept = self.dir.kept_of_token(t)?;
             if kept < t.lsn {
                 eprintln!(
                     "warning: session {}: its writes to partition {partition} after lsn {kept}, up to lsn {} (term {}), were undone by a failover that accepted data loss or by a restore; reading without them",
@@ -226,99 +248,22 @@ impl Ctx {
         }
         // Otherwise a read changes nothing in the session (its affinity was saved when first
         // chosen), so there is nothing to write back.
-        Ok(self
-            .cluster
-            .read(partition, dc.as_deref(), token.as_ref(), answer)?)
+        Ok(token)
     }
 
-    pub fn record(&self, op: &str, targets: Vec<String>, outcome: &str) -> Record {
-        Record::new(
-            &self.cluster.clock().now_graph(),
-            &self.actor,
-            op,
-            targets,
-            outcome,
-            &self.correlation_id,
-        )
-    }
-
-    /// A replicated write with its audit record in the same log entry (atomic with the
-    /// change). `build` may add target IDs (a created object's). When the write fails, a
-    /// separate record with the error is written (best effort, see `audit_outcome`).
-    pub fn audited_write<T>(
-        &mut self,
-        partition: u32,
-        op: &str,
-        targets: Vec<String>,
-        build: impl FnOnce(&mut Txn, &mut Vec<String>) -> engine::Result<T>,
-    ) -> Result<(T, Token)> {
-        let mut rec = self.record(op, targets.clone(), "ok");
-        let result = self.write(partition, move |r| {
-            let mut t = Txn::new(r);
-            let out = build(&mut t, &mut rec.targets)?;
-            audit::append(&mut t, rec)?;
-            Ok((t.into_ops(), out))
-        });
-        if let Err(e) = &result {
-            if !refused(e) {
-                self.audit_outcome(partition, op, targets, &format!("{e:#}"));
-            }
-        }
-        result
-    }
-
-    /// A separate, small replicated write of one audit record: failed operations and
-    /// cluster-level ones (failover, sync, drain, backup). If it cannot be written, says so
-    /// on stderr and leaves the operation's own result alone.
+    /// A separate audit record of a cluster-level operation (failover, sync, drain,
+    /// backup), or of one that failed before it reached the directory. Best effort: when it
+    /// cannot be written, a warning says so and the operation's own result stands.
     pub fn audit_outcome(&mut self, partition: u32, op: &str, targets: Vec<String>, outcome: &str) {
-        let rec = self.record(op, targets, outcome);
-        #[cfg(feature = "failpoints")]
-        self.cluster.set_failpoint(None);
-        // The operation's own partition first; when it cannot commit (the very failure being
-        // recorded, often), any other partition keeps the record (`audit list` reads them all).
-        let others = self
-            .cluster
-            .topology()
-            .partitions
-            .iter()
-            .map(|p| p.id)
-            .filter(|p| *p != partition);
-        let order: Vec<u32> = std::iter::once(partition).chain(others).collect();
-        let mut failures = Vec::new();
-        for p in order {
-            self.cluster.release_all();
-            let rec = rec.clone();
-            let r = self.cluster.write(p, None, move |r| {
-                let mut t = Txn::new(r);
-                audit::append(&mut t, rec)?;
-                Ok((t.into_ops(), ()))
-            });
-            match r {
-                // The record may stand where it went: writing it again elsewhere could make two.
-                Err(e) if matches!(e, engine::Error::OutcomeUnknown(_)) => {
-                    eprintln!(
-                        "warning: the audit record of {op} may or may not have been written to partition {p}: {e}"
-                    );
-                    return;
-                }
-                Ok(_) if failures.is_empty() => return,
-                Ok(_) => {
-                    // Under --output json, stderr holds only the error document.
-                    if self.output != Output::Json {
-                        eprintln!(
-                            "note: the audit record of {op} went to partition {p} ({})",
-                            failures.join("; ")
-                        );
-                    }
-                    return;
-                }
-                Err(e) => failures.push(format!("partition {p}: {e}")),
-            }
+        let req = Request::RecordAudit {
+            partition,
+            op: op.to_string(),
+            targets,
+            outcome: outcome.to_string(),
+        };
+        if let Err(e) = self.execute(req) {
+            eprintln!("warning: the audit record of {op} could not be written: {e:#}");
         }
-        eprintln!(
-            "warning: the audit record of {op} could not be written to any partition: {}",
-            failures.join("; ")
-        );
     }
 
     /// `audit_outcome` from an operation's result.
@@ -347,11 +292,4 @@ fn os_user() -> Option<String> {
         let name = f.next()?;
         (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
     })
-}
-
-/// Malformed input is refused before anything is attempted and writes nothing, not even an
-/// audit record; every other failure is recorded.
-pub fn refused(e: &anyhow::Error) -> bool {
-    e.chain()
-        .any(|c| matches!(c.downcast_ref(), Some(engine::Error::Invalid(_))))
 }

@@ -10,6 +10,7 @@ mod ops;
 mod opt;
 mod output;
 mod recycle;
+mod reply;
 
 use std::process::ExitCode;
 

@@ -3,15 +3,15 @@
 use std::io::BufRead;
 
 use anyhow::{Context as _, Result};
-use engine::audit;
-use engine::directory::{self, ObjectType, Txn};
-use engine::log::Op;
+use engine::directory::ObjectType;
+use engine::request::{ImportLine, Progress, Request, Response};
 use engine::Error;
 use serde_json::{json, Map, Value};
 
-use crate::context::{self, Ctx};
+use crate::context::Ctx;
 use crate::opt::{Fields, Global, GroupVerb, ImportArgs, ObjectVerb, Output};
 use crate::output;
+use crate::reply;
 
 fn fields_of(ty: ObjectType, f: Fields) -> Result<Map<String, Value>> {
     let mut m = match f.json {
@@ -61,80 +61,62 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: GroupVerb) 
         Error::Invalid("no tenant given: pass --tenant NAME or set DIRCTL_TENANT".into())
     })?;
     let mut ctx = Ctx::open(g)?;
-    let (tid, partition) = ctx.tenant_partition(&tenant)?;
-    let now = ctx.cluster.clock().now_graph();
+    ctx.tenant_partition(&tenant)?;
     let out = ctx.output;
+    let object_type = ty;
     match verb {
         GroupVerb::Object(ObjectVerb::Create(f)) => {
             let fields = fields_of(ty, f)?;
-            let op = format!("{}.create", ty.noun());
-            // A failure is recorded under the name the object was to have; a success under
-            // its new ID.
-            let named: Vec<String> = ["userPrincipalName", "displayName"]
-                .iter()
-                .find_map(|f| fields.get(*f).and_then(Value::as_str))
-                .map(str::to_string)
-                .into_iter()
-                .collect();
-            let (obj, token) = ctx
-                .audited_write(partition, &op, named, |t, targets| {
-                    let obj = directory::create(t, &tid, ty, fields, &now)?;
-                    by_object_id(targets, &obj);
-                    Ok(obj)
+            let r = ctx
+                .execute(Request::CreateObject {
+                    tenant: tenant.clone(),
+                    object_type,
+                    fields,
                 })
                 .with_context(|| format!("create {} in tenant {tenant}", ty.noun()))?;
-            written(out, &obj, &token)
+            written(out, r)
         }
         GroupVerb::Object(ObjectVerb::Update { id, fields }) => {
-            let fields = fields_of(ty, fields)?;
-            let op = format!("{}.update", ty.noun());
-            let (obj, token) = ctx
-                .audited_write(partition, &op, vec![id.clone()], |t, targets| {
-                    let obj = directory::update(t, &tid, ty, &id, fields)?;
-                    by_object_id(targets, &obj);
-                    Ok(obj)
+            let patch = fields_of(ty, fields)?;
+            let r = ctx
+                .execute(Request::UpdateObject {
+                    tenant,
+                    object_type,
+                    id: id.clone(),
+                    patch,
                 })
                 .with_context(|| format!("update {} {id}", ty.noun()))?;
-            written(out, &obj, &token)
+            written(out, r)
         }
         GroupVerb::Object(ObjectVerb::Delete { id }) => {
-            let op = format!("{}.delete", ty.noun());
-            let (obj, token) = ctx
-                .audited_write(partition, &op, vec![id.clone()], |t, targets| {
-                    let obj = directory::delete(t, &tid, ty, &id, &now)?;
-                    by_object_id(targets, &obj);
-                    Ok(obj)
+            let r = ctx
+                .execute(Request::DeleteObject {
+                    tenant,
+                    object_type,
+                    id: id.clone(),
                 })
                 .with_context(|| format!("delete {} {id}", ty.noun()))?;
-            written(out, &obj, &token)
+            written(out, r)
         }
-        GroupVerb::Object(ObjectVerb::Get { id }) => {
-            let (obj, served) = ctx
-                .read(partition, |r| directory::get_typed(r, &tid, ty, &id))
-                .with_context(|| format!("get {} {id}", ty.noun()))?;
-            output::emit(out, &json!({"object": obj, "servedBy": served}), || {
-                output::object(
-                    &obj,
-                    &[(
-                        "servedBy",
-                        format!(
-                            "{} (term {}, lsn {})",
-                            served.datacenter, served.term, served.lsn
-                        ),
-                    )],
-                )
-            })
-        }
+        GroupVerb::Object(ObjectVerb::Get { id }) => get(&mut ctx, out, tenant, ty, &id),
         GroupVerb::Object(ObjectVerb::List) => {
-            let (objs, served) = ctx
-                .read(partition, |r| directory::list(r, &tid, ty))
+            let r = ctx
+                .execute(Request::ListObjects {
+                    tenant,
+                    object_type,
+                })
                 .with_context(|| format!("list {}s", ty.noun()))?;
+            let (objs, served) = (reply::objects(r.reply)?, reply::served_by(r.served_by)?);
             objects(out, ty, &objs, &served)
         }
         GroupVerb::Members { group } => {
-            let (objs, served) = ctx
-                .read(partition, |r| directory::members(r, &tid, &group))
+            let r = ctx
+                .execute(Request::ListMembers {
+                    tenant,
+                    group: group.clone(),
+                })
                 .with_context(|| format!("members of group {group}"))?;
+            let (objs, served) = (reply::objects(r.reply)?, reply::served_by(r.served_by)?);
             let cols = ["id", "@odata.type", "displayName", "userPrincipalName"];
             let rows: Vec<_> = objs.iter().map(|o| output::cells(o, &cols)).collect();
             output::emit(out, &json!({"objects": objs, "servedBy": served}), || {
@@ -142,31 +124,61 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: GroupVerb) 
             })
         }
         GroupVerb::AddMember { group, member } => {
-            let targets = vec![group.clone(), member.clone()];
-            let ((), token) = ctx
-                .audited_write(partition, "group.add-member", targets, |t, targets| {
-                    directory::add_member(t, &tid, &group, &member)?;
-                    by_object_ids(t, &tid, targets)
+            let r = ctx
+                .execute(Request::AddMember {
+                    tenant,
+                    group: group.clone(),
+                    member: member.clone(),
                 })
                 .with_context(|| format!("add {member} to group {group}"))?;
-            membership(out, "added", &group, &member, &token)
+            membership(out, "added", &group, &member, &reply::token(r.token)?)
         }
         GroupVerb::RemoveMember { group, member } => {
-            let targets = vec![group.clone(), member.clone()];
-            let ((), token) = ctx
-                .audited_write(partition, "group.remove-member", targets, |t, targets| {
-                    directory::remove_member(t, &tid, &group, &member)?;
-                    by_object_ids(t, &tid, targets)
+            let r = ctx
+                .execute(Request::RemoveMember {
+                    tenant,
+                    group: group.clone(),
+                    member: member.clone(),
                 })
                 .with_context(|| format!("remove {member} from group {group}"))?;
-            membership(out, "removed", &group, &member, &token)
+            membership(out, "removed", &group, &member, &reply::token(r.token)?)
         }
     }
 }
 
-fn written(out: Output, obj: &Map<String, Value>, token: &engine::session::Token) -> Result<()> {
+/// `get`: the object as Graph returns it, with the replica that served it.
+fn get(ctx: &mut Ctx, out: Output, tenant: String, ty: ObjectType, id: &str) -> Result<()> {
+    let object_type = ty;
+    let r = ctx
+        .execute(Request::GetObject {
+            tenant,
+            object_type,
+            id: id.to_string(),
+        })
+        .with_context(|| format!("get {} {id}", ty.noun()))?;
+    let (obj, served) = (reply::object(r.reply)?, reply::served_by(r.served_by)?);
+    // Graph's shape: the object's own fields, geodir's metadata as an OData
+    // instance annotation.
+    let mut doc = obj.clone();
+    doc.insert("@geodir.servedBy".into(), json!(served));
+    output::emit(out, &Value::Object(doc), || {
+        output::object(
+            &obj,
+            &[(
+                "servedBy",
+                format!(
+                    "{} (term {}, lsn {})",
+                    served.datacenter, served.term, served.lsn
+                ),
+            )],
+        )
+    })
+}
+
+fn written(out: Output, r: Response) -> Result<()> {
+    let (obj, token) = (reply::object(r.reply)?, reply::token(r.token)?);
     output::emit(out, &json!({"object": obj, "replicaToken": token}), || {
-        output::object(obj, &[("replicaToken", token.to_string())])
+        output::object(&obj, &[("replicaToken", token.to_string())])
     })
 }
 
@@ -202,15 +214,7 @@ fn objects(
     })
 }
 
-/// One parsed line of an import file.
-struct Line {
-    number: usize,
-    ty: ObjectType,
-    fields: Map<String, Value>,
-    members: Vec<String>,
-}
-
-fn parse_import(path: &std::path::Path) -> Result<Vec<Line>> {
+fn parse_import(path: &std::path::Path) -> Result<Vec<ImportLine>> {
     let file = std::fs::File::open(path)
         .map_err(|e| Error::NotFound(format!("cannot open import file {}: {e}", path.display())))?;
     let mut lines = Vec::new();
@@ -264,83 +268,14 @@ fn parse_import(path: &std::path::Path) -> Result<Vec<Line>> {
                 return Err(bad("members must be a list of object IDs on a group".into()).into())
             }
         };
-        lines.push(Line {
+        lines.push(ImportLine {
             number,
-            ty,
+            object_type: ty,
             fields,
             members,
         });
     }
     Ok(lines)
-}
-
-/// An object addressed by UPN is recorded in the audit trail by its object ID, as every
-/// other record names it (`audit list --target ID` finds it).
-fn by_object_id(targets: &mut Vec<String>, obj: &Map<String, Value>) {
-    if let Some(id) = obj.get("id").and_then(Value::as_str) {
-        *targets = vec![id.to_string()];
-    }
-}
-
-/// Targets named by UPN, recorded by object ID (each resolved in the transaction).
-fn by_object_ids(t: &Txn, tid: &str, targets: &mut [String]) -> engine::Result<()> {
-    for target in targets.iter_mut() {
-        *target = directory::resolve_id(t, tid, target)?.to_string();
-    }
-    Ok(())
-}
-
-/// Applies import lines to a transaction; `made` gathers (object ID, line number) of the
-/// objects the file makes, across calls.
-fn stage(
-    t: &mut Txn,
-    tid: &str,
-    lines: &[Line],
-    now: &str,
-    path: &std::path::Path,
-    made: &mut Vec<(String, usize)>,
-) -> engine::Result<()> {
-    for l in lines {
-        // A conflict with an object this file makes (not yet written) names its line.
-        let made_here = |m: String| match made.iter().find(|(id, _)| m.contains(id.as_str())) {
-            Some((id, line)) => {
-                m.replace(&format!("user {id}"), &format!("line {line} of this file"))
-            }
-            None => m,
-        };
-        let at = |e: Error| {
-            match e {
-            Error::Invalid(m) => Error::Invalid(format!(
-                "{} line {}: {m}; nothing was imported",
-                path.display(),
-                l.number
-            )),
-            Error::Conflict(m) => Error::Conflict(format!(
-                "{} line {}: {}; nothing was imported",
-                path.display(),
-                l.number,
-                made_here(m)
-            )),
-            Error::NotFound(m) => Error::NotFound(format!(
-                "{} line {}: {m} (a member must be stored already or made by an earlier line); nothing was imported",
-                path.display(),
-                l.number
-            )),
-            other => other,
-        }
-        };
-        let obj = directory::create(t, tid, l.ty, l.fields.clone(), now).map_err(at)?;
-        let id = obj
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        for m in &l.members {
-            directory::add_member(t, tid, &id, m).map_err(at)?;
-        }
-        made.push((id, l.number));
-    }
-    Ok(())
 }
 
 pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
@@ -349,51 +284,8 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
     }
     let lines = parse_import(&a.file)?;
     let mut ctx = Ctx::open(g)?;
-    let (tid, partition) = ctx.tenant_partition(&a.tenant)?;
-    let now = ctx.cluster.clock().now_graph();
+    ctx.tenant_partition(&a.tenant)?;
     let out = ctx.output;
-    // One pass over the primary's state stages every line: it finds every conflict before
-    // anything is written, and its ops, cut at batch boundaries, are what the batches write
-    // (refused, nothing written, if another writer got to the partition in between).
-    let targets = vec![a.tenant.clone(), a.file.display().to_string()];
-    let staged = ctx.write(partition, |r| {
-        let mut t = Txn::new(r);
-        let mut ends = Vec::new();
-        let mut made = Vec::with_capacity(lines.len());
-        for chunk in lines.chunks(a.batch_size) {
-            stage(&mut t, &tid, chunk, &now, &a.file, &mut made)?;
-            ends.push(t.op_count());
-        }
-        Ok((Vec::new(), (t.into_ops(), ends)))
-    });
-    let (staged, at) = match staged {
-        Ok(s) => s,
-        Err(e) => {
-            if !context::refused(&e) {
-                ctx.audit_outcome(partition, "import", targets, &format!("{e:#}"));
-            }
-            return Err(e);
-        }
-    };
-    if lines.is_empty() {
-        ctx.audit_outcome(
-            partition,
-            "import",
-            targets.clone(),
-            "ok: the file holds no objects",
-        );
-    }
-    let (ops, ends) = staged;
-    let mut ops = ops.into_iter();
-    let mut start = 0;
-    let batches: Vec<Vec<Op>> = ends
-        .into_iter()
-        .map(|end| {
-            let batch = ops.by_ref().take(end - start).collect();
-            start = end;
-            batch
-        })
-        .collect();
     let bar = if output::stdout_is_terminal() {
         indicatif::ProgressBar::new(lines.len() as u64)
     } else {
@@ -403,43 +295,41 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} objects {per_sec} {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let mut checked = false;
     let mut done = 0usize;
     let mut last_token = None;
     let mut emitted = Ok(());
-    let chunks = lines.chunks(a.batch_size).count();
-    // The import's one audit record rides in its last entry; a failure gets its own.
-    let mut record = Some(ctx.record("import", targets.clone(), "ok"));
-    // Each batch is shipped while the one before is being made durable.
-    let written = ctx.write_pipelined(
-        partition,
-        Some(at.lsn),
-        batches.into_iter().zip(lines.chunks(a.batch_size)).enumerate(),
-        |r, (i, (mut ops, chunk))| {
-            if i + 1 == chunks {
-                if let Some(rec) = record.take() {
-                    let mut t = Txn::new(r);
-                    audit::append(&mut t, rec)?;
-                    ops.extend(t.into_ops());
-                }
-            }
-            Ok((ops, chunk))
-        },
-        |chunk, token| {
-            done += chunk.len();
-            bar.inc(chunk.len() as u64);
+    let numbers: Vec<usize> = lines.iter().map(|l| l.number).collect();
+    let req = Request::Import {
+        tenant: a.tenant.clone(),
+        file: a.file.display().to_string(),
+        batch_size: a.batch_size,
+        lines,
+    };
+    let written = ctx.execute_with(req, &mut |p| match p {
+        Progress::Checked { .. } => checked = true,
+        Progress::Committed {
+            through_line,
+            objects,
+            token,
+        } => {
+            done += objects;
+            bar.inc(*objects as u64);
             if out == Output::Json && emitted.is_ok() {
                 emitted = output::json_line(
-                    &json!({"committedThroughLine": chunk[chunk.len() - 1].number, "objects": done, "replicaToken": token}),
+                    &json!({"committedThroughLine": through_line, "objects": done, "replicaToken": token}),
                 );
             }
             last_token = Some(token.clone());
-        },
-    );
-    if let Err(e) = written {
-        if !context::refused(&e) {
-            ctx.audit_outcome(partition, "import", targets, &format!("{e:#}"));
         }
-        let from = lines.get(done).map_or(0, |l| l.number);
+    });
+    if let Err(e) = written {
+        // Checked whole, nothing written: the error as it is. Else the batches before the
+        // failed one are committed.
+        if !checked {
+            return Err(e);
+        }
+        let from = numbers.get(done).copied().unwrap_or(0);
         return Err(e.context(format!(
             "import {} from line {from}; lines before it are committed",
             a.file.display()

@@ -104,7 +104,7 @@ fn promise_8_restore_to_a_new_root_after_wiping_the_cluster_gives_every_object_b
     assert_eq!(p0["lsn"], c.lsn(0, "westus").unwrap() - 1);
     assert_eq!(p0["counts"]["objects"], 4);
     assert_eq!(p0["counts"]["tombstones"], 1);
-    let old_id = c.ok(&["status"])["clusterId"].clone();
+    let old_id = c.ok(&["status"])["clusterId"].as_str().unwrap().to_string();
 
     std::fs::remove_dir_all(&c.root).unwrap();
     let to = c.path("restored");
@@ -121,10 +121,9 @@ fn promise_8_restore_to_a_new_root_after_wiping_the_cluster_gives_every_object_b
 
     let n = at(&to);
     let status = n.ok(&["status"]);
-    assert_ne!(
-        status["clusterId"], old_id,
-        "a restored cluster has a new identity"
-    );
+    let new_id = status["clusterId"].as_str().unwrap();
+    assert!(!new_id.is_empty());
+    assert_ne!(new_id, old_id, "a restored cluster has a new identity");
     for row in status["replicas"].as_array().unwrap() {
         assert_eq!(row["health"], "ok", "{row}");
     }
@@ -138,10 +137,7 @@ fn promise_8_restore_to_a_new_root_after_wiping_the_cluster_gives_every_object_b
             );
         }
     }
-    assert_eq!(
-        n.user_get("ada@contoso.com", &[])["object"]["id"],
-        ada.as_str()
-    );
+    assert_eq!(n.user_get("ada@contoso.com", &[])["id"], ada.as_str());
     let members = n.ok(&["group", "members", "--tenant", "contoso", &g]);
     assert_eq!(
         members["objects"].as_array().map(Vec::len),
@@ -188,7 +184,7 @@ fn promise_8_restore_object_brings_a_deleted_user_back_with_its_memberships() {
     ]);
     assert_eq!(r["object"]["userPrincipalName"], "ada@contoso.com");
     let got = c.user_get(&ada, &[]);
-    assert_eq!(got["object"]["userPrincipalName"], "ada@contoso.com");
+    assert_eq!(got["userPrincipalName"], "ada@contoso.com");
     let members = c.ok(&["group", "members", "--tenant", "contoso", &g]);
     assert_eq!(members["objects"][0]["id"], ada.as_str(), "{members}");
     // Live again: a second restore is a conflict.
@@ -610,9 +606,7 @@ fn promise_8_restore_in_place_needs_yes_then_replaces_the_replicas() {
     // bob is written in a session: its token is past what the backup holds.
     let session = c.path("session.json").display().to_string();
     c.create_user_with("bob@contoso.com", &["--session", &session]);
-    let term_before = c.status_row(0, "westus")["partition_term"]
-        .as_u64()
-        .unwrap();
+    let term_before = c.status_row(0, "westus")["partitionTerm"].as_u64().unwrap();
     let (mut cmd, _) = c.command(&[
         "backup",
         "restore",
@@ -641,12 +635,7 @@ fn promise_8_restore_in_place_needs_yes_then_replaces_the_replicas() {
     assert_eq!(c.ok(&["status"])["clusterId"], id);
     // Terms only go up, so the session's token of the undone history is known as such: its
     // reads go on (with a warning) instead of waiting for an lsn that is gone.
-    assert!(
-        c.status_row(0, "westus")["partition_term"]
-            .as_u64()
-            .unwrap()
-            > term_before
-    );
+    assert!(c.status_row(0, "westus")["partitionTerm"].as_u64().unwrap() > term_before);
     let r = c.user_get_run("ada@contoso.com", &["--session", &session]);
     assert_eq!(r.code, 0, "{}", r.describe());
     assert!(r.stderr.contains("were undone"), "{}", r.describe());

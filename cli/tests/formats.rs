@@ -62,7 +62,7 @@ fn a_format_1_cluster_and_backup_still_open_read_and_restore() {
                 region,
             ],
         );
-        assert_eq!(v["object"]["displayName"], "Ada Lovelace");
+        assert_eq!(v["displayName"], "Ada Lovelace");
     }
     let m = run(
         &root,
@@ -84,7 +84,7 @@ fn a_format_1_cluster_and_backup_still_open_read_and_restore() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|r| r["health"] == "ok" && r["lag_entries"] == 0),
+            .all(|r| r["health"] == "ok" && r["lagEntries"] == 0),
         "{s}"
     );
     run(
@@ -120,7 +120,7 @@ fn a_format_1_cluster_and_backup_still_open_read_and_restore() {
         &restored,
         &["user", "get", "--tenant", "contoso", "ada@contoso.com"],
     );
-    assert_eq!(v["object"]["id"], "11111111-1111-4111-8111-111111111111");
+    assert_eq!(v["id"], "11111111-1111-4111-8111-111111111111");
 }
 
 #[test]

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 /// The action a grant without `--action` covers: every action.
 pub const ANY_ACTION: &str = "*";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Effect {
     Allow,
@@ -179,12 +179,7 @@ fn continue_walk(
             .collect(),
     };
     for k in keys {
-        let g = k
-            .get(33..49)
-            .and_then(|b| Uuid::from_slice(b).ok())
-            .ok_or_else(|| {
-                Error::Corrupt(format!("memberOf key {} is malformed", directory::hex(&k)))
-            })?;
+        let g = directory::second_id(&k, "memberOf")?;
         if visited.insert(g) {
             queue.push_back(g);
         }
@@ -193,7 +188,8 @@ fn continue_walk(
 }
 
 /// A check's answer and the grant (or rule) that decided it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Decision {
     pub allowed: bool,
     /// The grant that decided, if one did.

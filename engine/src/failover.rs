@@ -20,6 +20,7 @@ use crate::topology::Partition;
 
 /// What a failover did.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FailoverReport {
     pub partition: u32,
     pub old_primary: String,

@@ -10,6 +10,7 @@ use crate::layout::datacenter_path;
 use crate::replica::sync_dir;
 
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RebuildReport {
     pub partition: u32,
     pub datacenter: String,

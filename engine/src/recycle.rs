@@ -6,6 +6,7 @@
 //! or a purge is one replicated log entry.
 
 use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -19,7 +20,8 @@ use crate::error::{Error, Result};
 pub const RETENTION_DAYS: i64 = 30;
 
 /// A tombstone as stored, plus whether it is past its retention at `now`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Tombstone {
     pub object: Map<String, Value>,
     pub member_of: Vec<String>,
@@ -29,6 +31,7 @@ pub struct Tombstone {
 }
 
 impl Tombstone {
+    /// The object's ID (`parse_tombstone` checked that it is a GUID).
     pub fn id(&self) -> &str {
         self.object
             .get("id")
@@ -71,6 +74,14 @@ fn parse_tombstone(raw: &[u8], what: &str, now: DateTime<Utc>) -> Result<Tombsto
         Some(Value::Object(o)) => o,
         _ => return Err(Error::Corrupt(format!("{what}: no object"))),
     };
+    if object
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .is_none()
+    {
+        return Err(Error::Corrupt(format!("{what}: the object has no GUID id")));
+    }
     let deleted = object
         .get("deletedDateTime")
         .and_then(Value::as_str)
@@ -109,21 +120,21 @@ pub fn list(s: &dyn Store, tenant: &str, now: DateTime<Utc>) -> Result<Vec<Tombs
 /// One tombstone; NotFound (saying it was purged) when the bin does not hold it.
 pub fn get(s: &dyn Store, tenant: &str, id: &str, now: DateTime<Utc>) -> Result<Tombstone> {
     let uid = parse_id(id)?;
-    let raw = s.get(&key(K_TOMBSTONE, tenant, &[uid.as_bytes()])?)?.ok_or_else(|| {
-        let live = s.get(&object_key(tenant, &uid).unwrap_or_default()).ok().flatten();
-        if live.is_some() {
+    let Some(raw) = s.get(&key(K_TOMBSTONE, tenant, &[uid.as_bytes()])?)? else {
+        return Err(if s.get(&object_key(tenant, &uid)?)?.is_some() {
             Error::NotFound(format!("object {uid} is not deleted (it is live)"))
         } else {
             Error::NotFound(format!(
                 "no deleted object with id {uid} in this tenant's recycle bin: it was purged, never existed, or belongs to another tenant"
             ))
-        }
-    })?;
+        });
+    };
     parse_tombstone(&raw, &format!("tombstone {uid}"), now)
 }
 
 /// What a restore brought back and what it could not.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Restored {
     pub object: Map<String, Value>,
     /// Memberships put back, as `memberOf GROUP` / `member ID`.
@@ -238,7 +249,9 @@ pub fn restore(
             .get(&object_key(tenant, &mid)?)?
             .ok_or_else(|| Error::NotFound(format!("member {mid}")))?;
         let member = decode(&raw, &format!("object {mid}"))?;
-        let noun = type_of(&member).map(ObjectType::noun).unwrap_or("user");
+        let noun = type_of(&member)
+            .ok_or_else(|| Error::Corrupt(format!("object {mid} has no known @odata.type")))?
+            .noun();
         t.put(
             key(K_MEMBER, tenant, &[uid.as_bytes(), mid.as_bytes()])?,
             noun.as_bytes().to_vec(),

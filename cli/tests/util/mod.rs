@@ -221,7 +221,7 @@ impl Cluster {
         self.status(partition)
             .iter()
             .find(|r| r["datacenter"] == dc)
-            .and_then(|r| r["last_lsn"].as_u64())
+            .and_then(|r| r["lastLsn"].as_u64())
     }
 }
 

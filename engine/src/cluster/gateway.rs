@@ -13,7 +13,8 @@ use crate::session::Token;
 use crate::topology::Partition;
 
 /// Which replica answered a read, and where it stood.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ServedBy {
     pub datacenter: String,
     pub partition: u32,

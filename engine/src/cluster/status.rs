@@ -9,6 +9,7 @@ use crate::replica::Access;
 use crate::topology::Partition;
 
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReplicaStatus {
     pub partition: u32,
     pub datacenter: String,

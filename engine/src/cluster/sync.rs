@@ -14,6 +14,7 @@ use crate::log::Position;
 use crate::topology::Partition;
 
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SyncReport {
     pub partition: u32,
     pub datacenter: String,

@@ -1,0 +1,121 @@
+//! `dirctl dc list|drain|undrain|rebuild`: datacenters.
+
+use anyhow::Result;
+use engine::Error;
+use serde_json::json;
+
+use crate::context::{confirm, Ctx};
+use crate::opt::{DcCmd, Global};
+use crate::output;
+
+pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
+    let mut ctx = Ctx::open(g)?;
+    let (name, drained) = match c {
+        DcCmd::Drain { name, yes } => {
+            confirm(yes, &format!("dc drain {name}"))?;
+            (name, true)
+        }
+        DcCmd::Undrain { name, yes } => {
+            confirm(yes, &format!("dc undrain {name}"))?;
+            (name, false)
+        }
+        DcCmd::Rebuild { name, yes } => {
+            confirm(yes, &format!("dc rebuild {name}"))?;
+            let r = rebuild(g, &mut ctx, &name);
+            ctx.audit_result(0, "dc.rebuild", vec![name], &r);
+            // Shipped along, so that the rebuilt datacenter stays level.
+            let _ = ctx.cluster_mut().sync(0, &mut |_| {});
+            return r;
+        }
+        DcCmd::List => {
+            let t = ctx.cluster_mut().topology();
+            let rows: Vec<_> = t
+                .datacenters
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.name.clone(),
+                        format!("{},{}", d.location.lat, d.location.lon),
+                        if d.drained { "drained" } else { "serving" }.to_string(),
+                    ]
+                })
+                .collect();
+            return output::emit(g.output, &json!(t.datacenters), || {
+                output::table(&["name", "location", "reads"], &rows)
+            });
+        }
+    };
+    let op = if drained { "dc.drain" } else { "dc.undrain" };
+    let changed = ctx
+        .cluster_mut()
+        .topology()
+        .datacenter(&name)
+        .map(|_| ())
+        .and_then(|()| {
+            ctx.cluster_mut().update_topology(|t| {
+                for d in t.datacenters.iter_mut().filter(|d| d.name == name) {
+                    d.drained = drained;
+                }
+                Ok(())
+            })?;
+            Ok(())
+        })
+        .map_err(anyhow::Error::from);
+    ctx.audit_result(0, op, vec![name.clone()], &changed);
+    changed?;
+    let what = if drained {
+        "drained: reads route around it"
+    } else {
+        "undrained: reads may reach it again"
+    };
+    output::emit(
+        g.output,
+        &json!({"datacenter": name, "drained": drained}),
+        || format!("datacenter {name} {what}\n"),
+    )
+}
+
+fn rebuild(g: &Global, ctx: &mut Ctx, name: &str) -> Result<()> {
+    let n = ctx.cluster_mut().topology().partitions.len() as u64;
+    let bar = if output::stdout_is_terminal() {
+        indicatif::ProgressBar::new(n)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let reports = ctx
+        .cluster_mut()
+        .rebuild_datacenter(name, &mut |k| bar.inc(k))?;
+    bar.finish_and_clear();
+    let rows: Vec<_> = reports
+        .iter()
+        .map(|r| {
+            vec![
+                r.partition.to_string(),
+                r.seeded_from.clone().unwrap_or_default(),
+                r.lsn.map(|l| l.to_string()).unwrap_or_default(),
+                r.result.to_string(),
+            ]
+        })
+        .collect();
+    output::emit(
+        g.output,
+        &json!({"datacenter": name, "replicas": reports}),
+        || output::table(&["partition", "seeded from", "lsn", "result"], &rows),
+    )?;
+    let bad: Vec<_> = reports
+        .iter()
+        .filter(|r| r.result != "rebuilt" && r.result != "healthy, kept")
+        .map(|r| format!("partition {}: {}", r.partition, r.result))
+        .collect();
+    if !bad.is_empty() {
+        let msg = format!("datacenter {name} is not whole: {}", bad.join("; "));
+        // Some replicas were rebuilt: not "nothing applied" (exit 5), so exit 1.
+        let rebuilt = reports.iter().any(|r| r.result == "rebuilt");
+        return Err(if rebuilt {
+            anyhow::anyhow!("{msg} (the others were rebuilt; see the table)")
+        } else {
+            Error::Unavailable(msg).into()
+        });
+    }
+    Ok(())
+}

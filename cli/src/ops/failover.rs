@@ -1,0 +1,148 @@
+//! `dirctl failover`: planned and emergency failover of partitions.
+
+use anyhow::Result;
+use engine::Error;
+use serde_json::json;
+
+use crate::context::{confirm, Ctx};
+use crate::opt::{FailoverArgs, Global};
+use crate::output;
+
+pub fn failover(g: &Global, a: FailoverArgs) -> Result<()> {
+    let what = match (&a.partition, &a.all_from) {
+        (Some(p), _) => format!("partition {p}"),
+        (None, Some(dc)) => format!("every partition whose primary is in {dc}"),
+        (None, None) => String::new(),
+    };
+    confirm(a.yes, &format!("failover of {what}"))?;
+    let mut ctx = Ctx::open(g)?;
+    let mut losses = Vec::new();
+    let r = failover_partitions(g, &mut ctx, &a, &mut losses);
+    let op = if a.emergency {
+        "failover.emergency"
+    } else {
+        "failover.planned"
+    };
+    let mut targets = vec![what];
+    targets.extend(a.to.iter().map(|to| format!("to {to}")));
+    // --accept-data-loss: the audit trail keeps the window that may have been lost.
+    targets.extend(losses);
+    ctx.audit_result(a.partition.unwrap_or(0), op, targets, &r);
+    r
+}
+
+fn failover_partitions(
+    g: &Global,
+    ctx: &mut Ctx,
+    a: &FailoverArgs,
+    losses: &mut Vec<String>,
+) -> Result<()> {
+    let parts: Vec<(u32, Option<String>)> = match (&a.partition, &a.all_from) {
+        (Some(p), _) => {
+            ctx.cluster_mut().topology().partition(*p)?;
+            if a.to.is_none() && !a.emergency {
+                return Err(Error::Invalid(
+                    "say where to: --to DC (planned) or --emergency".into(),
+                )
+                .into());
+            }
+            vec![(*p, a.to.clone())]
+        }
+        (None, Some(dc)) => {
+            let t = ctx.cluster_mut().topology();
+            t.datacenter(dc)?;
+            if a.to.as_deref() == Some(dc.as_str()) {
+                return Err(
+                    Error::Invalid(format!("--to {dc} is the datacenter being emptied")).into(),
+                );
+            }
+            t.partitions
+                .iter()
+                .filter(|p| p.primary == *dc)
+                .map(|p| (p.id, a.to.clone().or_else(|| Some(p.sync_standby.clone()))))
+                .collect()
+        }
+        (None, None) => {
+            return Err(Error::Invalid("give --partition P or --all-from DC".into()).into())
+        }
+    };
+    let bar = if output::stdout_is_terminal() && parts.len() > 1 {
+        indicatif::ProgressBar::new(parts.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for (p, to) in parts {
+        let r = if a.emergency {
+            ctx.cluster_mut().failover_emergency(p, a.accept_data_loss)
+        } else {
+            ctx.cluster_mut()
+                .failover_planned(p, to.as_deref().unwrap_or_default())
+        };
+        match r {
+            Ok(r) => reports.push(r),
+            Err(e) => failures.push((p, e)),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    for r in &reports {
+        if let Some(l) = r.possible_loss_after_lsn {
+            losses.push(format!(
+                "partition {}: acknowledged writes after lsn {l} (term {}) may be lost",
+                r.partition, r.old_term
+            ));
+        }
+    }
+    let rows: Vec<_> = reports
+        .iter()
+        .map(|r| {
+            vec![
+                r.partition.to_string(),
+                format!("{} -> {}", r.old_primary, r.new_primary),
+                format!("{} -> {}", r.old_term, r.new_term),
+                r.sync_standby.clone(),
+                r.lsn.to_string(),
+                format!("{:.1}", r.write_unavailable_ms),
+                r.possible_loss_after_lsn
+                    .map(|l| format!("acknowledged writes after lsn {l} may be lost"))
+                    .unwrap_or_else(|| "none".into()),
+            ]
+        })
+        .collect();
+    let failed: Vec<String> = failures
+        .iter()
+        .map(|(p, e)| format!("partition {p}: {e}"))
+        .collect();
+    output::emit(
+        g.output,
+        &json!({"failovers": reports, "failures": failed}),
+        || {
+            let mut s = output::table(
+                &[
+                    "partition",
+                    "primary",
+                    "term",
+                    "sync standby",
+                    "lsn",
+                    "writes unavailable ms",
+                    "data loss",
+                ],
+                &rows,
+            );
+            for f in &failed {
+                s.push_str(&format!("failed: {f}\n"));
+            }
+            s
+        },
+    )?;
+    match failures.into_iter().next() {
+        Some((_, e)) if reports.is_empty() => Err(e.into()),
+        // Some partitions moved: not "nothing applied" (exit 5), so exit 1 with the message.
+        Some((p, e)) => Err(anyhow::anyhow!(
+            "failover of partition {p} failed (others succeeded; see the table): {e}"
+        )),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,176 @@
+//! The directory's objects and their keys: tenants, users, groups, applications,
+//! service principals and devices, with Microsoft Graph's field names.
+//!
+//! Key layout in the data column family (big-endian, fixed width where it matters):
+//!
+//! ```text
+//! 0x01 | tenant(16) | id(16)              -> object JSON          (live objects)
+//! 0x02 | tenant(16) | lowercase UPN bytes -> user id(16)          (UPN uniqueness)
+//! 0x03 | tenant(16) | group(16) | member(16) -> member's type     (members)
+//! 0x04 | tenant(16) | member(16) | group(16) -> empty             (memberOf)
+//! 0x05 | tenant(16)                       -> tenant JSON
+//! 0x06 | tenant(16) | id(16)              -> tombstone JSON       (recycle bin)
+//! 0x07 | tenant(16) | principal(16) | resource -> {action: grant JSON} (access)
+//! 0x08 | seq(8)                           -> audit record JSON    (audit, per partition)
+//! 0x09                                    -> seq(8) | sha256(32)  (audit chain head)
+//! ```
+//!
+//! The modules: `store` (what a partition's data is read through), `txn` (changes staged
+//! into one log entry), `keys` (the layout above), `schema` (object types, Graph's field
+//! names and their checks), `objects` (create, get, list, update, delete, members, tenants).
+
+mod keys;
+mod objects;
+mod schema;
+mod store;
+mod txn;
+
+pub use keys::*;
+pub use objects::*;
+pub use schema::*;
+pub use store::*;
+pub use txn::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::error::Result;
+    use serde_json::{Map, Value};
+
+    struct Empty;
+    impl Store for Empty {
+        fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>> {
+            Ok(None)
+        }
+        fn scan_prefix(&self, _: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            Ok(Vec::new())
+        }
+    }
+
+    const T: &str = "6f1d2a4e-0000-4000-8000-000000000001";
+
+    fn user(upn: &str) -> Map<String, Value> {
+        serde_json::json!({"userPrincipalName": upn, "displayName": upn})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn duplicate_upn_in_one_transaction_conflicts_case_insensitively() {
+        let mut t = Txn::new(&Empty);
+        create(&mut t, T, ObjectType::User, user("ada@contoso.com"), "now").expect("first");
+        assert!(matches!(
+            create(&mut t, T, ObjectType::User, user("ADA@contoso.com"), "now"),
+            Err(Error::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_upns_long_strings_and_control_characters_are_invalid() {
+        let mut t = Txn::new(&Empty);
+        let long_alias = format!("{}@contoso.com", "a".repeat(65));
+        for upn in [
+            "a@@b.com",
+            "a@b.c@d.com",
+            ".dot@c.com",
+            "dot.@c.com",
+            "a..b@c.com",
+            "x@.c.com",
+            "x@c..com",
+            "x@com",
+            "x y@c.com",
+            long_alias.as_str(),
+        ] {
+            assert!(
+                matches!(
+                    create(&mut t, T, ObjectType::User, user(upn), "now"),
+                    Err(Error::Invalid(_))
+                ),
+                "{upn} was accepted"
+            );
+        }
+        create(
+            &mut t,
+            T,
+            ObjectType::User,
+            user("first.last@sub.contoso.com"),
+            "now",
+        )
+        .expect("a plain UPN");
+        let mut app = Map::new();
+        app.insert("displayName".into(), Value::from("app"));
+        app.insert("appId".into(), Value::from("not-a-guid"));
+        assert!(
+            matches!(create(&mut t, T, ObjectType::Application, app, "now"), Err(Error::Invalid(m)) if m.contains("not a GUID"))
+        );
+        let mut u = user("long@contoso.com");
+        u.insert("displayName".into(), Value::from("W".repeat(1025)));
+        assert!(
+            matches!(create(&mut t, T, ObjectType::User, u, "now"), Err(Error::Invalid(m)) if m.contains("at most 1024"))
+        );
+        let mut u = user("rtl@contoso.com");
+        u.insert("displayName".into(), Value::from("abc\u{202e}fdp.exe"));
+        assert!(
+            matches!(create(&mut t, T, ObjectType::User, u, "now"), Err(Error::Invalid(m)) if m.contains("text-direction"))
+        );
+        let mut u = user("eve@contoso.com");
+        u.insert(
+            "displayName".into(),
+            Value::from("Eve\n0000  ceo@contoso.com"),
+        );
+        assert!(
+            matches!(create(&mut t, T, ObjectType::User, u, "now"), Err(Error::Invalid(m)) if m.contains("control character"))
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_missing_required_fields_are_invalid() {
+        let mut t = Txn::new(&Empty);
+        let mut u = user("a@b.com");
+        u.insert("shoeSize".into(), Value::from(42));
+        assert!(
+            matches!(create(&mut t, T, ObjectType::User, u, "now"), Err(Error::Invalid(m)) if m.contains("shoeSize"))
+        );
+        let mut u = user("a@b.com");
+        u.remove("displayName");
+        assert!(
+            matches!(create(&mut t, T, ObjectType::User, u, "now"), Err(Error::Invalid(m)) if m.contains("displayName"))
+        );
+        assert_eq!(t.op_count(), 0);
+    }
+
+    #[test]
+    fn delete_keeps_memberships_with_the_tombstone() {
+        let mut t = Txn::new(&Empty);
+        let u = create(&mut t, T, ObjectType::User, user("a@b.com"), "now").expect("user");
+        let g = create(
+            &mut t,
+            T,
+            ObjectType::Group,
+            serde_json::json!({"displayName": "g"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            "now",
+        )
+        .expect("group");
+        let (uid, gid) = (
+            u["id"].as_str().unwrap_or_default().to_string(),
+            g["id"].as_str().unwrap_or_default().to_string(),
+        );
+        add_member(&mut t, T, &gid, &uid).expect("add");
+        assert_eq!(members(&t, T, &gid).expect("members").len(), 1);
+        delete(&mut t, T, ObjectType::User, &uid, "later").expect("delete");
+        assert_eq!(members(&t, T, &gid).expect("members").len(), 0);
+        assert!(matches!(get(&t, T, "a@b.com"), Err(Error::NotFound(_))));
+        let tomb = t
+            .get(&key(K_TOMBSTONE, T, &[parse_id(&uid).expect("id").as_bytes()]).expect("key"))
+            .expect("get")
+            .expect("tombstone");
+        let tomb: Value = serde_json::from_slice(&tomb).expect("json");
+        assert_eq!(tomb["memberOf"][0], Value::from(gid));
+        assert_eq!(tomb["object"]["deletedDateTime"], Value::from("later"));
+    }
+}

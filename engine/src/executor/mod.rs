@@ -1,0 +1,454 @@
+//! Carries out a `Request` on the embedded cluster: reads on the chosen replica, writes in
+//! one transaction on the primary with their audit record in the same log entry. The
+//! closures over a replica live here, inside the engine.
+
+mod audit_list;
+mod import;
+mod tenant;
+
+use crate::audit::{self, Record};
+use crate::client::Embedded;
+use crate::directory::{self, Txn};
+use crate::error::{Error, Result};
+use crate::replica::{CheckpointView, Replica};
+use crate::request::{Envelope, Note, Object, Progress, Reply, Request, Response};
+use crate::session::Token;
+use crate::{access, recycle};
+
+pub(crate) fn execute(
+    d: &mut Embedded,
+    env: &Envelope,
+    req: Request,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Response> {
+    match req {
+        Request::Import {
+            tenant,
+            file,
+            batch_size,
+            lines,
+        } => import::import(d, env, &tenant, &file, batch_size, &lines, progress),
+        Request::CreateTenant { name, partition } => tenant::create(d, env, &name, partition),
+        Request::ListAudit { partition } => audit_list::list(d, partition),
+        Request::RecordAudit {
+            partition,
+            op,
+            targets,
+            outcome,
+        } => {
+            d.record_outcome(env, partition, &op, targets, &outcome);
+            Ok(Response {
+                reply: Reply::AuditRecorded,
+                token: None,
+                served_by: None,
+            })
+        }
+        req if req.audit_op().is_some() => write(d, env, req),
+        req => read(d, env, req),
+    }
+}
+
+fn read(d: &mut Embedded, env: &Envelope, req: Request) -> Result<Response> {
+    let tenant = req
+        .tenant()
+        .ok_or_else(|| Error::Invalid(format!("{req:?} names no tenant")))?;
+    let placed = d.cluster.topology().tenant(tenant)?.clone();
+    let tid = placed.id.as_str();
+    let now = d.cluster.clock().now();
+    let answer = |r: &Replica| -> Result<Reply> {
+        Ok(match &req {
+            Request::GetObject {
+                object_type, id, ..
+            } => Reply::Object(directory::get_typed(r, tid, *object_type, id)?),
+            Request::ListObjects { object_type, .. } => {
+                Reply::Objects(directory::list(r, tid, *object_type)?)
+            }
+            Request::ListMembers { group, .. } => {
+                Reply::Objects(directory::members(r, tid, group)?)
+            }
+            Request::ListDeleted { .. } => Reply::Tombstones(recycle::list(r, tid, now)?),
+            Request::GetDeleted { id, .. } => Reply::Tombstone(recycle::get(r, tid, id, now)?),
+            Request::ListGrants { principal, .. } => {
+                Reply::Grants(access::list(r, tid, principal.as_deref())?)
+            }
+            Request::CheckAccess {
+                user,
+                resource,
+                action,
+                ..
+            } => Reply::Decision(access::check(r, tid, user, resource, action)?),
+            other => return Err(Error::Invalid(format!("{other:?} is not a read"))),
+        })
+    };
+    let (reply, served) = d.cluster.read(
+        placed.partition,
+        env.datacenter.as_deref(),
+        env.token.as_ref(),
+        answer,
+    )?;
+    Ok(Response {
+        reply,
+        token: None,
+        served_by: Some(served),
+    })
+}
+
+fn write(d: &mut Embedded, env: &Envelope, req: Request) -> Result<Response> {
+    let op = req.audit_op().unwrap_or_default();
+    let tenant = req
+        .tenant()
+        .ok_or_else(|| Error::Invalid(format!("{req:?} names no tenant")))?;
+    let placed = d.cluster.topology().tenant(tenant)?.clone();
+    let tid = placed.id.clone();
+    let clock = d.cluster.clock();
+    let (now, now_graph) = (clock.now(), clock.now_graph());
+    let targets = initial_targets(&req);
+    let purged_tids = tenant_ids(d, &req, placed.partition)?;
+    let (reply, token) = d.audited_write(env, placed.partition, &op, targets, |t, targets| {
+        Ok(match req {
+            Request::CreateObject {
+                object_type,
+                fields,
+                ..
+            } => by_object_id(
+                targets,
+                directory::create(t, &tid, object_type, fields, &now_graph)?,
+            ),
+            Request::UpdateObject {
+                object_type,
+                id,
+                patch,
+                ..
+            } => by_object_id(
+                targets,
+                directory::update(t, &tid, object_type, &id, patch)?,
+            ),
+            Request::DeleteObject {
+                object_type, id, ..
+            } => by_object_id(
+                targets,
+                directory::delete(t, &tid, object_type, &id, &now_graph)?,
+            ),
+            Request::AddMember { group, member, .. } => {
+                directory::add_member(t, &tid, &group, &member)?;
+                by_object_ids(t, &tid, targets)?;
+                Reply::Membership
+            }
+            Request::RemoveMember { group, member, .. } => {
+                directory::remove_member(t, &tid, &group, &member)?;
+                by_object_ids(t, &tid, targets)?;
+                Reply::Membership
+            }
+            Request::RestoreDeleted { id, new_upn, .. } => {
+                Reply::Restored(recycle::restore(t, &tid, &id, new_upn.as_deref(), now)?)
+            }
+            Request::PurgeDeleted { id, .. } => {
+                Reply::Purged(vec![recycle::purge(t, &tid, &id, now)?.id().to_string()])
+            }
+            Request::PurgeExpired { .. } => {
+                let mut ids = Vec::new();
+                for tid in &purged_tids {
+                    ids.extend(recycle::purge_expired(t, tid, now)?);
+                }
+                targets.extend(ids.iter().cloned());
+                Reply::Purged(ids)
+            }
+            Request::Grant {
+                principal,
+                resource,
+                action,
+                effect,
+                ..
+            } => Reply::Grant(access::grant(
+                t, &tid, &principal, &resource, &action, effect, &now_graph,
+            )?),
+            Request::Revoke {
+                principal,
+                resource,
+                action,
+                ..
+            } => Reply::Grant(access::revoke(t, &tid, &principal, &resource, &action)?),
+            Request::RestoreFromBackup { checkpoint, id, .. } => {
+                let view = CheckpointView::open(&checkpoint)?;
+                let (object, skipped) = directory::restore_from(t, &view, &tid, &id)?;
+                Reply::RestoredFromBackup { object, skipped }
+            }
+            other => return Err(Error::Invalid(format!("{other:?} is not a write"))),
+        })
+    })?;
+    Ok(Response {
+        reply,
+        token: Some(token),
+        served_by: None,
+    })
+}
+
+/// The ids of the tenants a purge-expired names, which must share `partition`.
+fn tenant_ids(d: &Embedded, req: &Request, partition: u32) -> Result<Vec<String>> {
+    let Request::PurgeExpired { tenants } = req else {
+        return Ok(Vec::new());
+    };
+    tenants
+        .iter()
+        .map(|name| {
+            let placed = d.cluster.topology().tenant(name)?;
+            if placed.partition != partition {
+                return Err(Error::Invalid(format!(
+                    "tenants {} are not all on partition {partition}: purge them one partition at a time",
+                    tenants.join(", ")
+                )));
+            }
+            Ok(placed.id.clone())
+        })
+        .collect()
+}
+
+/// The audit record's targets before the change runs: what the client named.
+fn initial_targets(req: &Request) -> Vec<String> {
+    match req {
+        // A failure is recorded under the name the object was to have; a success under its
+        // new ID.
+        Request::CreateObject { fields, .. } => ["userPrincipalName", "displayName"]
+            .iter()
+            .find_map(|f| fields.get(*f).and_then(serde_json::Value::as_str))
+            .map(str::to_string)
+            .into_iter()
+            .collect(),
+        Request::UpdateObject { id, .. }
+        | Request::DeleteObject { id, .. }
+        | Request::RestoreDeleted { id, .. }
+        | Request::PurgeDeleted { id, .. } => vec![id.clone()],
+        Request::AddMember { group, member, .. } | Request::RemoveMember { group, member, .. } => {
+            vec![group.clone(), member.clone()]
+        }
+        Request::PurgeExpired { tenants } => tenants.clone(),
+        Request::Grant {
+            principal,
+            resource,
+            ..
+        }
+        | Request::Revoke {
+            principal,
+            resource,
+            ..
+        } => vec![principal.clone(), resource.clone()],
+        Request::RestoreFromBackup { id, backup, .. } => vec![id.clone(), backup.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// An object addressed by UPN is recorded in the audit trail by its object ID, as every
+/// other record names it (`audit list --target ID` finds it).
+fn by_object_id(targets: &mut Vec<String>, obj: Object) -> Reply {
+    if let Some(id) = obj.get("id").and_then(serde_json::Value::as_str) {
+        *targets = vec![id.to_string()];
+    }
+    Reply::Object(obj)
+}
+
+/// Targets named by UPN, recorded by object ID (each resolved in the transaction).
+fn by_object_ids(t: &Txn, tid: &str, targets: &mut [String]) -> Result<()> {
+    for target in targets.iter_mut() {
+        *target = directory::resolve_id(t, tid, target)?.to_string();
+    }
+    Ok(())
+}
+
+impl Embedded {
+    fn record(&self, env: &Envelope, op: &str, targets: Vec<String>, outcome: &str) -> Record {
+        Record::new(
+            &self.cluster.clock().now_graph(),
+            &env.actor,
+            op,
+            targets,
+            outcome,
+            &env.correlation_id,
+        )
+    }
+
+    /// A replicated write with its audit record in the same log entry (atomic with the
+    /// change). `build` may change the targets (a created object's ID). When the write
+    /// fails, a separate record with the error is written (best effort, `record_outcome`);
+    /// malformed input (Invalid) is refused before anything is attempted and writes nothing.
+    fn audited_write<T>(
+        &mut self,
+        env: &Envelope,
+        partition: u32,
+        op: &str,
+        targets: Vec<String>,
+        build: impl FnOnce(&mut Txn, &mut Vec<String>) -> Result<T>,
+    ) -> Result<(T, Token)> {
+        let mut rec = self.record(env, op, targets.clone(), "ok");
+        let result = self
+            .cluster
+            .write(partition, env.datacenter.as_deref(), move |r| {
+                let mut t = Txn::new(r);
+                let out = build(&mut t, &mut rec.targets)?;
+                audit::append(&mut t, rec)?;
+                Ok((t.into_ops(), out))
+            });
+        if let Err(e) = &result {
+            if !refused(e) {
+                self.record_outcome(env, partition, op, targets, &e.to_string());
+            }
+        }
+        result
+    }
+
+    /// A separate, small replicated write of one audit record: failed operations and
+    /// cluster-level ones. If it cannot be written, a note says so and the operation's own
+    /// result is left alone.
+    pub(crate) fn record_outcome(
+        &mut self,
+        env: &Envelope,
+        partition: u32,
+        op: &str,
+        targets: Vec<String>,
+        outcome: &str,
+    ) {
+        let rec = self.record(env, op, targets, outcome);
+        #[cfg(feature = "failpoints")]
+        self.cluster.set_failpoint(None);
+        // The operation's own partition first; when it cannot commit (the very failure being
+        // recorded, often), any other partition keeps the record (`audit list` reads them all).
+        let others = self
+            .cluster
+            .topology()
+            .partitions
+            .iter()
+            .map(|p| p.id)
+            .filter(|p| *p != partition);
+        let order: Vec<u32> = std::iter::once(partition).chain(others).collect();
+        let mut failures = Vec::new();
+        for p in order {
+            self.cluster.release_all();
+            let rec = rec.clone();
+            let r = self.cluster.write(p, None, move |r| {
+                let mut t = Txn::new(r);
+                audit::append(&mut t, rec)?;
+                Ok((t.into_ops(), ()))
+            });
+            match r {
+                // The record may stand where it went: writing it again elsewhere could make two.
+                Err(e) if matches!(e, Error::OutcomeUnknown(_)) => {
+                    self.notes.push(Note::Warning(format!(
+                        "the audit record of {op} may or may not have been written to partition {p}: {e}"
+                    )));
+                    return;
+                }
+                Ok(_) if failures.is_empty() => return,
+                Ok(_) => {
+                    self.notes.push(Note::Info(format!(
+                        "the audit record of {op} went to partition {p} ({})",
+                        failures.join("; ")
+                    )));
+                    return;
+                }
+                Err(e) => failures.push(format!("partition {p}: {e}")),
+            }
+        }
+        self.notes.push(Note::Warning(format!(
+            "the audit record of {op} could not be written to any partition: {}",
+            failures.join("; ")
+        )));
+    }
+}
+
+/// Malformed input is refused before anything is attempted: no audit record.
+pub(crate) fn refused(e: &Error) -> bool {
+    matches!(e, Error::Invalid(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::directory::ObjectType;
+
+    fn fields(v: serde_json::Value) -> Object {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn audit_targets_start_as_the_client_named_them() {
+        let t = || "contoso".to_string();
+        let cases: Vec<(Request, Vec<&str>)> = vec![
+            (
+                Request::CreateObject {
+                    tenant: t(),
+                    object_type: ObjectType::User,
+                    fields: fields(json!({"displayName": "Ada", "userPrincipalName": "ada@c.com"})),
+                },
+                vec!["ada@c.com"],
+            ),
+            (
+                Request::CreateObject {
+                    tenant: t(),
+                    object_type: ObjectType::Group,
+                    fields: fields(json!({"displayName": "Finance"})),
+                },
+                vec!["Finance"],
+            ),
+            (
+                Request::CreateObject {
+                    tenant: t(),
+                    object_type: ObjectType::Device,
+                    fields: Object::new(),
+                },
+                vec![],
+            ),
+            (
+                Request::AddMember {
+                    tenant: t(),
+                    group: "g".into(),
+                    member: "m".into(),
+                },
+                vec!["g", "m"],
+            ),
+            (
+                Request::Revoke {
+                    tenant: t(),
+                    principal: "p".into(),
+                    resource: "r".into(),
+                    action: "*".into(),
+                },
+                vec!["p", "r"],
+            ),
+            (
+                Request::PurgeExpired {
+                    tenants: vec![t(), "fabrikam".into()],
+                },
+                vec!["contoso", "fabrikam"],
+            ),
+            (
+                Request::RestoreFromBackup {
+                    tenant: t(),
+                    backup: "2026-12-01".into(),
+                    checkpoint: "/x".into(),
+                    id: "i".into(),
+                },
+                vec!["i", "2026-12-01"],
+            ),
+        ];
+        for (req, want) in cases {
+            assert_eq!(initial_targets(&req), want, "{req:?}");
+        }
+    }
+
+    #[test]
+    fn only_malformed_input_is_refused_without_a_record() {
+        assert!(refused(&Error::Invalid("x".into())));
+        for e in [
+            Error::NotFound("x".into()),
+            Error::Conflict("x".into()),
+            Error::Unavailable("x".into()),
+            Error::OutcomeUnknown("x".into()),
+            Error::Corrupt("x".into()),
+            Error::Fenced("x".into()),
+            Error::Storage("x".into()),
+        ] {
+            assert!(!refused(&e), "{e:?}");
+        }
+    }
+}
