@@ -10,7 +10,8 @@
 //! a replica that was told of a newer one. After every step a checker verifies that the
 //! primary's data is what was acknowledged (or in doubt), refused writes are visible nowhere,
 //! the standby holds every committed entry, no replica has seen a term the control plane has
-//! not, and one primary acknowledged per term.
+//! not, and one primary acknowledged per term; each write checks that no replica holds
+//! another entry at its (term, lsn), which names one entry.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -194,7 +195,11 @@ impl<B: Backend> World<B> {
     }
 
     /// The standby is unreachable: another replica is brought level (entries in doubt
-    /// included, which so become committed) and takes its place.
+    /// included, which so become committed) and takes its place, in a new term. The old
+    /// standby may hold an entry the primary never did (a writer died after the standby's
+    /// append, before its own), and no one can cut it while it is unreachable: written again
+    /// in the same term, that (term, lsn) would name two different entries, and catch-up,
+    /// which compares terms, would keep the wrong one on the old standby for good.
     fn redesignate(&mut self) -> bool {
         let Some(new) =
             (0..REPLICAS).find(|i| *i != self.primary && *i != self.standby && self.up(*i))
@@ -205,6 +210,7 @@ impl<B: Backend> World<B> {
         self.catch_up(new, last);
         self.log(self.primary).set_commit_lsn(last).unwrap();
         self.standby = new;
+        self.raise_term();
         true
     }
 
@@ -230,6 +236,16 @@ impl<B: Backend> World<B> {
                 prev: self.log(p).get(&key(k)).unwrap(),
             }],
         };
+        // (term, lsn) names one entry: no replica, reachable or not, holds another one there.
+        for i in 0..REPLICAS {
+            assert_ne!(
+                self.log(i).term_at(entry.lsn).unwrap(),
+                Some(entry.term),
+                "r{i} holds another entry at (term {}, lsn {})",
+                entry.term,
+                entry.lsn
+            );
+        }
         let entries: Arc<[Entry]> = Arc::from(vec![entry]);
         let encoded: Arc<[Vec<u8>]> = entries.iter().map(Entry::encode).collect();
         match rng.random_range(0..100) {
