@@ -6,8 +6,8 @@
 //! at most one primary per partition and term acknowledged writes (promises 1 to 6).
 //!
 //! Beside it, `protocol` runs the replication protocol alone over `ReplicaLog`, on the
-//! in-memory log (many steps) and on RocksDB replicas. With fixed seeds (`CI` set) the
-//! default runs take 4 x 150 cluster steps, 8 x 5,000 in memory and 4 x 300 on RocksDB.
+//! in-memory log (many steps) and on RocksDB replicas. The default runs take fixed seeds
+//! (`GEODIR_RANDOM_SEEDS=1` draws new ones) and 4 x 150 cluster steps, 8 x 5,000 in memory and 4 x 300 on RocksDB.
 //!
 //! The seed is printed; `GEODIR_SEED=N cargo test --release -p geodir-engine --test model`
 //! replays it, `GEODIR_SEEDS=K` runs K seeds, `GEODIR_STEPS=N` changes the length (of
@@ -468,7 +468,7 @@ fn run_seed(seed: u64, steps: usize) {
 }
 
 /// Runs `run(seed, steps)` for each seed (`GEODIR_SEED`, else `GEODIR_SEEDS` or
-/// `default_seeds` of them), `GEODIR_STEPS` or `default_steps` steps each, naming the seed
+/// `default_seeds` of them, fixed unless `GEODIR_RANDOM_SEEDS` is set), `GEODIR_STEPS` or `default_steps` steps each, naming the seed
 /// of a failure.
 fn for_each_seed(name: &str, default_seeds: u64, default_steps: usize, run: impl Fn(u64, usize)) {
     let steps = std::env::var("GEODIR_STEPS")
@@ -482,12 +482,12 @@ fn for_each_seed(name: &str, default_seeds: u64, default_steps: usize, run: impl
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(default_seeds);
-            // CI runs the same seeds every time (a landing is never decided by luck); a developer's
-            // run draws new ones, so that every run explores more.
-            let base: u64 = if std::env::var_os("CI").is_some() {
-                0
-            } else {
+            // Fixed seeds by default, so that a test run (CI's included) is never decided by
+            // luck; `GEODIR_RANDOM_SEEDS=1` draws new ones, so that a sweep explores more.
+            let base: u64 = if std::env::var_os("GEODIR_RANDOM_SEEDS").is_some() {
                 rand::rng().random()
+            } else {
+                0
             };
             (0..n).map(|i| base.wrapping_add(i)).collect()
         }

@@ -1,7 +1,7 @@
 //! Sync standby re-designation (docs/design.md, "Failover"): when the sync standby cannot be
 //! held, the primary ships everything it holds to the most advanced reachable secondary in
 //! another datacenter, records its commit lsn, records the new standby, and only then
-//! writes. The choice is `protocol::promotion::choose_sync_standby`.
+//! writes, in a new term. The choice is `protocol::promotion::choose_sync_standby`.
 
 use super::{Cluster, ReplicaId};
 use crate::error::{Error, Result};
@@ -32,6 +32,10 @@ impl Cluster {
 
     /// The sync standby is unreachable: bring another secondary in another datacenter level,
     /// record it as the new sync standby, and only then let writes be acknowledged again.
+    /// The same update raises the term from the next lsn on: the old standby may hold a
+    /// crashed writer's entry there that the primary never took, and the next write must not
+    /// give its (term, lsn) to another entry (the old copy then reads as a fenced tail and is
+    /// cut before it is served, shipped or promoted).
     pub(crate) fn redesignate_standby(&mut self, partition: u32) -> Result<String> {
         let p = self.topology.partition(partition)?.clone();
         let cands = self.candidates(partition)?;
@@ -54,9 +58,13 @@ impl Cluster {
             t.change_partition(
                 &p,
                 |_| format!("partition {partition} changed while its sync standby was re-designated; retry"),
-                |q| q.set_sync_standby(&new),
+                |q| {
+                    q.set_sync_standby(&new);
+                    q.fence_from(last + 1);
+                },
             )
         })?;
+        self.observe_term(partition, p.term + 1);
         Ok(new)
     }
 }

@@ -1,6 +1,7 @@
 //! The write path (docs/design.md, "Write path"): hold the primary, the sync standby and
-//! the session's secondary; settle and level them; write the entry on the primary while the
-//! shipping threads write it on the others; commit or cut (`commit`). A bulk load pipelines
+//! the session's secondary; settle and level them; write the entry on the primary while a
+//! shipping thread writes it on the sync standby, then on the session's secondary; commit or
+//! cut (`commit`). A bulk load pipelines
 //! its entries (`write_pipelined`).
 
 use std::collections::BTreeSet;
@@ -31,8 +32,9 @@ struct ReadyToWrite {
 impl Cluster {
     /// The replicated write path. `build` reads the primary's committed state and returns the
     /// ops of one log entry (many objects may share it: group commit). The entry is written,
-    /// synced, on the primary and shipped to the sync standby (and the session's secondary)
-    /// in parallel; it is acknowledged only when primary and standby both hold it durably.
+    /// synced, on the primary and shipped to the sync standby in parallel (the session's
+    /// secondary takes it once the primary holds it); it is acknowledged only when primary
+    /// and standby both hold it durably.
     pub fn write<T>(
         &mut self,
         partition: u32,
@@ -60,12 +62,18 @@ impl Cluster {
         let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
         let standby = self.held_arc(&w.standby)?;
         let st = self.ship_to_standby(standby, entry.clone(), encoded.clone(), w.p.term);
-        let se = w
-            .session
-            .as_ref()
-            .map(|r| self.shippers()[1].ship(r.clone(), entry.clone(), encoded.clone(), w.p.term));
         let on_primary = primary.append_encoded(&entry, &encoded, w.p.term, Durability::Synced);
         drop(primary);
+        // The session's secondary only once the primary holds the entry: a copy there then
+        // stands on the primary too, where a writer that died settles it when the primary
+        // reopens (cut and fenced, or committed). A copy on that secondary alone could outlive
+        // the crash while the next write reused its (term, lsn) for another entry.
+        let se = match (&on_primary, &w.session) {
+            (Ok(()), Some(r)) => {
+                Some(self.shippers()[1].ship(r.clone(), entry.clone(), encoded, w.p.term))
+            }
+            _ => None,
+        };
         let on_standby = self.answer(st, "sync standby");
         let on_session = se.map(|h| self.answer(h, "session's secondary"));
         let session_took = matches!(on_session, Some(Ok(())));
