@@ -26,6 +26,7 @@ fn token() -> Token {
     }
 }
 
+/// One sample of every request: the directory objects' here, the others' in `other_requests`.
 fn requests() -> Vec<Request> {
     let s = String::from;
     vec![
@@ -79,6 +80,16 @@ fn requests() -> Vec<Request> {
                 members: vec![s("m")],
             }],
         },
+    ]
+    .into_iter()
+    .chain(other_requests())
+    .collect()
+}
+
+/// The samples of the recycle bin's, access, tenant, audit and backup requests.
+fn other_requests() -> Vec<Request> {
+    let s = String::from;
+    vec![
         Request::ListDeleted { tenant: s(T) },
         Request::GetDeleted {
             tenant: s(T),
