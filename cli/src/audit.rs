@@ -207,3 +207,53 @@ fn compare<T: PartialEq>(
         (None, None) => Ok("intact (the primary's copy could not be compared)".to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::compare;
+
+    #[test]
+    fn a_copy_is_compared_with_the_primary_s() {
+        // (copy, primary's copy, intact?, what the result says)
+        let table: &[(&[u8], Option<&[u8]>, bool, &str)] = &[
+            (&[1, 2], Some(&[1, 2]), true, "intact"),
+            (
+                &[1],
+                Some(&[1, 2]),
+                true,
+                "intact, 1 record(s) behind the primary",
+            ),
+            (
+                &[1, 2],
+                None,
+                true,
+                "intact (the primary's copy could not be compared)",
+            ),
+            (
+                &[1, 3],
+                Some(&[1, 2]),
+                false,
+                "audit record 2 differs from the primary's copy at p",
+            ),
+            (
+                &[1, 2, 3],
+                Some(&[1, 2]),
+                false,
+                "holds 1 audit record(s) past the primary's last (2)",
+            ),
+        ];
+        for (copy, primary, intact, says) in table {
+            let got = compare(copy, *primary, "p");
+            assert_eq!(
+                got.is_ok(),
+                *intact,
+                "{copy:?} against {primary:?}: {got:?}"
+            );
+            let text = got.unwrap_or_else(|e| e);
+            assert!(
+                text.starts_with(says),
+                "{copy:?} against {primary:?}: {text}"
+            );
+        }
+    }
+}
