@@ -215,7 +215,8 @@ mod tests {
     #[test]
     fn a_copy_is_compared_with_the_primary_s() {
         // (copy, primary's copy, intact?, what the result says)
-        let table: &[(&[u8], Option<&[u8]>, bool, &str)] = &[
+        type Row<'a> = (&'a [u8], Option<&'a [u8]>, bool, &'a str);
+        let table: &[Row] = &[
             (&[1, 2], Some(&[1, 2]), true, "intact"),
             (
                 &[1],
