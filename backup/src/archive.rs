@@ -230,16 +230,7 @@ pub fn read(archive: &Path, into: Option<&Path>, limits: Limits) -> Result<Check
         entry: entry.to_string(),
         why,
     };
-    let f = File::open(archive).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Error::NotFound(format!(
-            "no backup archive {}; see `dirctl backup list`",
-            archive.display()
-        )),
-        _ => Error::Io {
-            context: format!("open {}", archive.display()),
-            source: e,
-        },
-    })?;
+    let f = open(archive)?;
     let dec = zstd::Decoder::new(f).map_err(io(format!("read {}", archive.display())))?;
     let mut tar = tar::Archive::new(dec);
     let mut seen: BTreeMap<String, FileEntry> = BTreeMap::new();
@@ -278,20 +269,9 @@ pub fn read(archive: &Path, into: Option<&Path>, limits: Limits) -> Result<Check
             .size()
             .map_err(|e| corrupt(&name, e.to_string()))?;
         let is_meta = name == MANIFEST_FILE || name == TOPOLOGY_FILE;
-        let max = if is_meta {
-            MAX_METADATA_BYTES
-        } else {
-            limits.max_entry_bytes
-        };
         total = total.saturating_add(size);
-        if size > max || total > limits.max_total_bytes || seen.len() as u64 >= limits.max_entries {
-            return Err(unsafe_entry(
-                &name,
-                format!(
-                    "oversized: {size} bytes (limit {max} per entry, {} in all)",
-                    limits.max_total_bytes
-                ),
-            ));
+        if let Some(why) = oversized(size, is_meta, total, seen.len() as u64, limits) {
+            return Err(unsafe_entry(&name, why));
         }
         let read_err = |e: io::Error| corrupt(&name, format!("damaged or truncated: {e}"));
         let got = if is_meta {
@@ -308,26 +288,7 @@ pub fn read(archive: &Path, into: Option<&Path>, limits: Limits) -> Result<Check
         } else {
             let mut r = Hashing::new(&mut entry);
             match into {
-                Some(dir) => {
-                    let dest = dir.join(&name);
-                    if let Some(parent) = dest.parent() {
-                        std::fs::create_dir_all(parent)
-                            .map_err(io(format!("create {}", parent.display())))?;
-                    }
-                    let out = File::options()
-                        .write(true)
-                        .create_new(true)
-                        .open(&dest)
-                        .map_err(io(format!("create {}", dest.display())))?;
-                    let mut w = BufWriter::with_capacity(1 << 20, out);
-                    io::copy(&mut r, &mut w).map_err(read_err)?;
-                    let out = w.into_inner().map_err(|e| Error::Io {
-                        context: format!("write {}", dest.display()),
-                        source: e.into_error(),
-                    })?;
-                    out.sync_all()
-                        .map_err(io(format!("fsync {}", dest.display())))?;
-                }
+                Some(dir) => extract(&mut r, &dir.join(&name), read_err)?,
                 None => {
                     io::copy(&mut r, &mut io::sink()).map_err(read_err)?;
                 }
@@ -349,11 +310,57 @@ pub fn read(archive: &Path, into: Option<&Path>, limits: Limits) -> Result<Check
             format!("missing: the archive is truncated or not a geodir backup (last entry {last})"),
         )
     })?;
-    let manifest: Manifest = serde_json::from_slice(&raw)
-        .map_err(|e| corrupt(MANIFEST_FILE, format!("does not decode: {e}")))?;
+    let manifest = check_manifest(&raw, seen).map_err(|(file, why)| corrupt(&file, why))?;
+    let topology_json =
+        topology_json.ok_or_else(|| corrupt(TOPOLOGY_FILE, "missing from the archive".into()))?;
+    Ok(Checked {
+        manifest,
+        topology_json,
+    })
+}
+
+/// Opens a backup archive; a missing one is NotFound.
+fn open(archive: &Path) -> Result<File> {
+    File::open(archive).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::NotFound(format!(
+            "no backup archive {}; see `dirctl backup list`",
+            archive.display()
+        )),
+        _ => Error::Io {
+            context: format!("open {}", archive.display()),
+            source: e,
+        },
+    })
+}
+
+/// Why an entry of `size` bytes breaks `limits`, if it does: `total` counts it, and
+/// `entries` are the files before it.
+fn oversized(size: u64, is_meta: bool, total: u64, entries: u64, limits: Limits) -> Option<String> {
+    let max = if is_meta {
+        MAX_METADATA_BYTES
+    } else {
+        limits.max_entry_bytes
+    };
+    (size > max || total > limits.max_total_bytes || entries >= limits.max_entries).then(|| {
+        format!(
+            "oversized: {size} bytes (limit {max} per entry, {} in all)",
+            limits.max_total_bytes
+        )
+    })
+}
+
+/// Checks the manifest's bytes against the files `seen` in the archive: it decodes, has the
+/// format this build reads, and lists exactly those files with their sizes and checksums.
+/// An error names the file at fault and why.
+fn check_manifest(
+    raw: &[u8],
+    mut seen: BTreeMap<String, FileEntry>,
+) -> std::result::Result<Manifest, (String, String)> {
+    let manifest: Manifest = serde_json::from_slice(raw)
+        .map_err(|e| (MANIFEST_FILE.to_string(), format!("does not decode: {e}")))?;
     if manifest.format != ARCHIVE_FORMAT_VERSION {
-        return Err(corrupt(
-            MANIFEST_FILE,
+        return Err((
+            MANIFEST_FILE.to_string(),
             format!(
                 "unknown archive format {} (this dirctl reads {ARCHIVE_FORMAT_VERSION})",
                 manifest.format
@@ -364,22 +371,22 @@ pub fn read(archive: &Path, into: Option<&Path>, limits: Limits) -> Result<Check
     let listed: BTreeSet<&String> = manifest.files.keys().collect();
     for name in seen.keys() {
         if !listed.contains(name) {
-            return Err(corrupt(
-                name,
+            return Err((
+                name.clone(),
                 "is in the archive but not in its manifest".into(),
             ));
         }
     }
     for (name, want) in &manifest.files {
         let got = seen.get(name).ok_or_else(|| {
-            corrupt(
-                name,
+            (
+                name.clone(),
                 "is in the manifest but missing from the archive".into(),
             )
         })?;
         if got != want {
-            return Err(corrupt(
-                name,
+            return Err((
+                name.clone(),
                 format!(
                     "checksum mismatch: SHA-256 {} ({} bytes), manifest says {} ({} bytes)",
                     got.sha256, got.bytes, want.sha256, want.bytes
@@ -387,12 +394,32 @@ pub fn read(archive: &Path, into: Option<&Path>, limits: Limits) -> Result<Check
             ));
         }
     }
-    let topology_json =
-        topology_json.ok_or_else(|| corrupt(TOPOLOGY_FILE, "missing from the archive".into()))?;
-    Ok(Checked {
-        manifest,
-        topology_json,
-    })
+    Ok(manifest)
+}
+
+/// Copies one partition file from the archive to `dest`, a new file, and syncs it;
+/// `read_err` says what a failed read of the archive means.
+fn extract(
+    r: &mut impl Read,
+    dest: &Path,
+    read_err: impl FnOnce(io::Error) -> Error,
+) -> Result<()> {
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(io(format!("create {}", parent.display())))?;
+    }
+    let out = File::options()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(io(format!("create {}", dest.display())))?;
+    let mut w = BufWriter::with_capacity(1 << 20, out);
+    io::copy(r, &mut w).map_err(read_err)?;
+    let out = w.into_inner().map_err(|e| Error::Io {
+        context: format!("write {}", dest.display()),
+        source: e.into_error(),
+    })?;
+    out.sync_all()
+        .map_err(io(format!("fsync {}", dest.display())))
 }
 
 #[cfg(test)]

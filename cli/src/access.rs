@@ -6,7 +6,7 @@ use engine::request::Request;
 use serde_json::json;
 
 use crate::context::Ctx;
-use crate::opt::{AccessCmd, Global};
+use crate::opt::{AccessCmd, Global, Output};
 use crate::output;
 use crate::reply;
 
@@ -78,35 +78,45 @@ pub fn run(g: &Global, c: AccessCmd) -> Result<()> {
             user,
             resource,
             action,
-        } => {
-            ctx.tenant_partition(&tenant)?;
-            let r = ctx
-                .execute(Request::CheckAccess {
-                    tenant,
-                    user: user.clone(),
-                    resource: resource.clone(),
-                    action,
-                })
-                .with_context(|| format!("check {user} on {resource}"))?;
-            let (d, served) = (reply::decision(r.reply)?, reply::served_by(r.served_by)?);
-            let answer = if d.allowed { "allowed" } else { "denied" };
-            output::emit(
-                out,
-                &json!({"decision": answer, "allowed": d.allowed, "grant": d.grant,
-                        "reason": d.reason, "principalsChecked": d.principals_checked,
-                        "servedBy": served}),
-                || {
-                    let grant = d
-                        .grant
-                        .as_ref()
-                        .map(|g| output::cells(g, &COLUMNS).join(" "))
-                        .unwrap_or_else(|| "none".into());
-                    format!(
-                        "{answer}: {}\ngrant     {grant}\nservedBy  {}\n",
-                        d.reason, served.datacenter
-                    )
-                },
-            )
-        }
+        } => check(&mut ctx, out, tenant, user, resource, action),
     }
+}
+
+/// `access check`: whether `user` may do `action` on `resource`, and by which grant (a read).
+fn check(
+    ctx: &mut Ctx,
+    out: Output,
+    tenant: String,
+    user: String,
+    resource: String,
+    action: String,
+) -> Result<()> {
+    ctx.tenant_partition(&tenant)?;
+    let r = ctx
+        .execute(Request::CheckAccess {
+            tenant,
+            user: user.clone(),
+            resource: resource.clone(),
+            action,
+        })
+        .with_context(|| format!("check {user} on {resource}"))?;
+    let (d, served) = (reply::decision(r.reply)?, reply::served_by(r.served_by)?);
+    let answer = if d.allowed { "allowed" } else { "denied" };
+    output::emit(
+        out,
+        &json!({"decision": answer, "allowed": d.allowed, "grant": d.grant,
+                "reason": d.reason, "principalsChecked": d.principals_checked,
+                "servedBy": served}),
+        || {
+            let grant = d
+                .grant
+                .as_ref()
+                .map(|g| output::cells(g, &COLUMNS).join(" "))
+                .unwrap_or_else(|| "none".into());
+            format!(
+                "{answer}: {}\ngrant     {grant}\nservedBy  {}\n",
+                d.reason, served.datacenter
+            )
+        },
+    )
 }

@@ -124,40 +124,13 @@ fn verify(ctx: &mut Ctx, out: Output, partitions: Vec<u32>) -> Result<()> {
                     "intact; holds a fenced tail (cut at the next sync), not compared".to_string(),
                 ),
                 Ok((false, Ok(chain))) => {
-                    let differs = reference
-                        .as_ref()
-                        .and_then(|r| r.iter().zip(&chain).position(|(a, b)| a != b));
-                    match (differs, &reference) {
-                        (Some(i), _) => {
-                            let m = format!(
-                                "audit record {} differs from the primary's copy at {}: changed at one of them",
-                                i + 1,
-                                part.primary
-                            );
+                    let n = Some(chain.len());
+                    match compare(&chain, reference.as_deref(), &part.primary) {
+                        Ok(m) => (n, m),
+                        Err(m) => {
                             broken.push(format!("partition {p} at {dc}: {m}"));
-                            (Some(chain.len()), m)
+                            (n, m)
                         }
-                        (None, Some(r)) if chain.len() > r.len() => {
-                            let m = format!(
-                                "holds {} audit record(s) past the primary's last ({}): added here, or a crashed write not yet settled (`dirctl sync` cuts those; verify again)",
-                                chain.len() - r.len(),
-                                r.len()
-                            );
-                            broken.push(format!("partition {p} at {dc}: {m}"));
-                            (Some(chain.len()), m)
-                        }
-                        (None, Some(r)) if r.len() > chain.len() => (
-                            Some(chain.len()),
-                            format!(
-                                "intact, {} record(s) behind the primary",
-                                r.len() - chain.len()
-                            ),
-                        ),
-                        (None, Some(_)) => (Some(chain.len()), "intact".to_string()),
-                        (None, None) => (
-                            Some(chain.len()),
-                            "intact (the primary's copy could not be compared)".to_string(),
-                        ),
                     }
                 }
             };
@@ -206,4 +179,82 @@ fn verify(ctx: &mut Ctx, out: Output, partitions: Vec<u32>) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// A replica's intact audit chain against the primary's (`reference`, when it could be
+/// read): what it is, or, as the error, how it was tampered with.
+fn compare<T: PartialEq>(
+    chain: &[T],
+    reference: Option<&[T]>,
+    primary: &str,
+) -> Result<String, String> {
+    let differs = reference.and_then(|r| r.iter().zip(chain).position(|(a, b)| a != b));
+    match (differs, reference) {
+        (Some(i), _) => Err(format!(
+            "audit record {} differs from the primary's copy at {primary}: changed at one of them",
+            i + 1
+        )),
+        (None, Some(r)) if chain.len() > r.len() => Err(format!(
+            "holds {} audit record(s) past the primary's last ({}): added here, or a crashed write not yet settled (`dirctl sync` cuts those; verify again)",
+            chain.len() - r.len(),
+            r.len()
+        )),
+        (None, Some(r)) if r.len() > chain.len() => Ok(format!(
+            "intact, {} record(s) behind the primary",
+            r.len() - chain.len()
+        )),
+        (None, Some(_)) => Ok("intact".to_string()),
+        (None, None) => Ok("intact (the primary's copy could not be compared)".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compare;
+
+    #[test]
+    fn a_copy_is_compared_with_the_primary_s() {
+        // (copy, primary's copy, intact?, what the result says)
+        type Row<'a> = (&'a [u8], Option<&'a [u8]>, bool, &'a str);
+        let table: &[Row] = &[
+            (&[1, 2], Some(&[1, 2]), true, "intact"),
+            (
+                &[1],
+                Some(&[1, 2]),
+                true,
+                "intact, 1 record(s) behind the primary",
+            ),
+            (
+                &[1, 2],
+                None,
+                true,
+                "intact (the primary's copy could not be compared)",
+            ),
+            (
+                &[1, 3],
+                Some(&[1, 2]),
+                false,
+                "audit record 2 differs from the primary's copy at p",
+            ),
+            (
+                &[1, 2, 3],
+                Some(&[1, 2]),
+                false,
+                "holds 1 audit record(s) past the primary's last (2)",
+            ),
+        ];
+        for (copy, primary, intact, says) in table {
+            let got = compare(copy, *primary, "p");
+            assert_eq!(
+                got.is_ok(),
+                *intact,
+                "{copy:?} against {primary:?}: {got:?}"
+            );
+            let text = got.unwrap_or_else(|e| e);
+            assert!(
+                text.starts_with(says),
+                "{copy:?} against {primary:?}: {text}"
+            );
+        }
+    }
 }

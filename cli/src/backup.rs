@@ -47,93 +47,12 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
             r
         }
         BackupCmd::List { dir } => list(g, &dir),
-        BackupCmd::Verify { id, dir } => {
-            let d = dest(g, &dir)?;
-            let archive = ::backup::archive_path(&d, &id);
-            // A path to an archive, or the ID of one in the backups folder.
-            let by_path = archive == Path::new(&id);
-            if !archive.exists() {
-                if !by_path {
-                    existing_dest(g, &dir)?;
-                }
-                return Err(Error::NotFound(format!(
-                    "no backup {id} at {}: `dirctl backup list` shows the ones there",
-                    archive.display()
-                ))
-                .into());
-            }
-            let m = ::backup::verify(&archive).with_context(|| {
-                format!("verify backup {id}; take a new one with `dirctl backup create --force`")
-            })?;
-            if !by_path && m.id != id {
-                return Err(Error::Corrupt(format!(
-                    "{} holds backup {}, not {id}: the file was renamed; it is not the backup of that day",
-                    archive.display(),
-                    m.id
-                ))
-                .into());
-            }
-            output::emit(
-                g.output,
-                &json!({"backup": m.id, "verified": true, "files": m.files.len(), "manifest": manifest_json(&m)}),
-                || {
-                    format!(
-                        "backup {} is intact: {} files, every SHA-256 matches\n",
-                        m.id,
-                        m.files.len()
-                    )
-                },
-            )
-        }
+        BackupCmd::Verify { id, dir } => verify(g, &dir, &id),
         BackupCmd::Prune {
             keep_daily,
             keep_weekly,
             dir,
-        } => {
-            let d = existing_dest(g, &dir)?;
-            let pruned = ::backup::prune(
-                &d,
-                ::backup::prune::Keep {
-                    daily: keep_daily,
-                    weekly: keep_weekly,
-                },
-            )
-            .with_context(|| format!("prune backups in {}", d.display()));
-            let targets = pruned
-                .as_ref()
-                .map(|r| r.removed.clone())
-                .unwrap_or_default();
-            // Corrupt backups found: the pruning stands, and the command fails naming them.
-            let outcome = pruned.as_ref().map_err(|e| anyhow!("{e:#}")).and_then(|p| {
-                if p.corrupt.is_empty() {
-                    return Ok(());
-                }
-                let list: Vec<_> = p
-                    .corrupt
-                    .iter()
-                    .map(|(id, why)| format!("{id} ({why})"))
-                    .collect();
-                Err(anyhow!(
-                    "corrupt backup(s) kept for you to look at and not counted as kept, so older intact ones stay: {}; `dirctl backup verify ID` checks one, and removing the file is up to you",
-                    list.join("; ")
-                ))
-            });
-            audit_after(g, "backup.prune", targets, &outcome);
-            let pruned = pruned?;
-            output::emit(g.output, &json!(pruned), || {
-                let removed = &pruned.removed;
-                format!(
-                    "removed {} backup(s){}\n",
-                    removed.len(),
-                    if removed.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", removed.join(", "))
-                    }
-                )
-            })?;
-            outcome
-        }
+        } => prune(g, &dir, keep_daily, keep_weekly),
         BackupCmd::Restore {
             id,
             to,
@@ -154,6 +73,93 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
             dir,
         } => restore_object(g, &dir, &object_id, &from, &tenant),
     }
+}
+
+/// `backup verify`: an archive, by path or by ID, is intact and is the backup it says.
+fn verify(g: &Global, dir: &BackupsDir, id: &str) -> Result<()> {
+    let d = dest(g, dir)?;
+    let archive = ::backup::archive_path(&d, id);
+    // A path to an archive, or the ID of one in the backups folder.
+    let by_path = archive == Path::new(id);
+    if !archive.exists() {
+        if !by_path {
+            existing_dest(g, dir)?;
+        }
+        return Err(Error::NotFound(format!(
+            "no backup {id} at {}: `dirctl backup list` shows the ones there",
+            archive.display()
+        ))
+        .into());
+    }
+    let m = ::backup::verify(&archive).with_context(|| {
+        format!("verify backup {id}; take a new one with `dirctl backup create --force`")
+    })?;
+    if !by_path && m.id != id {
+        return Err(Error::Corrupt(format!(
+            "{} holds backup {}, not {id}: the file was renamed; it is not the backup of that day",
+            archive.display(),
+            m.id
+        ))
+        .into());
+    }
+    output::emit(
+        g.output,
+        &json!({"backup": m.id, "verified": true, "files": m.files.len(), "manifest": manifest_json(&m)}),
+        || {
+            format!(
+                "backup {} is intact: {} files, every SHA-256 matches\n",
+                m.id,
+                m.files.len()
+            )
+        },
+    )
+}
+
+/// `backup prune`: keeps the newest daily and weekly backups and removes the rest.
+fn prune(g: &Global, dir: &BackupsDir, keep_daily: usize, keep_weekly: usize) -> Result<()> {
+    let d = existing_dest(g, dir)?;
+    let pruned = ::backup::prune(
+        &d,
+        ::backup::prune::Keep {
+            daily: keep_daily,
+            weekly: keep_weekly,
+        },
+    )
+    .with_context(|| format!("prune backups in {}", d.display()));
+    let targets = pruned
+        .as_ref()
+        .map(|r| r.removed.clone())
+        .unwrap_or_default();
+    // Corrupt backups found: the pruning stands, and the command fails naming them.
+    let outcome = pruned.as_ref().map_err(|e| anyhow!("{e:#}")).and_then(|p| {
+        if p.corrupt.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<_> = p
+            .corrupt
+            .iter()
+            .map(|(id, why)| format!("{id} ({why})"))
+            .collect();
+        Err(anyhow!(
+            "corrupt backup(s) kept for you to look at and not counted as kept, so older intact ones stay: {}; `dirctl backup verify ID` checks one, and removing the file is up to you",
+            list.join("; ")
+        ))
+    });
+    audit_after(g, "backup.prune", targets, &outcome);
+    let pruned = pruned?;
+    output::emit(g.output, &json!(pruned), || {
+        let removed = &pruned.removed;
+        format!(
+            "removed {} backup(s){}\n",
+            removed.len(),
+            if removed.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", removed.join(", "))
+            }
+        )
+    })?;
+    outcome
 }
 
 fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
@@ -535,28 +541,38 @@ pub fn metrics(g: &Global, d: &BackupsDir) -> Result<()> {
         },
     ];
     if g.output == Output::Json {
-        let out: Vec<_> = families
-            .iter()
-            .map(|f| {
-                let samples: Vec<_> = f
-                    .samples
-                    .iter()
-                    .map(|(labels, v)| {
-                        let labels: serde_json::Map<_, _> = labels
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), json!(v)))
-                            .collect();
-                        // JSON has no infinity: no backup at all is null.
-                        json!({"labels": labels, "value": v.is_finite().then_some(*v)})
-                    })
-                    .collect();
-                json!({"name": f.name, "help": f.help, "samples": samples})
-            })
-            .collect();
-        return output::json(&json!({"metrics": out}));
+        return output::json(&metrics_json(&families));
     }
+    output::print(&exposition(&families))
+}
+
+/// The metric families as `{"metrics": [{name, help, samples}]}`.
+fn metrics_json(families: &[Family]) -> serde_json::Value {
+    let out: Vec<_> = families
+        .iter()
+        .map(|f| {
+            let samples: Vec<_> = f
+                .samples
+                .iter()
+                .map(|(labels, v)| {
+                    let labels: serde_json::Map<_, _> = labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), json!(v)))
+                        .collect();
+                    // JSON has no infinity: no backup at all is null.
+                    json!({"labels": labels, "value": v.is_finite().then_some(*v)})
+                })
+                .collect();
+            json!({"name": f.name, "help": f.help, "samples": samples})
+        })
+        .collect();
+    json!({"metrics": out})
+}
+
+/// The metric families in Prometheus' text exposition format.
+fn exposition(families: &[Family]) -> String {
     let mut s = String::new();
-    for f in &families {
+    for f in families {
         s.push_str(&format!(
             "# HELP {} {}\n# TYPE {} gauge\n",
             f.name, f.help, f.name
@@ -576,7 +592,7 @@ pub fn metrics(g: &Global, d: &BackupsDir) -> Result<()> {
             s.push_str(&format!("{}{labels} {v}\n", f.name));
         }
     }
-    output::print(&s)
+    s
 }
 
 /// The audit record of a cluster-level backup operation, on partition 0 (best effort: a

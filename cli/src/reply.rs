@@ -13,61 +13,27 @@ fn unexpected(want: &str, got: &Reply) -> anyhow::Error {
     anyhow!("the directory answered {got:?} where {want} was expected")
 }
 
-pub fn object(r: Reply) -> Result<Object> {
-    match r {
-        Reply::Object(o) | Reply::Grant(o) => Ok(o),
-        other => Err(unexpected("an object", &other)),
-    }
+/// `pub fn $name(r: Reply) -> Result<$t>`: the reply's `$variant`s (one or more, of the
+/// same payload), or an error saying that `$want` was expected.
+macro_rules! expect {
+    ($name:ident, $t:ty, $want:literal, $($variant:ident)|+) => {
+        pub fn $name(r: Reply) -> Result<$t> {
+            match r {
+                $(Reply::$variant(x))|+ => Ok(x),
+                other => Err(unexpected($want, &other)),
+            }
+        }
+    };
 }
 
-pub fn objects(r: Reply) -> Result<Vec<Object>> {
-    match r {
-        Reply::Objects(o) | Reply::Grants(o) => Ok(o),
-        other => Err(unexpected("a list of objects", &other)),
-    }
-}
-
-pub fn tombstones(r: Reply) -> Result<Vec<Tombstone>> {
-    match r {
-        Reply::Tombstones(t) => Ok(t),
-        other => Err(unexpected("deleted objects", &other)),
-    }
-}
-
-pub fn tombstone(r: Reply) -> Result<Tombstone> {
-    match r {
-        Reply::Tombstone(t) => Ok(t),
-        other => Err(unexpected("a deleted object", &other)),
-    }
-}
-
-pub fn restored(r: Reply) -> Result<Restored> {
-    match r {
-        Reply::Restored(x) => Ok(x),
-        other => Err(unexpected("a restored object", &other)),
-    }
-}
-
-pub fn purged(r: Reply) -> Result<Vec<String>> {
-    match r {
-        Reply::Purged(ids) => Ok(ids),
-        other => Err(unexpected("purged IDs", &other)),
-    }
-}
-
-pub fn decision(r: Reply) -> Result<Decision> {
-    match r {
-        Reply::Decision(d) => Ok(d),
-        other => Err(unexpected("an access decision", &other)),
-    }
-}
-
-pub fn audit_records(r: Reply) -> Result<Vec<Record>> {
-    match r {
-        Reply::AuditRecords(x) => Ok(x),
-        other => Err(unexpected("audit records", &other)),
-    }
-}
+expect!(object, Object, "an object", Object | Grant);
+expect!(objects, Vec<Object>, "a list of objects", Objects | Grants);
+expect!(tombstones, Vec<Tombstone>, "deleted objects", Tombstones);
+expect!(tombstone, Tombstone, "a deleted object", Tombstone);
+expect!(restored, Restored, "a restored object", Restored);
+expect!(purged, Vec<String>, "purged IDs", Purged);
+expect!(decision, Decision, "an access decision", Decision);
+expect!(audit_records, Vec<Record>, "audit records", AuditRecords);
 
 pub fn token(t: Option<Token>) -> Result<Token> {
     t.ok_or_else(|| anyhow!("the directory committed a write but returned no replica token"))

@@ -38,25 +38,39 @@ pub struct FailoverReport {
 }
 
 impl Cluster {
-    /// Records the switch in the control plane, refusing if someone else changed the partition meanwhile.
+    /// Records the switch in the control plane, refusing if someone else changed the partition
+    /// meanwhile, and says what the failover did (the caller adds how long it took, and an
+    /// emergency's part).
     fn switch(
         &mut self,
         before: &Partition,
-        new_primary: &str,
-        standby: &str,
+        new_primary: String,
+        standby: String,
         first_lsn: u64,
-    ) -> Result<u64> {
+        lsn: u64,
+    ) -> Result<FailoverReport> {
         let id = before.id;
         let t = self.update_topology(|t| {
             t.change_partition(
                 before,
                 |now| format!("partition {id} changed during the failover (now term {}); look at `dirctl status` and retry", now.term),
-                |p| p.switch_primary(new_primary, standby, first_lsn),
+                |p| p.switch_primary(&new_primary, &standby, first_lsn),
             )
         })?;
-        let term = t.partition(id)?.term;
-        self.observe_term(id, term);
-        Ok(term)
+        let new_term = t.partition(id)?.term;
+        self.observe_term(id, new_term);
+        Ok(FailoverReport {
+            partition: id,
+            old_primary: before.primary.clone(),
+            new_primary,
+            old_term: before.term,
+            new_term,
+            sync_standby: standby,
+            lsn,
+            write_unavailable_ms: 0.0,
+            possible_loss_after_lsn: None,
+            emergency: false,
+        })
     }
 
     /// Planned failover: fence the old primary (hold it), bring the target level, raise the
@@ -106,21 +120,16 @@ impl Cluster {
         crate::catch_up::catch_up(primary, target, level, p.term, &mut |_| {})?;
         let plan = planned_switch(&p, to, level)?;
         target.set_commit_lsn(plan.commit_lsn, Durability::Synced)?;
-        let new_term = self.switch(&p, &plan.promote, &plan.sync_standby, plan.first_lsn)?;
-        let window = fenced.elapsed().as_secs_f64() * 1e3;
+        let mut report = self.switch(
+            &p,
+            plan.promote,
+            plan.sync_standby,
+            plan.first_lsn,
+            plan.commit_lsn,
+        )?;
+        report.write_unavailable_ms = fenced.elapsed().as_secs_f64() * 1e3;
         self.release_all();
-        Ok(FailoverReport {
-            partition,
-            old_primary: p.primary.clone(),
-            new_primary: plan.promote,
-            old_term: p.term,
-            new_term,
-            sync_standby: plan.sync_standby,
-            lsn: plan.commit_lsn,
-            write_unavailable_ms: window,
-            possible_loss_after_lsn: None,
-            emergency: false,
-        })
+        Ok(report)
     }
 
     /// Emergency failover: the primary is unreachable; promote the sync standby (or, with
@@ -149,19 +158,13 @@ impl Cluster {
         if let (Ok(np), Ok(s)) = (self.replica(&nid), self.replica(&sid)) {
             crate::catch_up::catch_up(np, s, last.lsn, p.term, &mut |_| {})?;
         }
-        let new_term = self.switch(&p, &plan.promote, &plan.sync_standby, last.lsn + 1)?;
+        let report = self.switch(&p, plan.promote, plan.sync_standby, last.lsn + 1, last.lsn)?;
         self.release_all();
         Ok(FailoverReport {
-            partition,
-            old_primary: p.primary.clone(),
-            new_primary: plan.promote,
-            old_term: p.term,
-            new_term,
-            sync_standby: plan.sync_standby,
-            lsn: last.lsn,
             write_unavailable_ms: started.elapsed().as_secs_f64() * 1e3,
             possible_loss_after_lsn: plan.possible_loss_after_lsn,
             emergency: true,
+            ..report
         })
     }
 }

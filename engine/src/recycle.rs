@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::directory::{
-    claim_upn, decode, encode, key, object_key, parse_id, type_of, ObjectType, Store, Txn, K_GRANT,
-    K_MEMBER, K_MEMBER_OF, K_TOMBSTONE,
+    claim_upn, decode, encode, key, object_key, parse_id, put_membership, type_of, ObjectType,
+    Store, Txn, K_GRANT, K_TOMBSTONE,
 };
 use crate::error::{Error, Result};
 
@@ -194,54 +194,18 @@ pub fn restore(
     t.put(okey, encode(&obj))?;
     t.delete(key(K_TOMBSTONE, tenant, &[uid.as_bytes()])?)?;
     let mut out = Restored::default();
-    // The other side of a membership is live (None), or why not. One in the recycle bin
-    // keeps the membership in its tombstone, so that it comes back when that one is restored
-    // (in whichever order the two are).
-    let why_not = |t: &mut Txn, other: &Uuid, list: &str| -> Result<Option<String>> {
-        if t.get(&object_key(tenant, other)?)?.is_some() {
-            return Ok(None);
-        }
-        let tkey = key(K_TOMBSTONE, tenant, &[other.as_bytes()])?;
-        let Some(raw) = t.get(&tkey)? else {
-            return Ok(Some("no longer exists (purged)".to_string()));
-        };
-        let mut stone = decode(&raw, &format!("tombstone {other}"))?;
-        let ids = stone
-            .entry(list)
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(a) = ids {
-            if !a
-                .iter()
-                .any(|x| x.as_str() == Some(uid.to_string().as_str()))
-            {
-                a.push(Value::from(uid.to_string()));
-            }
-        }
-        t.put(tkey, encode(&stone))?;
-        Ok(Some(
-            "deleted meanwhile (in the recycle bin): kept with it, back when it is restored"
-                .to_string(),
-        ))
-    };
     for g in &tomb.member_of {
         let gid = parse_id(g)?;
-        if let Some(why) = why_not(t, &gid, "members")? {
+        if let Some(why) = why_not(t, tenant, &uid, &gid, "members")? {
             out.skipped.push(format!("memberOf group {gid}: {why}"));
             continue;
         }
-        t.put(
-            key(K_MEMBER, tenant, &[gid.as_bytes(), uid.as_bytes()])?,
-            ty.noun().as_bytes().to_vec(),
-        )?;
-        t.put(
-            key(K_MEMBER_OF, tenant, &[uid.as_bytes(), gid.as_bytes()])?,
-            Vec::new(),
-        )?;
+        put_membership(t, tenant, &gid, &uid, ty.noun().as_bytes().to_vec())?;
         out.memberships.push(format!("memberOf group {gid}"));
     }
     for m in &tomb.members {
         let mid = parse_id(m)?;
-        if let Some(why) = why_not(t, &mid, "memberOf")? {
+        if let Some(why) = why_not(t, tenant, &uid, &mid, "memberOf")? {
             out.skipped.push(format!("member {mid}: {why}"));
             continue;
         }
@@ -252,18 +216,47 @@ pub fn restore(
         let noun = type_of(&member)
             .ok_or_else(|| Error::Corrupt(format!("object {mid} has no known @odata.type")))?
             .noun();
-        t.put(
-            key(K_MEMBER, tenant, &[uid.as_bytes(), mid.as_bytes()])?,
-            noun.as_bytes().to_vec(),
-        )?;
-        t.put(
-            key(K_MEMBER_OF, tenant, &[mid.as_bytes(), uid.as_bytes()])?,
-            Vec::new(),
-        )?;
+        put_membership(t, tenant, &uid, &mid, noun.as_bytes().to_vec())?;
         out.memberships.push(format!("member {mid}"));
     }
     out.object = obj;
     Ok(out)
+}
+
+/// Whether the other side of a membership of `uid` is live (None), or why not. One in the
+/// recycle bin keeps the membership in its tombstone's `list`, so that it comes back when
+/// that one is restored (in whichever order the two are).
+fn why_not(
+    t: &mut Txn,
+    tenant: &str,
+    uid: &Uuid,
+    other: &Uuid,
+    list: &str,
+) -> Result<Option<String>> {
+    if t.get(&object_key(tenant, other)?)?.is_some() {
+        return Ok(None);
+    }
+    let tkey = key(K_TOMBSTONE, tenant, &[other.as_bytes()])?;
+    let Some(raw) = t.get(&tkey)? else {
+        return Ok(Some("no longer exists (purged)".to_string()));
+    };
+    let mut stone = decode(&raw, &format!("tombstone {other}"))?;
+    let ids = stone
+        .entry(list)
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(a) = ids {
+        if !a
+            .iter()
+            .any(|x| x.as_str() == Some(uid.to_string().as_str()))
+        {
+            a.push(Value::from(uid.to_string()));
+        }
+    }
+    t.put(tkey, encode(&stone))?;
+    Ok(Some(
+        "deleted meanwhile (in the recycle bin): kept with it, back when it is restored"
+            .to_string(),
+    ))
 }
 
 /// Removes one tombstone for good, with the grants it held as a principal.

@@ -31,13 +31,9 @@ pub fn failover(g: &Global, a: FailoverArgs) -> Result<()> {
     r
 }
 
-fn failover_partitions(
-    g: &Global,
-    ctx: &mut Ctx,
-    a: &FailoverArgs,
-    losses: &mut Vec<String>,
-) -> Result<()> {
-    let parts: Vec<(u32, Option<String>)> = match (&a.partition, &a.all_from) {
+/// The partitions to fail over, each with the datacenter to move its primary to (planned).
+fn partitions(ctx: &mut Ctx, a: &FailoverArgs) -> Result<Vec<(u32, Option<String>)>> {
+    let parts = match (&a.partition, &a.all_from) {
         (Some(p), _) => {
             ctx.cluster_mut().topology().partition(*p)?;
             if a.to.is_none() && !a.emergency {
@@ -66,6 +62,16 @@ fn failover_partitions(
             return Err(Error::Invalid("give --partition P or --all-from DC".into()).into())
         }
     };
+    Ok(parts)
+}
+
+fn failover_partitions(
+    g: &Global,
+    ctx: &mut Ctx,
+    a: &FailoverArgs,
+    losses: &mut Vec<String>,
+) -> Result<()> {
+    let parts = partitions(ctx, a)?;
     let bar = if output::stdout_is_terminal() && parts.len() > 1 {
         indicatif::ProgressBar::new(parts.len() as u64)
     } else {

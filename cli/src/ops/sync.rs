@@ -20,21 +20,7 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
             .map(|p| p.id)
             .collect(),
     };
-    let bar = if output::stdout_is_terminal() {
-        // The plan takes every replica once more: only worth it for a progress bar. Its
-        // errors are the sync's own, reported below.
-        let total = parts
-            .iter()
-            .map(|p| ctx.cluster_mut().sync_plan(*p).unwrap_or(0))
-            .sum();
-        indicatif::ProgressBar::new(total)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} entries {per_sec} {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = progress(&mut ctx, &parts);
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for p in parts {
@@ -98,6 +84,31 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
     )?;
     // A replica left behind is a replica a read may not find level: say so in the exit
     // code too, for cron and scripts.
+    left_behind(&failures, &behind)
+}
+
+/// The sync's progress bar, counting entries, on a terminal; hidden elsewhere.
+fn progress(ctx: &mut Ctx, parts: &[u32]) -> indicatif::ProgressBar {
+    let bar = if output::stdout_is_terminal() {
+        // The plan takes every replica once more: only worth it for a progress bar. Its
+        // errors are the sync's own, reported below.
+        let total = parts
+            .iter()
+            .map(|p| ctx.cluster_mut().sync_plan(*p).unwrap_or(0))
+            .sum();
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} entries {per_sec} {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// The sync's failure when partitions could not be reached or replicas were not brought level.
+fn left_behind(failures: &[String], behind: &[String]) -> Result<()> {
     let mut why = Vec::new();
     if !failures.is_empty() {
         why.push(format!(
@@ -113,10 +124,10 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
             behind.join("; ")
         ));
     }
-    if !why.is_empty() {
-        return Err(Error::Unavailable(format!("sync {}", why.join("; and "))).into());
+    if why.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    Err(Error::Unavailable(format!("sync {}", why.join("; and "))).into())
 }
 
 /// One replica's line of the sync table: what was done to it, or why it was not.

@@ -64,14 +64,7 @@ pub fn restore_from(
             skipped.push(format!("memberOf {g}"));
             continue;
         }
-        t.put(
-            key(K_MEMBER, tenant, &[g.as_bytes(), uid.as_bytes()])?,
-            noun.as_bytes().to_vec(),
-        )?;
-        t.put(
-            key(K_MEMBER_OF, tenant, &[uid.as_bytes(), g.as_bytes()])?,
-            Vec::new(),
-        )?;
+        put_membership(t, tenant, &g, &uid, noun.as_bytes().to_vec())?;
     }
     for (k, v) in from.scan_prefix(&key(K_MEMBER, tenant, &[uid.as_bytes()])?)? {
         let m = second_id(&k, "backup member")?;
@@ -79,11 +72,7 @@ pub fn restore_from(
             skipped.push(format!("member {m}"));
             continue;
         }
-        t.put(key(K_MEMBER, tenant, &[uid.as_bytes(), m.as_bytes()])?, v)?;
-        t.put(
-            key(K_MEMBER_OF, tenant, &[m.as_bytes(), uid.as_bytes()])?,
-            Vec::new(),
-        )?;
+        put_membership(t, tenant, &uid, &m, v)?;
     }
     Ok((obj, skipped))
 }
@@ -309,12 +298,10 @@ pub fn delete(
         .map(|(k, _)| second_id(&k, "member"))
         .collect::<Result<_>>()?;
     for g in &member_of {
-        t.delete(key(K_MEMBER, tenant, &[g.as_bytes(), id.as_bytes()])?)?;
-        t.delete(key(K_MEMBER_OF, tenant, &[id.as_bytes(), g.as_bytes()])?)?;
+        delete_membership(t, tenant, g, &id)?;
     }
     for m in &members {
-        t.delete(key(K_MEMBER, tenant, &[id.as_bytes(), m.as_bytes()])?)?;
-        t.delete(key(K_MEMBER_OF, tenant, &[m.as_bytes(), id.as_bytes()])?)?;
+        delete_membership(t, tenant, &id, m)?;
     }
     if let Some(upn) = obj.get("userPrincipalName").and_then(Value::as_str) {
         t.delete(upn_key(tenant, upn)?)?;
@@ -364,11 +351,40 @@ pub fn add_member(t: &mut Txn, tenant: &str, group: &str, member: &str) -> Resul
             mty.noun()
         )));
     }
-    t.put(mkey, mty.noun().as_bytes().to_vec())?;
+    put_membership(t, tenant, &gid, &mid, mty.noun().as_bytes().to_vec())
+}
+
+/// Writes `member`'s membership in `group`, both ways: the group's member key, holding
+/// `noun` (the member's type), and the member's memberOf key.
+pub(crate) fn put_membership(
+    t: &mut Txn,
+    tenant: &str,
+    group: &Uuid,
+    member: &Uuid,
+    noun: Vec<u8>,
+) -> Result<()> {
     t.put(
-        key(K_MEMBER_OF, tenant, &[mid.as_bytes(), gid.as_bytes()])?,
+        key(K_MEMBER, tenant, &[group.as_bytes(), member.as_bytes()])?,
+        noun,
+    )?;
+    t.put(
+        key(K_MEMBER_OF, tenant, &[member.as_bytes(), group.as_bytes()])?,
         Vec::new(),
     )
+}
+
+/// Removes `member`'s membership in `group`, both ways.
+fn delete_membership(t: &mut Txn, tenant: &str, group: &Uuid, member: &Uuid) -> Result<()> {
+    t.delete(key(
+        K_MEMBER,
+        tenant,
+        &[group.as_bytes(), member.as_bytes()],
+    )?)?;
+    t.delete(key(
+        K_MEMBER_OF,
+        tenant,
+        &[member.as_bytes(), group.as_bytes()],
+    )?)
 }
 
 pub fn remove_member(t: &mut Txn, tenant: &str, group: &str, member: &str) -> Result<()> {
@@ -381,8 +397,7 @@ pub fn remove_member(t: &mut Txn, tenant: &str, group: &str, member: &str) -> Re
             "{mid} is not a member of group {gid}"
         )));
     }
-    t.delete(mkey)?;
-    t.delete(key(K_MEMBER_OF, tenant, &[mid.as_bytes(), gid.as_bytes()])?)
+    delete_membership(t, tenant, &gid, &mid)
 }
 
 /// The direct members of a group, as objects.

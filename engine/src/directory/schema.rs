@@ -233,44 +233,7 @@ pub(crate) fn check_fields(
                 known.join(", ")
             )));
         };
-        let ok = match field.kind {
-            Kind::Str => {
-                v.as_str().is_some_and(|s| !s.trim().is_empty()) || (!field.required && v.is_null())
-            }
-            Kind::Bool => v.is_boolean(),
-            Kind::StrList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-        };
-        let strings: Vec<&str> = match v {
-            Value::String(s) => vec![s],
-            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
-        for s in strings {
-            if s.chars().count() > MAX_STRING_CHARS {
-                return Err(Error::Invalid(format!(
-                    "{} field {name} is {} characters long; at most {MAX_STRING_CHARS}",
-                    ty.noun(),
-                    s.chars().count()
-                )));
-            }
-            if s.chars().any(is_unsafe_char) {
-                return Err(Error::Invalid(format!(
-                    "{} field {name} holds a control character or a text-direction one (a newline, tab, escape, U+202E...): {s:?}",
-                    ty.noun()
-                )));
-            }
-        }
-        if !ok {
-            let want = match field.kind {
-                Kind::Str => "a non-empty string",
-                Kind::Bool => "true or false",
-                Kind::StrList => "a list of strings",
-            };
-            return Err(Error::Invalid(format!(
-                "{} field {name} must be {want}, got {v}",
-                ty.noun()
-            )));
-        }
+        check_value(ty, name, field, v)?;
     }
     if creating {
         for f in schema.iter().filter(|f| f.required) {
@@ -302,6 +265,50 @@ pub(crate) fn check_fields(
                 "userPrincipalName {upn:?} is not of the form alias@domain.tld (one @, no empty or leading/trailing dot parts, alias at most 64 and all at most 113 characters)"
             )));
         }
+    }
+    Ok(())
+}
+
+/// Checks one client-supplied value against its field: its kind, and every string in it
+/// (length, no control or text-direction characters).
+fn check_value(ty: ObjectType, name: &str, field: &Field, v: &Value) -> Result<()> {
+    let ok = match field.kind {
+        Kind::Str => {
+            v.as_str().is_some_and(|s| !s.trim().is_empty()) || (!field.required && v.is_null())
+        }
+        Kind::Bool => v.is_boolean(),
+        Kind::StrList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+    };
+    let strings: Vec<&str> = match v {
+        Value::String(s) => vec![s],
+        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    for s in strings {
+        if s.chars().count() > MAX_STRING_CHARS {
+            return Err(Error::Invalid(format!(
+                "{} field {name} is {} characters long; at most {MAX_STRING_CHARS}",
+                ty.noun(),
+                s.chars().count()
+            )));
+        }
+        if s.chars().any(is_unsafe_char) {
+            return Err(Error::Invalid(format!(
+                "{} field {name} holds a control character or a text-direction one (a newline, tab, escape, U+202E...): {s:?}",
+                ty.noun()
+            )));
+        }
+    }
+    if !ok {
+        let want = match field.kind {
+            Kind::Str => "a non-empty string",
+            Kind::Bool => "true or false",
+            Kind::StrList => "a list of strings",
+        };
+        return Err(Error::Invalid(format!(
+            "{} field {name} must be {want}, got {v}",
+            ty.noun()
+        )));
     }
     Ok(())
 }
