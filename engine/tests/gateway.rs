@@ -29,5 +29,8 @@ fn a_changed_topology_drops_the_cached_route() {
     f.cluster.write(0, None, |_| Ok((Vec::new(), ()))).unwrap();
     assert!(f.cluster.topology().datacenter("eastus").unwrap().drained);
     let ((), next) = f.cluster.read(0, None, None, |_| Ok(())).unwrap();
-    assert_eq!(next.datacenter, "westeurope", "a drained datacenter serves no read");
+    assert_eq!(
+        next.datacenter, "westeurope",
+        "a drained datacenter serves no read"
+    );
 }

@@ -31,7 +31,12 @@ fn a_stray_entry_on_an_unreachable_standby_is_not_taken_for_an_acknowledged_one(
     let stray_lsn = {
         let s = Replica::open(&spath, "standby", Duration::from_secs(5)).unwrap();
         let lsn = s.last().unwrap().lsn + 1;
-        let e = [Entry { term: p.term, lsn, time_ms: 0, ops: vec![put(b"stray")] }];
+        let e = [Entry {
+            term: p.term,
+            lsn,
+            time_ms: 0,
+            ops: vec![put(b"stray")],
+        }];
         s.append(&e, p.term, Durability::Synced).unwrap();
         lsn
     };
@@ -41,7 +46,10 @@ fn a_stray_entry_on_an_unreachable_standby_is_not_taken_for_an_acknowledged_one(
     std::fs::rename(&dc, &away).unwrap();
     let (_, token) = c.write(0, None, |_| Ok((vec![put(b"k2")], ()))).unwrap();
     let q = c.topology().partition(0).unwrap().clone();
-    assert_eq!(token.lsn, stray_lsn, "the acknowledged write took the stray entry's lsn");
+    assert_eq!(
+        token.lsn, stray_lsn,
+        "the acknowledged write took the stray entry's lsn"
+    );
     assert!(
         q.term > p.term && q.sync_standby != p.sync_standby,
         "re-designation must raise the term: before {p:?}, after {q:?}, token {token:?}"
@@ -55,6 +63,13 @@ fn a_stray_entry_on_an_unreachable_standby_is_not_taken_for_an_acknowledged_one(
     c.release_all();
     let s = Replica::open(&spath, "old standby", Duration::from_secs(5)).unwrap();
     let (stray, k2) = (s.get(b"stray").unwrap(), s.get(b"k2").unwrap());
-    assert_eq!(stray, None, "a write never acknowledged is served; sync {reports:?}, failover {r:?}");
-    assert_eq!(k2, Some(b"v".to_vec()), "the acknowledged write is lost; sync {reports:?}, failover {r:?}");
+    assert_eq!(
+        stray, None,
+        "a write never acknowledged is served; sync {reports:?}, failover {r:?}"
+    );
+    assert_eq!(
+        k2,
+        Some(b"v".to_vec()),
+        "the acknowledged write is lost; sync {reports:?}, failover {r:?}"
+    );
 }
