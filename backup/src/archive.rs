@@ -107,11 +107,11 @@ pub fn checkpoint_files(partition: u32, dir: &Path) -> Result<Vec<(String, PathB
             .file_type()
             .map_err(io(format!("stat {}", e.path().display())))?;
         if !ty.is_file() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Engine(engine::Error::Invalid(format!(
                 "checkpoint {} holds {}, which is not a plain file",
                 dir.display(),
                 e.path().display()
-            )));
+            ))));
         }
         let name = e.file_name().to_string_lossy().into_owned();
         out.push((format!("p{partition}/{name}"), e.path()));
@@ -150,10 +150,10 @@ pub fn pack(
         b.append(&header(name, bytes)?, &mut r).map_err(io(ctx()))?;
         let (_, entry) = r.finish();
         if entry.bytes != bytes {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Engine(engine::Error::Invalid(format!(
                 "{} changed size while it was packed",
                 path.display()
-            )));
+            ))));
         }
         progress(bytes);
         manifest.files.insert(name.clone(), entry);
@@ -167,7 +167,7 @@ pub fn pack(
     .map_err(io(ctx()))?;
     manifest.files.insert(TOPOLOGY_FILE.into(), topo.finish().1);
     let m = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| Error::Invalid(format!("encode manifest: {e}")))?;
+        .map_err(|e| Error::Engine(engine::Error::Invalid(format!("encode manifest: {e}"))))?;
     b.append(&header(MANIFEST_FILE, m.len() as u64)?, m.as_slice())
         .map_err(io(ctx()))?;
     let enc = b.into_inner().map_err(io(ctx()))?;
@@ -322,10 +322,10 @@ pub fn read(archive: &Path, into: Option<&Path>, limits: Limits) -> Result<Check
 /// Opens a backup archive; a missing one is NotFound.
 fn open(archive: &Path) -> Result<File> {
     File::open(archive).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Error::NotFound(format!(
+        io::ErrorKind::NotFound => Error::Engine(engine::Error::NotFound(format!(
             "no backup archive {}; see `dirctl backup list`",
             archive.display()
-        )),
+        ))),
         _ => Error::Io {
             context: format!("open {}", archive.display()),
             source: e,

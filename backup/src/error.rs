@@ -4,15 +4,6 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Bad input: a malformed backup ID, conflicting options (exit 2).
-    #[error("{0}")]
-    Invalid(String),
-    /// No such backup, or no such object in it (exit 3).
-    #[error("{0}")]
-    NotFound(String),
-    /// The target exists, the object exists live (exit 4).
-    #[error("{0}")]
-    Conflict(String),
     /// A file of the archive failed its checksum, or the archive does not decode (exit 1).
     #[error("backup {}: {file}: {why}", archive.display())]
     Corrupt {
@@ -32,6 +23,8 @@ pub enum Error {
         context: String,
         source: std::io::Error,
     },
+    /// Bad input, no such backup, a target that exists (engine's Invalid, NotFound and
+    /// Conflict), and the engine's own errors.
     #[error(transparent)]
     Engine(#[from] engine::Error),
 }

@@ -112,7 +112,7 @@ pub fn create(
             .len();
     }
     let topology_json = serde_json::to_vec_pretty(&topology)
-        .map_err(|e| Error::Invalid(format!("encode topology: {e}")))?;
+        .map_err(|e| Error::Engine(engine::Error::Invalid(format!("encode topology: {e}"))))?;
     let tmp = staging.path().join("archive.tmp");
     let mut done = 0;
     let (manifest, whole) = archive::pack(&tmp, &files, &topology_json, manifest, &mut |n| {
@@ -127,7 +127,7 @@ pub fn create(
         archive_sha256: whole.sha256,
     };
     let raw = serde_json::to_vec_pretty(&sidecar)
-        .map_err(|e| Error::Invalid(format!("encode sidecar: {e}")))?;
+        .map_err(|e| Error::Engine(engine::Error::Invalid(format!("encode sidecar: {e}"))))?;
     engine::topology::write_atomically(&sidecar_path(&out), &raw)?;
     Ok(Created::New(Box::new(sidecar), out))
 }
@@ -435,20 +435,20 @@ pub struct Restored {
 /// Restores a whole cluster into `to` (which must not exist) with a new cluster identity.
 pub fn restore_to(archive: &Path, to: &Path, limits: Limits) -> Result<Restored> {
     if to.exists() {
-        return Err(Error::Conflict(format!(
+        return Err(Error::Engine(engine::Error::Conflict(format!(
             "{} exists; restore into a new folder (or use --in-place)",
             to.display()
-        )));
+        ))));
     }
     let parent = match to.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     if !parent.is_dir() {
-        return Err(Error::NotFound(format!(
+        return Err(Error::Engine(engine::Error::NotFound(format!(
             "{} does not exist; create the parent folder first",
             parent.display()
-        )));
+        ))));
     }
     let x = extract(archive, &parent, limits)?;
     let mut topology = x.topology.clone();

@@ -127,9 +127,6 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if let Some(err) = cause.downcast_ref::<::backup::Error>() {
             use ::backup::Error as B;
             return match err {
-                B::Invalid(_) => 2,
-                B::NotFound(_) => 3,
-                B::Conflict(_) => 4,
                 B::Corrupt { .. } | B::Unsafe { .. } | B::Io { .. } => 1,
                 B::Engine(inner) => engine_code(inner),
             };
