@@ -205,25 +205,17 @@ fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
                 g.output,
                 &json!({"backup": m.id, "path": path, "created": true, "bytes": side.archive_bytes, "manifest": manifest_json(m)}),
                 || {
-                    let rows: Vec<_> = m
-                        .partitions
-                        .iter()
-                        .map(|p| {
-                            vec![
-                                p.id.to_string(),
-                                p.term.to_string(),
-                                p.lsn.to_string(),
-                                p.source.clone(),
-                                p.counts.get("objects").copied().unwrap_or(0).to_string(),
-                            ]
-                        })
-                        .collect();
+                    let headers = ["partition", "term", "lsn", "from", "objects"];
+                    let table = output::table_by(&headers, &m.partitions, |p| {
+                        let objects = p.counts.get("objects").copied().unwrap_or(0);
+                        output::row(&[&p.id, &p.term, &p.lsn, &p.source, &objects])
+                    });
                     format!(
                         "backup {} written to {} ({} bytes)\n{}",
                         m.id,
                         path.display(),
                         side.archive_bytes,
-                        output::table(&["partition", "term", "lsn", "from", "objects"], &rows)
+                        table
                     )
                 },
             )
@@ -235,27 +227,28 @@ fn list(g: &Global, dir: &BackupsDir) -> Result<()> {
     let d = existing_dest(g, dir)?;
     let all = ::backup::list(&d).with_context(|| format!("list backups in {}", d.display()))?;
     output::emit(g.output, &json!({"backups": all}), || {
-        let rows: Vec<_> = all
-            .iter()
-            .map(|b| {
+        output::table_by(
+            &["id", "created", "bytes", "positions", "state"],
+            &all,
+            |b| {
+                let positions: Vec<_> = b
+                    .partitions
+                    .iter()
+                    .map(|p| format!("p{}@{}", p.id, p.lsn))
+                    .collect();
+                let state = match &b.problem {
+                    _ if b.good => "good".to_string(),
+                    problem => format!("bad: {}", problem.clone().unwrap_or_default()),
+                };
                 vec![
                     b.id.clone(),
                     b.created_at.clone().unwrap_or_default(),
                     b.bytes.to_string(),
-                    b.partitions
-                        .iter()
-                        .map(|p| format!("p{}@{}", p.id, p.lsn))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    if b.good {
-                        "good".into()
-                    } else {
-                        format!("bad: {}", b.problem.clone().unwrap_or_default())
-                    },
+                    positions.join(" "),
+                    state,
                 ]
-            })
-            .collect();
-        output::table(&["id", "created", "bytes", "positions", "state"], &rows)
+            },
+        )
     })
 }
 

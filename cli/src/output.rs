@@ -112,6 +112,21 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A table of `items`, each row made by `row`.
+pub fn table_by<T>(
+    headers: &[&str],
+    items: impl IntoIterator<Item = T>,
+    row: impl FnMut(T) -> Vec<String>,
+) -> String {
+    let rows: Vec<_> = items.into_iter().map(row).collect();
+    table(headers, &rows)
+}
+
+/// A table row of values as they display.
+pub fn row(values: &[&dyn std::fmt::Display]) -> Vec<String> {
+    values.iter().map(|v| v.to_string()).collect()
+}
+
 /// An object as FIELD VALUE lines, plus trailing extra lines (token, served by).
 pub fn object(obj: &Map<String, Value>, extra: &[(&str, String)]) -> String {
     let w = obj

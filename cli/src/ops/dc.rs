@@ -29,19 +29,14 @@ pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
         }
         DcCmd::List => {
             let t = ctx.cluster_mut().topology();
-            let rows: Vec<_> = t
-                .datacenters
-                .iter()
-                .map(|d| {
+            return output::emit(g.output, &json!(t.datacenters), || {
+                output::table_by(&["name", "location", "reads"], &t.datacenters, |d| {
                     vec![
                         d.name.clone(),
                         format!("{},{}", d.location.lat, d.location.lon),
                         if d.drained { "drained" } else { "serving" }.to_string(),
                     ]
                 })
-                .collect();
-            return output::emit(g.output, &json!(t.datacenters), || {
-                output::table(&["name", "location", "reads"], &rows)
             });
         }
     };
@@ -86,21 +81,20 @@ fn rebuild(g: &Global, ctx: &mut Ctx, name: &str) -> Result<()> {
         .cluster_mut()
         .rebuild_datacenter(name, &mut |k| bar.inc(k))?;
     bar.finish_and_clear();
-    let rows: Vec<_> = reports
-        .iter()
-        .map(|r| {
-            vec![
-                r.partition.to_string(),
-                r.seeded_from.clone().unwrap_or_default(),
-                r.lsn.map(|l| l.to_string()).unwrap_or_default(),
-                r.result.to_string(),
-            ]
-        })
-        .collect();
+    let headers = ["partition", "seeded from", "lsn", "result"];
     output::emit(
         g.output,
         &json!({"datacenter": name, "replicas": reports}),
-        || output::table(&["partition", "seeded from", "lsn", "result"], &rows),
+        || {
+            output::table_by(&headers, &reports, |r| {
+                vec![
+                    r.partition.to_string(),
+                    r.seeded_from.clone().unwrap_or_default(),
+                    r.lsn.map(|l| l.to_string()).unwrap_or_default(),
+                    r.result.to_string(),
+                ]
+            })
+        },
     )?;
     let bad: Vec<_> = reports
         .iter()

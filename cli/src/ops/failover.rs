@@ -101,22 +101,6 @@ fn failover_partitions(
             ));
         }
     }
-    let rows: Vec<_> = reports
-        .iter()
-        .map(|r| {
-            vec![
-                r.partition.to_string(),
-                format!("{} -> {}", r.old_primary, r.new_primary),
-                format!("{} -> {}", r.old_term, r.new_term),
-                r.sync_standby.clone(),
-                r.lsn.to_string(),
-                format!("{:.1}", r.write_unavailable_ms),
-                r.possible_loss_after_lsn
-                    .map(|l| format!("acknowledged writes after lsn {l} may be lost"))
-                    .unwrap_or_else(|| "none".into()),
-            ]
-        })
-        .collect();
     let failed: Vec<String> = failures
         .iter()
         .map(|(p, e)| format!("partition {p}: {e}"))
@@ -125,18 +109,7 @@ fn failover_partitions(
         g.output,
         &json!({"failovers": reports, "failures": failed}),
         || {
-            let mut s = output::table(
-                &[
-                    "partition",
-                    "primary",
-                    "term",
-                    "sync standby",
-                    "lsn",
-                    "writes unavailable ms",
-                    "data loss",
-                ],
-                &rows,
-            );
+            let mut s = output::table_by(&HEADERS, &reports, row);
             for f in &failed {
                 s.push_str(&format!("failed: {f}\n"));
             }
@@ -151,4 +124,29 @@ fn failover_partitions(
         )),
         None => Ok(()),
     }
+}
+
+const HEADERS: [&str; 7] = [
+    "partition",
+    "primary",
+    "term",
+    "sync standby",
+    "lsn",
+    "writes unavailable ms",
+    "data loss",
+];
+
+/// One partition's failover as a row of the table.
+fn row(r: &engine::failover::FailoverReport) -> Vec<String> {
+    vec![
+        r.partition.to_string(),
+        format!("{} -> {}", r.old_primary, r.new_primary),
+        format!("{} -> {}", r.old_term, r.new_term),
+        r.sync_standby.clone(),
+        r.lsn.to_string(),
+        format!("{:.1}", r.write_unavailable_ms),
+        r.possible_loss_after_lsn
+            .map(|l| format!("acknowledged writes after lsn {l} may be lost"))
+            .unwrap_or_else(|| "none".into()),
+    ]
 }

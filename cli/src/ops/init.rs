@@ -33,25 +33,17 @@ pub fn init(g: &Global, a: InitArgs) -> Result<()> {
     let t = Cluster::init(&root, dcs, a.partitions)
         .with_context(|| format!("init cluster in {}", root.display()))?;
     output::emit(g.output, &topology_json(&t), || {
-        let rows: Vec<_> = t
-            .partitions
-            .iter()
-            .map(|p| {
-                vec![
-                    p.id.to_string(),
-                    p.primary.clone(),
-                    p.sync_standby.clone(),
-                    p.term.to_string(),
-                ]
-            })
-            .collect();
+        let headers = ["partition", "primary", "sync standby", "term"];
+        let table = output::table_by(&headers, &t.partitions, |p| {
+            output::row(&[&p.id, &p.primary, &p.sync_standby, &p.term])
+        });
         format!(
             "created cluster {} in {} with {} datacenters and {} partitions\n{}",
             t.cluster_id,
             root.display(),
             t.datacenters.len(),
             t.partitions.len(),
-            output::table(&["partition", "primary", "sync standby", "term"], &rows)
+            table
         )
     })
 }

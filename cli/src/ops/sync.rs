@@ -56,26 +56,20 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
     };
     ctx.audit_outcome(audit_partition, "sync", targets, &outcome);
     let _ = ctx.cluster_mut().sync(audit_partition, &mut |_| {});
-    let rows: Vec<_> = reports
-        .iter()
-        .map(|r| {
-            vec![
-                r.partition.to_string(),
-                r.datacenter.clone(),
-                r.shipped_entries.to_string(),
-                r.lsn.map(|l| l.to_string()).unwrap_or_default(),
-                sync_result(r),
-            ]
-        })
-        .collect();
     output::emit(
         g.output,
         &json!({"replicas": reports, "failures": failures}),
         || {
-            let mut s = output::table(
-                &["partition", "datacenter", "shipped", "lsn", "result"],
-                &rows,
-            );
+            let headers = ["partition", "datacenter", "shipped", "lsn", "result"];
+            let mut s = output::table_by(&headers, &reports, |r| {
+                vec![
+                    r.partition.to_string(),
+                    r.datacenter.clone(),
+                    r.shipped_entries.to_string(),
+                    r.lsn.map(|l| l.to_string()).unwrap_or_default(),
+                    sync_result(r),
+                ]
+            });
             for f in &failures {
                 s.push_str(&format!("failed: {f}\n"));
             }

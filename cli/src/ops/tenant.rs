@@ -61,11 +61,9 @@ pub fn tenant(g: &Global, c: TenantCmd) -> Result<()> {
                 .map(|(n, id, p)| json!({"name": n, "id": id, "partition": p}))
                 .collect();
             output::emit(g.output, &json!(list), || {
-                let rows: Vec<_> = placed
-                    .iter()
-                    .map(|(n, id, p)| vec![n.clone(), id.clone(), p.to_string()])
-                    .collect();
-                output::table(&["name", "id", "partition"], &rows)
+                output::table_by(&["name", "id", "partition"], &placed, |(n, id, p)| {
+                    output::row(&[n, id, p])
+                })
             })
         }
     }
