@@ -1,12 +1,12 @@
 //! `dirctl access grant|revoke|list|check`: access grants. Checks are reads (secondaries).
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use engine::access::Effect;
 use engine::request::Request;
 use serde_json::json;
 
 use crate::context::Ctx;
-use crate::opt::{AccessCmd, Global, Output};
+use crate::opt::{AccessCmd, Global, GrantTarget, Output};
 use crate::output;
 use crate::reply;
 
@@ -17,44 +17,50 @@ pub fn run(g: &Global, c: AccessCmd) -> Result<()> {
     let out = ctx.output;
     match c {
         AccessCmd::Grant {
-            tenant,
-            principal,
-            resource,
+            target:
+                GrantTarget {
+                    tenant,
+                    principal,
+                    resource,
+                },
             allow: _,
             deny,
             action,
         } => {
             let effect = if deny { Effect::Deny } else { Effect::Allow };
-            ctx.tenant_partition(&tenant)?;
-            let r = ctx
-                .execute(Request::Grant {
+            let r = ctx.request(
+                format!("grant {principal} on {resource}"),
+                Request::Grant {
                     tenant,
-                    principal: principal.clone(),
-                    resource: resource.clone(),
+                    principal,
+                    resource,
                     action,
                     effect,
-                })
-                .with_context(|| format!("grant {principal} on {resource}"))?;
+                },
+            )?;
             let (grant, token) = (reply::object(r.reply)?, reply::token(r.token)?);
             output::emit(out, &json!({"grant": grant, "replicaToken": token}), || {
                 output::object(&grant, &[("replicaToken", token.to_string())])
             })
         }
         AccessCmd::Revoke {
-            tenant,
-            principal,
-            resource,
+            target:
+                GrantTarget {
+                    tenant,
+                    principal,
+                    resource,
+                },
             action,
         } => {
-            ctx.tenant_partition(&tenant)?;
-            let r = ctx
-                .execute(Request::Revoke {
+            let r = ctx.request(
+                format!("revoke the grant of {principal} on {resource}"),
+                Request::Revoke {
                     tenant,
-                    principal: principal.clone(),
-                    resource: resource.clone(),
+                    principal,
+                    resource,
                     action,
-                })
-                .with_context(|| format!("revoke the grant of {principal} on {resource}"))?;
+                },
+            )?;
             let (grant, token) = (reply::object(r.reply)?, reply::token(r.token)?);
             output::emit(
                 out,
@@ -63,14 +69,10 @@ pub fn run(g: &Global, c: AccessCmd) -> Result<()> {
             )
         }
         AccessCmd::List { tenant, principal } => {
-            ctx.tenant_partition(&tenant)?;
-            let r = ctx
-                .execute(Request::ListGrants { tenant, principal })
-                .context("list grants")?;
+            let r = ctx.request("list grants", Request::ListGrants { tenant, principal })?;
             let grants = reply::objects(r.reply)?;
-            let rows: Vec<_> = grants.iter().map(|g| output::cells(g, &COLUMNS)).collect();
             output::emit(out, &json!({"grants": grants}), || {
-                output::table(&COLUMNS, &rows)
+                output::objects_table(&COLUMNS, &grants)
             })
         }
         AccessCmd::Check {
@@ -91,15 +93,15 @@ fn check(
     resource: String,
     action: String,
 ) -> Result<()> {
-    ctx.tenant_partition(&tenant)?;
-    let r = ctx
-        .execute(Request::CheckAccess {
+    let r = ctx.request(
+        format!("check {user} on {resource}"),
+        Request::CheckAccess {
             tenant,
-            user: user.clone(),
-            resource: resource.clone(),
+            user,
+            resource,
             action,
-        })
-        .with_context(|| format!("check {user} on {resource}"))?;
+        },
+    )?;
     let (d, served) = (reply::decision(r.reply)?, reply::served_by(r.served_by)?);
     let answer = if d.allowed { "allowed" } else { "denied" };
     output::emit(

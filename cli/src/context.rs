@@ -138,6 +138,15 @@ impl Ctx {
         Ok((t.id, t.partition))
     }
 
+    /// A directory command's request: its tenant resolved first (an unknown tenant is an
+    /// error of its own), then `execute`d, a failure saying `what` was being done.
+    pub fn request(&mut self, what: impl std::fmt::Display, req: Request) -> Result<Response> {
+        if let Some(tenant) = req.tenant() {
+            self.tenant_partition(tenant)?;
+        }
+        self.execute(req).with_context(|| what.to_string())
+    }
+
     /// Sends one request with this command's actor, correlation id and session, keeps a
     /// write's token in the session, and prints the directory's notes on stderr.
     pub fn execute(&mut self, req: Request) -> Result<Response> {

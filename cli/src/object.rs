@@ -67,95 +67,75 @@ pub fn run(g: &Global, ty: ObjectType, tenant: Option<String>, verb: GroupVerb) 
     match verb {
         GroupVerb::Object(ObjectVerb::Create(f)) => {
             let fields = fields_of(ty, f)?;
-            let r = ctx
-                .execute(Request::CreateObject {
-                    tenant: tenant.clone(),
+            let what = format!("create {} in tenant {tenant}", ty.noun());
+            let r = ctx.request(
+                what,
+                Request::CreateObject {
+                    tenant,
                     object_type,
                     fields,
-                })
-                .with_context(|| format!("create {} in tenant {tenant}", ty.noun()))?;
+                },
+            )?;
             written(out, r)
         }
         GroupVerb::Object(ObjectVerb::Update { id, fields }) => {
             let patch = fields_of(ty, fields)?;
-            let r = ctx
-                .execute(Request::UpdateObject {
+            let r = ctx.request(
+                format!("update {} {id}", ty.noun()),
+                Request::UpdateObject {
                     tenant,
                     object_type,
-                    id: id.clone(),
+                    id,
                     patch,
-                })
-                .with_context(|| format!("update {} {id}", ty.noun()))?;
+                },
+            )?;
             written(out, r)
         }
         GroupVerb::Object(ObjectVerb::Delete { id }) => {
-            let r = ctx
-                .execute(Request::DeleteObject {
-                    tenant,
-                    object_type,
-                    id: id.clone(),
-                })
-                .with_context(|| format!("delete {} {id}", ty.noun()))?;
-            written(out, r)
+            let what = format!("delete {} {id}", ty.noun());
+            let req = Request::DeleteObject {
+                tenant,
+                object_type,
+                id,
+            };
+            written(out, ctx.request(what, req)?)
         }
-        GroupVerb::Object(ObjectVerb::Get { id }) => get(&mut ctx, out, tenant, ty, &id),
+        GroupVerb::Object(ObjectVerb::Get { id }) => get(&mut ctx, out, tenant, ty, id),
         GroupVerb::Object(ObjectVerb::List) => {
-            let r = ctx
-                .execute(Request::ListObjects {
-                    tenant,
-                    object_type,
-                })
-                .with_context(|| format!("list {}s", ty.noun()))?;
-            let (objs, served) = (reply::objects(r.reply)?, reply::served_by(r.served_by)?);
-            objects(out, ty, &objs, &served)
+            let what = format!("list {}s", ty.noun());
+            let req = Request::ListObjects {
+                tenant,
+                object_type,
+            };
+            objects(out, list_columns(ty), ctx.request(what, req)?)
         }
         GroupVerb::Members { group } => {
-            let r = ctx
-                .execute(Request::ListMembers {
-                    tenant,
-                    group: group.clone(),
-                })
-                .with_context(|| format!("members of group {group}"))?;
-            let (objs, served) = (reply::objects(r.reply)?, reply::served_by(r.served_by)?);
-            let cols = ["id", "@odata.type", "displayName", "userPrincipalName"];
-            let rows: Vec<_> = objs.iter().map(|o| output::cells(o, &cols)).collect();
-            output::emit(out, &json!({"objects": objs, "servedBy": served}), || {
-                output::table(&cols, &rows)
-            })
+            let what = format!("members of group {group}");
+            let r = ctx.request(what, Request::ListMembers { tenant, group })?;
+            objects(
+                out,
+                &["id", "@odata.type", "displayName", "userPrincipalName"],
+                r,
+            )
         }
         GroupVerb::AddMember { group, member } => {
-            let r = ctx
-                .execute(Request::AddMember {
-                    tenant,
-                    group: group.clone(),
-                    member: member.clone(),
-                })
-                .with_context(|| format!("add {member} to group {group}"))?;
-            membership(out, "added", &group, &member, &reply::token(r.token)?)
+            membership(&mut ctx, out, true, tenant, group, member)
         }
         GroupVerb::RemoveMember { group, member } => {
-            let r = ctx
-                .execute(Request::RemoveMember {
-                    tenant,
-                    group: group.clone(),
-                    member: member.clone(),
-                })
-                .with_context(|| format!("remove {member} from group {group}"))?;
-            membership(out, "removed", &group, &member, &reply::token(r.token)?)
+            membership(&mut ctx, out, false, tenant, group, member)
         }
     }
 }
 
 /// `get`: the object as Graph returns it, with the replica that served it.
-fn get(ctx: &mut Ctx, out: Output, tenant: String, ty: ObjectType, id: &str) -> Result<()> {
-    let object_type = ty;
-    let r = ctx
-        .execute(Request::GetObject {
-            tenant,
-            object_type,
-            id: id.to_string(),
-        })
-        .with_context(|| format!("get {} {id}", ty.noun()))?;
+fn get(ctx: &mut Ctx, out: Output, tenant: String, ty: ObjectType, id: String) -> Result<()> {
+    let what = format!("get {} {id}", ty.noun());
+    let req = Request::GetObject {
+        tenant,
+        object_type: ty,
+        id,
+    };
+    let r = ctx.request(what, req)?;
     let (obj, served) = (reply::object(r.reply)?, reply::served_by(r.served_by)?);
     // Graph's shape: the object's own fields, geodir's metadata as an OData
     // instance annotation.
@@ -182,35 +162,48 @@ fn written(out: Output, r: Response) -> Result<()> {
     })
 }
 
+/// `add-member` (`add`) or `remove-member`: one membership change, written.
 fn membership(
+    ctx: &mut Ctx,
     out: Output,
-    what: &str,
-    group: &str,
-    member: &str,
-    token: &engine::session::Token,
+    add: bool,
+    tenant: String,
+    group: String,
+    member: String,
 ) -> Result<()> {
+    let (verb, what, preposition) = if add {
+        ("add", "added", "to")
+    } else {
+        ("remove", "removed", "from")
+    };
+    let context = format!("{verb} {member} {preposition} group {group}");
+    let (g, m) = (group.clone(), member.clone());
+    let req = if add {
+        Request::AddMember {
+            tenant,
+            group,
+            member,
+        }
+    } else {
+        Request::RemoveMember {
+            tenant,
+            group,
+            member,
+        }
+    };
+    let token = reply::token(ctx.request(context, req)?.token)?;
     output::emit(
         out,
-        &json!({"group": group, "member": member, "change": what, "replicaToken": token}),
-        || {
-            format!(
-                "{what} {member} {} group {group}\nreplicaToken  {token}\n",
-                if what == "added" { "to" } else { "from" }
-            )
-        },
+        &json!({"group": g, "member": m, "change": what, "replicaToken": token}),
+        || format!("{what} {m} {preposition} group {g}\nreplicaToken  {token}\n"),
     )
 }
 
-fn objects(
-    out: Output,
-    ty: ObjectType,
-    objs: &[Map<String, Value>],
-    served: &engine::cluster::ServedBy,
-) -> Result<()> {
-    let cols = list_columns(ty);
-    let rows: Vec<_> = objs.iter().map(|o| output::cells(o, cols)).collect();
+/// A list of objects, with the replica that served it.
+fn objects(out: Output, cols: &[&str], r: Response) -> Result<()> {
+    let (objs, served) = (reply::objects(r.reply)?, reply::served_by(r.served_by)?);
     output::emit(out, &json!({"objects": objs, "servedBy": served}), || {
-        output::table(cols, &rows)
+        output::objects_table(cols, &objs)
     })
 }
 

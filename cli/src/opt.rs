@@ -148,17 +148,25 @@ pub enum DeletedCmd {
     },
 }
 
+// Whose grant on what: the arguments `access grant` and `access revoke` share. (No doc
+// comment: on a flattened struct it would become the command's about text.)
+#[derive(Args, Debug)]
+pub struct GrantTarget {
+    #[arg(long, env = "DIRCTL_TENANT")]
+    pub tenant: String,
+    #[arg(long, value_name = "ID")]
+    pub principal: String,
+    #[arg(long, value_name = "NAME")]
+    pub resource: String,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum AccessCmd {
     /// Allow or deny a principal (user, group, service principal) an action on a resource.
     #[command(group(clap::ArgGroup::new("effect").required(true).args(["allow", "deny"])))]
     Grant {
-        #[arg(long, env = "DIRCTL_TENANT")]
-        tenant: String,
-        #[arg(long, value_name = "ID")]
-        principal: String,
-        #[arg(long, value_name = "NAME")]
-        resource: String,
+        #[command(flatten)]
+        target: GrantTarget,
         #[arg(long)]
         allow: bool,
         #[arg(long)]
@@ -169,12 +177,8 @@ pub enum AccessCmd {
     },
     /// Remove a grant for good.
     Revoke {
-        #[arg(long, env = "DIRCTL_TENANT")]
-        tenant: String,
-        #[arg(long, value_name = "ID")]
-        principal: String,
-        #[arg(long, value_name = "NAME")]
-        resource: String,
+        #[command(flatten)]
+        target: GrantTarget,
         #[arg(long, default_value = "*")]
         action: String,
     },

@@ -127,6 +127,11 @@ pub fn row(values: &[&dyn std::fmt::Display]) -> Vec<String> {
     values.iter().map(|v| v.to_string()).collect()
 }
 
+/// A table of objects, each row the values of their `fields` (the headers).
+pub fn objects_table(fields: &[&str], objs: &[Map<String, Value>]) -> String {
+    table_by(fields, objs, |o| cells(o, fields))
+}
+
 /// An object as FIELD VALUE lines, plus trailing extra lines (token, served by).
 pub fn object(obj: &Map<String, Value>, extra: &[(&str, String)]) -> String {
     let w = obj

@@ -29,13 +29,8 @@ pub fn run(g: &Global, c: DeletedCmd) -> Result<()> {
             object_type,
         } => list(&mut ctx, out, tenant, object_type),
         DeletedCmd::Get { id, tenant } => {
-            ctx.tenant_partition(&tenant)?;
-            let r = ctx
-                .execute(Request::GetDeleted {
-                    tenant,
-                    id: id.clone(),
-                })
-                .with_context(|| format!("get deleted object {id}"))?;
+            let what = format!("get deleted object {id}");
+            let r = ctx.request(what, Request::GetDeleted { tenant, id })?;
             let t = reply::tombstone(r.reply)?;
             let v = t.to_json();
             output::emit(out, &json!({"deleted": v}), || {
@@ -47,14 +42,15 @@ pub fn run(g: &Global, c: DeletedCmd) -> Result<()> {
             tenant,
             new_upn,
         } => {
-            ctx.tenant_partition(&tenant)?;
-            let r = ctx
-                .execute(Request::RestoreDeleted {
+            let what = format!("restore deleted object {id}");
+            let r = ctx.request(
+                what,
+                Request::RestoreDeleted {
                     tenant,
-                    id: id.clone(),
+                    id,
                     new_upn,
-                })
-                .with_context(|| format!("restore deleted object {id}"))?;
+                },
+            )?;
             let (done, token) = (reply::restored(r.reply)?, reply::token(r.token)?);
             output::emit(
                 out,
@@ -75,13 +71,8 @@ pub fn run(g: &Global, c: DeletedCmd) -> Result<()> {
         }
         DeletedCmd::Purge { id, tenant, yes } => {
             confirm(yes, &format!("purge of deleted object {id}"))?;
-            ctx.tenant_partition(&tenant)?;
-            let r = ctx
-                .execute(Request::PurgeDeleted {
-                    tenant,
-                    id: id.clone(),
-                })
-                .with_context(|| format!("purge deleted object {id}"))?;
+            let what = format!("purge deleted object {id}");
+            let r = ctx.request(what, Request::PurgeDeleted { tenant, id })?;
             let (ids, token) = (reply::purged(r.reply)?, reply::token(r.token)?);
             output::emit(out, &json!({"purged": ids, "replicaToken": token}), || {
                 format!("purged {} for good\nreplicaToken  {token}\n", ids.join(" "))
@@ -106,12 +97,12 @@ fn list(
     let mut rows = Vec::new();
     let mut all = Vec::new();
     for name in tenants {
-        ctx.tenant_partition(&name)?;
-        let r = ctx
-            .execute(Request::ListDeleted {
+        let r = ctx.request(
+            format!("list deleted objects of tenant {name}"),
+            Request::ListDeleted {
                 tenant: name.clone(),
-            })
-            .with_context(|| format!("list deleted objects of tenant {name}"))?;
+            },
+        )?;
         let tombs = reply::tombstones(r.reply)?;
         for t in tombs
             .into_iter()
