@@ -314,9 +314,8 @@ impl Demo {
     }
 
     fn dc_dir(&self, var: &str) -> Result<PathBuf> {
-        Ok(self
-            .root
-            .join(format!("dc-{}", self.fill(&format!("{{{var}}}"))?)))
+        let dc = self.fill(&format!("{{{var}}}"))?;
+        Ok(engine::layout::datacenter_path(&self.root, &dc))
     }
 
     /// Carries out one step.

@@ -35,9 +35,12 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
     let behind: Vec<_> = reports
         .iter()
         .filter_map(|r| {
-            r.error
-                .as_ref()
-                .map(|e| format!("dc-{}/p{}: {e}", r.datacenter, r.partition))
+            r.error.as_ref().map(|e| {
+                format!(
+                    "{}: {e}",
+                    engine::layout::replica_dir(&r.datacenter, r.partition)
+                )
+            })
         })
         .collect();
     let outcome = if failures.is_empty() && behind.is_empty() {
