@@ -175,7 +175,7 @@ pub fn catch_up(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::log::{Entry, Op};
+    use crate::log::Entry;
     use crate::memlog::MemLog;
 
     fn pos(term: u64, lsn: u64) -> Position {
@@ -227,16 +227,7 @@ mod tests {
     }
 
     fn entry(term: u64, lsn: u64) -> Entry {
-        Entry {
-            term,
-            lsn,
-            time_ms: 0,
-            ops: vec![Op::Put {
-                key: b"k".to_vec(),
-                value: format!("{term}/{lsn}").into_bytes(),
-                prev: None,
-            }],
-        }
+        crate::log::put_entry(term, lsn, b"k", format!("{term}/{lsn}").as_bytes(), None)
     }
 
     fn log_of(name: &str, terms: &[u64]) -> MemLog {

@@ -219,6 +219,27 @@ impl Reader<'_> {
 /// its committed end). Returns the highest lsn at which both logs hold the same
 /// entry; everything on the secondary above it must be cut before shipping.
 /// Pure: the replication decision without I/O.
+/// Tests: an entry of one put of `key` (time 0), built the same way in every test module.
+#[cfg(test)]
+pub(crate) fn put_entry(
+    term: u64,
+    lsn: u64,
+    key: &[u8],
+    value: &[u8],
+    prev: Option<&[u8]>,
+) -> Entry {
+    Entry {
+        term,
+        lsn,
+        time_ms: 0,
+        ops: vec![Op::Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            prev: prev.map(<[u8]>::to_vec),
+        }],
+    }
+}
+
 pub fn agreement_point<E>(
     secondary_last: Position,
     secondary_term_at: impl Fn(u64) -> Result<Option<u64>, E>,

@@ -125,20 +125,8 @@ impl ReplicaLog for crate::replica::Replica {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::log::Op;
 
-    fn put(term: u64, lsn: u64, key: &[u8], value: &[u8], prev: Option<&[u8]>) -> Entry {
-        Entry {
-            term,
-            lsn,
-            time_ms: 0,
-            ops: vec![Op::Put {
-                key: key.to_vec(),
-                value: value.to_vec(),
-                prev: prev.map(<[u8]>::to_vec),
-            }],
-        }
-    }
+    use crate::log::put_entry as put;
 
     fn pos(term: u64, lsn: u64) -> Position {
         Position { term, lsn }

@@ -52,20 +52,11 @@ impl Shipper {
 mod tests {
     use super::*;
     use crate::error::Error;
-    use crate::log::{Op, Position};
+    use crate::log::Position;
     use crate::memlog::MemLog;
 
     fn shipped(term: u64, lsn: u64) -> (Arc<[Entry]>, Arc<[Vec<u8>]>) {
-        let e = Entry {
-            term,
-            lsn,
-            time_ms: 0,
-            ops: vec![Op::Put {
-                key: b"k".to_vec(),
-                value: vec![lsn as u8],
-                prev: None,
-            }],
-        };
+        let e = crate::log::put_entry(term, lsn, b"k", &[lsn as u8], None);
         let encoded: Arc<[Vec<u8>]> = Arc::from(vec![e.encode()]);
         (Arc::from(vec![e]), encoded)
     }

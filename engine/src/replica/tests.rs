@@ -11,18 +11,7 @@ fn id() -> Identity {
     }
 }
 
-fn entry(term: u64, lsn: u64, key: &[u8], value: &[u8], prev: Option<&[u8]>) -> Entry {
-    Entry {
-        term,
-        lsn,
-        time_ms: 0,
-        ops: vec![Op::Put {
-            key: key.to_vec(),
-            value: value.to_vec(),
-            prev: prev.map(<[u8]>::to_vec),
-        }],
-    }
-}
+use crate::log::put_entry as entry;
 
 #[test]
 fn adopting_a_checkpoint_refuses_a_commit_lsn_it_does_not_end_at() {
