@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod backups;
+
 pub const DCS: &str = "westus@37.4,-122.1,eastus@37.4,-79.4,westeurope@52.4,4.9";
 
 pub struct Cluster {
