@@ -173,8 +173,8 @@ impl Ctx {
             actor: self.actor.clone(),
             correlation_id: self.correlation_id.clone(),
             datacenter,
-            token: match (partition, req.audit_op()) {
-                (Some(p), None) => self.read_token(p)?,
+            token: match partition {
+                Some(p) if req.is_read() => self.read_token(p)?,
                 _ => None,
             },
         };

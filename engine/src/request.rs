@@ -238,6 +238,22 @@ pub enum Progress {
 }
 
 impl Request {
+    /// Whether the request only reads: served by the chosen replica, it changes nothing and
+    /// writes no audit record (`audit_op` is None exactly for these; a unit test checks both).
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Request::GetObject { .. }
+                | Request::ListObjects { .. }
+                | Request::ListMembers { .. }
+                | Request::ListDeleted { .. }
+                | Request::GetDeleted { .. }
+                | Request::ListGrants { .. }
+                | Request::CheckAccess { .. }
+                | Request::ListAudit { .. }
+        )
+    }
+
     /// The operation's name in audit records (`user.create`, `deleted.purge`, ...); None for
     /// a read, which writes no record.
     pub fn audit_op(&self) -> Option<String> {

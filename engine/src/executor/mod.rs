@@ -43,8 +43,8 @@ pub(crate) fn execute(
                 served_by: None,
             })
         }
-        req if req.audit_op().is_some() => write(d, env, req),
-        req => read(d, env, req),
+        req if req.is_read() => read(d, env, req),
+        req => write(d, env, req),
     }
 }
 
