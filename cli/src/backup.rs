@@ -495,6 +495,17 @@ pub fn metrics(g: &Global, d: &BackupsDir) -> Result<()> {
                 .collect(),
         },
         Family {
+            name: "geodir_replica_damaged",
+            help: "Whether a replica was found damaged (its stored bytes failed a check); `dirctl dc rebuild` re-seeds it.",
+            samples: rows
+                .iter()
+                .map(|r| {
+                    let damaged = matches!(r.health, engine::cluster::Health::Damaged(_));
+                    (replica(r), f64::from(u8::from(damaged)))
+                })
+                .collect(),
+        },
+        Family {
             name: "geodir_datacenter_up",
             help: "Whether every replica in a datacenter answers its health probe.",
             samples: topology

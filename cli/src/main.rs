@@ -109,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(a) => object::import(&g, a),
         Command::Sync(a) => ops::sync(&g, a),
         Command::Status => ops::status(&g),
+        Command::Scrub(a) => ops::scrub(&g, a),
         Command::Dc(c) => ops::dc(&g, c),
         Command::Failover(a) => ops::failover(&g, a),
         Command::Backup(c) => backup::run(&g, c),
@@ -144,7 +145,7 @@ fn engine_code(err: &engine::Error) -> u8 {
         E::Invalid(_) => 2,
         E::NotFound(_) => 3,
         E::Conflict(_) => 4,
-        E::Unavailable(_) => 5,
+        E::Unavailable(_) | E::Damaged(_) => 5,
         E::OutcomeUnknown(_) | E::Corrupt(_) | E::Fenced(_) | E::Storage(_) => 1,
     }
 }

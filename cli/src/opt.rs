@@ -78,6 +78,8 @@ pub enum Command {
     Sync(SyncArgs),
     /// Each partition x datacenter: role, term, last lsn, lag, health.
     Status,
+    /// Read every replica end to end (RocksDB block checksums, every log entry's crc); mark the damaged ones and exit non-zero if any. Safe to run from cron.
+    Scrub(ScrubArgs),
     /// Datacenters: list, drain and undrain (an operator's health override), rebuild a lost one.
     #[command(subcommand)]
     Dc(DcCmd),
@@ -430,6 +432,13 @@ pub struct SyncArgs {
     /// Only this partition.
     #[arg(long)]
     pub partition: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct ScrubArgs {
+    /// Only this datacenter's replicas.
+    #[arg(long)]
+    pub datacenter: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -104,6 +104,12 @@ impl Directory for Embedded {
     }
 
     fn take_notes(&mut self) -> Vec<Note> {
-        std::mem::take(&mut self.notes)
+        let damage =
+            self.cluster.take_damage_found().into_iter().map(|why| {
+                Note::Warning(format!("{why} (this read was answered by another replica)"))
+            });
+        let mut notes = std::mem::take(&mut self.notes);
+        notes.extend(damage);
+        notes
     }
 }

@@ -21,6 +21,10 @@ pub enum Error {
     /// Bytes read from disk failed their checksum or did not decode (exit 1).
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A replica's stored bytes failed a check (a RocksDB checksum, a log entry's crc, less
+    /// than it promised): it serves no read and is never promoted until rebuilt (exit 5).
+    #[error("{0}")]
+    Damaged(String),
     /// A replica saw a newer term than the one it was asked to write in (exit 1).
     #[error("fenced: {0}")]
     Fenced(String),

@@ -141,9 +141,25 @@ impl Cluster {
     ) -> Result<FailoverReport> {
         let started = Instant::now();
         let p = self.reload_topology()?.partition(partition)?.clone();
-        let cands = self.candidates(partition)?;
+        let mut cands = self.candidates(partition)?;
         self.recheck(&p)?;
-        let plan = emergency_plan(&p, &cands, accept_data_loss)?;
+        // The replica to promote is proven whole first (read end to end: docs/design.md,
+        // "Storage faults"): one found damaged counts as lost, and the plan is made again,
+        // so that damage on the sync standby refuses as a double loss does.
+        let plan = loop {
+            let plan = emergency_plan(&p, &cands, accept_data_loss)?;
+            let nid = ReplicaId::new(&plan.promote, partition);
+            match self.replica(&nid)?.scrub(&mut |_| {}) {
+                Ok(_) => break plan,
+                Err(Error::Damaged(_)) => {
+                    self.let_go(&nid);
+                    for c in cands.iter_mut().filter(|c| c.datacenter == plan.promote) {
+                        c.last = None;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let nid = ReplicaId::new(&plan.promote, partition);
         let np = self.replica(&nid)?;
         // A diverged tail from an even older term is cut first.

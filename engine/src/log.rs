@@ -117,8 +117,12 @@ impl Entry {
         }
         let (body, crc_bytes) = bytes.split_at(bytes.len() - 4);
         let stored = u32::from_be_bytes(crc_bytes.try_into().map_err(|_| corrupt("crc"))?);
-        if crc32fast::hash(body) != stored {
-            return Err(corrupt("checksum mismatch"));
+        let computed = crc32fast::hash(body);
+        if computed != stored {
+            return Err(corrupt(&format!(
+                "checksum mismatch (crc32 at byte {}: stored {stored:08x}, computed {computed:08x})",
+                body.len()
+            )));
         }
         let mut r = Reader { buf: body, pos: 0 };
         let version = r.u8().ok_or_else(|| corrupt("truncated header"))?;

@@ -63,9 +63,9 @@ impl std::fmt::Display for RebuildResult {
 crate::text::shown_as_text!(RebuildResult);
 
 impl Cluster {
-    /// `dirctl dc rebuild NAME`: gives every lost replica of a datacenter a fresh copy.
-    /// Replicas that open are kept; a folder that exists but does not open is reported,
-    /// never deleted. The primary's own replica cannot be rebuilt: fail over first.
+    /// `dirctl dc rebuild NAME`: gives every lost or damaged replica of a datacenter a fresh
+    /// copy. Replicas that open are kept; a folder that exists but does not open for another reason
+    /// (held elsewhere, unreadable) is reported, never deleted. The primary's own replica cannot be rebuilt: fail over first.
     pub fn rebuild_datacenter(
         &mut self,
         dc: &str,
@@ -88,15 +88,28 @@ impl Cluster {
                 lsn,
                 result,
             };
-            if id.path(self.root()).exists() {
+            let damaged = if id.path(self.root()).exists() {
                 let failed = self.hold(&[id.clone()].into());
                 self.let_go(&id);
-                out.push(match failed.get(&id) {
-                    None => report(None, None, RebuildResult::Kept),
-                    Some(e) => report(None, None, RebuildResult::DoesNotOpen(e.to_string())),
-                });
-                continue;
-            }
+                match failed.get(&id) {
+                    None => {
+                        out.push(report(None, None, RebuildResult::Kept));
+                        continue;
+                    }
+                    // A damaged replica is replaced (below), as a lost one is created.
+                    Some(Error::Damaged(_)) => true,
+                    Some(e) => {
+                        out.push(report(
+                            None,
+                            None,
+                            RebuildResult::DoesNotOpen(e.to_string()),
+                        ));
+                        continue;
+                    }
+                }
+            } else {
+                false
+            };
             if p.primary == dc {
                 out.push(report(
                     None,
@@ -105,7 +118,11 @@ impl Cluster {
                 ));
                 continue;
             }
-            match self.reseed(&p, dc) {
+            let rebuilt = match damaged {
+                true => self.reseed_damaged(&p, &id),
+                false => self.reseed(&p, dc),
+            };
+            match rebuilt {
                 Ok((from, lsn)) => {
                     progress(1);
                     out.push(report(Some(from), Some(lsn), RebuildResult::Rebuilt))

@@ -1,9 +1,12 @@
 //! Model-based randomized fault-injection test of the engine: random writes (some in
 //! sessions), syncs, token reads, drains, datacenters made unreachable or lost (folder
 //! deleted), planned and emergency failovers, rebuilds and writers that die mid-commit,
-//! interleaved. After every step a checker verifies that no acknowledged write is lost,
+//! interleaved, and storage faults: bytes flipped in a random replica's write-ahead log or
+//! SST files (at most one damage or loss at a time), found by opens, reads and scrubs, and
+//! repaired by a rebuild. After every step a checker verifies that no acknowledged write is lost,
 //! that no session read goes backwards, that refused writes are visible nowhere, and that
-//! at most one primary per partition and term acknowledged writes (promises 1 to 6).
+//! at most one primary per partition and term acknowledged writes (promises 1 to 6), and
+//! that no read ever returns a value the model does not hold.
 //!
 //! Beside it, `protocol` runs the replication protocol alone over `ReplicaLog`, on the
 //! in-memory log (many steps) and on RocksDB replicas. The default runs take fixed seeds
@@ -48,6 +51,11 @@ struct World {
     drained: Option<usize>,
     /// (partition, term) -> the datacenter that acknowledged writes as primary in that term.
     writers: BTreeMap<(u32, u64), String>,
+    /// A replica whose files had bytes flipped (datacenter index, partition), until rebuilt.
+    damaged: Option<(usize, u32)>,
+    /// Every display name ever written to an object (acknowledged or not): a read may
+    /// return an older one (a lagging secondary), never one outside this.
+    written: BTreeMap<String, Vec<String>>,
     /// A session: its affinity and its newest token per partition.
     session_dc: &'static str,
     session_tokens: BTreeMap<u32, Token>,
@@ -79,6 +87,8 @@ impl World {
             lost: false,
             drained: None,
             writers: BTreeMap::new(),
+            damaged: None,
+            written: BTreeMap::new(),
             session_dc: "westeurope",
             session_tokens: BTreeMap::new(),
         }
@@ -131,6 +141,10 @@ impl World {
                 });
             (id, r)
         };
+        self.written
+            .entry(id.clone())
+            .or_default()
+            .push(name.clone());
         match result {
             Ok(((), token)) => {
                 self.check_one_primary(partition, &token);
@@ -145,6 +159,7 @@ impl World {
                     self.refused.push((tenant, id));
                 }
             }
+            Err(Error::Damaged(_)) => self.check_refusal_allowed(partition),
             Err(e) => panic!("write failed: {e}"),
         }
     }
@@ -157,6 +172,12 @@ impl World {
         let users: Vec<(String, String)> = (0..3)
             .map(|k| (uuid::Uuid::new_v4().to_string(), format!("name-{step}-{k}")))
             .collect();
+        for (id, name) in &users {
+            self.written
+                .entry(id.clone())
+                .or_default()
+                .push(name.clone());
+        }
         let mut acked = Vec::new();
         let result = self.cluster.write_pipelined(
             partition,
@@ -187,6 +208,7 @@ impl World {
                     self.refused.push((tenant.clone(), id.clone()));
                 }
             }
+            Err(Error::Damaged(_)) => self.check_refusal_allowed(partition),
             Err(e) => panic!("pipelined write failed: {e}"),
         }
     }
@@ -211,16 +233,114 @@ impl World {
         );
     }
 
-    /// A refused write is only allowed when the partition's primary is unreachable: an
-    /// unreachable sync standby is replaced by another secondary.
+    /// A refused write is only allowed when the partition's primary is unreachable or
+    /// damaged: an unreachable or damaged sync standby is replaced by another secondary.
     fn check_refusal_allowed(&self, partition: u32) {
         let p = self.cluster.topology().partition(partition).unwrap();
-        let down = self.unreachable.map(|i| NAMES[i]);
-        assert_eq!(
-            down,
-            Some(p.primary.as_str()),
-            "write refused with the primary reachable"
+        assert!(
+            self.primary_down(partition),
+            "write refused with the primary {} reachable and whole",
+            p.primary
         );
+    }
+
+    /// Whether the partition's primary is unreachable, or its replica damaged.
+    fn primary_down(&self, partition: u32) -> bool {
+        let primary = &self
+            .cluster
+            .topology()
+            .partition(partition)
+            .unwrap()
+            .primary;
+        self.unreachable.map(|i| NAMES[i]) == Some(primary.as_str())
+            || self
+                .damaged
+                .is_some_and(|(i, p)| p == partition && NAMES[i] == primary)
+    }
+
+    /// Reads of a random object from every datacenter, without a token: each answer is
+    /// "not found" (a secondary behind) or a value the model holds for it.
+    fn plain_read(&mut self, rng: &mut SmallRng) {
+        if self.acked.is_empty() {
+            return;
+        }
+        let keys: Vec<_> = self.acked.keys().cloned().collect();
+        let (tenant, id) = keys[rng.random_range(0..keys.len())].clone();
+        let partition = self.acked[&(tenant.clone(), id.clone())].1.partition;
+        for dc in NAMES {
+            match self.cluster.read(partition, Some(dc), None, |r| {
+                directory::get(r, &tenant, &id)
+            }) {
+                Ok((o, served)) => {
+                    let name = o["displayName"].as_str().unwrap_or_default().to_string();
+                    assert!(
+                        self.written[&id].contains(&name),
+                        "read of {id} from {dc} (served by {served:?}) returned {name:?}, which was never written: {:?}",
+                        self.written[&id]
+                    );
+                }
+                Err(Error::NotFound(_)) | Err(Error::Unavailable(_)) => {}
+                Err(e) => panic!("read of {id} from {dc} failed: {e}"),
+            }
+        }
+    }
+
+    /// Storage faults: flips 16 bytes of a random replica's write-ahead log or SST file
+    /// (when nothing else is down), or repairs the damaged one: a scrub marks it if the flip
+    /// hit live data, an emergency failover moves a damaged primary away, a rebuild
+    /// replaces it.
+    fn damage_or_repair(&mut self, rng: &mut SmallRng) {
+        self.cluster.release_all();
+        match self.damaged {
+            None if self.unreachable.is_none() => {
+                let i = rng.random_range(0..3);
+                let p = rng.random_range(0..PARTITIONS);
+                let dir = self.dc_dir(i).join(format!("p{p}"));
+                let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .filter(|f| {
+                        let ext = f.extension().and_then(|x| x.to_str()).unwrap_or_default();
+                        (ext == "sst" || ext == "log") && std::fs::metadata(f).unwrap().len() > 16
+                    })
+                    .collect();
+                files.sort();
+                if files.is_empty() {
+                    return;
+                }
+                let f = &files[rng.random_range(0..files.len())];
+                let bytes = std::fs::read(f).unwrap();
+                let at = rng.random_range(0..bytes.len() - 16);
+                let mut changed = bytes.clone();
+                for b in &mut changed[at..at + 16] {
+                    *b ^= 0xff;
+                }
+                std::fs::write(f, changed).unwrap();
+                self.damaged = Some((i, p));
+            }
+            Some((i, p)) => {
+                let dc = NAMES[i];
+                let found = self
+                    .cluster
+                    .scrub(Some(dc), &mut |_| {})
+                    .unwrap()
+                    .into_iter()
+                    .any(|r| r.partition == p && r.result != "clean");
+                if found {
+                    if self.cluster.topology().partition(p).unwrap().primary == dc {
+                        let r = self
+                            .cluster
+                            .failover_emergency(p, false)
+                            .unwrap_or_else(|e| panic!("emergency failover from the damaged primary {dc} p{p} failed: {e}"));
+                        assert!(r.possible_loss_after_lsn.is_none());
+                    }
+                    let reports = self.cluster.rebuild_datacenter(dc, &mut |_| {}).unwrap();
+                    assert!(reports.iter().all(|r| r.result.is_whole()), "{reports:?}");
+                }
+                self.damaged = None;
+            }
+            None => {}
+        }
     }
 
     /// Promise 1 and 3: a read carrying an acknowledged write's token sees that write.
@@ -299,7 +419,7 @@ impl World {
             matches!(
                 r,
                 Err(Error::OutcomeUnknown(_)) | Err(Error::Unavailable(_))
-            ),
+            ) || (matches!(r, Err(Error::Damaged(_))) && self.primary_down(partition)),
             "crashed write returned {r:?}"
         );
     }
@@ -311,11 +431,15 @@ impl World {
         match self.cluster.failover_planned(p, to) {
             Ok(r) => assert!(r.new_term > before.term, "the term did not rise: {r:?}"),
             Err(Error::Conflict(_)) => assert_eq!(before.primary, to),
-            Err(Error::Unavailable(why)) => {
+            Err(Error::Unavailable(why)) | Err(Error::Damaged(why)) => {
                 let down = self.unreachable.map(|i| NAMES[i]);
+                let damaged = self.damaged.filter(|(_, q)| *q == p).map(|(i, _)| NAMES[i]);
                 assert!(
-                    down == Some(before.primary.as_str()) || down == Some(to),
-                    "planned failover refused with primary and target reachable: {why}"
+                    [down, damaged]
+                        .iter()
+                        .flatten()
+                        .any(|d| *d == before.primary || *d == to),
+                    "planned failover refused with primary and target reachable and whole: {why}"
                 );
             }
             Err(e) => panic!("planned failover failed: {e}"),
@@ -340,7 +464,7 @@ impl World {
     fn lose_or_rebuild(&mut self, rng: &mut SmallRng) {
         self.cluster.release_all();
         match (self.unreachable, self.lost) {
-            (None, _) if self.drained.is_none() => {
+            (None, _) if self.drained.is_none() && self.damaged.is_none() => {
                 let i = rng.random_range(0..3);
                 std::fs::remove_dir_all(self.dc_dir(i)).unwrap();
                 self.unreachable = Some(i);
@@ -367,7 +491,7 @@ impl World {
         }
         match self.unreachable.take() {
             Some(i) => std::fs::rename(self.away_dir(i), self.dc_dir(i)).unwrap(),
-            None if self.drained.is_none() => {
+            None if self.drained.is_none() && self.damaged.is_none() => {
                 let i = rng.random_range(0..3);
                 std::fs::rename(self.dc_dir(i), self.away_dir(i)).unwrap();
                 self.unreachable = Some(i);
@@ -397,18 +521,10 @@ impl World {
         for p in 0..PARTITIONS {
             match self.cluster.sync(p, &mut |_| {}) {
                 Ok(_) => {}
-                Err(Error::Unavailable(why)) => {
-                    let primary = self
-                        .cluster
-                        .topology()
-                        .partition(p)
-                        .unwrap()
-                        .primary
-                        .clone();
-                    assert_eq!(
-                        self.unreachable.map(|i| NAMES[i]),
-                        Some(primary.as_str()),
-                        "sync refused with the primary reachable: {why}"
+                Err(Error::Unavailable(why)) | Err(Error::Damaged(why)) => {
+                    assert!(
+                        self.primary_down(p),
+                        "sync refused with the primary reachable and whole: {why}"
                     );
                 }
                 Err(e) => panic!("sync failed: {e}"),
@@ -429,7 +545,8 @@ fn run_seed(seed: u64, steps: usize) {
             71..=78 => w.toggle_drain(&mut rng),
             79..=84 => w.crashed_write(&mut rng, step),
             85..=90 => w.planned_failover(&mut rng),
-            91..=95 => w.emergency_failover(),
+            91..=94 => w.emergency_failover(),
+            95..=97 => w.damage_or_repair(&mut rng),
             _ => w.lose_or_rebuild(&mut rng),
         }
         // The checker, after every step: an acknowledged write read with its token from a
@@ -437,6 +554,7 @@ fn run_seed(seed: u64, steps: usize) {
         // step, it reads every replica) refused writes visible nowhere. One primary per
         // partition and term is checked at every acknowledgement.
         w.token_read(&mut rng);
+        w.plain_read(&mut rng);
         w.session_read();
         if step % 10 == 9 {
             w.check_refused();
@@ -451,6 +569,9 @@ fn run_seed(seed: u64, steps: usize) {
             w.unreachable = None;
         }
         _ => {}
+    }
+    if w.damaged.is_some() {
+        w.damage_or_repair(&mut rng);
     }
     w.sync();
     w.check_refused();

@@ -3,6 +3,7 @@
 mod dc;
 mod failover;
 mod init;
+mod scrub;
 mod status;
 mod sync;
 mod tenant;
@@ -10,6 +11,7 @@ mod tenant;
 pub use dc::dc;
 pub use failover::failover;
 pub use init::init;
+pub use scrub::scrub;
 pub use status::status;
 pub use sync::sync;
 pub use tenant::tenant;

@@ -122,7 +122,11 @@ impl Cluster {
         if routing::read_check(p, pos, commit, need) != ReadCheck::Serve {
             return Ok(None);
         }
-        let value = named_not_found(answer(r), &id.datacenter, pos.lsn, &p.primary)?;
+        let value = match answer(r) {
+            // Found damaged (and marked) by this read: the slow path routes around it.
+            Err(Error::Damaged(_)) => return Ok(None),
+            got => named_not_found(got, &id.datacenter, pos.lsn, &p.primary)?,
+        };
         let served = ServedBy {
             datacenter: id.datacenter.clone(),
             partition,
@@ -188,7 +192,16 @@ impl Cluster {
                 pos.lsn
             )));
         }
-        let value = named_not_found(answer(r), dc, pos.lsn, &p.primary)?;
+        let value = match answer(r) {
+            // A checksum failure on this replica: it is marked damaged (`replica::damage`),
+            // let go of, and the next replica answers.
+            Err(Error::Damaged(why)) => {
+                self.let_go(&id);
+                self.damage_found.push(why.clone());
+                return Ok(Err(format!("{dc}: {why}")));
+            }
+            got => named_not_found(got, dc, pos.lsn, &p.primary)?,
+        };
         Ok(Ok((
             value,
             ServedBy {

@@ -158,10 +158,14 @@ impl Cluster {
             }
         };
         let pid = ReplicaId::new(&p.primary, partition);
-        if let Some(e) = failed.get(&pid) {
-            return Err(Error::Unavailable(format!(
+        match failed.get(&pid) {
+            None => {}
+            Some(Error::Damaged(why)) => return Err(Error::Unavailable(format!(
+                "the primary of partition {partition} is damaged: {why}; first fail over to the sync standby, which holds every acknowledged write: `dirctl failover --partition {partition} --emergency`"
+            ))),
+            Some(e) => return Err(Error::Unavailable(format!(
                 "the primary of partition {partition} ({pid}) is unreachable: {e}"
-            )));
+            ))),
         }
         Ok((p, ids, pid, failed))
     }

@@ -19,6 +19,7 @@ mod holds;
 mod init;
 mod reseed;
 mod retention;
+mod scrub;
 mod standby;
 mod status;
 mod sync;
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 pub use crate::catch_up::CatchUp;
 pub use gateway::ServedBy;
+pub use scrub::{ScrubReport, ScrubResult};
 pub use status::{Health, ReplicaStatus, Role};
 pub use sync::SyncReport;
 
@@ -129,6 +131,9 @@ pub struct Cluster {
     /// The gateway's last routing decision per (partition, preferred datacenter): later reads
     /// go straight to that replica while it is held and the topology is unchanged.
     route: Vec<(u32, Option<String>, ReplicaId)>,
+    /// Replicas this handle found damaged while reading (each finding once), for the
+    /// caller to report: the read itself was answered by another replica.
+    damage_found: Vec<String>,
 }
 
 impl Cluster {
@@ -152,7 +157,14 @@ impl Cluster {
             held: BTreeMap::new(),
             shippers: None,
             route: Vec::new(),
+            damage_found: Vec::new(),
         })
+    }
+
+    /// The damage reads found since the last call (each a replica's finding, with the way
+    /// out), for the caller to report.
+    pub fn take_damage_found(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.damage_found)
     }
 
     pub fn topology(&self) -> &Topology {

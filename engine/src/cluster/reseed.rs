@@ -10,7 +10,7 @@ use super::{Cluster, ReplicaId};
 use crate::catch_up::catch_up;
 use crate::error::{Error, Result};
 use crate::layout;
-use crate::replica::{sync_dir, Identity, Replica};
+use crate::replica::{sync_dir, unshare_files, Identity, Replica};
 use crate::topology::Partition;
 
 impl Cluster {
@@ -31,9 +31,18 @@ impl Cluster {
                 continue;
             }
             let sid = ReplicaId::new(src, p.id);
-            if !self.hold(&[sid.clone()].into()).contains_key(&sid) {
-                source = Some(sid);
-                break;
+            if self.hold(&[sid.clone()].into()).contains_key(&sid) {
+                continue;
+            }
+            // A source is proven whole before it is copied: a checkpoint shares its files
+            // (hard links), and would carry its damage along. Damage found marks it.
+            match self.replica(&sid)?.scrub(&mut |_| {}) {
+                Ok(_) => {
+                    source = Some(sid);
+                    break;
+                }
+                Err(Error::Damaged(_)) => self.let_go(&sid),
+                Err(e) => return Err(e),
             }
         }
         self.recheck(p)?;
@@ -45,6 +54,7 @@ impl Cluster {
         })?;
         self.replica(&sid)?.checkpoint(&tmp)?;
         self.let_go(&sid);
+        unshare_files(&tmp)?;
         Replica::adopt(
             &tmp,
             &Identity {
@@ -94,16 +104,39 @@ impl Cluster {
         Ok((sid.datacenter, lsn))
     }
 
+    /// Replaces the damaged replica `id` (a secondary): its lock taken and kept through the
+    /// replacement, its folder moved aside, a new replica seeded, the old folder removed.
+    pub(crate) fn reseed_damaged(
+        &mut self,
+        p: &Partition,
+        id: &ReplicaId,
+    ) -> Result<(String, u64)> {
+        let path = id.path(&self.root);
+        let lock = Replica::lock(&path, &id.to_string(), self.options.lock_timeout)?;
+        self.replace(p, id, Some(lock))
+    }
+
     /// Re-seeds the held secondary `id`, which is behind the retained log: its folder is
     /// moved aside (its lock kept through the replacement, so that a waiting process does not
     /// open the folder meanwhile: it notices the new folder by its lock file and starts
     /// again), the new replica built, the old folder removed.
     pub(super) fn reseed_behind(&mut self, p: &Partition, id: &ReplicaId) -> Result<()> {
-        let _lock = self
+        let lock = self
             .held
             .remove(id)
             .and_then(|r| Arc::try_unwrap(r).ok())
             .map(Replica::close_keeping_lock);
+        self.replace(p, id, lock).map(|_| ())
+    }
+
+    /// Moves the folder of `id` (whose `lock` this process holds) aside, seeds a new replica
+    /// in its place, and removes the old folder.
+    fn replace(
+        &mut self,
+        p: &Partition,
+        id: &ReplicaId,
+        _lock: Option<std::fs::File>,
+    ) -> Result<(String, u64)> {
         let path = id.path(&self.root);
         let stale = layout::stale_path(&self.root, &id.datacenter, id.partition);
         if stale.exists() {
@@ -112,8 +145,9 @@ impl Cluster {
         }
         std::fs::rename(&path, &stale)
             .map_err(|e| Error::io(format!("move {} aside", path.display()), e))?;
-        self.reseed(p, &id.datacenter)?;
+        let seeded = self.reseed(p, &id.datacenter)?;
         std::fs::remove_dir_all(&stale)
-            .map_err(|e| Error::io(format!("remove {}", stale.display()), e))
+            .map_err(|e| Error::io(format!("remove {}", stale.display()), e))?;
+        Ok(seeded)
     }
 }

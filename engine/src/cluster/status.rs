@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::{Cluster, ReplicaId};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::log::Position;
 use crate::replica::Access;
 use crate::topology::Partition;
@@ -75,12 +75,28 @@ pub enum Health {
     Unreachable(String),
     /// Held, but its probe failed: why.
     ProbeFailed(String),
+    /// Its stored bytes failed a check (`replica::damage`): what was found, and the way out.
+    Damaged(String),
 }
 
 impl Health {
     /// Whether the replica can serve (an operator's drain aside).
     pub fn is_up(&self) -> bool {
         matches!(self, Health::Ok | Health::Drained)
+    }
+}
+
+/// `Error::Damaged`'s text for replica `id` without its name (a row already shows it).
+pub(super) fn finding(id: &ReplicaId, why: &str) -> String {
+    let prefix = format!("replica {id} is damaged: ");
+    why.strip_prefix(&prefix).unwrap_or(why).to_string()
+}
+
+impl Health {
+    /// A damaged replica's health: the finding (`Error::Damaged`'s text without the
+    /// replica's name, which the row already shows).
+    fn damaged(id: &ReplicaId, why: &str) -> Health {
+        Health::Damaged(finding(id, why))
     }
 }
 
@@ -94,6 +110,7 @@ impl std::fmt::Display for Health {
             Health::Rebuilding => f.write_str("rebuilding (or an interrupted rebuild: run `dirctl dc rebuild`)"),
             Health::Unreachable(why) => write!(f, "unreachable: {why}"),
             Health::ProbeFailed(why) => write!(f, "probe failed: {why}"),
+            Health::Damaged(why) => write!(f, "damaged: {why}"),
         }
     }
 }
@@ -113,6 +130,7 @@ impl Cluster {
                 let failed = self.hold_for(&[id.clone()].into(), Access::Read);
                 let (pos, health) = match failed.get(&id) {
                     Some(_) if id.rebuild_path(&self.root).exists() => (None, Health::Rebuilding),
+                    Some(Error::Damaged(why)) => (None, Health::damaged(&id, why)),
                     Some(e) => (None, Health::Unreachable(e.to_string())),
                     None => {
                         let r = self.replica(&id)?;
@@ -136,6 +154,7 @@ impl Cluster {
                                 };
                                 (Some(pos), health)
                             }
+                            Err(Error::Damaged(why)) => (None, Health::damaged(&id, &why)),
                             Err(e) => (None, Health::ProbeFailed(e.to_string())),
                         }
                     }

@@ -446,6 +446,7 @@ mod tests {
             Error::OutcomeUnknown("x".into()),
             Error::Corrupt("x".into()),
             Error::Fenced("x".into()),
+            Error::Damaged("x".into()),
             Error::Storage("x".into()),
         ] {
             assert!(!refused(&e), "{e:?}");

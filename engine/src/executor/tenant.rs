@@ -108,6 +108,7 @@ fn with_context(e: Error, context: &str) -> Error {
         Error::OutcomeUnknown(s) => Error::OutcomeUnknown(m(s)),
         Error::Corrupt(s) => Error::Corrupt(m(s)),
         Error::Fenced(s) => Error::Fenced(m(s)),
+        Error::Damaged(s) => Error::Damaged(m(s)),
         Error::Storage(s) => Error::Storage(m(s)),
     }
 }

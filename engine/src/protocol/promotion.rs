@@ -10,7 +10,7 @@ use crate::topology::Partition;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Candidate {
     pub datacenter: String,
-    /// None when the replica is unreachable (lost folder, lock timeout, failed probe).
+    /// None when the replica is unreachable (lost folder, lock timeout, failed probe) or damaged.
     pub last: Option<Position>,
     pub drained: bool,
 }
@@ -52,7 +52,7 @@ pub fn emergency_promotion(
     }
     if !accept_data_loss {
         return Err(Error::Unavailable(format!(
-            "the primary {primary} and the sync standby {sync_standby} are both unreachable: no reachable replica is proven to hold every acknowledged write; \
+            "the primary {primary} and the sync standby {sync_standby} are both unreachable or damaged: no reachable replica is proven to hold every acknowledged write; \
              bring one of them back, or pass --accept-data-loss to promote the most advanced reachable replica"
         )));
     }

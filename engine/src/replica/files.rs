@@ -4,7 +4,6 @@ use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::storage;
 use crate::error::{Error, Result};
 
 /// Whether the open file `f` is still the file at `path`.
@@ -67,6 +66,7 @@ pub(super) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 pub struct RawKeyScanner<'a> {
     pub(super) it: rocksdb::DBRawIterator<'a>,
     pub(super) name: String,
+    pub(super) path: std::path::PathBuf,
 }
 
 impl crate::directory::KeyScanner for RawKeyScanner<'_> {
@@ -82,7 +82,35 @@ impl crate::directory::KeyScanner for RawKeyScanner<'_> {
         }
         self.it
             .status()
-            .map_err(|e| storage(format!("scan {}", self.name), e))?;
+            .map_err(|e| super::rocks_error(&self.path, format!("scan {}", self.name), e))?;
         Ok(out)
     }
+}
+
+/// Gives every file in `dir` that shares its data with another path (a RocksDB checkpoint's
+/// hard links) its own copy: a replica of another datacenter must not share a disk block
+/// with its source, or one flipped bit would damage both. Copies, fsyncs, renames over.
+pub fn unshare_files(dir: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut copied = 0;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
+        let path = entry.path();
+        let meta = entry
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+        if !meta.is_file() || meta.nlink() < 2 {
+            continue;
+        }
+        let tmp = path.with_extension("unshare");
+        std::fs::copy(&path, &tmp)
+            .and_then(|_| File::open(&tmp)?.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| Error::io(format!("copy {} to its own file", path.display()), e))?;
+        copied += meta.len();
+    }
+    sync_dir(dir)?;
+    Ok(copied)
 }

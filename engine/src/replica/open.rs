@@ -42,6 +42,7 @@ impl Replica {
         db.write_opt(b, &w)
             .map_err(|e| storage(format!("initialise replica {}", path.display()), e))?;
         drop(db);
+        damage::Promise::write_new(path, Position::default())?;
         sync_dir(path)?;
         if let Some(parent) = path.parent() {
             sync_dir(parent)?;
@@ -76,25 +77,27 @@ impl Replica {
                 path.display()
             ))
         })?;
+        let last = db
+            .get_cf(&meta, META_LAST)
+            .map_err(|e| storage(format!("read checkpoint {}", path.display()), e))?
+            .ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "checkpoint {}: last position missing",
+                    path.display()
+                ))
+            })?;
+        let last = Position {
+            term: u64_at(&last, 0, "last position")?,
+            lsn: u64_at(&last, 8, "last position")?,
+        };
         // A commit lsn given (a backup's position) must be where the checkpoint ends: a
         // manifest that says otherwise is refused, not trusted.
-        if commit_lsn != 0 {
-            let last = db
-                .get_cf(&meta, META_LAST)
-                .map_err(|e| storage(format!("read checkpoint {}", path.display()), e))?
-                .ok_or_else(|| {
-                    Error::Corrupt(format!(
-                        "checkpoint {}: last position missing",
-                        path.display()
-                    ))
-                })?;
-            let last = u64_at(&last, 8, "last position")?;
-            if last != commit_lsn {
-                return Err(Error::Corrupt(format!(
-                    "checkpoint {} ends at lsn {last}, but its manifest says {commit_lsn}",
-                    path.display()
-                )));
-            }
+        if commit_lsn != 0 && last.lsn != commit_lsn {
+            return Err(Error::Corrupt(format!(
+                "checkpoint {} ends at lsn {}, but its manifest says {commit_lsn}",
+                path.display(),
+                last.lsn
+            )));
         }
         let mut b = WriteBatch::default();
         b.put_cf(
@@ -112,6 +115,8 @@ impl Replica {
         db.write_opt(b, &w)
             .map_err(|e| storage(format!("adopt checkpoint {}", path.display()), e))?;
         drop(db);
+        // A copy promises what it holds: its checkpoint was consistent and synced.
+        damage::Promise::write_new(path, last)?;
         File::create(path.join(LOCK_FILE))
             .map_err(|e| Error::io(format!("create lock file in {}", path.display()), e))?;
         sync_dir(path)
@@ -130,6 +135,13 @@ impl Replica {
         lock_timeout: Duration,
         access: Access,
     ) -> Result<Replica> {
+        let lock = Replica::lock(path, name, lock_timeout)?;
+        Replica::open_locked(path, name, lock, access)
+    }
+
+    /// Takes the lock of the replica folder at `path` without opening it (a rebuild replacing
+    /// a damaged replica holds it through the replacement), waiting up to `lock_timeout`.
+    pub fn lock(path: &Path, name: &str, lock_timeout: Duration) -> Result<File> {
         let lock_path = path.join(LOCK_FILE);
         let lock = match File::options().read(true).write(true).open(&lock_path) {
             Ok(f) => f,
@@ -180,9 +192,9 @@ impl Replica {
                 return Err(Error::Unavailable(format!("replica {name} was being replaced while this process waited; run the command again")));
             }
             std::thread::sleep(Duration::from_millis(1));
-            return Replica::open_for(path, name, left, access);
+            return Replica::lock(path, name, left);
         }
-        Replica::open_locked(path, name, lock, access)
+        Ok(lock)
     }
 
     /// Reopens a replica opened for reads so that it takes writes, without letting go of its
@@ -198,6 +210,9 @@ impl Replica {
     }
 
     fn open_locked(path: &Path, name: &str, lock: File, access: Access) -> Result<Replica> {
+        if let Some(found) = damage::recorded(path) {
+            return Err(damage::damaged(path, &found));
+        }
         let opened = match access {
             Access::Write => DB::open_cf_descriptors(&db_options(), path, cfs()),
             Access::Read => {
@@ -213,7 +228,9 @@ impl Replica {
         let db = opened
             .map_err(|e| {
                 let why = e.to_string();
-                if why.contains("No space left on device") {
+                if e.kind() == rocksdb::ErrorKind::Corruption {
+                    damage::mark(path, &format!("RocksDB refused to open it: {why}{}", wal_files(path, &why)))
+                } else if why.contains("No space left on device") {
                     Error::Unavailable(format!("replica {name} cannot be opened: the disk holding {} is full; free space there (nothing was written): {why}", path.display()))
                 } else {
                     Error::Unavailable(format!("replica {name} cannot be opened: {why}"))
@@ -224,13 +241,13 @@ impl Replica {
             .ok_or_else(|| Error::Corrupt(format!("replica {name}: meta column family missing")))?;
         let raw = db
             .get_cf(&meta, META_IDENTITY)
-            .map_err(|e| storage(format!("read identity of {name}"), e))?
+            .map_err(|e| rocks_error(path, format!("read identity of {name}"), e))?
             .ok_or_else(|| Error::Corrupt(format!("replica {name}: identity missing")))?;
         let identity: Identity = serde_json::from_slice(&raw)
             .map_err(|e| Error::Corrupt(format!("replica {name}: identity: {e}")))?;
         let last = db
             .get_cf(&meta, META_LAST)
-            .map_err(|e| storage(format!("read {name}"), e))?
+            .map_err(|e| rocks_error(path, format!("read {name}"), e))?
             .ok_or_else(|| Error::Corrupt(format!("{name}: last position missing")))?;
         let last = Position {
             term: u64_at(&last, 0, "last position")?,
@@ -238,19 +255,33 @@ impl Replica {
         };
         let commit = db
             .get_cf(&meta, META_COMMIT)
-            .map_err(|e| storage(format!("read {name}"), e))?
+            .map_err(|e| rocks_error(path, format!("read {name}"), e))?
             .ok_or_else(|| Error::Corrupt(format!("{name}: commit lsn missing")))?;
         let commit = u64_at(&commit, 0, "commit lsn")?;
         let seen_term = match db
             .get_cf(&meta, META_TERM)
-            .map_err(|e| storage(format!("read {name}"), e))?
+            .map_err(|e| rocks_error(path, format!("read {name}"), e))?
         {
             Some(t) => u64_at(&t, 0, "seen term")?.max(last.term),
             None => last.term,
         };
+        // What RocksDB recovered against what the replica promised (docs/design.md,
+        // "Storage faults"): less is damage, never lag.
+        let promise = match access {
+            Access::Write => {
+                let (promise, held) = damage::Promise::open(path)?;
+                check_promise(path, held, last)?;
+                Some(promise)
+            }
+            Access::Read => {
+                check_promise(path, damage::Promise::read(path)?, last)?;
+                None
+            }
+        };
         let r = Replica {
             db,
             access,
+            promise,
             path: path.to_path_buf(),
             identity,
             poisoned: AtomicBool::new(false),
@@ -260,10 +291,48 @@ impl Replica {
             log_writer: Mutex::new(()),
             _lock: lock,
         };
-        r.probe().map_err(|e| {
-            Error::Unavailable(format!("replica {name} failed its health probe: {e}"))
+        r.probe().map_err(|e| match e {
+            Error::Damaged(_) => e,
+            e => Error::Unavailable(format!("replica {name} failed its health probe: {e}")),
         })?;
+        r.check_log_tail()?;
+        if let Some(p) = &r.promise {
+            p.record(last)?;
+        }
         Ok(r)
+    }
+
+    /// The log's last entry is the one `meta` names, and it passes its checks (the rest of
+    /// the log is checked as it is read, and by a scrub).
+    pub(super) fn check_log_tail(&self) -> Result<()> {
+        let last = self.last()?;
+        let mut it = self.db.iterator_cf(self.cf(CF_LOG)?, IteratorMode::End);
+        let Some(item) = it.next() else {
+            // Empty: nothing written yet, or every entry pruned.
+            return Ok(());
+        };
+        let (k, _) = item.map_err(|e| self.rocks("read log", e))?;
+        let lsn = u64_at(&k, 0, "log key").map_err(|e| self.bad_entry(e))?;
+        if lsn != last.lsn {
+            return Err(damage::mark(
+                &self.path,
+                &format!(
+                    "its log ends at lsn {lsn} but its last position (meta) is term {} lsn {}",
+                    last.term, last.lsn
+                ),
+            ));
+        }
+        let e = self.entry(lsn)?;
+        if e.position() != last {
+            return Err(damage::mark(
+                &self.path,
+                &format!(
+                    "its last log entry is term {} lsn {} but its last position (meta) is term {} lsn {}",
+                    e.term, e.lsn, last.term, last.lsn
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Closes the database but keeps the replica's lock held (returned), so that no other
@@ -273,5 +342,44 @@ impl Replica {
         let Replica { db, _lock, .. } = self;
         drop(db);
         _lock
+    }
+}
+
+/// The check at open of what a replica promised (`held`: absent on a replica written before
+/// promises existed) against what it recovered.
+fn check_promise(
+    path: &Path,
+    held: Option<std::result::Result<Position, String>>,
+    recovered: Position,
+) -> Result<()> {
+    match held {
+        None => Ok(()),
+        Some(Err(found)) => Err(damage::mark(path, &found)),
+        Some(Ok(promised)) => {
+            damage::check_recovery(promised, recovered).map_err(|found| damage::mark(path, &found))
+        }
+    }
+}
+
+/// The write-ahead log files of a replica, with their sizes, for a RocksDB error at open that
+/// names no file (a WAL record's checksum): " (write-ahead log: 000016.log, 770 bytes)".
+fn wal_files(path: &Path, why: &str) -> String {
+    if why.contains(".sst") || why.contains(".log") {
+        return String::new();
+    }
+    let mut wal: Vec<String> = std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| {
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            format!("{}, {size} bytes", e.file_name().to_string_lossy())
+        })
+        .collect();
+    wal.sort();
+    match wal.is_empty() {
+        true => String::new(),
+        false => format!(" (write-ahead log: {})", wal.join("; ")),
     }
 }
