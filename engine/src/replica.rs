@@ -527,6 +527,6 @@ mod tests;
 mod view;
 
 pub(crate) use files::wait_for_lock;
-use files::{prefix_end, same_file};
+use files::{prefix_end, same_file, undoing_a_failed_open};
 pub use files::{sync_dir, RawKeyScanner};
 pub use view::CheckpointView;

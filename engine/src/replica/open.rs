@@ -199,7 +199,9 @@ impl Replica {
 
     fn open_locked(path: &Path, name: &str, lock: File, access: Access) -> Result<Replica> {
         let opened = match access {
-            Access::Write => DB::open_cf_descriptors(&db_options(), path, cfs()),
+            Access::Write => {
+                undoing_a_failed_open(path, || DB::open_cf_descriptors(&db_options(), path, cfs()))
+            }
             Access::Read => {
                 let mut o = db_options();
                 // No info log file either (RocksDB would rotate `LOG` at every open).
