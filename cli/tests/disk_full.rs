@@ -146,3 +146,26 @@ fn a_failed_open_on_a_full_disk_leaves_the_replica_folder_as_it_was() {
     disk.free();
     c.create_user("after@contoso.com");
 }
+
+#[test]
+fn a_full_disk_under_the_primary_says_where_and_to_free_space_not_to_fail_over() {
+    let c = Cluster::new();
+    let disk = FullDisk::over(&c, "westus", 0);
+    let r = c.fails(&user_create_args("full@contoso.com"), 5);
+    let last = r.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("full")
+            && last.contains("dc-westus/p0")
+            && last.contains(&disk.folder.display().to_string())
+            && last.contains("free space"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        !r.stderr.contains("fail over") && !r.stderr.contains("--emergency"),
+        "a full disk is no reason to fail over\n{}",
+        r.describe()
+    );
+    disk.free();
+    c.create_user("full@contoso.com");
+}

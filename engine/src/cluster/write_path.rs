@@ -120,9 +120,9 @@ impl Cluster {
                 }
             }
             if let Some(e) = failed.get(&pid) {
-                return Err(Error::Unavailable(format!(
+                return Err(e.disk_full_or(format!("the primary of partition {partition} cannot take writes"), || Error::Unavailable(format!(
                     "the primary of partition {partition} ({pid}) is unreachable, nothing was written: {e}; fail over with `dirctl failover --partition {partition} --emergency`"
-                )));
+                ))));
             }
             if failed.contains_key(&sid) {
                 // Re-designate: another secondary in another datacenter, brought level and

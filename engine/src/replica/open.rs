@@ -216,7 +216,7 @@ impl Replica {
             .map_err(|e| {
                 let why = e.to_string();
                 if why.contains("No space left on device") {
-                    Error::Unavailable(format!("replica {name} cannot be opened: the disk holding {} is full; free space there (nothing was written): {why}", path.display()))
+                    Error::DiskFull(format!("replica {name} cannot be opened: the disk holding {} is full; free space there (nothing was written): {why}", path.display()))
                 } else {
                     Error::Unavailable(format!("replica {name} cannot be opened: {why}"))
                 }
