@@ -169,3 +169,26 @@ fn a_full_disk_under_the_primary_says_where_and_to_free_space_not_to_fail_over()
     disk.free();
     c.create_user("full@contoso.com");
 }
+
+#[test]
+fn a_planned_failover_refused_for_a_full_disk_says_which_replica_and_where() {
+    let c = Cluster::new();
+    for (full, role) in [("eastus", "target"), ("westus", "primary")] {
+        let disk = FullDisk::over(&c, full, 0);
+        let r = c.fails(
+            &["failover", "--yes", "--partition", "0", "--to", "eastus"],
+            5,
+        );
+        let last = r.stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("disk")
+                && last.contains("full")
+                && last.contains(&format!("dc-{full}/p0"))
+                && last.contains(&disk.folder.display().to_string())
+                && !last.contains("--emergency"),
+            "the {role}'s disk is full\n{}",
+            r.describe()
+        );
+    }
+    assert_eq!(c.status_row(0, "westus")["role"], "primary");
+}
