@@ -192,3 +192,41 @@ fn a_planned_failover_refused_for_a_full_disk_says_which_replica_and_where() {
     }
     assert_eq!(c.status_row(0, "westus")["role"], "primary");
 }
+
+#[test]
+fn a_full_sync_standby_is_replaced_said_on_stderr_and_reported_by_status_and_health() {
+    let c = Cluster::new();
+    c.ok(&["backup", "create"]);
+    c.ok(&["health"]);
+    let disk = FullDisk::over(&c, "eastus", 0);
+    let path = disk.folder.display().to_string();
+    let r = c.run(&user_create_args("full@contoso.com"));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(
+        r.stderr.contains("dc-eastus/p0")
+            && r.stderr.contains("full")
+            && r.stderr.contains(&path)
+            && r.stderr.contains("westeurope"),
+        "the re-designation of the sync standby goes unsaid\n{}",
+        r.describe()
+    );
+    assert_eq!(c.status_row(0, "westeurope")["role"], "sync-standby");
+    let row = c.status_row(0, "eastus");
+    let health = row["health"].as_str().unwrap();
+    assert!(
+        health.starts_with("disk full") && health.contains(&path),
+        "{row}"
+    );
+    let r = c.run(&["health", "--output", "json"]);
+    assert_ne!(r.code, 0, "{}", r.describe());
+    let problems = r.json()["problems"].to_string();
+    assert!(
+        problems.contains("dc-eastus/p0")
+            && problems.contains("disk full")
+            && problems.contains(&path),
+        "{}",
+        r.describe()
+    );
+    disk.free();
+    c.ok(&["health"]);
+}

@@ -104,6 +104,8 @@ impl Directory for Embedded {
     }
 
     fn take_notes(&mut self) -> Vec<Note> {
-        std::mem::take(&mut self.notes)
+        let mut notes = self.cluster.take_notes();
+        notes.append(&mut self.notes);
+        notes
     }
 }

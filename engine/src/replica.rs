@@ -527,6 +527,7 @@ mod tests;
 mod view;
 
 pub(crate) use files::wait_for_lock;
+pub use files::{disk_full, DISK_FULL_BELOW_BYTES};
 use files::{prefix_end, same_file, undoing_a_failed_open};
 pub use files::{sync_dir, RawKeyScanner};
 pub use view::CheckpointView;

@@ -38,6 +38,7 @@ use crate::clock::Clock;
 use crate::error::Result;
 use crate::layout;
 use crate::replica::{Access, Replica};
+use crate::request::Note;
 use crate::shipping::Shipper;
 use crate::topology::{ControlPlane, FileControlPlane, Topology};
 
@@ -129,6 +130,9 @@ pub struct Cluster {
     /// The gateway's last routing decision per (partition, preferred datacenter): later reads
     /// go straight to that replica while it is held and the topology is unchanged.
     route: Vec<(u32, Option<String>, ReplicaId)>,
+    /// What the user should be told of what this handle did on its own (a sync standby
+    /// re-designated), oldest first; the client takes them with its own.
+    notes: Vec<Note>,
 }
 
 impl Cluster {
@@ -152,7 +156,13 @@ impl Cluster {
             held: BTreeMap::new(),
             shippers: None,
             route: Vec::new(),
+            notes: Vec::new(),
         })
+    }
+
+    /// What the user should be told since the last call, oldest first.
+    pub fn take_notes(&mut self) -> Vec<Note> {
+        std::mem::take(&mut self.notes)
     }
 
     pub fn topology(&self) -> &Topology {

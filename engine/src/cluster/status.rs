@@ -3,9 +3,9 @@
 use serde::Serialize;
 
 use super::{Cluster, ReplicaId};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::log::Position;
-use crate::replica::Access;
+use crate::replica::{disk_full, Access};
 use crate::topology::Partition;
 
 #[derive(Clone, Debug, Serialize)]
@@ -75,6 +75,9 @@ pub enum Health {
     Unreachable(String),
     /// Held, but its probe failed: why.
     ProbeFailed(String),
+    /// The disk holding it is full (`replica::disk_full`, or its open failed with ENOSPC):
+    /// it serves reads, but takes no write until space is freed; where, and how much is free.
+    DiskFull(String),
 }
 
 impl Health {
@@ -94,6 +97,7 @@ impl std::fmt::Display for Health {
             Health::Rebuilding => f.write_str("rebuilding (or an interrupted rebuild: run `dirctl dc rebuild`)"),
             Health::Unreachable(why) => write!(f, "unreachable: {why}"),
             Health::ProbeFailed(why) => write!(f, "probe failed: {why}"),
+            Health::DiskFull(why) => write!(f, "disk full: {why}"),
         }
     }
 }
@@ -113,6 +117,7 @@ impl Cluster {
                 let failed = self.hold_for(&[id.clone()].into(), Access::Read);
                 let (pos, health) = match failed.get(&id) {
                     Some(_) if id.rebuild_path(&self.root).exists() => (None, Health::Rebuilding),
+                    Some(Error::DiskFull(why)) => (None, Health::DiskFull(why.clone())),
                     Some(e) => (None, Health::Unreachable(e.to_string())),
                     None => {
                         let r = self.replica(&id)?;
@@ -129,6 +134,8 @@ impl Cluster {
                                         commit,
                                         last_lsn: pos.lsn,
                                     }
+                                } else if let Some(why) = disk_full(&id.path(&self.root)) {
+                                    Health::DiskFull(why)
                                 } else if dc.drained {
                                     Health::Drained
                                 } else {
@@ -204,6 +211,11 @@ mod tests {
                 Health::ProbeFailed("io".into()).to_string(),
                 json(Health::ProbeFailed("io".into())),
                 "probe failed: io",
+            ),
+            (
+                Health::DiskFull("/c/dc-eastus/p0 has 0 bytes free".into()).to_string(),
+                json(Health::DiskFull("/c/dc-eastus/p0 has 0 bytes free".into())),
+                "disk full: /c/dc-eastus/p0 has 0 bytes free",
             ),
         ];
         for (shown, serialized, want) in table {

@@ -84,6 +84,27 @@ pub(super) fn undoing_a_failed_open<T, E>(
     opened
 }
 
+/// Below this many free bytes, the disk holding a replica counts as full: an open for writes
+/// alone writes a new MANIFEST, an OPTIONS file and a WAL, and flushes what the old WAL held.
+pub const DISK_FULL_BELOW_BYTES: u64 = 1 << 20;
+
+/// Why the disk holding the folder `path` counts as full (`DISK_FULL_BELOW_BYTES`), or None
+/// (None too when its free space cannot be read: the replica's own open then says why).
+pub fn disk_full(path: &Path) -> Option<String> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    full_with(path, s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// `disk_full`'s decision, for `free` bytes free.
+pub(super) fn full_with(path: &Path, free: u64) -> Option<String> {
+    (free < DISK_FULL_BELOW_BYTES).then(|| {
+        format!(
+            "the disk holding {} has {free} bytes free; free space there (writes to this replica fail until then)",
+            path.display()
+        )
+    })
+}
+
 /// The smallest key greater than every key starting with `prefix` (None: no such bound).
 pub(super) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();

@@ -189,3 +189,18 @@ fn a_failed_open_leaves_the_folder_as_it_was_and_a_good_one_keeps_its_files() {
     assert!(undoing_a_failed_open(p, || failed_open().or(Ok::<(), ()>(()))).is_ok());
     assert_eq!(names().len(), before.len() + 2, "{:?}", names());
 }
+
+#[test]
+fn a_disk_is_full_below_the_threshold_and_says_where() {
+    let p = Path::new("/c/dc-eastus/p0");
+    for free in [0, DISK_FULL_BELOW_BYTES - 1] {
+        let why = super::files::full_with(p, free).expect("full");
+        assert!(
+            why.contains("/c/dc-eastus/p0") && why.contains(&format!("{free} bytes free")),
+            "{why}"
+        );
+    }
+    assert_eq!(super::files::full_with(p, DISK_FULL_BELOW_BYTES), None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_eq!(disk_full(&dir.path().join("missing")), None);
+}
