@@ -145,7 +145,7 @@ fn engine_code(err: &engine::Error) -> u8 {
         E::Invalid(_) => 2,
         E::NotFound(_) => 3,
         E::Conflict(_) => 4,
-        E::Unavailable(_) | E::Damaged(_) => 5,
+        E::Unavailable(_) | E::Damaged(_) | E::DiskFull(_) => 5,
         E::OutcomeUnknown(_) | E::Corrupt(_) | E::Fenced(_) | E::Storage(_) => 1,
     }
 }

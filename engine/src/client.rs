@@ -104,12 +104,8 @@ impl Directory for Embedded {
     }
 
     fn take_notes(&mut self) -> Vec<Note> {
-        let damage =
-            self.cluster.take_damage_found().into_iter().map(|why| {
-                Note::Warning(format!("{why} (this read was answered by another replica)"))
-            });
-        let mut notes = std::mem::take(&mut self.notes);
-        notes.extend(damage);
+        let mut notes = self.cluster.take_notes();
+        notes.append(&mut self.notes);
         notes
     }
 }

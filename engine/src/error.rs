@@ -15,6 +15,10 @@ pub enum Error {
     /// Nothing was applied: no geo-durable commit possible, no healthy replica (exit 5).
     #[error("{0}")]
     Unavailable(String),
+    /// The disk holding a replica is full: nothing was written; the way out is freeing space
+    /// there, not a failover (exit 5).
+    #[error("{0}")]
+    DiskFull(String),
     /// A crash or I/O error in the middle of a commit: the write may or may not be durable (exit 1).
     #[error("outcome unknown: {0}")]
     OutcomeUnknown(String),
@@ -38,5 +42,39 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn io(context: impl std::fmt::Display, e: std::io::Error) -> Error {
         Error::Storage(format!("{context}: {e}"))
+    }
+
+    /// Why a replica could not be held, as its caller reports it: a full disk stays
+    /// `DiskFull`, told with `context` (which replica, for what); anything else is `otherwise`.
+    pub fn disk_full_or(
+        &self,
+        context: impl std::fmt::Display,
+        otherwise: impl FnOnce() -> Error,
+    ) -> Error {
+        match self {
+            Error::DiskFull(why) => Error::DiskFull(format!("{context}: {why}")),
+            _ => otherwise(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_stays_a_full_disk_with_its_context_and_anything_else_is_otherwise() {
+        let full = Error::DiskFull("the disk holding /x is full".into());
+        let got = full.disk_full_or("the primary of partition 3", || Error::Invalid("no".into()));
+        assert!(
+            matches!(&got, Error::DiskFull(m) if m == "the primary of partition 3: the disk holding /x is full"),
+            "{got:?}"
+        );
+        let held = Error::Unavailable("held elsewhere".into());
+        let got = held.disk_full_or("ctx", || Error::Unavailable("unreachable".into()));
+        assert!(
+            matches!(&got, Error::Unavailable(m) if m == "unreachable"),
+            "{got:?}"
+        );
     }
 }

@@ -95,15 +95,23 @@ impl Cluster {
             ReplicaId::new(&p.sync_standby, partition),
         ]
         .into();
-        self.hold(&want);
+        let failed = self.hold(&want);
         self.recheck(&p)?;
+        // A full disk is said as such (free space and retry), never as "unreachable".
+        let why = |id: &ReplicaId, what: String, otherwise: String| match failed.get(id) {
+            Some(e) => e.disk_full_or(what, || Error::Unavailable(otherwise)),
+            None => Error::Unavailable(otherwise),
+        };
         self.replica(&pid).map_err(|_| {
-            Error::Unavailable(format!("the primary {} of partition {partition} is unreachable; use `dirctl failover --partition {partition} --emergency`", p.primary))
+            why(&pid, format!("the primary {} of partition {partition} cannot hand the partition over", p.primary),
+                format!("the primary {} of partition {partition} is unreachable; use `dirctl failover --partition {partition} --emergency`", p.primary))
         })?;
         self.replica(&tid).map_err(|_| {
-            Error::Unavailable(format!(
-                "the target {to} of partition {partition} is unreachable"
-            ))
+            why(
+                &tid,
+                format!("the target {to} of partition {partition} cannot take the partition"),
+                format!("the target {to} of partition {partition} is unreachable"),
+            )
         })?;
         // Settle what a crashed writer left; without the sync standby that cannot be done, so
         // the target takes everything the primary holds, those entries committed with it (an

@@ -567,7 +567,8 @@ mod tests;
 mod view;
 
 pub(crate) use files::wait_for_lock;
-use files::{prefix_end, same_file};
+pub use files::{disk_full, DISK_FULL_BELOW_BYTES};
+use files::{prefix_end, same_file, undoing_a_failed_open};
 pub use files::{sync_dir, unshare_files, RawKeyScanner};
 pub use view::CheckpointView;
 

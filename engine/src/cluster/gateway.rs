@@ -197,7 +197,9 @@ impl Cluster {
             // let go of, and the next replica answers.
             Err(Error::Damaged(why)) => {
                 self.let_go(&id);
-                self.damage_found.push(why.clone());
+                self.notes.push(crate::request::Note::Warning(format!(
+                    "{why} (this read was answered by another replica)"
+                )));
                 return Ok(Err(format!("{dc}: {why}")));
             }
             got => named_not_found(got, dc, pos.lsn, &p.primary)?,

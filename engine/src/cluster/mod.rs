@@ -40,6 +40,7 @@ use crate::clock::Clock;
 use crate::error::Result;
 use crate::layout;
 use crate::replica::{Access, Replica};
+use crate::request::Note;
 use crate::shipping::Shipper;
 use crate::topology::{ControlPlane, FileControlPlane, Topology};
 
@@ -131,9 +132,9 @@ pub struct Cluster {
     /// The gateway's last routing decision per (partition, preferred datacenter): later reads
     /// go straight to that replica while it is held and the topology is unchanged.
     route: Vec<(u32, Option<String>, ReplicaId)>,
-    /// Replicas this handle found damaged while reading (each finding once), for the
-    /// caller to report: the read itself was answered by another replica.
-    damage_found: Vec<String>,
+    /// What the user should be told of what this handle did on its own (a sync standby
+    /// re-designated), oldest first; the client takes them with its own.
+    notes: Vec<Note>,
 }
 
 impl Cluster {
@@ -157,14 +158,13 @@ impl Cluster {
             held: BTreeMap::new(),
             shippers: None,
             route: Vec::new(),
-            damage_found: Vec::new(),
+            notes: Vec::new(),
         })
     }
 
-    /// The damage reads found since the last call (each a replica's finding, with the way
-    /// out), for the caller to report.
-    pub fn take_damage_found(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.damage_found)
+    /// What the user should be told since the last call, oldest first.
+    pub fn take_notes(&mut self) -> Vec<Note> {
+        std::mem::take(&mut self.notes)
     }
 
     pub fn topology(&self) -> &Topology {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::{Cluster, ReplicaId};
 use crate::error::{Error, Result};
 use crate::log::Position;
-use crate::replica::Access;
+use crate::replica::{disk_full, Access};
 use crate::topology::Partition;
 
 #[derive(Clone, Debug, Serialize)]
@@ -77,6 +77,9 @@ pub enum Health {
     ProbeFailed(String),
     /// Its stored bytes failed a check (`replica::damage`): what was found, and the way out.
     Damaged(String),
+    /// The disk holding it is full (`replica::disk_full`, or its open failed with ENOSPC):
+    /// it serves reads, but takes no write until space is freed; where, and how much is free.
+    DiskFull(String),
 }
 
 impl Health {
@@ -111,6 +114,7 @@ impl std::fmt::Display for Health {
             Health::Unreachable(why) => write!(f, "unreachable: {why}"),
             Health::ProbeFailed(why) => write!(f, "probe failed: {why}"),
             Health::Damaged(why) => write!(f, "damaged: {why}"),
+            Health::DiskFull(why) => write!(f, "disk full: {why}"),
         }
     }
 }
@@ -131,6 +135,7 @@ impl Cluster {
                 let (pos, health) = match failed.get(&id) {
                     Some(_) if id.rebuild_path(&self.root).exists() => (None, Health::Rebuilding),
                     Some(Error::Damaged(why)) => (None, Health::damaged(&id, why)),
+                    Some(Error::DiskFull(why)) => (None, Health::DiskFull(why.clone())),
                     Some(e) => (None, Health::Unreachable(e.to_string())),
                     None => {
                         let r = self.replica(&id)?;
@@ -147,6 +152,8 @@ impl Cluster {
                                         commit,
                                         last_lsn: pos.lsn,
                                     }
+                                } else if let Some(why) = disk_full(&id.path(&self.root)) {
+                                    Health::DiskFull(why)
                                 } else if dc.drained {
                                     Health::Drained
                                 } else {
@@ -223,6 +230,11 @@ mod tests {
                 Health::ProbeFailed("io".into()).to_string(),
                 json(Health::ProbeFailed("io".into())),
                 "probe failed: io",
+            ),
+            (
+                Health::DiskFull("/c/dc-eastus/p0 has 0 bytes free".into()).to_string(),
+                json(Health::DiskFull("/c/dc-eastus/p0 has 0 bytes free".into())),
+                "disk full: /c/dc-eastus/p0 has 0 bytes free",
             ),
         ];
         for (shown, serialized, want) in table {

@@ -13,6 +13,7 @@ use crate::directory::{Overlay, Store};
 use crate::error::{Error, Result};
 use crate::log::{Entry, Op};
 use crate::replica::{Durability, Replica};
+use crate::request::Note;
 use crate::session::Token;
 use crate::shipping::Shipper;
 use crate::topology::Partition;
@@ -120,14 +121,17 @@ impl Cluster {
                 }
             }
             if let Some(e) = failed.get(&pid) {
-                return Err(Error::Unavailable(format!(
+                return Err(e.disk_full_or(format!("the primary of partition {partition} cannot take writes"), || Error::Unavailable(format!(
                     "the primary of partition {partition} ({pid}) is unreachable, nothing was written: {e}; fail over with `dirctl failover --partition {partition} --emergency`"
-                )));
+                ))));
             }
-            if failed.contains_key(&sid) {
+            if let Some(e) = failed.get(&sid) {
                 // Re-designate: another secondary in another datacenter, brought level and
                 // recorded in the control plane before any write is acknowledged again.
-                self.redesignate_standby(partition)?;
+                let new = self.redesignate_standby(partition)?;
+                self.notes.push(Note::Warning(format!(
+                    "the sync standby {sid} of partition {partition} cannot take writes ({e}); {new} is its sync standby now"
+                )));
                 self.release_all();
                 continue;
             }

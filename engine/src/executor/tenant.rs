@@ -105,6 +105,7 @@ fn with_context(e: Error, context: &str) -> Error {
         Error::NotFound(s) => Error::NotFound(m(s)),
         Error::Conflict(s) => Error::Conflict(m(s)),
         Error::Unavailable(s) => Error::Unavailable(m(s)),
+        Error::DiskFull(s) => Error::DiskFull(m(s)),
         Error::OutcomeUnknown(s) => Error::OutcomeUnknown(m(s)),
         Error::Corrupt(s) => Error::Corrupt(m(s)),
         Error::Fenced(s) => Error::Fenced(m(s)),

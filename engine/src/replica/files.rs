@@ -1,5 +1,7 @@
 //! The replica folder's locks and fsyncs, and the raw key scanner.
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -48,6 +50,58 @@ pub fn sync_dir(path: &Path) -> Result<()> {
     File::open(path)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(format!("fsync folder {}", path.display()), e))
+}
+
+/// Runs `open`, RocksDB opening the replica folder `path` for writes; if it fails, puts the
+/// folder's files back as they were. A failed open (on a full disk, say) leaves a new empty
+/// WAL and rotates the info log `LOG` to `LOG.old.<time>` at every try. Only files that did
+/// not exist before the open are touched (this process holds the replica's lock, so nobody
+/// else adds any): the rotated `LOG.old.*` goes back to being `LOG`, the others are removed.
+pub(super) fn undoing_a_failed_open<T, E>(
+    path: &Path,
+    open: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    let names = || -> std::io::Result<BTreeSet<OsString>> {
+        std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect()
+    };
+    let before = names();
+    let opened = open();
+    if let (Err(_), Ok(before), Ok(after)) = (&opened, before, names()) {
+        let mut log_back = !before.contains(&OsString::from("LOG"));
+        for added in after.difference(&before) {
+            let from = path.join(added);
+            // Best effort: the open's own error is what the caller reports.
+            if !log_back && added.to_string_lossy().starts_with("LOG.old.") {
+                log_back = std::fs::rename(&from, path.join("LOG")).is_ok();
+            } else {
+                let _ = std::fs::remove_file(&from);
+            }
+        }
+    }
+    opened
+}
+
+/// Below this many free bytes, the disk holding a replica counts as full: an open for writes
+/// alone writes a new MANIFEST, an OPTIONS file and a WAL, and flushes what the old WAL held.
+pub const DISK_FULL_BELOW_BYTES: u64 = 1 << 20;
+
+/// Why the disk holding the folder `path` counts as full (`DISK_FULL_BELOW_BYTES`), or None
+/// (None too when its free space cannot be read: the replica's own open then says why).
+pub fn disk_full(path: &Path) -> Option<String> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    full_with(path, s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// `disk_full`'s decision, for `free` bytes free.
+pub(super) fn full_with(path: &Path, free: u64) -> Option<String> {
+    (free < DISK_FULL_BELOW_BYTES).then(|| {
+        format!(
+            "the disk holding {} has {free} bytes free; free space there (writes to this replica fail until then)",
+            path.display()
+        )
+    })
 }
 
 /// The smallest key greater than every key starting with `prefix` (None: no such bound).

@@ -214,7 +214,9 @@ impl Replica {
             return Err(damage::damaged(path, &found));
         }
         let opened = match access {
-            Access::Write => DB::open_cf_descriptors(&db_options(), path, cfs()),
+            Access::Write => {
+                undoing_a_failed_open(path, || DB::open_cf_descriptors(&db_options(), path, cfs()))
+            }
             Access::Read => {
                 let mut o = db_options();
                 // No info log file either (RocksDB would rotate `LOG` at every open).
@@ -231,7 +233,7 @@ impl Replica {
                 if e.kind() == rocksdb::ErrorKind::Corruption {
                     damage::mark(path, &format!("RocksDB refused to open it: {why}{}", wal_files(path, &why)))
                 } else if why.contains("No space left on device") {
-                    Error::Unavailable(format!("replica {name} cannot be opened: the disk holding {} is full; free space there (nothing was written): {why}", path.display()))
+                    Error::DiskFull(format!("replica {name} cannot be opened: the disk holding {} is full; free space there (nothing was written): {why}", path.display()))
                 } else {
                     Error::Unavailable(format!("replica {name} cannot be opened: {why}"))
                 }

@@ -157,3 +157,50 @@ fn a_format_v1_replica_without_a_seen_term_counts_its_last_entrys() {
     assert!(last.term > 0, "the fixture holds entries");
     assert_eq!(r.seen_term(), last.term);
 }
+
+#[test]
+fn a_failed_open_leaves_the_folder_as_it_was_and_a_good_one_keeps_its_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    std::fs::write(p.join("LOG"), "the info log before").expect("LOG");
+    std::fs::write(p.join("000009.log"), "wal").expect("wal");
+    // What RocksDB does at an open that fails on a full disk.
+    let failed_open = || -> std::io::Result<()> {
+        std::fs::rename(p.join("LOG"), p.join("LOG.old.1796196394660536"))?;
+        std::fs::write(p.join("LOG"), "")?;
+        std::fs::write(p.join("000012.log"), "")?;
+        Err(std::io::Error::other("No space left on device"))
+    };
+    let names = || {
+        let mut n: Vec<_> = std::fs::read_dir(p)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        n.sort();
+        n
+    };
+    let before = names();
+    assert!(undoing_a_failed_open(p, failed_open).is_err());
+    assert_eq!(names(), before);
+    assert_eq!(
+        std::fs::read_to_string(p.join("LOG")).expect("LOG"),
+        "the info log before"
+    );
+    assert!(undoing_a_failed_open(p, || failed_open().or(Ok::<(), ()>(()))).is_ok());
+    assert_eq!(names().len(), before.len() + 2, "{:?}", names());
+}
+
+#[test]
+fn a_disk_is_full_below_the_threshold_and_says_where() {
+    let p = Path::new("/c/dc-eastus/p0");
+    for free in [0, DISK_FULL_BELOW_BYTES - 1] {
+        let why = super::files::full_with(p, free).expect("full");
+        assert!(
+            why.contains("/c/dc-eastus/p0") && why.contains(&format!("{free} bytes free")),
+            "{why}"
+        );
+    }
+    assert_eq!(super::files::full_with(p, DISK_FULL_BELOW_BYTES), None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_eq!(disk_full(&dir.path().join("missing")), None);
+}
