@@ -15,6 +15,45 @@ fn duplicate_upn_is_a_conflict_with_exit_4() {
     assert_eq!(list["objects"].as_array().unwrap().len(), 1);
 }
 
+/// Arguments that are not UTF-8 are malformed input wherever they stand: exit 2 with clap's
+/// message, never a panic (exit 101).
+#[test]
+fn a_non_utf8_argument_is_a_usage_error_not_a_panic() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let c = Cluster::new();
+    let bad = OsStr::from_bytes(b"caf\xc3");
+    let s = OsStr::new;
+    for args in [
+        vec![s("user"), s("get"), s("--tenant"), s("contoso"), bad],
+        vec![s("user"), s("get"), s("--tenant"), bad, s("x")],
+        vec![
+            s("--actor"),
+            bad,
+            s("user"),
+            s("list"),
+            s("--tenant"),
+            s("contoso"),
+        ],
+        vec![s("audit"), s("list"), s("--by"), bad],
+        vec![
+            s("user"),
+            s("list"),
+            s("--tenant"),
+            s("contoso"),
+            s("--output"),
+            s("json"),
+            s("--region"),
+            bad,
+        ],
+        vec![bad],
+    ] {
+        let r = c.run_os(&args);
+        assert_eq!(r.code, 2, "{}", r.describe());
+        assert!(!r.stderr.contains("panicked"), "{}", r.describe());
+    }
+}
+
 #[test]
 fn not_found_gives_exit_3() {
     let c = Cluster::new();
