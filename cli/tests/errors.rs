@@ -54,6 +54,36 @@ fn a_non_utf8_argument_is_a_usage_error_not_a_panic() {
     }
 }
 
+/// A hand-edited cluster.json that contradicts itself is refused at load, as a malformed one
+/// is (exit 1, naming the file and the field), before any command acts on it.
+#[test]
+fn an_inconsistent_cluster_json_is_refused_at_load_naming_the_field() {
+    let c = Cluster::new();
+    let path = c.root.join("cluster.json");
+    let good: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let edits: [(&str, fn(&mut serde_json::Value)); 2] = [
+        ("partitions[2].primary", |t| {
+            t["partitions"][2]["primary"] = "nowhere".into()
+        }),
+        ("partitions[0].term", |t| {
+            t["partitions"][0]["term"] = 5.into()
+        }),
+    ];
+    for (field, edit) in edits {
+        let mut t = good.clone();
+        edit(&mut t);
+        std::fs::write(&path, serde_json::to_vec_pretty(&t).unwrap()).unwrap();
+        for args in [&["user", "list", "--tenant", "contoso"][..], &["status"]] {
+            let r = c.fails(args, 1);
+            assert!(
+                r.stderr.contains(field) && r.stderr.contains("cluster.json"),
+                "{}",
+                r.describe()
+            );
+        }
+    }
+}
+
 #[test]
 fn not_found_gives_exit_3() {
     let c = Cluster::new();
