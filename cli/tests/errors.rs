@@ -5,6 +5,9 @@ mod util;
 
 use util::{dirctl, Cluster};
 
+/// A change made to a JSON file by hand.
+type Edit = fn(&mut serde_json::Value);
+
 #[test]
 fn duplicate_upn_is_a_conflict_with_exit_4() {
     let c = Cluster::new();
@@ -61,7 +64,7 @@ fn an_inconsistent_cluster_json_is_refused_at_load_naming_the_field() {
     let c = Cluster::new();
     let path = c.root.join("cluster.json");
     let good: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let edits: [(&str, fn(&mut serde_json::Value)); 2] = [
+    let edits: [(&str, Edit); 2] = [
         ("partitions[2].primary", |t| {
             t["partitions"][2]["primary"] = "nowhere".into()
         }),
