@@ -143,7 +143,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 fn engine_code(err: &engine::Error) -> u8 {
     use engine::Error as E;
     match err {
-        E::Invalid(_) => 2,
+        E::Invalid(_) | E::ImpossibleToken(_) => 2,
         E::NotFound(_) => 3,
         E::Conflict(_) => 4,
         E::Unavailable(_) => 5,
