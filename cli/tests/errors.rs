@@ -242,3 +242,43 @@ fn malformed_input_is_refused_clearly_and_nothing_is_written() {
     c.user_get("ok2@contoso.com", &[]);
     c.user_get_fails("ok1@contoso.com", &["--region", "eastus"], 3);
 }
+
+/// `--json`'s fields and the flags are one set of fields: a field given both ways with
+/// different values (a wrongly typed userPrincipalName in --json beside --upn) is refused,
+/// naming it, and nothing is written; the same value both ways is fine.
+#[test]
+fn a_field_given_by_json_and_by_a_flag_differently_is_a_usage_error() {
+    let c = Cluster::new();
+    let before = c.lsn(0, "westus");
+    let create = |json: &'static str, more: &[&'static str]| {
+        let mut a = vec!["user", "create", "--tenant", "contoso", "--json", json];
+        a.extend(more);
+        a
+    };
+    for (json, more, field) in [
+        (
+            r#"{"userPrincipalName": 5}"#,
+            &["--upn", "a@contoso.com", "--display-name", "a"][..],
+            "userPrincipalName",
+        ),
+        (
+            r#"{"displayName": "x"}"#,
+            &["--upn", "b@contoso.com", "--display-name", "y"][..],
+            "displayName",
+        ),
+        (
+            r#"{"userPrincipalName": "c@contoso.com", "displayName": "c"}"#,
+            &["--set", "displayName=d"][..],
+            "displayName",
+        ),
+    ] {
+        let r = c.fails(&create(json, more), 2);
+        assert!(r.stderr.contains(field), "{}", r.describe());
+    }
+    assert_eq!(c.lsn(0, "westus"), before);
+    let v = c.ok(&create(
+        r#"{"userPrincipalName": "same@contoso.com"}"#,
+        &["--upn", "same@contoso.com", "--display-name", "s"],
+    ));
+    assert_eq!(v["object"]["userPrincipalName"], "same@contoso.com");
+}
