@@ -238,14 +238,17 @@ pub fn read(archive: &Path, into: Option<&Path>, limits: Limits) -> Result<Check
     let mut topology_json = None;
     let mut total = 0u64;
     let mut last = "(start of archive)".to_string();
+    // Where the next entry's header begins in the tar stream (after the last entry's data,
+    // padded to 512 bytes): a damaged header is named by it.
+    let mut next_header = 0u64;
     let entries = tar
         .entries()
-        .map_err(|e| corrupt("(archive)", format!("cannot be read: {e}")))?;
+        .map_err(|e| corrupt("(archive)", format!("cannot be read: {}", summary(&e))))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| {
             corrupt(
-                "(archive)",
-                format!("damaged or truncated after entry {last}: {e}"),
+                &format!("tar header at byte {next_header}"),
+                format!("damaged or truncated after entry {last}: {}", summary(&e)),
             )
         })?;
         let raw = entry.path_bytes().into_owned();
@@ -267,7 +270,10 @@ pub fn read(archive: &Path, into: Option<&Path>, limits: Limits) -> Result<Check
         let size = entry
             .header()
             .size()
-            .map_err(|e| corrupt(&name, e.to_string()))?;
+            .map_err(|e| corrupt(&name, summary(&e)))?;
+        next_header = entry
+            .raw_file_position()
+            .saturating_add(size.div_ceil(512).saturating_mul(512));
         let is_meta = name == MANIFEST_FILE || name == TOPOLOGY_FILE;
         total = total.saturating_add(size);
         if let Some(why) = oversized(size, is_meta, total, seen.len() as u64, limits) {
@@ -317,6 +323,16 @@ pub fn read(archive: &Path, into: Option<&Path>, limits: Limits) -> Result<Check
         manifest,
         topology_json,
     })
+}
+
+/// A tar or zstd reader's error as a clean phrase: its text before the first ": ", after
+/// which tar quotes a damaged header's raw bytes, without unprintable characters.
+fn summary(e: &io::Error) -> String {
+    let text = e.to_string();
+    let head = text.split(": ").next().unwrap_or_default();
+    head.chars()
+        .filter(|c| !c.is_control() && *c != char::REPLACEMENT_CHARACTER)
+        .collect()
 }
 
 /// Opens a backup archive; a missing one is NotFound.
@@ -424,6 +440,16 @@ fn extract(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_reader_error_is_summed_up_without_the_header_bytes_it_quotes() {
+        let e = std::io::Error::other(
+            "numeric field did not have utf-8 text: \u{7}\u{1b}[31m\u{fffd}\u{1} when getting cksum for p0/1.sst",
+        );
+        assert_eq!(super::summary(&e), "numeric field did not have utf-8 text");
+        let e = std::io::Error::other("archive header\u{1b} checksum mismatch");
+        assert_eq!(super::summary(&e), "archive header checksum mismatch");
+    }
+
     use super::*;
 
     #[test]

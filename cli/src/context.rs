@@ -81,6 +81,22 @@ impl Ctx {
             Some(p) => Some((p.clone(), Session::load(p)?)),
             None => None,
         };
+        // A session's affinity is one of the cluster's datacenters (its reads start there).
+        if let Some((path, Some(dc))) = session.as_ref().map(|(p, s)| (p, &s.datacenter)) {
+            if !cluster
+                .topology()
+                .dc_names()
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(dc))
+            {
+                return Err(engine::Error::Invalid(format!(
+                    "session file {}: its datacenter {dc:?} is not one of the cluster's ({}); delete the file, or pass --session another file, to start a new session",
+                    path.display(),
+                    cluster.topology().dc_names().join(", ")
+                ))
+                .into());
+            }
+        }
         Ok(Ctx {
             dir: Embedded::new(cluster),
             output: g.output,
@@ -201,7 +217,20 @@ impl Ctx {
         if let Some(token) = newest {
             self.keep_token(&token);
         }
-        Ok(result?)
+        result.map_err(|e| self.damaged_session(e))
+    }
+
+    /// A session token no partition could have given (`ImpossibleToken`) means a damaged
+    /// session file, or one of another cluster: say which file, and how to start afresh. The
+    /// file is left as it is.
+    fn damaged_session(&self, e: engine::Error) -> anyhow::Error {
+        match (&e, &self.session) {
+            (engine::Error::ImpossibleToken(_), Some((path, _))) => anyhow::Error::new(e).context(format!(
+                "session file {} is damaged or of another cluster (delete it, or pass --session another file, to start a new session)",
+                path.display()
+            )),
+            _ => e.into(),
+        }
     }
 
     /// Keeps a committed write's token in the session. The write stands whatever happens
@@ -227,8 +256,15 @@ impl Ctx {
             .session
             .as_ref()
             .and_then(|(_, s)| s.tokens.get(&partition).cloned());
-        if let (Some(t), Some((path, s))) = (&token, &mut self.session) {
-            let kept = self.dir.kept_of_token(t)?;
+        let kept = match &token {
+            Some(t) => Some(
+                self.dir
+                    .kept_of_token(t)
+                    .map_err(|e| self.damaged_session(e))?,
+            ),
+            None => None,
+        };
+        if let (Some(t), Some(kept), Some((path, s))) = (&token, kept, &mut self.session) {
             if kept < t.lsn {
                 eprintln!(
                     "warning: session {}: its writes to partition {partition} after lsn {kept}, up to lsn {} (term {}), were undone by a failover that accepted data loss or by a restore; reading without them",

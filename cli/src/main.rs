@@ -18,7 +18,9 @@ use crate::opt::{Cli, Command, GroupVerb};
 use engine::directory::ObjectType;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
+    // As the OS gave them: an argument that is not UTF-8 is clap's usage error (exit 2), never
+    // a panic here.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let wants_json = args
         .windows(2)
         .any(|w| w[0] == "--output" && w[1] == "json")
@@ -56,7 +58,7 @@ fn main() -> ExitCode {
         && matches.value_source("actor") == Some(clap::parser::ValueSource::CommandLine)
         && after_list
             .iter()
-            .any(|a| a == "--actor" || a.starts_with("--actor="))
+            .any(|a| a == "--actor" || a.as_encoded_bytes().starts_with(b"--actor="))
     {
         eprintln!("error: `audit list` filters by author with --by NAME; --actor names who runs a command (for the audit trail)");
         return ExitCode::from(2);
@@ -142,7 +144,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 fn engine_code(err: &engine::Error) -> u8 {
     use engine::Error as E;
     match err {
-        E::Invalid(_) => 2,
+        E::Invalid(_) | E::ImpossibleToken(_) => 2,
         E::NotFound(_) => 3,
         E::Conflict(_) => 4,
         E::Unavailable(_) | E::Damaged(_) | E::DiskFull(_) => 5,

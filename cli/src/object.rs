@@ -22,15 +22,16 @@ fn fields_of(ty: ObjectType, f: Fields) -> Result<Map<String, Value>> {
         },
         None => Map::new(),
     };
+    let mut given: Vec<(String, String)> = m.keys().map(|k| (k.clone(), "--json".into())).collect();
     let named = [
-        ("userPrincipalName", f.upn),
-        ("displayName", f.display_name),
-        ("mail", f.mail),
-        ("appId", f.app_id),
+        ("userPrincipalName", "--upn", f.upn),
+        ("displayName", "--display-name", f.display_name),
+        ("mail", "--mail", f.mail),
+        ("appId", "--app-id", f.app_id),
     ];
-    for (k, v) in named {
+    for (k, flag, v) in named {
         if let Some(v) = v {
-            m.insert(k.to_string(), Value::from(v));
+            merge(&mut m, &mut given, k, Value::from(v), flag)?;
         }
     }
     for s in f.set {
@@ -38,12 +39,36 @@ fn fields_of(ty: ObjectType, f: Fields) -> Result<Map<String, Value>> {
             .split_once('=')
             .ok_or_else(|| Error::Invalid(format!("--set {s:?} is not FIELD=VALUE")))?;
         let v = serde_json::from_str(v).unwrap_or_else(|_| Value::from(v));
-        m.insert(k.to_string(), v);
+        merge(&mut m, &mut given, k, v, "--set")?;
     }
     if ty != ObjectType::User && m.contains_key("userPrincipalName") {
         return Err(Error::Invalid(format!("a {} has no userPrincipalName", ty.noun())).into());
     }
     Ok(m)
+}
+
+/// Adds field `key` given by `from` (a flag) to the fields `m` (`given` says where each came
+/// from): one field given twice with different values (`--json` and `--upn`, say) is
+/// refused, never silently overridden.
+fn merge(
+    m: &mut Map<String, Value>,
+    given: &mut Vec<(String, String)>,
+    key: &str,
+    value: Value,
+    from: &str,
+) -> Result<(), Error> {
+    if let Some(old) = m.get(key).filter(|old| **old != value) {
+        let by = given
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or("", |(_, f)| f.as_str());
+        return Err(Error::Invalid(format!(
+            "{key} is given twice with different values: {old} by {by}, {value} by {from}"
+        )));
+    }
+    m.insert(key.to_string(), value);
+    given.push((key.to_string(), from.to_string()));
+    Ok(())
 }
 
 fn list_columns(ty: ObjectType) -> &'static [&'static str] {
@@ -343,5 +368,39 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
                 a.tenant
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_given_twice_merges_only_when_both_values_agree() {
+        let mut m = Map::new();
+        let mut given = Vec::new();
+        merge(&mut m, &mut given, "userPrincipalName", json!(5), "--json").expect("first");
+        let e = merge(
+            &mut m,
+            &mut given,
+            "userPrincipalName",
+            json!("a@b.com"),
+            "--upn",
+        );
+        assert!(
+            matches!(&e, Err(Error::Invalid(msg)) if msg.contains("userPrincipalName") && msg.contains("--json") && msg.contains("--upn")),
+            "{e:?}"
+        );
+        merge(&mut m, &mut given, "displayName", json!("x"), "--set").expect("new field");
+        merge(
+            &mut m,
+            &mut given,
+            "displayName",
+            json!("x"),
+            "--display-name",
+        )
+        .expect("same value");
+        assert_eq!(m["userPrincipalName"], json!(5));
+        assert_eq!(m["displayName"], json!("x"));
     }
 }

@@ -375,3 +375,55 @@ fn promise_10_health_and_metrics_report_the_backup_age() {
         .unwrap();
     assert_eq!(age["samples"][0]["value"], 86400.0);
 }
+
+/// A damaged tar header is reported by the archive, the entry before it and its byte
+/// offset, without echoing the header's raw bytes (control characters, invalid UTF-8).
+#[test]
+fn promise_8_a_damaged_tar_header_is_named_cleanly_by_archive_and_offset() {
+    let c = backed_up();
+    let mut tar =
+        zstd::decode_all(std::fs::File::open(archive(&c, "2026-12-01")).unwrap()).unwrap();
+    // The second entry's header follows the first's data, padded to 512 bytes.
+    let size = u64::from_str_radix(
+        std::str::from_utf8(&tar[124..135])
+            .unwrap()
+            .trim_matches(|ch: char| ch == '\0' || ch == ' '),
+        8,
+    )
+    .unwrap();
+    let first = std::str::from_utf8(&tar[..100])
+        .unwrap()
+        .trim_end_matches('\0')
+        .to_string();
+    let second = 512 + size.div_ceil(512) * 512;
+    let at = second as usize;
+    // Its checksum field: an escape sequence, a bell and bytes that are not UTF-8.
+    tar[at + 148..at + 156].copy_from_slice(b"\x07\x1b[31m\xfe\x01");
+    let bad = c.path("header.tar.zst");
+    std::fs::write(&bad, zstd::encode_all(tar.as_slice(), 3).unwrap()).unwrap();
+    for output in ["table", "json"] {
+        let r = c.fails(
+            &[
+                "backup",
+                "verify",
+                bad.to_str().unwrap(),
+                "--output",
+                output,
+            ],
+            1,
+        );
+        let clean = !r.stderr.contains("\\u{")
+            && !r.stderr.contains("\\u00")
+            && !r.stderr.contains('\u{fffd}')
+            && !r.stderr.contains("[31m")
+            && !r.stderr.chars().any(|ch| ch.is_control() && ch != '\n');
+        assert!(
+            clean
+                && r.stderr.contains("header.tar.zst")
+                && r.stderr.contains(&first)
+                && r.stderr.contains(&format!("byte {second}")),
+            "{}",
+            r.describe()
+        );
+    }
+}

@@ -5,6 +5,9 @@ mod util;
 
 use util::{dirctl, Cluster};
 
+/// A change made to a JSON file by hand.
+type Edit = fn(&mut serde_json::Value);
+
 #[test]
 fn duplicate_upn_is_a_conflict_with_exit_4() {
     let c = Cluster::new();
@@ -13,6 +16,75 @@ fn duplicate_upn_is_a_conflict_with_exit_4() {
     assert!(r.stderr.contains("already taken"), "{}", r.describe());
     let list = c.ok(&["user", "list", "--tenant", "contoso", "--region", "eastus"]);
     assert_eq!(list["objects"].as_array().unwrap().len(), 1);
+}
+
+/// Arguments that are not UTF-8 are malformed input wherever they stand: exit 2 with clap's
+/// message, never a panic (exit 101).
+#[test]
+fn a_non_utf8_argument_is_a_usage_error_not_a_panic() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let c = Cluster::new();
+    let bad = OsStr::from_bytes(b"caf\xc3");
+    let s = OsStr::new;
+    for args in [
+        vec![s("user"), s("get"), s("--tenant"), s("contoso"), bad],
+        vec![s("user"), s("get"), s("--tenant"), bad, s("x")],
+        vec![
+            s("--actor"),
+            bad,
+            s("user"),
+            s("list"),
+            s("--tenant"),
+            s("contoso"),
+        ],
+        vec![s("audit"), s("list"), s("--by"), bad],
+        vec![
+            s("user"),
+            s("list"),
+            s("--tenant"),
+            s("contoso"),
+            s("--output"),
+            s("json"),
+            s("--region"),
+            bad,
+        ],
+        vec![bad],
+    ] {
+        let r = c.run_os(&args);
+        assert_eq!(r.code, 2, "{}", r.describe());
+        assert!(!r.stderr.contains("panicked"), "{}", r.describe());
+    }
+}
+
+/// A hand-edited cluster.json that contradicts itself is refused at load, as a malformed one
+/// is (exit 1, naming the file and the field), before any command acts on it.
+#[test]
+fn an_inconsistent_cluster_json_is_refused_at_load_naming_the_field() {
+    let c = Cluster::new();
+    let path = c.root.join("cluster.json");
+    let good: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let edits: [(&str, Edit); 2] = [
+        ("partitions[2].primary", |t| {
+            t["partitions"][2]["primary"] = "nowhere".into()
+        }),
+        ("partitions[0].term", |t| {
+            t["partitions"][0]["term"] = 5.into()
+        }),
+    ];
+    for (field, edit) in edits {
+        let mut t = good.clone();
+        edit(&mut t);
+        std::fs::write(&path, serde_json::to_vec_pretty(&t).unwrap()).unwrap();
+        for args in [&["user", "list", "--tenant", "contoso"][..], &["status"]] {
+            let r = c.fails(args, 1);
+            assert!(
+                r.stderr.contains(field) && r.stderr.contains("cluster.json"),
+                "{}",
+                r.describe()
+            );
+        }
+    }
 }
 
 #[test]
@@ -169,4 +241,44 @@ fn malformed_input_is_refused_clearly_and_nothing_is_written() {
     assert_eq!(r.code, 0, "{}", r.describe());
     c.user_get("ok2@contoso.com", &[]);
     c.user_get_fails("ok1@contoso.com", &["--region", "eastus"], 3);
+}
+
+/// `--json`'s fields and the flags are one set of fields: a field given both ways with
+/// different values (a wrongly typed userPrincipalName in --json beside --upn) is refused,
+/// naming it, and nothing is written; the same value both ways is fine.
+#[test]
+fn a_field_given_by_json_and_by_a_flag_differently_is_a_usage_error() {
+    let c = Cluster::new();
+    let before = c.lsn(0, "westus");
+    let create = |json: &'static str, more: &[&'static str]| {
+        let mut a = vec!["user", "create", "--tenant", "contoso", "--json", json];
+        a.extend(more);
+        a
+    };
+    for (json, more, field) in [
+        (
+            r#"{"userPrincipalName": 5}"#,
+            &["--upn", "a@contoso.com", "--display-name", "a"][..],
+            "userPrincipalName",
+        ),
+        (
+            r#"{"displayName": "x"}"#,
+            &["--upn", "b@contoso.com", "--display-name", "y"][..],
+            "displayName",
+        ),
+        (
+            r#"{"userPrincipalName": "c@contoso.com", "displayName": "c"}"#,
+            &["--set", "displayName=d"][..],
+            "displayName",
+        ),
+    ] {
+        let r = c.fails(&create(json, more), 2);
+        assert!(r.stderr.contains(field), "{}", r.describe());
+    }
+    assert_eq!(c.lsn(0, "westus"), before);
+    let v = c.ok(&create(
+        r#"{"userPrincipalName": "same@contoso.com"}"#,
+        &["--upn", "same@contoso.com", "--display-name", "s"],
+    ));
+    assert_eq!(v["object"]["userPrincipalName"], "same@contoso.com");
 }

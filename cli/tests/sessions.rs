@@ -7,6 +7,9 @@ use util::{rename, Cluster};
 
 // contoso is on partition 0: primary westus, sync standby eastus, westeurope lags.
 
+/// A change made to a JSON file by hand.
+type Edit = fn(&mut serde_json::Value);
+
 #[test]
 fn promise_3_session_reads_its_own_write_at_a_datacenter_that_was_lagging() {
     let c = Cluster::new();
@@ -158,4 +161,87 @@ fn not_found_at_a_lagging_secondary_names_where_it_was_read_and_how_to_read_leve
     );
     c.ok(&["sync"]);
     c.user_get("fresh@contoso.com", &["--region", "westeurope"]);
+}
+
+/// The session file of `c` after one write: its JSON, and its path.
+fn session_after_a_write(c: &Cluster) -> (serde_json::Value, String) {
+    let path = c.path("s.json").to_str().unwrap().to_string();
+    c.create_user_with("w@contoso.com", &["--session", &path]);
+    let s = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    (s, path)
+}
+
+/// A token no partition could have given (hand-edited, or a session file of another
+/// cluster): its lsn past the primary's last entry, or its term after the partition's. A
+/// read refuses it as a damaged session file (exit 2, naming the file and how to start
+/// afresh) instead of waiting for it forever (exit 5); a new session file reads again.
+#[test]
+fn an_impossible_session_token_is_a_damaged_session_file_exit_2() {
+    let c = Cluster::new();
+    let (good, path) = session_after_a_write(&c);
+    let edits: [(&str, Edit); 2] = [
+        ("lsn", |s| s["tokens"]["0"]["lsn"] = 999_999.into()),
+        ("term", |s| s["tokens"]["0"]["term"] = 7.into()),
+    ];
+    for (what, edit) in edits {
+        let mut s = good.clone();
+        edit(&mut s);
+        std::fs::write(&path, serde_json::to_vec(&s).unwrap()).unwrap();
+        for region in ["eastus", "westus", "westeurope"] {
+            let r = c.fails(
+                &[
+                    "user",
+                    "list",
+                    "--tenant",
+                    "contoso",
+                    "--session",
+                    &path,
+                    "--region",
+                    region,
+                ],
+                2,
+            );
+            assert!(
+                r.stderr.contains(&path)
+                    && r.stderr.contains("beyond anything partition 0 ever held")
+                    && r.stderr.contains("delete it"),
+                "{what}: {}",
+                r.describe()
+            );
+        }
+        // The file is left as it was (the operator decides), and another session reads.
+        let kept: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(kept, s, "{what}");
+        let fresh = c.path("fresh.json");
+        c.ok(&[
+            "user",
+            "list",
+            "--tenant",
+            "contoso",
+            "--session",
+            fresh.to_str().unwrap(),
+        ]);
+    }
+}
+
+/// A session file naming a datacenter the cluster does not have says so, naming the file,
+/// instead of calling it a bad "region".
+#[test]
+fn a_session_files_unknown_datacenter_is_named_as_such() {
+    let c = Cluster::new();
+    let (mut s, path) = session_after_a_write(&c);
+    s["datacenter"] = "mars".into();
+    std::fs::write(&path, serde_json::to_vec(&s).unwrap()).unwrap();
+    let r = c.fails(
+        &["user", "list", "--tenant", "contoso", "--session", &path],
+        2,
+    );
+    assert!(
+        r.stderr.contains(&format!("session file {path}"))
+            && r.stderr.contains("datacenter \"mars\"")
+            && !r.stderr.contains("region"),
+        "{}",
+        r.describe()
+    );
 }

@@ -19,7 +19,8 @@ pub trait Directory {
     /// The datacenter nearest the client's region (a new session's affinity).
     fn nearest_datacenter(&self) -> Result<String>;
     /// How much of a session token's history the partition still holds (less than its lsn
-    /// after a failover that accepted data loss, or a restore in place).
+    /// after a failover that accepted data loss, or a restore in place); `ImpossibleToken`
+    /// for a token of a term the partition never reached.
     fn kept_of_token(&self, token: &Token) -> Result<u64>;
     /// Carries out one request: a write in one transaction on the partition's primary (with
     /// its audit record in the same log entry), a read on the chosen replica. `progress`
@@ -87,11 +88,9 @@ impl Directory for Embedded {
     }
 
     fn kept_of_token(&self, token: &Token) -> Result<u64> {
-        Ok(self
-            .cluster
-            .topology()
-            .partition(token.partition)?
-            .kept_of_token(token.term, token.lsn))
+        let p = self.cluster.topology().partition(token.partition)?;
+        crate::protocol::routing::check_token(p, token, None)?;
+        Ok(p.kept_of_token(token.term, token.lsn))
     }
 
     fn execute_with(

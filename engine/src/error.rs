@@ -6,6 +6,10 @@ pub enum Error {
     /// Bad input: malformed JSON, unknown type or field, invalid topology (exit 2).
     #[error("{0}")]
     Invalid(String),
+    /// A session's replica token beyond anything its partition ever held: a damaged session
+    /// file, or one of another cluster. No replica could ever reach it (exit 2).
+    #[error("{0}")]
+    ImpossibleToken(String),
     /// The object, tenant, partition or datacenter does not exist (exit 3).
     #[error("{0}")]
     NotFound(String),

@@ -86,6 +86,19 @@ impl Cluster {
         )
     }
 
+    /// Runs with arguments as the OS passes them (bytes that need not be UTF-8).
+    pub fn run_os(&self, args: &[&std::ffi::OsStr]) -> Run {
+        let mut c = self.command(&[]).0;
+        c.args(args);
+        let shown: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+        let shown = format!(
+            "DIRCTL_CLUSTER={} dirctl {}",
+            self.root.display(),
+            shown.join(" ")
+        );
+        finish(shown, c.output().unwrap())
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         let (mut c, shown) = self.command(args);
         finish(shown, c.output().unwrap())

@@ -62,7 +62,11 @@ impl Cluster {
         token: Option<&Token>,
         answer: impl Fn(&Replica) -> Result<T>,
     ) -> Result<(T, ServedBy)> {
-        let need = routing::token_need(self.topology.partition(partition)?, token);
+        let p = self.topology.partition(partition)?;
+        if let Some(t) = token {
+            routing::check_token(p, t, None)?;
+        }
+        let need = routing::token_need(p, token);
         if let Some(served) = self.read_routed(partition, prefer, need, &answer)? {
             return Ok(served);
         }
@@ -88,6 +92,13 @@ impl Cluster {
                 }
                 Err(reason) => why.push(reason),
             }
+        }
+        // No replica could reach the token: if the primary answered, one beyond its last
+        // entry never will.
+        if let (Some(t), Ok(primary)) =
+            (token, self.replica(&ReplicaId::new(&p.primary, partition)))
+        {
+            routing::check_token(&p, t, Some(primary.last()?))?;
         }
         Err(Error::Unavailable(format!(
             "no healthy replica of partition {partition} can answer ({})",

@@ -102,6 +102,7 @@ fn with_context(e: Error, context: &str) -> Error {
     let m = |s: String| format!("{context}: {s}");
     match e {
         Error::Invalid(s) => Error::Invalid(m(s)),
+        Error::ImpossibleToken(s) => Error::ImpossibleToken(m(s)),
         Error::NotFound(s) => Error::NotFound(m(s)),
         Error::Conflict(s) => Error::Conflict(m(s)),
         Error::Unavailable(s) => Error::Unavailable(m(s)),

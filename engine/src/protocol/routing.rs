@@ -67,6 +67,32 @@ pub fn token_need(p: &Partition, token: Option<&Token>) -> u64 {
     token.map_or(0, |t| p.kept_of_token(t.term, t.lsn))
 }
 
+/// Refuses a session's `token` that is beyond anything partition `p` ever held: of a term
+/// after the partition's, or needing an lsn (`token_need`) past the primary's `last` entry,
+/// when the primary could be read. No replica could ever reach such a token (a hand-edited
+/// session file, one of another cluster): it is refused, never waited for.
+pub fn check_token(p: &Partition, token: &Token, primary_last: Option<Position>) -> Result<()> {
+    let why = if token.term > p.term {
+        format!(
+            "its term {} is after the partition's term {}",
+            token.term, p.term
+        )
+    } else {
+        let need = token_need(p, Some(token));
+        match primary_last {
+            Some(last) if need > last.lsn => format!(
+                "its lsn {need} is past the last entry of the primary {} (term {}, lsn {})",
+                p.primary, last.term, last.lsn
+            ),
+            _ => return Ok(()),
+        }
+    };
+    Err(Error::ImpossibleToken(format!(
+        "replica token {token} is beyond anything partition {} ever held: {why}",
+        p.id
+    )))
+}
+
 /// Why a replica must pull from the primary before answering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pull {
@@ -239,6 +265,39 @@ mod tests {
         assert_eq!(token_need(&p, Some(&token(3, 12))), 12);
         assert_eq!(token_need(&p, Some(&token(2, 12))), 7);
         assert_eq!(token_need(&p, Some(&token(9, 12))), 0);
+    }
+
+    #[test]
+    fn a_token_beyond_the_partitions_term_or_its_primarys_last_entry_is_refused() {
+        // Term 1 from lsn 1, term 2 from lsn 8; the partition is at term 2.
+        let p = with_starts(&[(1, 1), (2, 8)]);
+        let token = |term, lsn| Token {
+            partition: 0,
+            term,
+            lsn,
+            datacenter: "b".into(),
+        };
+        let at = |term, lsn| Some(Position { term, lsn });
+        // (token, the primary's last entry if it could be read) -> refused
+        let table = [
+            (token(2, 12), at(2, 12), false),
+            (token(2, 12), None, false),
+            (token(2, 13), at(2, 12), true),
+            (token(2, 13), None, false),
+            // Term 1's writes from lsn 8 on were replaced: it needs only lsn 7.
+            (token(1, 50), at(2, 9), false),
+            (token(1, 7), at(1, 6), true),
+            (token(3, 1), None, true),
+            (token(3, 1), at(2, 12), true),
+        ];
+        for (t, last, refused) in table {
+            let got = check_token(&p, &t, last);
+            assert_eq!(
+                matches!(got, Err(Error::ImpossibleToken(_))),
+                refused,
+                "token {t}, primary at {last:?}: {got:?}"
+            );
+        }
     }
 
     /// Every (last lsn, term, primary or not) against a token and a fenced tail.

@@ -234,21 +234,88 @@ impl Topology {
         Ok(())
     }
 
-    /// What every loaded topology must hold, so that no decision meets an impossible one
-    /// (a hand-edited file): at least one datacenter, each partition's primary and sync
-    /// standby among them.
+    /// What every stored and loaded topology must hold, so that no decision meets an
+    /// impossible one (a hand-edited file): datacenters declared once, with safe names and
+    /// real locations; each partition listed once, its primary and sync standby two declared
+    /// datacenters, its terms' starts in term order and ending with its current term; each
+    /// tenant on a declared partition. The message names the field.
     pub fn check(&self) -> Result<()> {
+        let bad = |field: String, why: String| Err(Error::Invalid(format!("{field}: {why}")));
         if self.datacenters.is_empty() {
-            return Err(Error::Invalid("the topology names no datacenter".into()));
+            return bad("datacenters".into(), "none is declared".into());
         }
-        for p in &self.partitions {
-            for (role, dc) in [("primary", &p.primary), ("sync standby", &p.sync_standby)] {
-                if !self.datacenters.iter().any(|d| d.name == *dc) {
-                    return Err(Error::Invalid(format!(
-                        "partition {}: its {role} {dc} is not a datacenter of the cluster",
-                        p.id
-                    )));
+        for (i, dc) in self.datacenters.iter().enumerate() {
+            if let Err(Error::Invalid(why)) = validate_name(&dc.name) {
+                return bad(format!("datacenters[{i}].name"), why);
+            }
+            if self.datacenters[..i].iter().any(|d| d.name == dc.name) {
+                return bad(
+                    format!("datacenters[{i}].name"),
+                    format!("datacenter {:?} is declared twice", dc.name),
+                );
+            }
+            let Location { lat, lon } = dc.location;
+            if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+                return bad(
+                    format!("datacenters[{i}].location"),
+                    format!("{lat},{lon} is not a latitude,longitude"),
+                );
+            }
+        }
+        let declared = |dc: &str| self.datacenters.iter().any(|d| d.name == dc);
+        for (i, p) in self.partitions.iter().enumerate() {
+            let field = |name: &str| format!("partitions[{i}].{name}");
+            if self.partitions[..i].iter().any(|q| q.id == p.id) {
+                return bad(field("id"), format!("partition {} is listed twice", p.id));
+            }
+            for (name, dc) in [("primary", &p.primary), ("sync_standby", &p.sync_standby)] {
+                if !declared(dc) {
+                    return bad(field(name), format!("datacenter {dc:?} is not declared"));
                 }
+            }
+            if p.sync_standby == p.primary {
+                return bad(
+                    field("sync_standby"),
+                    format!(
+                        "{:?} is the primary's datacenter; a write's second copy must be in another",
+                        p.sync_standby
+                    ),
+                );
+            }
+            for (j, s) in p.term_starts.iter().enumerate() {
+                if s.first_lsn == 0 {
+                    return bad(
+                        field(&format!("term_starts[{j}]")),
+                        "lsns start at 1".into(),
+                    );
+                }
+                if j > 0 && s.term <= p.term_starts[j - 1].term {
+                    return bad(
+                        field(&format!("term_starts[{j}]")),
+                        format!(
+                            "term {} does not follow term {}",
+                            s.term,
+                            p.term_starts[j - 1].term
+                        ),
+                    );
+                }
+            }
+            if p.term_starts.last().map(|s| s.term) != Some(p.term) {
+                return bad(
+                    field("term"),
+                    format!(
+                        "term {} has no entry in term_starts (where each term's entries begin)",
+                        p.term
+                    ),
+                );
+            }
+        }
+        for (name, t) in &self.tenants {
+            if !self.partitions.iter().any(|p| p.id == t.partition) {
+                return bad(
+                    format!("tenants[{name:?}].partition"),
+                    format!("partition {} is not declared", t.partition),
+                );
             }
         }
         Ok(())
@@ -474,6 +541,109 @@ pub(crate) mod tests {
         assert!(!p.diverged(crate::log::Position { term: 1, lsn: 4 }));
         assert!(p.diverged(crate::log::Position { term: 1, lsn: 5 }));
         assert!(!p.diverged(crate::log::Position { term: 3, lsn: 12 }));
+    }
+
+    /// `check` of a topology that `edit` made inconsistent: the message it refuses with.
+    fn refused(edit: impl FnOnce(&mut Topology)) -> String {
+        let mut t = Topology::new("c".into(), dcs(), 3).expect("topology");
+        t.tenants.insert(
+            "contoso".into(),
+            TenantPlacement {
+                id: "t1".into(),
+                partition: 1,
+            },
+        );
+        t.check().expect("a new topology is consistent");
+        edit(&mut t);
+        match t.check() {
+            Err(Error::Invalid(m)) => m,
+            other => panic!("expected Invalid, got {other:?} for {t:#?}"),
+        }
+    }
+
+    #[test]
+    fn check_refuses_a_primary_or_standby_that_is_not_a_declared_datacenter() {
+        let m = refused(|t| t.partitions[2].primary = "nowhere".into());
+        assert_eq!(
+            m,
+            r#"partitions[2].primary: datacenter "nowhere" is not declared"#
+        );
+        let m = refused(|t| t.partitions[1].sync_standby = "nowhere".into());
+        assert_eq!(
+            m,
+            r#"partitions[1].sync_standby: datacenter "nowhere" is not declared"#
+        );
+    }
+
+    #[test]
+    fn check_refuses_a_sync_standby_in_the_primarys_datacenter() {
+        let m = refused(|t| t.partitions[0].sync_standby = t.partitions[0].primary.clone());
+        assert!(m.starts_with("partitions[0].sync_standby: "), "{m}");
+    }
+
+    #[test]
+    fn check_refuses_a_term_raised_without_its_start() {
+        let m = refused(|t| t.partitions[1].term = 2);
+        assert!(m.starts_with("partitions[1].term: "), "{m}");
+        let m = refused(|t| t.partitions[1].term_starts.clear());
+        assert!(m.starts_with("partitions[1].term: "), "{m}");
+    }
+
+    #[test]
+    fn check_refuses_term_starts_out_of_order_or_at_lsn_0() {
+        let m = refused(|t| {
+            t.partitions[0].fence_from(5);
+            t.partitions[0].term_starts.swap(0, 1);
+            t.partitions[0].term = 1;
+        });
+        assert!(m.starts_with("partitions[0].term_starts[1]: "), "{m}");
+        let m = refused(|t| t.partitions[0].term_starts[0].first_lsn = 0);
+        assert!(m.starts_with("partitions[0].term_starts[0]: "), "{m}");
+    }
+
+    #[test]
+    fn check_refuses_a_partition_listed_twice() {
+        let m = refused(|t| t.partitions[2].id = 0);
+        assert!(m.starts_with("partitions[2].id: "), "{m}");
+    }
+
+    #[test]
+    fn check_refuses_a_tenant_on_an_undeclared_partition() {
+        let m = refused(|t| t.tenants.get_mut("contoso").expect("tenant").partition = 7);
+        assert_eq!(
+            m,
+            r#"tenants["contoso"].partition: partition 7 is not declared"#
+        );
+    }
+
+    #[test]
+    fn check_refuses_datacenters_named_twice_badly_or_placed_off_the_globe() {
+        let m = refused(|t| t.datacenters[2].name = "westus".into());
+        assert!(m.starts_with("datacenters[2].name: "), "{m}");
+        let m = refused(|t| {
+            t.datacenters.push(Datacenter {
+                name: "../x".into(),
+                location: Location { lat: 0.0, lon: 0.0 },
+                drained: false,
+            })
+        });
+        assert!(m.starts_with("datacenters[3].name: "), "{m}");
+        let m = refused(|t| t.datacenters[1].location.lat = 91.0);
+        assert!(m.starts_with("datacenters[1].location: "), "{m}");
+        let m = refused(|t| t.datacenters.clear());
+        assert!(m.starts_with("datacenters: "), "{m}");
+    }
+
+    /// What the code itself makes of a topology passes: failovers, fencing, re-designation.
+    #[test]
+    fn check_passes_what_failover_fencing_and_redesignation_make() {
+        let mut t = Topology::new("c".into(), dcs(), 3).expect("topology");
+        t.partitions[0].switch_primary("eastus", "westus", 11);
+        t.partitions[0].fence_from(20);
+        t.partitions[0].set_sync_standby("westeurope");
+        t.partitions[0].fence_from(8);
+        t.datacenters[2].drained = true;
+        t.check().expect("consistent");
     }
 
     #[test]
