@@ -24,13 +24,11 @@ fn sh(script: &str) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-/// Backup create and restore MB/s on `mb` MB of directory data (checkpoint bytes), beside
-/// `tar -c | zstd -3` and `zstd -d | tar -x` of the same checkpoint files.
-pub(super) fn backup_throughput(dir: &Path, mb: u64) -> Vec<Value> {
-    let (mut c, tid) = cluster(&dir.join("b"));
+/// Writes 4,000 users with 2,000 characters of text each (data that compresses like real
+/// attributes do, not like zeros), numbered from `from`, in 8 entries; returns the next number.
+pub(super) fn write_text_users(c: &mut engine::cluster::Cluster, tid: &str, from: usize) -> usize {
     let now = "2026-11-29T00:00:00Z";
-    // Directory data that compresses like real attributes do, not like zeros.
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ from as u64;
     let mut text = |n: usize| -> String {
         (0..n)
             .map(|_| {
@@ -41,29 +39,38 @@ pub(super) fn backup_throughput(dir: &Path, mb: u64) -> Vec<Value> {
             })
             .collect()
     };
+    let mut i = from;
+    for _ in 0..8 {
+        let objs: Vec<_> = (i..i + 500)
+            .map(|k| {
+                // 2,000 characters of text, in two fields of at most 1,024.
+                let mut u = user(k);
+                u.insert("jobTitle".into(), Value::from(text(1000)));
+                u.insert("department".into(), Value::from(text(1000)));
+                u
+            })
+            .collect();
+        i += 500;
+        c.write(0, None, |r| {
+            let mut x = Txn::new(r);
+            for o in objs {
+                directory::create(&mut x, tid, ObjectType::User, o, now)?;
+            }
+            Ok((x.into_ops(), ()))
+        })
+        .unwrap();
+    }
+    i
+}
+
+/// Backup create and restore MB/s on `mb` MB of directory data (checkpoint bytes), beside
+/// `tar -c | zstd -3` and `zstd -d | tar -x` of the same checkpoint files.
+pub(super) fn backup_throughput(dir: &Path, mb: u64) -> Vec<Value> {
+    let (mut c, tid) = cluster(&dir.join("b"));
     let mut i = 0;
     let cp = dir.join("b-checkpoint");
     loop {
-        for _ in 0..8 {
-            let objs: Vec<_> = (i..i + 500)
-                .map(|k| {
-                    // 2,000 characters of text, in two fields of at most 1,024.
-                    let mut u = user(k);
-                    u.insert("jobTitle".into(), Value::from(text(1000)));
-                    u.insert("department".into(), Value::from(text(1000)));
-                    u
-                })
-                .collect();
-            i += 500;
-            c.write(0, None, |r| {
-                let mut x = Txn::new(r);
-                for o in objs {
-                    directory::create(&mut x, &tid, ObjectType::User, o, now)?;
-                }
-                Ok((x.into_ops(), ()))
-            })
-            .unwrap();
-        }
+        i = write_text_users(&mut c, &tid, i);
         let _ = std::fs::remove_dir_all(&cp);
         c.checkpoint_partition(0, &cp).unwrap();
         if dir_bytes(&cp) >= mb << 20 {

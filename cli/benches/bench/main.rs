@@ -2,7 +2,8 @@
 //! on the same data (raw RocksDB with the same sync settings), and the run ends with a JSON
 //! summary. Run with `scripts/bench`. `GEODIR_BENCH_BACKUP_MB` sets the backup figure's data
 //! size (default 1024 MB; 102 with `GEODIR_BENCH_QUICK`), `GEODIR_BENCH_IMPORT_N` the bulk
-//! import's object count (default 100,000; 10,000 with `GEODIR_BENCH_QUICK`).
+//! import's object count (default 100,000; 10,000 with `GEODIR_BENCH_QUICK`),
+//! `GEODIR_BENCH_SCRUB_MB` the scrubbed replica's size (default 512 MB; 51 quick).
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -14,11 +15,13 @@ use serde_json::{json, Map, Value};
 mod backups;
 mod failover;
 mod reads;
+mod scrub;
 mod writes;
 
 use backups::backup_throughput;
 use failover::{emergency_failover_window, planned_failover_window};
 use reads::{access_checks, catch_up, cli_get_wall, point_reads};
+use scrub::scrub_throughput;
 use writes::{bulk_import, write_latency};
 
 const DCS: [&str; 3] = [
@@ -142,6 +145,14 @@ fn main() {
         .unwrap_or(1024 / scale as u64);
     if run("backup_throughput") {
         all.extend(backup_throughput(dir.path(), backup_mb));
+    }
+    // GEODIR_BENCH_SCRUB_MB: the scrubbed replica's size (default 512 MB).
+    let scrub_mb = std::env::var("GEODIR_BENCH_SCRUB_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512 / scale as u64);
+    if run("scrub_throughput") {
+        all.extend(scrub_throughput(dir.path(), scrub_mb));
     }
     println!(
         "{}",
