@@ -388,6 +388,20 @@ fn a_read_hitting_a_checksum_error_is_answered_by_another_replica() {
         row["health"].as_str().unwrap().starts_with("damaged: "),
         "{row}"
     );
+    // What was found: the file, the offset and the checksums.
+    let found = row["health"].as_str().unwrap();
+    assert!(
+        found.contains(".sst") && found.contains("offset") && found.contains("checksum mismatch"),
+        "{row}"
+    );
+    let metrics = c.run(&["metrics"]);
+    assert!(
+        metrics
+            .stdout
+            .contains("geodir_replica_damaged{partition=\"0\",datacenter=\"westeurope\"} 1"),
+        "{}",
+        metrics.describe()
+    );
 }
 
 /// `sync` does not ship on top of damage: it names the replica and the rebuild.

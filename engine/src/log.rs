@@ -109,26 +109,22 @@ impl Entry {
         out
     }
 
+    /// Checks an entry's checksum and format version without decoding its operations (a
+    /// scrub's check); returns its position. `decode` makes the same checks first.
+    pub fn check(bytes: &[u8], location: &str) -> Result<Position> {
+        let (body, corrupt) = checked_body(bytes, location)?;
+        let mut r = Reader { buf: body, pos: 0 };
+        r.u8();
+        let term = r.u64().ok_or_else(|| corrupt("truncated header"))?;
+        let lsn = r.u64().ok_or_else(|| corrupt("truncated header"))?;
+        Ok(Position { term, lsn })
+    }
+
     /// Decodes and checks an entry read from `location` (for the error message).
     pub fn decode(bytes: &[u8], location: &str) -> Result<Entry> {
-        let corrupt = |what: &str| Error::Corrupt(format!("log entry at {location}: {what}"));
-        if bytes.len() < 1 + 8 + 8 + 8 + 4 + 4 {
-            return Err(corrupt("too short"));
-        }
-        let (body, crc_bytes) = bytes.split_at(bytes.len() - 4);
-        let stored = u32::from_be_bytes(crc_bytes.try_into().map_err(|_| corrupt("crc"))?);
-        let computed = crc32fast::hash(body);
-        if computed != stored {
-            return Err(corrupt(&format!(
-                "checksum mismatch (crc32 at byte {}: stored {stored:08x}, computed {computed:08x})",
-                body.len()
-            )));
-        }
+        let (body, corrupt) = checked_body(bytes, location)?;
         let mut r = Reader { buf: body, pos: 0 };
-        let version = r.u8().ok_or_else(|| corrupt("truncated header"))?;
-        if version != ENTRY_FORMAT_VERSION {
-            return Err(corrupt(&format!("unknown format version {version}")));
-        }
+        r.u8();
         let term = r.u64().ok_or_else(|| corrupt("truncated header"))?;
         let lsn = r.u64().ok_or_else(|| corrupt("truncated header"))?;
         let time_ms = r.u64().ok_or_else(|| corrupt("truncated header"))? as i64;
@@ -179,6 +175,31 @@ fn put_prev(out: &mut Vec<u8>, prev: &Option<Vec<u8>>) {
     }
 }
 
+/// An entry's bytes without their crc, once the crc and the format version are checked; and
+/// the error maker naming `location`.
+fn checked_body<'a>(
+    bytes: &'a [u8],
+    location: &str,
+) -> Result<(&'a [u8], impl Fn(&str) -> Error + use<>)> {
+    let location = location.to_string();
+    let corrupt = move |what: &str| Error::Corrupt(format!("log entry at {location}: {what}"));
+    if bytes.len() < 1 + 8 + 8 + 8 + 4 + 4 {
+        return Err(corrupt("too short"));
+    }
+    let (body, crc_bytes) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_be_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+    let computed = crc32fast::hash(body);
+    if computed != stored {
+        return Err(corrupt(&format!(
+            "checksum mismatch (crc32 at byte {}: stored {stored:08x}, computed {computed:08x})",
+            body.len()
+        )));
+    }
+    if body[0] != ENTRY_FORMAT_VERSION {
+        return Err(corrupt(&format!("unknown format version {}", body[0])));
+    }
+    Ok((body, corrupt))
+}
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,

@@ -78,7 +78,7 @@ impl Cluster {
     ) -> BTreeMap<ReplicaId, Error> {
         let mut failed = match access {
             Access::Write => self.reopen_for_writes(want),
-            Access::Read => BTreeMap::new(),
+            Access::Read | Access::Scrub => BTreeMap::new(),
         };
         let Some(first_missing) = want.iter().find(|id| !self.held.contains_key(*id)).cloned()
         else {

@@ -217,13 +217,14 @@ impl Replica {
             Access::Write => {
                 undoing_a_failed_open(path, || DB::open_cf_descriptors(&db_options(), path, cfs()))
             }
-            Access::Read => {
+            Access::Read | Access::Scrub => {
                 let mut o = db_options();
                 // No info log file either (RocksDB would rotate `LOG` at every open).
                 o.set_info_logger(rocksdb::InfoLogger::new_stderr_logger(
                     rocksdb::LogLevel::Fatal,
                     Some("rocksdb"),
                 ));
+                o.set_use_direct_reads(access == Access::Scrub);
                 DB::open_cf_descriptors_read_only(&o, path, cfs(), false)
             }
         };
@@ -275,7 +276,7 @@ impl Replica {
                 check_promise(path, held, last)?;
                 Some(promise)
             }
-            Access::Read => {
+            Access::Read | Access::Scrub => {
                 check_promise(path, damage::Promise::read(path)?, last)?;
                 None
             }
