@@ -431,3 +431,46 @@ fn a_rebuilt_replica_shares_no_file_with_its_source() {
         assert!(!m.is_file() || m.nlink() == 1, "{m:?}");
     }
 }
+
+/// A planned failover reads its target end to end before writes are held up: an SST flip
+/// nothing has read yet is found there, the failover refuses (exit 5), and nothing changes.
+#[test]
+fn a_planned_failover_never_promotes_a_damaged_target() {
+    let (c, _) = cluster_with_users();
+    damage(&c, "eastus", Fault::Sst);
+    let r = c.fails(
+        &["failover", "--partition", "0", "--to", "eastus", "--yes"],
+        5,
+    );
+    assert!(
+        r.stderr.contains("the target eastus") && r.stderr.contains("damaged"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(
+        c.status_row(0, "westus")["role"],
+        "primary",
+        "nothing was switched"
+    );
+}
+
+/// Files a replica cannot do without, gone: its promise, RocksDB's CURRENT. Each is
+/// damage (status says so, rebuild replaces it), not an older replica or an unreachable one.
+#[test]
+fn a_missing_promise_or_rocksdb_file_is_damage() {
+    for file in ["geodir.promise", "CURRENT"] {
+        let (c, _) = cluster_with_users();
+        std::fs::remove_file(c.dc_dir("westeurope").join("p0").join(file)).unwrap();
+        let row = c.status_row(0, "westeurope");
+        assert!(
+            row["health"].as_str().unwrap().starts_with("damaged: "),
+            "{file} removed: {row}"
+        );
+        let rebuilt = c.ok(&["dc", "rebuild", "westeurope", "--yes"]);
+        assert_eq!(
+            rebuilt["replicas"][0]["result"], "rebuilt",
+            "{file}: {rebuilt}"
+        );
+        assert_eq!(c.status_row(0, "westeurope")["health"], "ok", "{file}");
+    }
+}

@@ -112,19 +112,6 @@ fn files(folder: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
-fn user_create_args(upn: &str) -> Vec<&str> {
-    vec![
-        "user",
-        "create",
-        "--tenant",
-        "contoso",
-        "--upn",
-        upn,
-        "--display-name",
-        upn,
-    ]
-}
-
 #[test]
 fn a_failed_open_on_a_full_disk_leaves_the_replica_folder_as_it_was() {
     let c = Cluster::new();
@@ -133,7 +120,7 @@ fn a_failed_open_on_a_full_disk_leaves_the_replica_folder_as_it_was() {
     let before = files(&disk.folder);
     // Each write opens the primary for writes (twice: the user, then its audit record).
     for i in 0..2 {
-        let r = c.fails(&user_create_args(&format!("full{i}@contoso.com")), 5);
+        let r = c.fails(&util::create_user_args(&format!("full{i}@contoso.com")), 5);
         let after = files(&disk.folder);
         assert_eq!(
             after,
@@ -151,7 +138,7 @@ fn a_failed_open_on_a_full_disk_leaves_the_replica_folder_as_it_was() {
 fn a_full_disk_under_the_primary_says_where_and_to_free_space_not_to_fail_over() {
     let c = Cluster::new();
     let disk = FullDisk::over(&c, "westus", 0);
-    let r = c.fails(&user_create_args("full@contoso.com"), 5);
+    let r = c.fails(&util::create_user_args("full@contoso.com"), 5);
     let last = r.stderr.lines().last().unwrap_or_default();
     assert!(
         last.contains("full")
@@ -200,7 +187,7 @@ fn a_full_sync_standby_is_replaced_said_on_stderr_and_reported_by_status_and_hea
     c.ok(&["health"]);
     let disk = FullDisk::over(&c, "eastus", 0);
     let path = disk.folder.display().to_string();
-    let r = c.run(&user_create_args("full@contoso.com"));
+    let r = c.run(&util::create_user_args("full@contoso.com"));
     assert_eq!(r.code, 0, "{}", r.describe());
     assert!(
         r.stderr.contains("dc-eastus/p0")

@@ -246,7 +246,7 @@ impl Cluster {
 }
 
 /// `dirctl user create` of `upn` in contoso (its display name the UPN too).
-fn create_user_args(upn: &str) -> Vec<&str> {
+pub fn create_user_args(upn: &str) -> Vec<&str> {
     vec![
         "user",
         "create",

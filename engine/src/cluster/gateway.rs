@@ -164,9 +164,7 @@ impl Cluster {
             .remove(&id)
         {
             if let Error::Damaged(why) = &e {
-                self.notes.push(crate::request::Note::Warning(format!(
-                    "{why} (this read was answered by another replica)"
-                )));
+                self.note_damage_skipped(why);
             }
             return Ok(Err(format!("{dc}: {e}")));
         }
@@ -213,9 +211,7 @@ impl Cluster {
             // let go of, and the next replica answers.
             Err(Error::Damaged(why)) => {
                 self.let_go(&id);
-                self.notes.push(crate::request::Note::Warning(format!(
-                    "{why} (this read was answered by another replica)"
-                )));
+                self.note_damage_skipped(&why);
                 return Ok(Err(format!("{dc}: {why}")));
             }
             got => named_not_found(got, dc, pos.lsn, &p.primary)?,
@@ -230,6 +226,13 @@ impl Cluster {
                 pulled_entries: pulled,
             },
         )))
+    }
+
+    /// Tells the caller that a read passed over a damaged replica.
+    fn note_damage_skipped(&mut self, why: &str) {
+        self.notes.push(crate::request::Note::Warning(format!(
+            "{why} (this read was answered by another replica)"
+        )));
     }
 
     /// Pulls the entries a secondary misses from the primary (and cuts a fenced tail it
