@@ -85,6 +85,28 @@ impl Cluster {
             ReplicaId::new(&p.primary, partition),
             ReplicaId::new(to, partition),
         );
+        // The target is proven whole first (read end to end, as an emergency failover's
+        // candidate is), before writes are held up: a damaged replica is never promoted.
+        let held = self.hold(&[tid.clone()].into());
+        if let Some(e) = held.get(&tid) {
+            return Err(match e {
+                Error::Damaged(why) => Error::Unavailable(format!(
+                    "the target {to} of partition {partition} is damaged, nothing was changed: {why}"
+                )),
+                e => e.disk_full_or(
+                    format!("the target {to} of partition {partition} cannot take the partition"),
+                    || Error::Unavailable(format!(
+                        "the target {to} of partition {partition} is unreachable: {e}"
+                    )),
+                ),
+            });
+        }
+        if let Err(Error::Damaged(why)) = self.replica(&tid)?.scrub(&mut |_| {}) {
+            self.let_go(&tid);
+            return Err(Error::Unavailable(format!(
+                "the target {to} of partition {partition} is damaged, nothing was changed: {why}"
+            )));
+        }
         // Writes are unavailable from the moment this process starts taking the replicas.
         let fenced = Instant::now();
         // Only the replicas the switch needs: the primary, the target, and the sync standby

@@ -27,6 +27,9 @@ const META_IDENTITY: &[u8] = b"identity";
 /// existed, which then count the term of their last entry.
 const META_TERM: &[u8] = b"term";
 pub const META_PROBE: &[u8] = b"probe";
+/// Present on replicas made since promises exist (`create`, `adopt`): their
+/// `geodir.promise` missing or empty is damage, not an older replica.
+const META_PROMISED: &[u8] = b"promised";
 const LOCK_FILE: &str = "geodir.lock";
 const QUEUE_FILE: &str = "geodir.queue";
 

@@ -163,6 +163,11 @@ impl Cluster {
             .hold_for(&[id.clone()].into(), Access::Read)
             .remove(&id)
         {
+            if let Error::Damaged(why) = &e {
+                self.notes.push(crate::request::Note::Warning(format!(
+                    "{why} (this read was answered by another replica)"
+                )));
+            }
             return Ok(Err(format!("{dc}: {e}")));
         }
         let r = self.replica(&id)?;

@@ -67,7 +67,11 @@ pub fn recorded(path: &Path) -> Option<String> {
     File::open(path.join(DAMAGED_FILE))
         .and_then(|mut f| f.read_to_string(&mut s))
         .ok()?;
-    Some(s.trim().to_string())
+    let found = s.trim();
+    Some(match found.is_empty() {
+        true => format!("its {DAMAGED_FILE} marker records no finding"),
+        false => found.to_string(),
+    })
 }
 
 /// Encodes a promise with its checksum.

@@ -37,6 +37,7 @@ impl Replica {
         b.put_cf(&meta, META_LAST, encode_position(Position::default()));
         b.put_cf(&meta, META_COMMIT, 0u64.to_be_bytes());
         b.put_cf(&meta, META_PROBE, b"ok");
+        b.put_cf(&meta, META_PROMISED, b"1");
         let mut w = WriteOptions::default();
         w.set_sync(true);
         db.write_opt(b, &w)
@@ -110,6 +111,7 @@ impl Replica {
         // name a lower term than its source had seen): it starts from its last entry's term,
         // and the first write or `observe_term` of its partition raises it.
         b.delete_cf(&meta, META_TERM);
+        b.put_cf(&meta, META_PROMISED, b"1");
         let mut w = WriteOptions::default();
         w.set_sync(true);
         db.write_opt(b, &w)
@@ -233,6 +235,10 @@ impl Replica {
                 let why = e.to_string();
                 if e.kind() == rocksdb::ErrorKind::Corruption {
                     damage::mark(path, &format!("RocksDB refused to open it: {why}{}", wal_files(path, &why)))
+                } else if e.kind() == rocksdb::ErrorKind::IOError && why.contains("No such file") {
+                    // The folder is the replica's (its lock file is there) but RocksDB's own
+                    // files are gone: CURRENT, the MANIFEST or an SST it names.
+                    damage::mark(path, &format!("RocksDB's files are missing: {why}"))
                 } else if why.contains("No space left on device") {
                     Error::DiskFull(format!("replica {name} cannot be opened: the disk holding {} is full; free space there (nothing was written): {why}", path.display()))
                 } else {
@@ -261,6 +267,10 @@ impl Replica {
             .map_err(|e| rocks_error(path, format!("read {name}"), e))?
             .ok_or_else(|| Error::Corrupt(format!("{name}: commit lsn missing")))?;
         let commit = u64_at(&commit, 0, "commit lsn")?;
+        let promised = db
+            .get_cf(&meta, META_PROMISED)
+            .map_err(|e| rocks_error(path, format!("read {name}"), e))?
+            .is_some();
         let seen_term = match db
             .get_cf(&meta, META_TERM)
             .map_err(|e| rocks_error(path, format!("read {name}"), e))?
@@ -273,11 +283,11 @@ impl Replica {
         let promise = match access {
             Access::Write => {
                 let (promise, held) = damage::Promise::open(path)?;
-                check_promise(path, held, last)?;
+                check_promise(path, held, promised, last)?;
                 Some(promise)
             }
             Access::Read | Access::Scrub => {
-                check_promise(path, damage::Promise::read(path)?, last)?;
+                check_promise(path, damage::Promise::read(path)?, promised, last)?;
                 None
             }
         };
@@ -348,14 +358,20 @@ impl Replica {
     }
 }
 
-/// The check at open of what a replica promised (`held`: absent on a replica written before
-/// promises existed) against what it recovered.
+/// The check at open of what a replica promised (`held`) against what it recovered. A
+/// replica made before promises existed (`promised` false) may have none yet; one made since
+/// must.
 fn check_promise(
     path: &Path,
     held: Option<std::result::Result<Position, String>>,
+    promised: bool,
     recovered: Position,
 ) -> Result<()> {
     match held {
+        None if promised => Err(damage::mark(
+            path,
+            &format!("its {} is missing or empty", damage::PROMISE_FILE),
+        )),
         None => Ok(()),
         Some(Err(found)) => Err(damage::mark(path, &found)),
         Some(Ok(promised)) => {
@@ -367,7 +383,7 @@ fn check_promise(
 /// The write-ahead log files of a replica, with their sizes, for a RocksDB error at open that
 /// names no file (a WAL record's checksum): " (write-ahead log: 000016.log, 770 bytes)".
 fn wal_files(path: &Path, why: &str) -> String {
-    if why.contains(".sst") || why.contains(".log") {
+    if why.contains(".sst") || why.contains(".log") || why.contains("MANIFEST") {
         return String::new();
     }
     let mut wal: Vec<String> = std::fs::read_dir(path)
