@@ -93,9 +93,9 @@ fn verify(ctx: &mut Ctx, out: Output, partitions: Vec<u32>) -> Result<()> {
     let mut broken = Vec::new();
     let mut unchecked = Vec::new();
     for p in partitions {
-        let part = ctx.cluster_mut().topology().partition(p)?.clone();
+        let part = ctx.cluster_mut()?.topology().partition(p)?.clone();
         let copies = ctx
-            .cluster_mut()
+            .cluster_mut()?
             .at_every_replica(p, |r| {
                 let chain = match audit::chain(r) {
                     Ok(c) => Ok(c),

@@ -165,7 +165,7 @@ fn prune(g: &Global, dir: &BackupsDir, keep_daily: usize, keep_weekly: usize) ->
 fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
     let d = dest(g, dir)?;
     let mut ctx = Ctx::open(g)?;
-    let now = ctx.cluster_mut().clock().now();
+    let now = ctx.cluster_mut()?.clock().now();
     let bar = if output::stdout_is_terminal() {
         indicatif::ProgressBar::new(0)
     } else {
@@ -178,7 +178,7 @@ fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let created = ::backup::create(
-        ctx.cluster_mut(),
+        ctx.cluster_mut()?,
         &::backup::CreateOptions {
             dest: d.clone(),
             force,
@@ -291,9 +291,9 @@ fn restore(
     let done = if in_place {
         let mut ctx = Ctx::open(g)?;
         if !yes {
-            confirm_in_place(ctx.cluster_mut().root())?;
+            confirm_in_place(ctx.cluster_mut()?.root())?;
         }
-        ::backup::restore_in_place(ctx.cluster_mut(), &archive, limits)
+        ::backup::restore_in_place(ctx.cluster_mut()?, &archive, limits)
             .with_context(|| format!("restore backup {id} in place; the cluster was left as it was unless the message says otherwise"))?
     } else {
         let to = to.ok_or_else(|| anyhow!("restore needs --to NEWDIR or --in-place"))?;
@@ -400,7 +400,7 @@ pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
     let mut problems = Vec::new();
     let mut fine = Vec::new();
     let mut ctx = Ctx::open(g)?;
-    for r in ctx.cluster_mut().status()? {
+    for r in ctx.cluster_mut()?.status()? {
         if r.health != "ok" && r.health != "drained" {
             problems.push(format!(
                 "replica dc-{}/p{} is {}",
@@ -460,8 +460,8 @@ struct Family {
 pub fn metrics(g: &Global, d: &BackupsDir) -> Result<()> {
     let (_, age, _) = backup_age(g, d, false)?;
     let mut ctx = Ctx::open(g)?;
-    let rows = ctx.cluster_mut().status()?;
-    let topology = ctx.cluster_mut().topology();
+    let rows = ctx.cluster_mut()?.status()?;
+    let topology = ctx.cluster_mut()?.topology();
     let replica = |r: &engine::cluster::ReplicaStatus| {
         vec![
             ("partition", r.partition.to_string()),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use std::io::{BufRead as _, IsTerminal as _};
 
-use engine::client::{Directory as _, Embedded};
+use engine::client::{Directory, Embedded};
 use engine::clock::Clock;
 use engine::cluster::{Cluster, ClusterOptions};
 use engine::request::{Envelope, Note, Progress, Request, Response};
@@ -14,9 +14,32 @@ use engine::session::{Session, Token};
 
 use crate::opt::{Global, Output};
 
+/// Where the directory is: opened in this process, or reached through servers.
+enum Dir {
+    /// This process opens the cluster's replicas itself (the default).
+    Embedded(Embedded),
+    /// `--endpoints`: the servers of the server mode answer.
+    Remote(server::client::Remote),
+}
+
+impl Dir {
+    fn get(&self) -> &dyn Directory {
+        match self {
+            Dir::Embedded(d) => d,
+            Dir::Remote(d) => d,
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut dyn Directory {
+        match self {
+            Dir::Embedded(d) => d,
+            Dir::Remote(d) => d,
+        }
+    }
+}
+
 pub struct Ctx {
-    /// The directory, embedded: this process opens the cluster's replicas itself.
-    dir: Embedded,
+    dir: Dir,
     pub output: Output,
     session: Option<(PathBuf, Session)>,
     /// Who acts, for audit records: --actor, DIRCTL_ACTOR, else the OS user.
@@ -63,6 +86,44 @@ pub fn cluster_root(g: &Global) -> Result<PathBuf> {
 
 impl Ctx {
     pub fn open(g: &Global) -> Result<Ctx> {
+        let (dir, dc_names) = match &g.endpoints {
+            Some(list) => {
+                let remote = remote(g, list)?;
+                let names = remote.topology().dc_names();
+                (Dir::Remote(remote), names)
+            }
+            None => {
+                let d = Self::open_embedded(g)?;
+                let names = d.cluster().topology().dc_names();
+                (Dir::Embedded(d), names)
+            }
+        };
+        let session = match &g.session {
+            Some(p) => Some((p.clone(), Session::load(p)?)),
+            None => None,
+        };
+        // A session's affinity is one of the cluster's datacenters (its reads start there).
+        if let Some((path, Some(dc))) = session.as_ref().map(|(p, s)| (p, &s.datacenter)) {
+            if !dc_names.iter().any(|d| d.eq_ignore_ascii_case(dc)) {
+                return Err(engine::Error::Invalid(format!(
+                    "session file {}: its datacenter {dc:?} is not one of the cluster's ({}); delete the file, or pass --session another file, to start a new session",
+                    path.display(),
+                    dc_names.join(", ")
+                ))
+                .into());
+            }
+        }
+        Ok(Ctx {
+            dir,
+            output: g.output,
+            session,
+            actor: actor(g)?,
+            correlation_id: uuid::Uuid::new_v4().to_string(),
+        })
+    }
+
+    /// The embedded directory: the cluster under --cluster, opened in this process.
+    fn open_embedded(g: &Global) -> Result<Embedded> {
         let root = cluster_root(g)?;
         let options = ClusterOptions {
             lock_timeout: Duration::from_millis(g.lock_timeout_ms),
@@ -77,49 +138,7 @@ impl Ctx {
         if let Some(r) = &g.region {
             cluster.topology().region(r)?;
         }
-        let session = match &g.session {
-            Some(p) => Some((p.clone(), Session::load(p)?)),
-            None => None,
-        };
-        // A session's affinity is one of the cluster's datacenters (its reads start there).
-        if let Some((path, Some(dc))) = session.as_ref().map(|(p, s)| (p, &s.datacenter)) {
-            if !cluster
-                .topology()
-                .dc_names()
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(dc))
-            {
-                return Err(engine::Error::Invalid(format!(
-                    "session file {}: its datacenter {dc:?} is not one of the cluster's ({}); delete the file, or pass --session another file, to start a new session",
-                    path.display(),
-                    cluster.topology().dc_names().join(", ")
-                ))
-                .into());
-            }
-        }
-        Ok(Ctx {
-            dir: Embedded::new(cluster),
-            output: g.output,
-            session,
-            actor: match &g.actor {
-                Some(a) if a.is_empty() || a.chars().count() > 256 || a.chars().any(engine::directory::is_unsafe_char) => {
-                    return Err(engine::Error::Invalid(format!(
-                        "--actor {a:?} must be 1 to 256 characters, none of them a control character"
-                    ))
-                    .into())
-                }
-                Some(a) => a.clone(),
-                // Whatever the OS says, with unprintable characters escaped.
-                None => crate::output::escape_unsafe(
-                    &std::env::var("USER")
-                        .ok()
-                        .or_else(|| std::env::var("LOGNAME").ok())
-                        .or_else(os_user)
-                        .unwrap_or_else(|| "unknown".into()),
-                ),
-            },
-            correlation_id: uuid::Uuid::new_v4().to_string(),
-        })
+        Ok(Embedded::new(cluster))
     }
 
     /// The session's datacenter affinity, chosen on first use: the datacenter nearest the region.
@@ -129,7 +148,7 @@ impl Ctx {
         };
         if s.datacenter.is_none() {
             // First use of this session: keep its affinity at once.
-            s.datacenter = Some(self.dir.nearest_datacenter()?);
+            s.datacenter = Some(self.dir.get().nearest_datacenter()?);
             s.save(path)?;
         }
         Ok(s.datacenter.clone())
@@ -137,20 +156,51 @@ impl Ctx {
 
     /// The cluster itself, for cluster administration (status, sync, failover, dc, backup,
     /// audit verify): directory operations go through `execute`.
-    pub fn cluster_mut(&mut self) -> &mut Cluster {
-        self.dir.cluster_mut()
+    pub fn cluster_mut(&mut self) -> Result<&mut Cluster> {
+        match &mut self.dir {
+            Dir::Embedded(d) => Ok(d.cluster_mut()),
+            Dir::Remote(_) => Err(engine::Error::Invalid(
+                "this command administers the cluster's replicas directly and does not run with --endpoints yet: run it with --cluster DIR where the servers are stopped, or use a directory command".into(),
+            )
+            .into()),
+        }
+    }
+
+    /// The control plane as this command sees it.
+    pub fn topology(&self) -> engine::topology::Topology {
+        match &self.dir {
+            Dir::Embedded(d) => d.cluster().topology().clone(),
+            Dir::Remote(d) => d.topology().clone(),
+        }
+    }
+
+    /// A failover of one partition: here, or by the server that must carry it out.
+    pub fn failover(
+        &mut self,
+        partition: u32,
+        to: Option<&str>,
+        emergency: bool,
+        accept_data_loss: bool,
+    ) -> engine::Result<engine::failover::FailoverReport> {
+        match (&mut self.dir, emergency) {
+            (Dir::Embedded(d), true) => d.cluster_mut().failover_emergency(partition, accept_data_loss),
+            (Dir::Embedded(d), false) => d
+                .cluster_mut()
+                .failover_planned(partition, to.unwrap_or_default()),
+            (Dir::Remote(d), _) => d.failover(partition, to, emergency, accept_data_loss),
+        }
     }
 
     pub fn tenant_names(&self) -> Vec<String> {
-        self.dir.tenant_names()
+        self.dir.get().tenant_names()
     }
 
     pub fn partition_ids(&self) -> Vec<u32> {
-        self.dir.partition_ids()
+        self.dir.get().partition_ids()
     }
 
     pub fn tenant_partition(&self, tenant: &str) -> Result<(String, u32)> {
-        let t = self.dir.placement(tenant)?;
+        let t = self.dir.get().placement(tenant)?;
         Ok((t.id, t.partition))
     }
 
@@ -176,7 +226,7 @@ impl Ctx {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Response> {
         let partition = match req.tenant() {
-            Some(t) => Some(self.dir.placement(t)?.partition),
+            Some(t) => Some(self.dir.get().placement(t)?.partition),
             None => None,
         };
         // Audit records of their own and audit queries are not the session's: they choose
@@ -195,12 +245,12 @@ impl Ctx {
             },
         };
         let mut tokens = Vec::new();
-        let result = self.dir.execute_with(&envelope, req, &mut |p| {
+        let result = self.dir.get_mut().execute_with(&envelope, req, &mut |p| {
             let (Progress::Checked { token } | Progress::Committed { token, .. }) = p;
             tokens.push(token.clone());
             progress(p)
         });
-        for note in self.dir.take_notes() {
+        for note in self.dir.get_mut().take_notes() {
             match note {
                 Note::Warning(w) => eprintln!("warning: {w}"),
                 // Under --output json, stderr holds only the error document.
@@ -259,6 +309,7 @@ impl Ctx {
         let kept = match &token {
             Some(t) => Some(
                 self.dir
+                    .get()
                     .kept_of_token(t)
                     .map_err(|e| self.damaged_session(e))?,
             ),
@@ -325,6 +376,54 @@ impl Ctx {
         };
         self.audit_outcome(partition, op, targets, &outcome);
     }
+}
+
+/// Who acts: --actor, DIRCTL_ACTOR, else the OS user.
+fn actor(g: &Global) -> Result<String> {
+    Ok(match &g.actor {
+        Some(a) if a.is_empty() || a.chars().count() > 256 || a.chars().any(engine::directory::is_unsafe_char) => {
+            return Err(engine::Error::Invalid(format!(
+                "--actor {a:?} must be 1 to 256 characters, none of them a control character"
+            ))
+            .into())
+        }
+        Some(a) => a.clone(),
+        // Whatever the OS says, with unprintable characters escaped.
+        None => crate::output::escape_unsafe(
+            &std::env::var("USER")
+                .ok()
+                .or_else(|| std::env::var("LOGNAME").ok())
+                .or_else(os_user)
+                .unwrap_or_else(|| "unknown".into()),
+        ),
+    })
+}
+
+/// The directory through the servers at `list` (comma-separated URLs), the nearest
+/// healthy one to --region answering. The runtime lives as long as the process.
+fn remote(g: &Global, list: &str) -> Result<server::client::Remote> {
+    let endpoints: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| match e.contains("://") {
+            true => e.to_string(),
+            false => format!("http://{e}"),
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    // dirctl runs one command: the runtime stays until the process exits.
+    std::mem::forget(runtime);
+    Ok(server::client::Remote::connect(
+        handle,
+        &endpoints,
+        g.region.as_deref(),
+        Duration::from_millis(g.lock_timeout_ms.clamp(500, 10_000)),
+    )?)
 }
 
 /// The OS user running dirctl, from /etc/passwd by uid (cron jobs often have no USER).

@@ -19,6 +19,7 @@ fn at(c: &Cluster, now: &str, args: &[&str]) -> Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into(),
         stderr: String::from_utf8_lossy(&out.stderr).into(),
+        logs: String::new(),
     }
 }
 

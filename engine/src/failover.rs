@@ -19,7 +19,7 @@ use crate::replica::Durability;
 use crate::topology::Partition;
 
 /// What a failover did.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FailoverReport {
     pub partition: u32,
@@ -101,7 +101,10 @@ impl Cluster {
                 ),
             });
         }
-        if let Err(Error::Damaged(why)) = self.replica(&tid)?.scrub(&mut |_| {}) {
+        // (In the server mode a target on another server is scrubbed by its own server's
+        // schedule, not here.)
+        let scrubbed = self.replica(&tid).ok().map(|r| r.scrub(&mut |_| {}));
+        if let Some(Err(Error::Damaged(why))) = scrubbed {
             self.let_go(&tid);
             return Err(Error::Unavailable(format!(
                 "the target {to} of partition {partition} is damaged, nothing was changed: {why}"
@@ -124,11 +127,11 @@ impl Cluster {
             Some(e) => e.disk_full_or(what, || Error::Unavailable(otherwise)),
             None => Error::Unavailable(otherwise),
         };
-        self.replica(&pid).map_err(|_| {
+        self.log(&pid).map_err(|_| {
             why(&pid, format!("the primary {} of partition {partition} cannot hand the partition over", p.primary),
                 format!("the primary {} of partition {partition} is unreachable; use `dirctl failover --partition {partition} --emergency`", p.primary))
         })?;
-        self.replica(&tid).map_err(|_| {
+        self.log(&tid).map_err(|_| {
             why(
                 &tid,
                 format!("the target {to} of partition {partition} cannot take the partition"),
@@ -144,12 +147,12 @@ impl Cluster {
         }
         // Settling may have raised the term (fence_cut).
         let p = self.topology().partition(partition)?.clone();
-        let primary = self.replica(&pid)?;
-        let target = self.replica(&tid)?;
+        let primary = self.log(&pid)?;
+        let target = self.log(&tid)?;
         let level = primary.last()?.lsn;
         crate::catch_up::catch_up(primary, target, level, p.term, &mut |_| {})?;
         let plan = planned_switch(&p, to, level)?;
-        target.set_commit_lsn(plan.commit_lsn, Durability::Synced)?;
+        target.set_commit_lsn(plan.commit_lsn)?;
         let mut report = self.switch(
             &p,
             plan.promote,
@@ -192,16 +195,21 @@ impl Cluster {
         };
         let nid = ReplicaId::new(&plan.promote, partition);
         let np = self.replica(&nid)?;
+        // Fenced first (fencing as data): a primary that is only unreachable from here (the
+        // server mode: another process, maybe still writing) can land no entry on the
+        // replica being promoted once its last position is read.
+        let new_term = p.term + 1;
+        np.observe_term(new_term)?;
         // A diverged tail from an even older term is cut first.
         if let Some(keep) = plan.cut_after {
-            np.truncate_after(keep, p.term)?;
+            np.truncate_after(keep, new_term)?;
         }
         let last = np.last()?;
         // Everything the promoted replica holds is now committed: the standby held every
         // acknowledged write; entries beyond them were "outcome unknown" and may stand.
         np.set_commit_lsn(last.lsn, Durability::Synced)?;
         let sid = ReplicaId::new(&plan.sync_standby, partition);
-        if let (Ok(np), Ok(s)) = (self.replica(&nid), self.replica(&sid)) {
+        if let (Ok(np), Ok(s)) = (self.log(&nid), self.log(&sid)) {
             crate::catch_up::catch_up(np, s, last.lsn, p.term, &mut |_| {})?;
         }
         let report = self.switch(&p, plan.promote, plan.sync_standby, last.lsn + 1, last.lsn)?;

@@ -10,7 +10,7 @@ pub mod clock;
 pub mod cluster;
 pub mod directory;
 pub mod error;
-mod executor;
+pub mod executor;
 pub mod failover;
 pub mod layout;
 pub mod log;

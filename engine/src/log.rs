@@ -238,15 +238,9 @@ impl Reader<'_> {
     }
 }
 
-/// Where a secondary whose last entry is `secondary_last` agrees with the primary's log.
-///
-/// `primary_term_at(lsn)` gives the term of the primary's entry at `lsn` (None past
-/// its committed end). Returns the highest lsn at which both logs hold the same
-/// entry; everything on the secondary above it must be cut before shipping.
-/// Pure: the replication decision without I/O.
 /// Tests: an entry of one put of `key` (time 0), built the same way in every test module.
-#[cfg(test)]
-pub(crate) fn put_entry(
+#[cfg(any(test, feature = "testing"))]
+pub fn put_entry(
     term: u64,
     lsn: u64,
     key: &[u8],
@@ -265,6 +259,12 @@ pub(crate) fn put_entry(
     }
 }
 
+/// Where a secondary whose last entry is `secondary_last` agrees with the primary's log.
+///
+/// `primary_term_at(lsn)` gives the term of the primary's entry at `lsn` (None past
+/// its committed end). Returns the highest lsn at which both logs hold the same
+/// entry; everything on the secondary above it must be cut before shipping.
+/// Pure: the replication decision without I/O.
 pub fn agreement_point<E>(
     secondary_last: Position,
     secondary_term_at: impl Fn(u64) -> Result<Option<u64>, E>,

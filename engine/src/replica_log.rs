@@ -121,19 +121,21 @@ impl ReplicaLog for crate::replica::Replica {
     }
 }
 
-#[cfg(test)]
+/// The conformance suite every `ReplicaLog` passes: the RocksDB replica and the in-memory log
+/// here, the remote log over gRPC in the server crate (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    use crate::log::put_entry as put;
+pub mod conformance {
+    use super::ReplicaLog;
+    use crate::error::Error;
+    use crate::log::{put_entry as put, Entry, Position};
 
     fn pos(term: u64, lsn: u64) -> Position {
         Position { term, lsn }
     }
 
     /// What every `ReplicaLog` must do, run against each implementation.
-    fn conformance(log: &dyn ReplicaLog) {
+    pub fn conformance(log: &dyn ReplicaLog) {
         // Empty.
         assert_eq!(log.last().unwrap(), Position::default());
         assert_eq!(log.commit_lsn().unwrap(), 0);
@@ -221,10 +223,16 @@ mod tests {
         assert_eq!(log.get(b"a").unwrap(), None);
         assert_eq!(log.seen_term().unwrap(), 5, "a cut keeps the seen term");
     }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
 
     #[test]
     fn the_in_memory_log_conforms() {
-        conformance(&crate::memlog::MemLog::new("mem"));
+        conformance::conformance(&crate::memlog::MemLog::new("mem"));
     }
 
     #[test]
@@ -239,7 +247,7 @@ mod tests {
         crate::replica::Replica::create(&path, &id).expect("create");
         let r =
             crate::replica::Replica::open(&path, "p0", std::time::Duration::ZERO).expect("open");
-        conformance(&r);
+        conformance::conformance(&r);
     }
 
     fn entry(term: u64, lsn: u64) -> Entry {

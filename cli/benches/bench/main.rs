@@ -16,12 +16,14 @@ mod backups;
 mod failover;
 mod reads;
 mod scrub;
+mod server;
 mod writes;
 
 use backups::backup_throughput;
 use failover::{emergency_failover_window, planned_failover_window};
 use reads::{access_checks, catch_up, cli_get_wall, point_reads};
 use scrub::scrub_throughput;
+use server::server_figures;
 use writes::{bulk_import, write_latency};
 
 const DCS: [&str; 3] = [
@@ -153,6 +155,14 @@ fn main() {
         .unwrap_or(512 / scale as u64);
     if run("scrub_throughput") {
         all.extend(scrub_throughput(dir.path(), scrub_mb));
+    }
+    // GEODIR_BENCH_CATCH_UP_N: the restarted secondary's backlog (default 100,000 entries).
+    let backlog = std::env::var("GEODIR_BENCH_CATCH_UP_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000 / scale);
+    if run("server") {
+        all.extend(server_figures(dir.path(), 300 / scale, backlog));
     }
     println!(
         "{}",

@@ -24,11 +24,11 @@ pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
             let r = rebuild(g, &mut ctx, &name);
             ctx.audit_result(0, "dc.rebuild", vec![name], &r);
             // Shipped along, so that the rebuilt datacenter stays level.
-            let _ = ctx.cluster_mut().sync(0, &mut |_| {});
+            let _ = ctx.cluster_mut()?.sync(0, &mut |_| {});
             return r;
         }
         DcCmd::List => {
-            let t = ctx.cluster_mut().topology();
+            let t = ctx.cluster_mut()?.topology();
             return output::emit(g.output, &json!(t.datacenters), || {
                 output::table_by(&["name", "location", "reads"], &t.datacenters, |d| {
                     vec![
@@ -41,21 +41,16 @@ pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
         }
     };
     let op = if drained { "dc.drain" } else { "dc.undrain" };
-    let changed = ctx
-        .cluster_mut()
-        .topology()
-        .datacenter(&name)
-        .map(|_| ())
-        .and_then(|()| {
-            ctx.cluster_mut().update_topology(|t| {
-                for d in t.datacenters.iter_mut().filter(|d| d.name == name) {
-                    d.drained = drained;
-                }
-                Ok(())
-            })?;
+    let changed = ctx.cluster_mut().and_then(|c| {
+        c.topology().datacenter(&name)?;
+        c.update_topology(|t| {
+            for d in t.datacenters.iter_mut().filter(|d| d.name == name) {
+                d.drained = drained;
+            }
             Ok(())
-        })
-        .map_err(anyhow::Error::from);
+        })?;
+        Ok(())
+    });
     ctx.audit_result(0, op, vec![name.clone()], &changed);
     changed?;
     let what = if drained {
@@ -71,14 +66,14 @@ pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
 }
 
 fn rebuild(g: &Global, ctx: &mut Ctx, name: &str) -> Result<()> {
-    let n = ctx.cluster_mut().topology().partitions.len() as u64;
+    let n = ctx.cluster_mut()?.topology().partitions.len() as u64;
     let bar = if output::stdout_is_terminal() {
         indicatif::ProgressBar::new(n)
     } else {
         indicatif::ProgressBar::hidden()
     };
     let reports = ctx
-        .cluster_mut()
+        .cluster_mut()?
         .rebuild_datacenter(name, &mut |k| bar.inc(k))?;
     bar.finish_and_clear();
     let headers = ["partition", "seeded from", "lsn", "result"];

@@ -35,7 +35,7 @@ pub fn failover(g: &Global, a: FailoverArgs) -> Result<()> {
 fn partitions(ctx: &mut Ctx, a: &FailoverArgs) -> Result<Vec<(u32, Option<String>)>> {
     let parts = match (&a.partition, &a.all_from) {
         (Some(p), _) => {
-            ctx.cluster_mut().topology().partition(*p)?;
+            ctx.topology().partition(*p)?;
             if a.to.is_none() && !a.emergency {
                 return Err(Error::Invalid(
                     "say where to: --to DC (planned) or --emergency".into(),
@@ -45,7 +45,7 @@ fn partitions(ctx: &mut Ctx, a: &FailoverArgs) -> Result<Vec<(u32, Option<String
             vec![(*p, a.to.clone())]
         }
         (None, Some(dc)) => {
-            let t = ctx.cluster_mut().topology();
+            let t = ctx.topology();
             t.datacenter(dc)?;
             if a.to.as_deref() == Some(dc.as_str()) {
                 return Err(
@@ -80,12 +80,7 @@ fn failover_partitions(
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for (p, to) in parts {
-        let r = if a.emergency {
-            ctx.cluster_mut().failover_emergency(p, a.accept_data_loss)
-        } else {
-            ctx.cluster_mut()
-                .failover_planned(p, to.as_deref().unwrap_or_default())
-        };
+        let r = ctx.failover(p, to.as_deref(), a.emergency, a.accept_data_loss);
         match r {
             Ok(r) => reports.push(r),
             Err(e) => failures.push((p, e)),

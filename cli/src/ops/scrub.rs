@@ -22,7 +22,7 @@ pub fn scrub(g: &Global, a: ScrubArgs) -> Result<()> {
         indicatif::ProgressBar::hidden()
     };
     let reports = ctx
-        .cluster_mut()
+        .cluster_mut()?
         .scrub(a.datacenter.as_deref(), &mut |n| bar.inc(n))?;
     bar.finish_and_clear();
     let headers = ["partition", "datacenter", "bytes", "entries", "result"];

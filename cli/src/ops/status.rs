@@ -9,8 +9,8 @@ use crate::output;
 
 pub fn status(g: &Global) -> Result<()> {
     let mut ctx = Ctx::open(g)?;
-    let rows = ctx.cluster_mut().status()?;
-    let t = ctx.cluster_mut().topology();
+    let rows = ctx.cluster_mut()?.status()?;
+    let t = ctx.cluster_mut()?.topology();
     output::emit(
         g.output,
         &json!({"clusterId": t.cluster_id, "generation": t.generation, "replicas": rows}),

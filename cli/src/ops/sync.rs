@@ -11,9 +11,9 @@ use crate::output;
 pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
     let mut ctx = Ctx::open(g)?;
     let parts: Vec<u32> = match a.partition {
-        Some(p) => vec![ctx.cluster_mut().topology().partition(p)?.id],
+        Some(p) => vec![ctx.cluster_mut()?.topology().partition(p)?.id],
         None => ctx
-            .cluster_mut()
+            .cluster_mut()?
             .topology()
             .partitions
             .iter()
@@ -24,7 +24,7 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for p in parts {
-        match ctx.cluster_mut().sync(p, &mut |n| bar.inc(n)) {
+        match ctx.cluster_mut()?.sync(p, &mut |n| bar.inc(n)) {
             Ok(r) => reports.extend(r),
             Err(e) => failures.push(format!("partition {p}: {e}")),
         }
@@ -58,7 +58,7 @@ pub fn sync(g: &Global, a: SyncArgs) -> Result<()> {
         None => vec!["every partition".into()],
     };
     ctx.audit_outcome(audit_partition, "sync", targets, &outcome);
-    let _ = ctx.cluster_mut().sync(audit_partition, &mut |_| {});
+    let _ = ctx.cluster_mut()?.sync(audit_partition, &mut |_| {});
     output::emit(
         g.output,
         &json!({"replicas": reports, "failures": failures}),
@@ -91,7 +91,12 @@ fn progress(ctx: &mut Ctx, parts: &[u32]) -> indicatif::ProgressBar {
         // errors are the sync's own, reported below.
         let total = parts
             .iter()
-            .map(|p| ctx.cluster_mut().sync_plan(*p).unwrap_or(0))
+            .map(|p| {
+                ctx.cluster_mut()
+                    .ok()
+                    .and_then(|c| c.sync_plan(*p).ok())
+                    .unwrap_or(0)
+            })
             .sum();
         indicatif::ProgressBar::new(total)
     } else {

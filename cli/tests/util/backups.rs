@@ -18,6 +18,7 @@ pub fn run_at(c: &Cluster, now: &str, args: &[&str]) -> Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into(),
         stderr: String::from_utf8_lossy(&out.stderr).into(),
+        logs: String::new(),
     }
 }
 
@@ -42,6 +43,7 @@ pub fn at(root: &Path) -> Cluster {
     Cluster {
         dir: tempfile::tempdir().unwrap(),
         root: root.to_path_buf(),
+        servers: None,
     }
 }
 

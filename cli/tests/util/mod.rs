@@ -8,12 +8,40 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 pub mod backups;
+pub mod servers;
+
+/// Where a test's dirctl commands go: the cluster's folders, or its servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// dirctl opens the replicas itself (the default).
+    Embedded,
+    /// One geodird per datacenter; dirctl runs with DIRCTL_ENDPOINTS.
+    Server,
+}
+
+/// One test body, two backends: `both_modes!(body, name_embedded, name_server)` makes
+/// two tests, each calling `body(Mode)`.
+#[macro_export]
+macro_rules! both_modes {
+    ($body:ident, $embedded:ident, $server:ident) => {
+        #[test]
+        fn $embedded() {
+            $body($crate::util::Mode::Embedded)
+        }
+        #[test]
+        fn $server() {
+            $body($crate::util::Mode::Server)
+        }
+    };
+}
 
 pub const DCS: &str = "westus@37.4,-122.1,eastus@37.4,-79.4,westeurope@52.4,4.9";
 
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
+    /// The server mode's servers (dirctl then runs with DIRCTL_ENDPOINTS only).
+    pub servers: Option<std::sync::Mutex<servers::Servers>>,
 }
 
 pub struct Run {
@@ -21,6 +49,8 @@ pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+    /// The servers' logs when the command ran (the server mode).
+    pub logs: String,
 }
 
 impl Run {
@@ -30,8 +60,8 @@ impl Run {
     }
     pub fn describe(&self) -> String {
         format!(
-            "command: {}\nexit code: {}\nstdout:\n{}\nstderr:\n{}",
-            self.cmd, self.code, self.stdout, self.stderr
+            "command: {}\nexit code: {}\nstdout:\n{}\nstderr:\n{}\n{}",
+            self.cmd, self.code, self.stdout, self.stderr, self.logs
         )
     }
 }
@@ -46,6 +76,7 @@ fn finish(cmd: String, out: Output) -> Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into(),
         stderr: String::from_utf8_lossy(&out.stderr).into(),
+        logs: String::new(),
     }
 }
 
@@ -55,10 +86,56 @@ impl Cluster {
     pub fn new() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("cluster");
-        let c = Cluster { dir, root };
+        let c = Cluster {
+            dir,
+            root,
+            servers: None,
+        };
         c.ok(&["init", "--datacenters", DCS, "--partitions", "4"]);
         c.ok(&["tenant", "create", "contoso", "--partition", "0"]);
         c
+    }
+
+    /// `new`, its commands going to the folders or (`Mode::Server`) to a server per
+    /// datacenter.
+    pub fn in_mode(mode: Mode) -> Cluster {
+        let mut c = Cluster::new();
+        if mode == Mode::Server {
+            let s = servers::Servers::start(&c.root, &["westus", "eastus", "westeurope"], &[]);
+            c.servers = Some(std::sync::Mutex::new(s));
+        }
+        c
+    }
+
+    pub fn mode(&self) -> Mode {
+        match self.servers {
+            Some(_) => Mode::Server,
+            None => Mode::Embedded,
+        }
+    }
+
+    /// Datacenter `dc` is lost: its folder moved away, or its server killed (SIGKILL).
+    pub fn take_down(&self, dc: &str) {
+        match &self.servers {
+            Some(s) => s.lock().unwrap().kill(dc),
+            None => rename(&self.dc_dir(dc), &self.path(&format!("{dc}-away"))),
+        }
+    }
+
+    /// Datacenter `dc` is back: its folder, or its server restarted.
+    pub fn bring_back(&self, dc: &str) {
+        match &self.servers {
+            Some(s) => s.lock().unwrap().start_one(dc),
+            None => rename(&self.path(&format!("{dc}-away")), &self.dc_dir(dc)),
+        }
+    }
+
+    /// The servers' logs, for failure messages (empty in the embedded mode).
+    pub fn server_logs(&self) -> String {
+        self.servers
+            .as_ref()
+            .map(|s| s.lock().unwrap().logs())
+            .unwrap_or_default()
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -72,18 +149,21 @@ impl Cluster {
     pub fn command(&self, args: &[&str]) -> (Command, String) {
         let mut c = dirctl();
         c.args(args)
-            .env("DIRCTL_CLUSTER", &self.root)
             .env_remove("DIRCTL_REGION")
             .env_remove("DIRCTL_SESSION")
             .env_remove("DIRCTL_TENANT");
-        (
-            c,
-            format!(
-                "DIRCTL_CLUSTER={} dirctl {}",
-                self.root.display(),
-                args.join(" ")
-            ),
-        )
+        let (var, value) = match &self.servers {
+            Some(s) => {
+                c.env_remove("DIRCTL_CLUSTER");
+                ("DIRCTL_ENDPOINTS", s.lock().unwrap().endpoints())
+            }
+            None => {
+                c.env_remove("DIRCTL_ENDPOINTS");
+                ("DIRCTL_CLUSTER", self.root.display().to_string())
+            }
+        };
+        c.env(var, &value);
+        (c, format!("{var}={value} dirctl {}", args.join(" ")))
     }
 
     /// Runs with arguments as the OS passes them (bytes that need not be UTF-8).
@@ -101,7 +181,9 @@ impl Cluster {
 
     pub fn run(&self, args: &[&str]) -> Run {
         let (mut c, shown) = self.command(args);
-        finish(shown, c.output().unwrap())
+        let mut r = finish(shown, c.output().unwrap());
+        r.logs = self.server_logs();
+        r
     }
 
     /// Runs with `--output json` and expects exit 0.

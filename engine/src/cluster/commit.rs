@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use super::{Cluster, ReplicaId};
+use super::{Cluster, Held, ReplicaId};
 use crate::error::{Error, Result};
 use crate::protocol::commit::{
     carry_out, settle_in_doubt, settle_reply, Command, InDoubt, Outcome, Side,
 };
-use crate::replica::{Access, Durability, Replica};
+use crate::replica::Access;
+use crate::replica_log::ReplicaLog;
 use crate::topology::Partition;
 
 impl Cluster {
@@ -17,6 +18,11 @@ impl Cluster {
     /// standby holds are committed, the rest are cut off.
     pub(crate) fn resolve_primary(&mut self, p: &Partition) -> Result<()> {
         let primary = self.held_arc(&ReplicaId::new(&p.primary, p.id))?;
+        // Only the process that owns the primary settles it: seen from another server, an
+        // entry above its commit lsn may be a write in flight there.
+        if primary.local().is_none() {
+            return Ok(());
+        }
         let last = primary.last()?;
         let commit = primary.commit_lsn()?;
         let terms = match self.held.get(&ReplicaId::new(&p.sync_standby, p.id)) {
@@ -52,9 +58,9 @@ impl Cluster {
         &mut self,
         p: &Partition,
         command: Command,
-        session: Option<&Replica>,
+        session: Option<&dyn ReplicaLog>,
     ) -> Result<()> {
-        let on = |side: Side| -> Result<Arc<Replica>> {
+        let on = |side: Side| -> Result<Arc<dyn Held>> {
             match side {
                 Side::Primary => self.held_arc(&ReplicaId::new(&p.primary, p.id)),
                 Side::Standby => self.held_arc(&ReplicaId::new(&p.sync_standby, p.id)),
@@ -74,7 +80,7 @@ impl Cluster {
             }
             Command::NoteCommit { lsn } => on(Side::Primary)?.note_commit_lsn(lsn),
             Command::RecordCommit { lsn } => {
-                on(Side::Primary)?.set_commit_lsn(lsn, Durability::Synced)
+                on(Side::Primary)?.set_commit_lsn(lsn)
             }
             Command::FenceFrom { first_lsn } => self.fence_cut(p, first_lsn),
         }
@@ -134,7 +140,7 @@ impl Cluster {
         commit: u64,
         on_primary: Result<()>,
         on_standby: Result<()>,
-        session: Option<(&Replica, bool)>,
+        session: Option<(&dyn ReplicaLog, bool)>,
     ) -> Result<()> {
         let pid = ReplicaId::new(&p.primary, p.id);
         let sid = ReplicaId::new(&p.sync_standby, p.id);

@@ -96,7 +96,7 @@ impl Cluster {
         // No replica could reach the token: if the primary answered, one beyond its last
         // entry never will.
         if let (Some(t), Ok(primary)) =
-            (token, self.replica(&ReplicaId::new(&p.primary, partition)))
+            (token, self.log(&ReplicaId::new(&p.primary, partition)))
         {
             routing::check_token(&p, t, Some(primary.last()?))?;
         }
@@ -122,7 +122,10 @@ impl Cluster {
         else {
             return Ok(None);
         };
-        let (Some(r), Ok(p)) = (self.held.get(id), self.topology.partition(partition)) else {
+        let (Some(r), Ok(p)) = (
+            self.held.get(id).and_then(|h| h.local()),
+            self.topology.partition(partition),
+        ) else {
             return Ok(None);
         };
         let pos = r.last()?;
@@ -168,7 +171,10 @@ impl Cluster {
             }
             return Ok(Err(format!("{dc}: {e}")));
         }
-        let r = self.replica(&id)?;
+        // The server mode: a replica on another server answers reads there, not here.
+        let Some(r) = self.held.get(&id).and_then(|h| h.local()) else {
+            return Ok(Err(format!("{dc}: served by its own server")));
+        };
         let last = r.last()?;
         let commit = match dc == p.primary {
             true => Some(r.commit_lsn()?),
@@ -254,10 +260,10 @@ impl Cluster {
             Ok(()) | Err(Error::Unavailable(_)) => {}
             Err(e) => return Err(e),
         }
-        let primary = self.replica(&pid)?;
+        let primary = self.log(&pid)?;
         catch_up(
             primary,
-            self.replica(id)?,
+            self.log(id)?,
             primary.commit_lsn()?,
             p.term,
             &mut |_| {},

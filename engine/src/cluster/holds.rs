@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{Cluster, ReplicaId};
+use super::{Cluster, Held, ReplicaId};
 use crate::error::{Error, Result};
 use crate::replica::{Access, Replica};
+use crate::replica_log::ReplicaLog;
 use crate::topology::Partition;
 
 impl Cluster {
@@ -30,8 +31,16 @@ impl Cluster {
             };
             // Nothing else holds a clone between commands (shipping threads let go of
             // theirs before they answer). A failed reopen has let go of the lock: the
-            // replica is opened again by `hold_for`, in lock order.
-            match Arc::try_unwrap(r) {
+            // replica is opened again by `hold_for`, in lock order. Only a replica this
+            // handle opened itself is held for reads.
+            let own = match super::held::opened_here(r) {
+                Ok(own) => own,
+                Err(given) => {
+                    self.held.insert(id, given);
+                    continue;
+                }
+            };
+            match Arc::try_unwrap(own) {
                 Ok(r) => {
                     if let Ok(w) = r.reopen_for_writes() {
                         self.held.insert(id, Arc::new(w));
@@ -94,14 +103,19 @@ impl Cluster {
             keep
         });
         for id in want.iter().filter(|id| **id >= first_missing) {
-            match Replica::open_for(
-                &id.path(&self.root),
-                &id.to_string(),
-                self.options.lock_timeout,
-                access,
-            ) {
+            let opened = match self.opener.as_ref().and_then(|o| o.open(id, access)) {
+                Some(got) => got,
+                None => Replica::open_for(
+                    &id.path(&self.root),
+                    &id.to_string(),
+                    self.options.lock_timeout,
+                    access,
+                )
+                .map(|r| Arc::new(r) as Arc<dyn Held>),
+            };
+            match opened {
                 Ok(r) => {
-                    self.held.insert(id.clone(), Arc::new(r));
+                    self.held.insert(id.clone(), r);
                     failed.remove(id);
                 }
                 Err(e) => {
@@ -112,14 +126,27 @@ impl Cluster {
         failed
     }
 
+    /// A held replica opened in this process (its data, checkpoints, scrubs).
     pub(crate) fn replica(&self, id: &ReplicaId) -> Result<&Replica> {
+        match self.held.get(id) {
+            Some(h) => h.local().ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "replica {id} is on another server: this is done by its own server"
+                ))
+            }),
+            None => Err(Error::Unavailable(format!("replica {id} is not open"))),
+        }
+    }
+
+    /// A held replica's log, wherever the replica is (replication needs no more).
+    pub(crate) fn log(&self, id: &ReplicaId) -> Result<&dyn ReplicaLog> {
         self.held
             .get(id)
-            .map(Arc::as_ref)
+            .map(|h| h.as_ref() as &dyn ReplicaLog)
             .ok_or_else(|| Error::Unavailable(format!("replica {id} is not open")))
     }
 
-    pub(super) fn held_arc(&self, id: &ReplicaId) -> Result<Arc<Replica>> {
+    pub(super) fn held_arc(&self, id: &ReplicaId) -> Result<Arc<dyn Held>> {
         self.held
             .get(id)
             .cloned()

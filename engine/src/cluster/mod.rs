@@ -15,6 +15,7 @@
 
 mod commit;
 mod gateway;
+mod held;
 mod holds;
 mod init;
 mod reseed;
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 pub use crate::catch_up::CatchUp;
 pub use gateway::ServedBy;
+pub use held::{Held, Opener, Shared};
 pub use scrub::{ScrubReport, ScrubResult};
 pub use status::{Health, ReplicaStatus, Role};
 pub use sync::SyncReport;
@@ -125,7 +127,9 @@ pub struct Cluster {
     control: Box<dyn ControlPlane>,
     topology: Topology,
     options: ClusterOptions,
-    held: BTreeMap<ReplicaId, Arc<Replica>>,
+    held: BTreeMap<ReplicaId, Arc<dyn Held>>,
+    /// The server mode's way of opening replicas (`held`); none in the embedded mode.
+    opener: Option<Arc<dyn Opener>>,
     /// Threads that ship entries to the sync standby and the session's secondary while this
     /// thread writes the primary (spawning a thread per write costs about 60 µs here).
     shippers: Option<[Shipper; 2]>,
@@ -156,10 +160,17 @@ impl Cluster {
             topology,
             options,
             held: BTreeMap::new(),
+            opener: None,
             shippers: None,
             route: Vec::new(),
             notes: Vec::new(),
         })
+    }
+
+    /// This handle opens replicas through `opener` (the server mode) before the cluster root.
+    pub fn with_opener(mut self, opener: Arc<dyn Opener>) -> Cluster {
+        self.opener = Some(opener);
+        self
     }
 
     /// What the user should be told since the last call, oldest first.
@@ -197,7 +208,7 @@ impl Cluster {
     }
 
     /// The control plane if it changed since this handle last read it, now kept.
-    pub(super) fn reload_if_changed(&mut self) -> Result<Option<&Topology>> {
+    pub fn reload_if_changed(&mut self) -> Result<Option<&Topology>> {
         match self.control.reload_if_changed()? {
             Some(t) => {
                 self.set_topology(t);
@@ -249,9 +260,10 @@ impl Cluster {
         let mut failed = self.hold_for(&ids, Access::Read);
         let mut out = Vec::new();
         for id in ids {
+            // A replica on another server (the server mode) answers there, not here.
             let got = match failed.remove(&id) {
                 Some(e) => Err(e),
-                None => answer(self.replica(&id)?),
+                None => self.replica(&id).and_then(&answer),
             };
             out.push((id.datacenter, got));
         }

@@ -121,9 +121,17 @@ impl Cluster {
     /// open the folder meanwhile: it notices the new folder by its lock file and starts
     /// again), the new replica built, the old folder removed.
     pub(super) fn reseed_behind(&mut self, p: &Partition, id: &ReplicaId) -> Result<()> {
-        let lock = self
-            .held
-            .remove(id)
+        let own = match self.held.remove(id).map(super::held::opened_here) {
+            Some(Ok(own)) => Some(own),
+            Some(Err(given)) => {
+                self.held.insert(id.clone(), given);
+                return Err(Error::Unavailable(format!(
+                    "{id} is behind the primary's retained log and is served by its own server: re-seeding it over the network is not built yet; stop the servers and run `dirctl sync`"
+                )));
+            }
+            None => None,
+        };
+        let lock = own
             .and_then(|r| Arc::try_unwrap(r).ok())
             .map(Replica::close_keeping_lock);
         self.replace(p, id, lock).map(|_| ())

@@ -19,7 +19,8 @@ impl Cluster {
         let Some(through) = retention_point(&lasts, commit, self.options.retain_log_entries) else {
             return Ok(());
         };
-        for r in held {
+        // A replica on another server prunes its own log.
+        for r in held.iter().filter_map(|h| h.local()) {
             if must_prune(r.first_log_lsn()?, through) {
                 r.prune_log_through(through)?;
             }

@@ -6,7 +6,6 @@
 use super::{Cluster, ReplicaId};
 use crate::error::{Error, Result};
 use crate::protocol::promotion::{choose_sync_standby, Candidate};
-use crate::replica::Durability;
 
 impl Cluster {
     /// What is known of every replica of `partition` (each held): reachable or not, and
@@ -19,7 +18,7 @@ impl Cluster {
             let last = if failed.contains_key(&id) {
                 None
             } else {
-                Some(self.replica(&id)?.last()?)
+                Some(self.log(&id)?.last()?)
             };
             out.push(Candidate {
                 datacenter: d.name.clone(),
@@ -49,11 +48,11 @@ impl Cluster {
         // Entries above the primary's commit lsn cannot be settled without the old standby,
         // which may hold them (and may have acknowledged them): ship them too, so they
         // become committed. An unknown outcome may become visible; an acknowledged write is never lost.
-        let primary = self.replica(&ReplicaId::new(&p.primary, partition))?;
-        let s = self.replica(&ReplicaId::new(&new, partition))?;
+        let primary = self.log(&ReplicaId::new(&p.primary, partition))?;
+        let s = self.log(&ReplicaId::new(&new, partition))?;
         let last = primary.last()?.lsn;
         crate::catch_up::catch_up(primary, s, last, p.term, &mut |_| {})?;
-        primary.set_commit_lsn(last, Durability::Synced)?;
+        primary.set_commit_lsn(last)?;
         self.update_topology(|t| {
             t.change_partition(
                 &p,

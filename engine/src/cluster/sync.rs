@@ -32,10 +32,10 @@ impl Cluster {
     pub fn sync_plan(&mut self, partition: u32) -> Result<u64> {
         let (_, ids, pid, _) = self.hold_partition(partition)?;
         // Only an estimate for a progress bar: no settling here.
-        let commit = self.replica(&pid)?.commit_lsn()?;
+        let commit = self.log(&pid)?.commit_lsn()?;
         let mut missing = 0;
         for id in ids.iter().filter(|id| **id != pid) {
-            if let Ok(r) = self.replica(id) {
+            if let Ok(r) = self.log(id) {
                 missing += commit.saturating_sub(r.last()?.lsn);
             }
         }
@@ -83,7 +83,7 @@ impl Cluster {
         }
         let mut failed = self.hold(&ids);
         failed.append(&mut unknown);
-        let commit = self.replica(&pid)?.commit_lsn()?;
+        let commit = self.log(&pid)?.commit_lsn()?;
         let mut out = Vec::new();
         for id in ids.iter().filter(|id| **id != pid) {
             let mut report = self.sync_one(&p, &pid, id, failed.remove(id), progress)?;
@@ -117,7 +117,7 @@ impl Cluster {
             (None, None) => return Ok(report(Some(format!("{id} is not held")))),
             (None, Some(r)) => r,
         };
-        let primary = self.replica(pid)?;
+        let primary = self.log(pid)?;
         let commit = primary.commit_lsn()?;
         Ok(
             match catch_up(primary, r.as_ref(), commit, p.term, progress) {
@@ -167,7 +167,7 @@ impl Cluster {
             };
             let mut level = None;
             for id in ids.iter().filter(|id| **id != pid) {
-                if let Some(r) = self.held.get(id) {
+                if let Some(r) = self.held.get(id).and_then(|h| h.local()) {
                     if r.last()? == committed {
                         level = Some(r);
                         break;

@@ -7,12 +7,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{Cluster, ReplicaId};
+use super::{Cluster, Held, ReplicaId};
 use crate::catch_up::catch_up;
 use crate::directory::{Overlay, Store};
 use crate::error::{Error, Result};
 use crate::log::{Entry, Op};
 use crate::replica::{Durability, Replica};
+use crate::replica_log::ReplicaLog;
 use crate::request::Note;
 use crate::session::Token;
 use crate::shipping::Shipper;
@@ -25,7 +26,7 @@ struct ReadyToWrite {
     primary: ReplicaId,
     standby: ReplicaId,
     /// The session's secondary, level with the primary's commit lsn.
-    session: Option<Arc<Replica>>,
+    session: Option<(ReplicaId, Arc<dyn Held>)>,
     /// The primary's commit lsn: the entry goes at `commit + 1`.
     commit: u64,
 }
@@ -43,15 +44,16 @@ impl Cluster {
         build: impl FnOnce(&Replica) -> Result<(Vec<Op>, T)>,
     ) -> Result<(T, Token)> {
         let w = self.ready_to_write(partition, session_dc)?;
-        let primary = self.held_arc(&w.primary)?;
-        let (ops, out) = build(&primary)?;
+        let held_primary = self.held_arc(&w.primary)?;
+        let primary = local_primary(&held_primary, &w.primary)?;
+        let (ops, out) = build(primary)?;
         let token = |lsn: u64, datacenter: &str| Token {
             partition,
             term: w.p.term,
             lsn,
             datacenter: datacenter.to_string(),
         };
-        let session_dc = w.session.as_ref().map(|r| r.identity().datacenter.clone());
+        let session_dc = w.session.as_ref().map(|(id, _)| id.datacenter.clone());
         if ops.is_empty() {
             let dc = session_dc.as_deref().unwrap_or(&w.p.sync_standby);
             return Ok((out, token(w.commit, dc)));
@@ -59,18 +61,18 @@ impl Cluster {
         let lsn = w.commit + 1;
         let entry = self.entry(w.p.term, lsn, ops);
         #[cfg(feature = "failpoints")]
-        self.crash_after_primary_append(&primary, &entry, w.p.term)?;
+        self.crash_after_primary_append(primary, &entry, w.p.term)?;
         let encoded: Arc<[Vec<u8>]> = entry.iter().map(Entry::encode).collect();
         let standby = self.held_arc(&w.standby)?;
         let st = self.ship_to_standby(standby, entry.clone(), encoded.clone(), w.p.term);
         let on_primary = primary.append_encoded(&entry, &encoded, w.p.term, Durability::Synced);
-        drop(primary);
+        drop(held_primary);
         // The session's secondary only once the primary holds the entry: a copy there then
         // stands on the primary too, where a writer that died settles it when the primary
         // reopens (cut and fenced, or committed). A copy on that secondary alone could outlive
         // the crash while the next write reused its (term, lsn) for another entry.
         let se = match (&on_primary, &w.session) {
-            (Ok(()), Some(r)) => {
+            (Ok(()), Some((_, r))) => {
                 Some(self.shippers()[1].ship(r.clone(), entry.clone(), encoded, w.p.term))
             }
             _ => None,
@@ -83,7 +85,9 @@ impl Cluster {
             w.commit,
             on_primary,
             on_standby,
-            w.session.as_deref().map(|r| (r, session_took)),
+            w.session
+                .as_ref()
+                .map(|(_, r)| (r.as_ref() as &dyn ReplicaLog, session_took)),
         )?;
         let dc = match session_took {
             true => session_dc.as_deref().unwrap_or(&w.p.sync_standby),
@@ -138,17 +142,16 @@ impl Cluster {
             self.resolve_primary(&p)?;
             // Settling may have raised the term (fence_cut).
             let p = self.topology.partition(partition)?.clone();
-            let primary = self.replica(&pid)?;
-            let standby = self.replica(&sid)?;
+            let primary = self.log(&pid)?;
+            let standby = self.log(&sid)?;
             let commit = primary.commit_lsn()?;
             catch_up(primary, standby, commit, p.term, &mut |_| {}).map_err(|e| {
                 Error::Unavailable(format!("the sync standby {sid} cannot take writes, so no geo-durable commit is possible; nothing was written: {e}"))
             })?;
             let session = session_id
                 .as_ref()
-                .and_then(|id| self.held.get(id))
-                .filter(|r| catch_up(primary, r.as_ref(), commit, p.term, &mut |_| {}).is_ok())
-                .cloned();
+                .and_then(|id| self.held.get(id).map(|r| (id.clone(), r.clone())))
+                .filter(|(_, r)| catch_up(primary, r.as_ref(), commit, p.term, &mut |_| {}).is_ok());
             return Ok(ReadyToWrite {
                 p,
                 primary: pid,
@@ -209,10 +212,12 @@ impl Cluster {
         })?;
         committed(out, &token);
         let p = self.topology.partition(partition)?.clone();
-        let (primary, standby) = (
-            self.held_arc(&ReplicaId::new(&p.primary, partition))?,
+        let pid = ReplicaId::new(&p.primary, partition);
+        let (held_primary, standby) = (
+            self.held_arc(&pid)?,
             self.held_arc(&ReplicaId::new(&p.sync_standby, partition))?,
         );
+        let primary = local_primary(&held_primary, &pid)?;
         let mut commit = primary.commit_lsn()?;
         let token = |lsn: u64| Token {
             partition,
@@ -227,7 +232,7 @@ impl Cluster {
         loop {
             let built = batches.next().map(|b| {
                 let ops = in_flight.as_ref().map_or(&[][..], |f| &f.0[0].ops[..]);
-                build(&Overlay::new(primary.as_ref(), ops), b)
+                build(&Overlay::new(primary, ops), b)
             });
             if let Some((_, out, on_primary, on_standby)) = in_flight.take() {
                 let on_primary = self.answer(on_primary, "primary");
@@ -257,7 +262,7 @@ impl Cluster {
             let on_standby =
                 self.ship_to_standby(standby.clone(), entry.clone(), encoded.clone(), p.term);
             let on_primary =
-                self.shippers()[1].ship(primary.clone(), entry.clone(), encoded, p.term);
+                self.shippers()[1].ship(held_primary.clone(), entry.clone(), encoded, p.term);
             in_flight = Some((entry, out, on_primary, on_standby));
         }
     }
@@ -282,7 +287,7 @@ impl Cluster {
     /// settling, also in the middle of a pipelined write).
     fn ship_to_standby(
         &mut self,
-        standby: Arc<Replica>,
+        standby: Arc<dyn Held>,
         entries: Arc<[Entry]>,
         encoded: Arc<[Vec<u8>]>,
         term: u64,
@@ -348,4 +353,14 @@ impl Cluster {
             }
         }
     }
+}
+
+/// The primary a write builds on and appends to: a replica opened in this process (in the
+/// server mode, writes go to the server that owns the primary).
+fn local_primary<'a>(held: &'a Arc<dyn Held>, id: &ReplicaId) -> Result<&'a Replica> {
+    held.local().ok_or_else(|| {
+        Error::Unavailable(format!(
+            "the primary {id} is on another server; nothing was written here: send the write to its server"
+        ))
+    })
 }

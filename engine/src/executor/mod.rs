@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::replica::{CheckpointView, Replica};
 use crate::request::{Envelope, Note, Object, Progress, Reply, Request, Response};
 use crate::session::Token;
+use crate::topology::Topology;
 use crate::{access, recycle};
 
 pub(crate) fn execute(
@@ -46,6 +47,25 @@ pub(crate) fn execute(
         req if req.is_read() => read(d, env, req),
         req => write(d, env, req),
     }
+}
+
+/// The partition a request writes to, decided on the topology alone (None for a read): the
+/// server mode sends a write to the server that owns this partition's primary.
+pub fn write_partition(topology: &Topology, req: &Request) -> Result<Option<u32>> {
+    Ok(match req {
+        req if req.is_read() => None,
+        Request::CreateTenant { name, partition } => match topology.tenant(name) {
+            Ok(placed) => Some(placed.partition),
+            Err(_) => Some(partition.unwrap_or_else(|| {
+                tenant::fnv1a_32(name.as_bytes()) % topology.partitions.len().max(1) as u32
+            })),
+        },
+        Request::RecordAudit { partition, .. } => Some(*partition),
+        req => match req.tenant() {
+            Some(t) => Some(topology.tenant(t)?.partition),
+            None => None,
+        },
+    })
 }
 
 fn read(d: &mut Embedded, env: &Envelope, req: Request) -> Result<Response> {

@@ -46,6 +46,10 @@ pub struct Datacenter {
     /// Operator health override: reads route around a drained datacenter.
     #[serde(default)]
     pub drained: bool,
+    /// The server mode: the gRPC address of the datacenter's `geodird`
+    /// (`http://127.0.0.1:7401`), recorded by the server when it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -433,6 +437,7 @@ pub fn parse_datacenter(s: &str) -> Result<Datacenter> {
         name: name.to_string(),
         location: parse_location(loc)?,
         drained: false,
+        endpoint: None,
     })
 }
 
@@ -625,6 +630,7 @@ pub(crate) mod tests {
                 name: "../x".into(),
                 location: Location { lat: 0.0, lon: 0.0 },
                 drained: false,
+                endpoint: None,
             })
         });
         assert!(m.starts_with("datacenters[3].name: "), "{m}");

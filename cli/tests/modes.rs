@@ -1,0 +1,247 @@
+//! The promises through dirctl, each test body run twice: against the cluster's folders
+//! (the embedded mode) and against one real geodird per datacenter (`--endpoints`).
+mod util;
+
+use serde_json::Value;
+use util::{Cluster, Mode};
+
+/// Promises 1 and 3: an acknowledged write is durable in a second datacenter, and a
+/// session reads its own write at every datacenter, whichever answers.
+fn promise_1_3_a_session_reads_its_write_everywhere(mode: Mode) {
+    let c = Cluster::in_mode(mode);
+    let session = c.path("session.json");
+    let session = session.to_str().unwrap();
+    let v = c.create_user_with("s@contoso.com", &["--session", session]);
+    let id = v["object"]["id"].as_str().unwrap().to_string();
+    let token = v["replicaToken"].as_str().unwrap_or_default().to_string();
+    for region in ["westus", "eastus", "westeurope"] {
+        let got = c.user_get(&id, &["--session", session, "--region", region]);
+        assert_eq!(got["id"], id.as_str(), "read at {region}: {got}\n{}", c.server_logs());
+        assert_eq!(got["userPrincipalName"], "s@contoso.com");
+    }
+    // Geo-durable: with westus (the primary) and westeurope gone, eastus (the sync
+    // standby) still holds it.
+    c.take_down("westus");
+    c.take_down("westeurope");
+    let got = c.user_get(&id, &["--region", "eastus"]);
+    assert_eq!(got["id"], id.as_str(), "token {token}: {got}");
+    assert_eq!(got["@geodir.servedBy"]["datacenter"], "eastus");
+}
+both_modes!(
+    promise_1_3_a_session_reads_its_write_everywhere,
+    promise_1_3_a_session_reads_its_write_everywhere_embedded,
+    promise_1_3_a_session_reads_its_write_everywhere_server
+);
+
+/// Promise 2: with no secondary in another datacenter able to take the write, it fails
+/// with exit 5 and is applied nowhere, then or later.
+fn promise_2_no_silent_downgrade(mode: Mode) {
+    let c = Cluster::in_mode(mode);
+    c.take_down("eastus");
+    c.take_down("westeurope");
+    let r = c.create_user_fails("lost@contoso.com", 5);
+    assert!(
+        r.stderr.contains("nothing") || r.stderr.contains("no geo-durable"),
+        "{}",
+        r.describe()
+    );
+    c.bring_back("eastus");
+    c.bring_back("westeurope");
+    for region in ["westus", "eastus", "westeurope"] {
+        let r = c.user_get_fails("lost@contoso.com", &["--region", region], 3);
+        assert!(r.stderr.contains("lost@contoso.com"), "{}", r.describe());
+    }
+    // Writes go on once a second datacenter is back.
+    c.create_user("after@contoso.com");
+}
+both_modes!(
+    promise_2_no_silent_downgrade,
+    promise_2_no_silent_downgrade_embedded,
+    promise_2_no_silent_downgrade_server
+);
+
+/// Promise 6: reads keep working while the primary's datacenter is down.
+fn promise_6_reads_keep_working_without_the_primary(mode: Mode) {
+    let c = Cluster::in_mode(mode);
+    let session = c.path("session.json");
+    let session = session.to_str().unwrap();
+    let id = c.create_user_with("r@contoso.com", &["--session", session])["object"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.take_down("westus");
+    for region in ["eastus", "westeurope", "westus"] {
+        let got = c.user_get(&id, &["--session", session, "--region", region]);
+        assert_eq!(got["id"], id.as_str(), "read near {region}: {got}");
+        assert_ne!(got["@geodir.servedBy"]["datacenter"], "westus");
+    }
+    // Writes need the primary: refused with exit 5, nothing applied.
+    c.create_user_fails("w@contoso.com", 5);
+}
+both_modes!(
+    promise_6_reads_keep_working_without_the_primary,
+    promise_6_reads_keep_working_without_the_primary_embedded,
+    promise_6_reads_keep_working_without_the_primary_server
+);
+
+/// A taken UPN is a conflict (exit 4) and an unknown ID is not found (exit 3), whichever
+/// server is asked.
+fn upn_conflict_and_not_found(mode: Mode) {
+    let c = Cluster::in_mode(mode);
+    let id = c.create_user("ada@contoso.com");
+    for region in ["westus", "eastus", "westeurope"] {
+        let mut a = util::create_user_args("ADA@contoso.com");
+        a.extend(["--region", region]);
+        let r = c.fails(&a, 4);
+        assert!(r.stderr.contains("ada@contoso.com") || r.stderr.contains(&id), "{}", r.describe());
+    }
+    let r = c.user_get_fails("00000000-0000-0000-0000-000000000000", &[], 3);
+    assert!(r.stderr.contains("00000000-0000-0000-0000-000000000000"), "{}", r.describe());
+    let r = c.fails(&["user", "get", "--tenant", "nowhere", &id], 3);
+    assert!(r.stderr.contains("nowhere"), "{}", r.describe());
+}
+both_modes!(
+    upn_conflict_and_not_found,
+    upn_conflict_and_not_found_embedded,
+    upn_conflict_and_not_found_server
+);
+
+/// An import commits every line, readable afterwards.
+fn import_commits_every_line(mode: Mode) {
+    let c = Cluster::in_mode(mode);
+    let file = c.path("some.jsonl");
+    let lines: Vec<String> = (0..250)
+        .map(|i| {
+            format!(
+                r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"u{i}@contoso.com","displayName":"User {i}"}}"##
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let v = c.ok(&[
+        "import",
+        "--tenant",
+        "contoso",
+        file.to_str().unwrap(),
+        "--batch-size",
+        "100",
+    ]);
+    assert_eq!(v["imported"], 250, "{v}");
+    let got = c.user_get("u249@contoso.com", &["--region", "westus"]);
+    assert_eq!(got["displayName"], "User 249");
+    // A malformed line: nothing is imported.
+    std::fs::write(&file, "{\"@odata.type\":\"#microsoft.graph.user\",").unwrap();
+    let r = c.fails(&["import", "--tenant", "contoso", file.to_str().unwrap()], 2);
+    assert!(r.stderr.contains("line 1"), "{}", r.describe());
+}
+both_modes!(
+    import_commits_every_line,
+    import_commits_every_line_embedded,
+    import_commits_every_line_server
+);
+
+/// Promise 7 through either mode: a deleted user is in the recycle bin and comes back with
+/// its ID; a restore over a taken UPN conflicts until given a new one.
+fn recycle_bin_restores_by_id(mode: Mode) {
+    let c = Cluster::in_mode(mode);
+    let old = c.create_user("ada@contoso.com");
+    c.ok(&["user", "delete", "--tenant", "contoso", &old]);
+    let listed = c.ok(&["deleted", "list", "--tenant", "contoso", "--region", "westus"]);
+    assert!(listed.to_string().contains(&old), "{listed}");
+    let new = c.create_user("ada@contoso.com");
+    let r = c.fails(&["deleted", "restore", "--tenant", "contoso", &old], 4);
+    assert!(r.stderr.contains(&new), "{}", r.describe());
+    let v = c.ok(&[
+        "deleted",
+        "restore",
+        "--tenant",
+        "contoso",
+        &old,
+        "--new-upn",
+        "ada.old@contoso.com",
+    ]);
+    assert_eq!(v["object"]["userPrincipalName"], "ada.old@contoso.com");
+    let u = c.user_get("ada.old@contoso.com", &["--region", "westus"]);
+    assert_eq!(u["id"], Value::from(old));
+}
+both_modes!(
+    recycle_bin_restores_by_id,
+    recycle_bin_restores_by_id_embedded,
+    recycle_bin_restores_by_id_server
+);
+
+/// Access checks: an allow through a group, a deny that wins, at any datacenter.
+fn access_check_deny_wins(mode: Mode) {
+    let c = Cluster::in_mode(mode);
+    let session = c.path("session.json");
+    let session = session.to_str().unwrap();
+    let ada = c.create_user("ada@contoso.com");
+    let g = c.create_group("g");
+    c.ok(&["group", "add-member", "--tenant", "contoso", &g, &ada]);
+    let grant = |principal: &str, effect: &str| {
+        c.ok(&[
+            "access",
+            "grant",
+            "--tenant",
+            "contoso",
+            "--principal",
+            principal,
+            "--resource",
+            "payroll",
+            effect,
+            "--session",
+            session,
+        ]);
+    };
+    grant(&g, "--allow");
+    let check = |region: &str| {
+        c.access_check(&ada, "payroll", &["--session", session, "--region", region])["decision"]
+            .clone()
+    };
+    assert_eq!(check("eastus"), "allowed");
+    grant(&ada, "--deny");
+    for region in ["westus", "eastus", "westeurope"] {
+        assert_eq!(check(region), "denied", "at {region}");
+    }
+}
+both_modes!(
+    access_check_deny_wins,
+    access_check_deny_wins_embedded,
+    access_check_deny_wins_server
+);
+
+/// Promise 9: every change leaves one audit record naming its actor, target and outcome,
+/// a refused one too.
+fn audit_records_each_change(mode: Mode) {
+    let c = Cluster::in_mode(mode);
+    let id = c.create_user("ada@contoso.com");
+    c.create_user_fails("ada@contoso.com", 4);
+    c.ok(&["user", "delete", "--tenant", "contoso", &id, "--actor", "carol"]);
+    let records = c.ok(&["audit", "list"])["records"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let ops: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["op"].as_str().unwrap_or_default().to_string(),
+                r["outcome"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let creates = ops.iter().filter(|(o, _)| o == "user.create").count();
+    assert_eq!(creates, 2, "{ops:?}");
+    assert!(ops.iter().any(|(o, out)| o == "user.create" && out != "ok"), "{ops:?}");
+    let delete = records
+        .iter()
+        .find(|r| r["op"] == "user.delete")
+        .unwrap_or_else(|| panic!("no user.delete record: {records:?}"));
+    assert_eq!(delete["actor"], "carol");
+    assert!(delete.to_string().contains(&id), "{delete}");
+}
+both_modes!(
+    audit_records_each_change,
+    audit_records_each_change_embedded,
+    audit_records_each_change_server
+);

@@ -1,0 +1,223 @@
+//! The server mode with real processes: one geodird per datacenter on free loopback ports,
+//! dirctl with DIRCTL_ENDPOINTS, servers killed with SIGKILL mid-write.
+mod util;
+
+use std::io::{Read as _, Write as _};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use util::servers::wait_for;
+use util::{Cluster, Mode, Run};
+
+/// What a writer saw: acknowledged UPNs, refused ones (exit 5, "nothing applied"), and
+/// those whose outcome is unknown (exit 1).
+#[derive(Default, Debug)]
+struct Seen {
+    acked: Vec<String>,
+    refused: Vec<(String, String)>,
+    unknown: Vec<String>,
+    other: Vec<String>,
+}
+
+/// Writes users `{prefix}{i}@contoso.com` one dirctl process at a time until `stop` (at
+/// most `max`), sorting each by its exit code.
+fn writer(
+    c: &Cluster,
+    prefix: &str,
+    max: usize,
+    stop: &AtomicBool,
+    seen: &Mutex<Seen>,
+) {
+    for i in 0..max {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let upn = format!("{prefix}{i}@contoso.com");
+        let r: Run = c.run(&util::create_user_args(&upn));
+        let mut s = seen.lock().unwrap();
+        match r.code {
+            0 => s.acked.push(upn),
+            5 => s.refused.push((upn, r.stderr.clone())),
+            1 => s.unknown.push(upn),
+            _ => s.other.push(r.describe()),
+        }
+    }
+}
+
+fn acked(seen: &Mutex<Seen>) -> usize {
+    seen.lock().unwrap().acked.len()
+}
+
+/// Reads `upn` near `region` (no session: whatever that datacenter's server holds).
+fn visible(c: &Cluster, upn: &str, region: &str) -> bool {
+    let r = c.user_get_run(upn, &["--region", region, "--output", "json"]);
+    match r.code {
+        0 => true,
+        3 => false,
+        _ => panic!("{}", r.describe()),
+    }
+}
+
+#[test]
+fn the_primarys_server_killed_mid_write_loses_no_acknowledged_write_after_emergency_failover() {
+    let c = Cluster::in_mode(Mode::Server);
+    let stop = AtomicBool::new(false);
+    let seen = Mutex::new(Seen::default());
+    std::thread::scope(|s| {
+        s.spawn(|| writer(&c, "k", 400, &stop, &seen));
+        wait_for("10 acknowledged writes", Duration::from_secs(60), || {
+            (acked(&seen) >= 10, acked(&seen))
+        });
+        c.take_down("westus");
+        // The writer goes on against a dead primary for a while: refused or unknown.
+        let after_kill = acked(&seen);
+        wait_for("writes refused after the kill", Duration::from_secs(60), || {
+            let s = seen.lock().unwrap();
+            (s.refused.len() + s.unknown.len() >= 3, (s.refused.len(), s.unknown.len()))
+        });
+        stop.store(true, Ordering::SeqCst);
+        assert!(acked(&seen) <= after_kill + 1, "writes were acknowledged with the primary dead: {:?}", seen.lock().unwrap());
+    });
+    let r = c.run(&["failover", "--partition", "0", "--emergency", "--yes", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.describe());
+    let v = r.json();
+    assert_eq!(v["failovers"][0]["newPrimary"], "eastus", "{v}");
+    let seen = seen.into_inner().unwrap();
+    assert!(seen.other.is_empty(), "{:?}", seen.other);
+    for upn in &seen.acked {
+        for region in ["eastus", "westeurope"] {
+            // Continuous replication brings westeurope level without any `sync`.
+            wait_for(&format!("{upn} readable near {region}"), Duration::from_secs(20), || {
+                (visible(&c, upn, region), upn.clone())
+            });
+        }
+    }
+    // A refused write ("nothing applied") is visible nowhere.
+    for (upn, why) in &seen.refused {
+        assert!(!visible(&c, upn, "eastus"), "{upn} was refused ({why}) yet is visible");
+    }
+    // Writes go on at the new primary, and the old primary's server rejoins as a secondary.
+    c.create_user("after@contoso.com");
+    c.bring_back("westus");
+    wait_for("the old primary's server serves the new write", Duration::from_secs(20), || {
+        (visible(&c, "after@contoso.com", "westus"), ())
+    });
+    for upn in &seen.acked {
+        assert!(visible(&c, upn, "westus"), "{upn} missing at the rejoined westus\n{}", c.server_logs());
+    }
+}
+
+#[test]
+fn the_standbys_server_killed_mid_write_leaves_each_write_acknowledged_or_applied_nowhere() {
+    let c = Cluster::in_mode(Mode::Server);
+    let stop = AtomicBool::new(false);
+    let seen = Mutex::new(Seen::default());
+    std::thread::scope(|s| {
+        s.spawn(|| writer(&c, "s", 400, &stop, &seen));
+        wait_for("10 acknowledged writes", Duration::from_secs(60), || {
+            (acked(&seen) >= 10, acked(&seen))
+        });
+        c.take_down("eastus");
+        let before = acked(&seen);
+        // A new sync standby (westeurope) takes over: writes are acknowledged again.
+        wait_for("writes acknowledged with a new sync standby", Duration::from_secs(60), || {
+            (acked(&seen) >= before + 10, acked(&seen))
+        });
+        stop.store(true, Ordering::SeqCst);
+    });
+    let seen = seen.into_inner().unwrap();
+    assert!(seen.other.is_empty(), "{:?}", seen.other);
+    c.bring_back("eastus");
+    for upn in &seen.acked {
+        for region in ["westus", "westeurope", "eastus"] {
+            wait_for(&format!("{upn} readable near {region}"), Duration::from_secs(20), || {
+                (visible(&c, upn, region), upn.clone())
+            });
+        }
+    }
+    for (upn, why) in &seen.refused {
+        assert!(
+            why.contains("nothing") || why.contains("no geo-durable"),
+            "{upn}: exit 5 without saying nothing was applied: {why}"
+        );
+        for region in ["westus", "westeurope", "eastus"] {
+            assert!(!visible(&c, upn, region), "{upn} was refused ({why}) yet is visible near {region}");
+        }
+    }
+}
+
+#[test]
+fn a_secondarys_server_down_for_10000_writes_catches_up_without_sync() {
+    let c = Cluster::in_mode(Mode::Server);
+    c.take_down("westeurope");
+    let n = 10_000;
+    let file = c.path("many.jsonl");
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r##"{{"@odata.type":"#microsoft.graph.user","userPrincipalName":"m{i}@contoso.com","displayName":"m{i}"}}"##
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    // One entry per line: 10,000 writes.
+    let v = c.ok(&["import", "--tenant", "contoso", file.to_str().unwrap(), "--batch-size", "1"]);
+    assert_eq!(v["imported"], n, "{v}");
+    c.bring_back("westeurope");
+    let last = format!("m{}@contoso.com", n - 1);
+    wait_for("westeurope holds the last write, with no sync", Duration::from_secs(30), || {
+        (visible(&c, &last, "westeurope"), ())
+    });
+    let got = c.user_get(&last, &["--region", "westeurope"]);
+    assert_eq!(got["@geodir.servedBy"]["datacenter"], "westeurope", "{got}");
+    assert_eq!(got["@geodir.servedBy"]["pulledEntries"], 0, "{got}");
+    assert!(visible(&c, "m0@contoso.com", "westeurope"));
+}
+
+#[test]
+fn sigterm_stops_a_server_cleanly_and_a_restart_rejoins() {
+    let c = Cluster::in_mode(Mode::Server);
+    c.create_user("before@contoso.com");
+    let servers = c.servers.as_ref().unwrap();
+    let status = servers.lock().unwrap().stop("westeurope");
+    assert!(status.success(), "geodird exited {status:?} on SIGTERM\n{}", c.server_logs());
+    c.create_user("during@contoso.com");
+    c.bring_back("westeurope");
+    wait_for("the restarted server catches up", Duration::from_secs(20), || {
+        (visible(&c, "during@contoso.com", "westeurope"), ())
+    });
+    assert!(visible(&c, "before@contoso.com", "westeurope"));
+}
+
+#[test]
+fn metrics_and_healthz_answer_over_http() {
+    let c = Cluster::in_mode(Mode::Server);
+    c.create_user("m@contoso.com");
+    let servers = c.servers.as_ref().unwrap().lock().unwrap();
+    let http = servers.servers["westus"].http.clone();
+    // A plain HTTP/1.1 GET, as Prometheus and a load balancer's health check send it.
+    let get = |path: &str| -> (u16, String) {
+        let addr = http.trim_start_matches("http://");
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (code, text)
+    };
+    let (code, body) = get("/healthz");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("p0: primary"), "{body}");
+    let (code, body) = get("/metrics");
+    assert_eq!(code, 200, "{body}");
+    for want in [
+        "geodir_requests_total{request=\"createObject\",outcome=\"ok\"} 1",
+        "geodir_request_seconds_bucket",
+        "geodir_partition_term{partition=\"0\"} 1",
+        "geodir_replication_lag_entries",
+    ] {
+        assert!(body.contains(want), "/metrics lacks {want}:\n{body}");
+    }
+}

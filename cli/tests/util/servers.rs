@@ -1,0 +1,183 @@
+//! The server mode under test: one real `geodird` process per datacenter of a cluster, on
+//! free loopback ports, killed with SIGKILL when the test ends (or when it says so).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The geodird beside the dirctl under test (the same build of the workspace).
+pub fn geodird() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_dirctl")).with_file_name("geodird");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace (scripts/test builds every binary)",
+        p.display()
+    );
+    p
+}
+
+pub struct Server {
+    pub child: Child,
+    /// gRPC, as DIRCTL_ENDPOINTS takes it.
+    pub grpc: String,
+    /// /metrics and /healthz.
+    pub http: String,
+    pub log: PathBuf,
+}
+
+/// One server per datacenter of the cluster at `root`.
+pub struct Servers {
+    pub root: PathBuf,
+    pub servers: BTreeMap<String, Server>,
+    /// Every server's last gRPC address, a killed one's too: clients keep a dead address
+    /// in their list, as an operator's would.
+    pub known: BTreeMap<String, String>,
+    /// Extra geodird arguments (`--rpc-timeout-ms`...).
+    pub args: Vec<String>,
+}
+
+impl Servers {
+    /// Starts a server for each of `dcs` over the cluster at `root`.
+    pub fn start(root: &Path, dcs: &[&str], args: &[&str]) -> Servers {
+        let mut s = Servers {
+            root: root.to_path_buf(),
+            servers: BTreeMap::new(),
+            known: BTreeMap::new(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        for dc in dcs {
+            s.start_one(dc);
+        }
+        s
+    }
+
+    /// Starts (or restarts) the server of `dc`, on new free ports, and waits until it serves.
+    pub fn start_one(&mut self, dc: &str) {
+        let log = self.root.join(format!("geodird-{dc}.log"));
+        let mut cmd = Command::new(geodird());
+        cmd.args(["--cluster"])
+            .arg(&self.root)
+            .args(["--datacenter", dc, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(&self.args)
+            .env("GEODIR_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
+        let shown = format!("{cmd:?}");
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{shown}: {e}"));
+        // The server prints one line once it serves: "geodird DC grpc=URL http=URL".
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
+        let n = reader.read_line(&mut line).unwrap();
+        if n == 0 || !line.contains("grpc=") {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{shown} did not start; its log ({}):\n{}",
+                log.display(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .unwrap()
+                .to_string()
+        };
+        let server = Server {
+            grpc: field("grpc="),
+            http: field("http="),
+            child,
+            log,
+        };
+        self.known.insert(dc.to_string(), server.grpc.clone());
+        self.servers.insert(dc.to_string(), server);
+    }
+
+    /// DIRCTL_ENDPOINTS: every server's address, a dead one's too (dirctl finds the
+    /// nearest healthy one).
+    pub fn endpoints(&self) -> String {
+        self.known
+            .values()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// SIGKILL: the server of `dc` dies at once, mid-request if it is in one.
+    pub fn kill(&mut self, dc: &str) {
+        if let Some(mut s) = self.servers.remove(dc) {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+    }
+
+    /// SIGTERM, and waits (deadline 30 s) until the server of `dc` has stopped; its exit status.
+    pub fn stop(&mut self, dc: &str) -> std::process::ExitStatus {
+        let mut s = self.servers.remove(dc).unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &s.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = s.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "geodird {dc} did not stop within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for (dc, s) in &self.servers {
+            out.push_str(&format!(
+                "--- geodird {dc} ({}):\n{}\n",
+                s.log.display(),
+                std::fs::read_to_string(&s.log).unwrap_or_default()
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for s in self.servers.values_mut() {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+    }
+}
+
+/// Waits for `cond`, up to `deadline`; panics with `what` and the last value seen.
+pub fn wait_for<T: std::fmt::Debug>(
+    what: &str,
+    deadline: Duration,
+    mut probe: impl FnMut() -> (bool, T),
+) -> T {
+    let until = Instant::now() + deadline;
+    loop {
+        let (ok, seen) = probe();
+        if ok {
+            return seen;
+        }
+        assert!(
+            Instant::now() < until,
+            "{what}: not within {deadline:?}; last seen: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

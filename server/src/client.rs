@@ -1,0 +1,375 @@
+//! The client side of the Directory service: `Connection`, one server's, and `Remote`,
+//! the directory as dirctl sees it with `--endpoints`: the same `engine::client::Directory`
+//! as the embedded mode, so every directory command runs unchanged against the servers.
+
+use std::time::Duration;
+
+use engine::client::Directory;
+use engine::request::{Envelope, Note, Progress, Request, Response};
+use engine::session::Token;
+use engine::topology::{TenantPlacement, Topology};
+use engine::{Error, Result};
+use tokio::runtime::Handle;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::pb::directory_client::DirectoryClient;
+use crate::pb::{ExecuteRequest, FailoverRequest, ProbeRequest, TopologyRequest};
+use crate::status::from_status;
+
+/// One server's Directory service.
+#[derive(Clone)]
+pub struct Connection {
+    address: String,
+    client: DirectoryClient<Channel>,
+    runtime: Handle,
+}
+
+/// Whether a failed call reached the server at all: a status the server gave names its
+/// kind; a transport failure does not.
+fn from_server(s: &tonic::Status) -> bool {
+    s.metadata().get("geodir-error").is_some()
+}
+
+impl Connection {
+    /// The server at `address` (`http://127.0.0.1:7401`); each call has `timeout` (a
+    /// request may take longer: `request_timeout`).
+    pub fn new(
+        runtime: Handle,
+        address: &str,
+        timeout: Duration,
+        request_timeout: Option<Duration>,
+    ) -> Result<Connection> {
+        let mut endpoint = Endpoint::from_shared(address.to_string())
+            .map_err(|e| Error::Invalid(format!("server address {address}: {e}")))?
+            .connect_timeout(timeout);
+        if let Some(t) = request_timeout {
+            endpoint = endpoint.timeout(t);
+        }
+        let channel = {
+            let _in = runtime.enter();
+            endpoint.connect_lazy()
+        };
+        Ok(Connection {
+            address: address.to_string(),
+            client: DirectoryClient::new(channel)
+                .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(crate::MAX_MESSAGE_BYTES),
+            runtime,
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Carries out one request on this server (`forwarded`: a server sending a write on).
+    pub fn execute(
+        &self,
+        envelope: &Envelope,
+        request: &Request,
+        forwarded: bool,
+    ) -> Result<(Response, Vec<Note>)> {
+        self.execute_raw(envelope, request, forwarded)
+            .map_err(|s| from_status(&s, &self.address))
+    }
+
+    fn execute_raw(
+        &self,
+        envelope: &Envelope,
+        request: &Request,
+        forwarded: bool,
+    ) -> std::result::Result<(Response, Vec<Note>), tonic::Status> {
+        let json = |v: serde_json::Result<Vec<u8>>| {
+            v.map_err(|e| tonic::Status::invalid_argument(format!("encode: {e}")))
+        };
+        let req = ExecuteRequest {
+            envelope: json(serde_json::to_vec(envelope))?,
+            request: json(serde_json::to_vec(request))?,
+            forwarded,
+        };
+        let mut client = self.client.clone();
+        let reply = self
+            .runtime
+            .block_on(async move { client.execute(req).await })?
+            .into_inner();
+        let response: Response = serde_json::from_slice(&reply.response).map_err(|e| {
+            tonic::Status::internal(format!("the server's reply does not decode: {e}"))
+        })?;
+        let notes = reply
+            .notes
+            .iter()
+            .filter_map(|n| serde_json::from_slice::<Note>(n).ok())
+            .collect();
+        Ok((response, notes))
+    }
+
+    /// The control plane as the server last read it.
+    pub fn topology(&self) -> Result<Topology> {
+        let mut client = self.client.clone();
+        let reply = self
+            .runtime
+            .block_on(async move { client.topology(TopologyRequest {}).await })
+            .map_err(|s| from_status(&s, &self.address))?
+            .into_inner();
+        serde_json::from_slice(&reply.topology).map_err(|e| {
+            Error::Corrupt(format!("the topology from {} does not decode: {e}", self.address))
+        })
+    }
+
+    /// A failover carried out by this server (`Node::failover`).
+    pub fn failover(
+        &self,
+        partition: u32,
+        to: &str,
+        emergency: bool,
+        accept_data_loss: bool,
+    ) -> Result<engine::failover::FailoverReport> {
+        let mut client = self.client.clone();
+        let req = FailoverRequest {
+            partition,
+            to: to.to_string(),
+            emergency,
+            accept_data_loss,
+        };
+        let reply = self
+            .runtime
+            .block_on(async move { client.failover(req).await })
+            .map_err(|s| from_status(&s, &self.address))?
+            .into_inner();
+        serde_json::from_slice(&reply.report).map_err(|e| {
+            Error::Corrupt(format!("the failover report from {} does not decode: {e}", self.address))
+        })
+    }
+
+    /// The transactional probe: healthy, and a line per replica.
+    pub fn probe(&self) -> Result<(bool, Vec<String>)> {
+        let mut client = self.client.clone();
+        let reply = self
+            .runtime
+            .block_on(async move { client.probe(ProbeRequest {}).await })
+            .map_err(|s| from_status(&s, &self.address))?
+            .into_inner();
+        Ok((reply.healthy, reply.replicas))
+    }
+}
+
+/// The directory reached through servers: the nearest healthy one answers, the next takes
+/// over when it fails (reads; a write whose server failed mid-request has an unknown
+/// outcome and is not sent again).
+pub struct Remote {
+    connections: Vec<Connection>,
+    current: usize,
+    topology: Topology,
+    region: Option<String>,
+    notes: Vec<Note>,
+}
+
+impl Remote {
+    /// Connects to the servers at `endpoints`: the first healthy one in order of distance
+    /// from `region` (their datacenters' locations, from the control plane) answers.
+    pub fn connect(
+        runtime: Handle,
+        endpoints: &[String],
+        region: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Remote> {
+        if endpoints.is_empty() {
+            return Err(Error::Invalid("--endpoints names no server".into()));
+        }
+        let connections = endpoints
+            .iter()
+            .map(|e| Connection::new(runtime.clone(), e, timeout, None))
+            .collect::<Result<Vec<_>>>()?;
+        let mut why = Vec::new();
+        let mut healthy = None;
+        for (i, c) in connections.iter().enumerate() {
+            match c.probe().and_then(|(ok, lines)| match ok {
+                true => c.topology(),
+                false => Err(Error::Unavailable(lines.join("; "))),
+            }) {
+                Ok(t) => {
+                    healthy = Some((i, t));
+                    break;
+                }
+                Err(e) => why.push(format!("{}: {e}", c.address())),
+            }
+        }
+        let Some((current, topology)) = healthy else {
+            return Err(Error::Unavailable(format!(
+                "no server answered a health probe ({})",
+                why.join("; ")
+            )));
+        };
+        let mut remote = Remote {
+            connections,
+            current,
+            topology,
+            region: region.map(str::to_string),
+            notes: Vec::new(),
+        };
+        if let Some(r) = region {
+            remote.topology.region(r)?;
+            remote.order_by_distance(r);
+        }
+        Ok(remote)
+    }
+
+    /// Puts the servers in order of their datacenters' distance from `region`, the first
+    /// healthy one current.
+    fn order_by_distance(&mut self, region: &str) {
+        let Ok(origin) = self.topology.region(region) else {
+            return;
+        };
+        let distance = |c: &Connection| {
+            self.topology
+                .datacenters
+                .iter()
+                .find(|d| d.endpoint.as_deref() == Some(c.address()))
+                .map_or(f64::MAX, |d| origin.distance_km(&d.location))
+        };
+        let mut order: Vec<(f64, Connection)> = self
+            .connections
+            .iter()
+            .map(|c| (distance(c), c.clone()))
+            .collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0));
+        self.connections = order.into_iter().map(|(_, c)| c).collect();
+        self.current = (0..self.connections.len())
+            .find(|i| matches!(self.connections[*i].probe(), Ok((true, _))))
+            .unwrap_or(0);
+    }
+
+    /// A failover of `partition`, sent to the server that carries it out: the primary's
+    /// (planned) or the sync standby's (emergency).
+    pub fn failover(
+        &mut self,
+        partition: u32,
+        to: Option<&str>,
+        emergency: bool,
+        accept_data_loss: bool,
+    ) -> Result<engine::failover::FailoverReport> {
+        self.refresh_topology();
+        let p = self.topology.partition(partition)?;
+        let runs_at = match emergency {
+            true => p.sync_standby.clone(),
+            false => p.primary.clone(),
+        };
+        let address = self
+            .topology
+            .datacenter(&runs_at)?
+            .endpoint
+            .clone()
+            .ok_or_else(|| {
+                Error::Unavailable(format!("no server address is recorded for {runs_at}"))
+            })?;
+        let c = self
+            .connections
+            .iter()
+            .find(|c| c.address() == address)
+            .cloned()
+            .ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "the failover of partition {partition} is carried out by {runs_at}'s server ({address}), which is not among --endpoints"
+                ))
+            })?;
+        let report = c.failover(partition, to.unwrap_or_default(), emergency, accept_data_loss);
+        self.refresh_topology();
+        report
+    }
+
+    /// The server answering now.
+    pub fn connection(&self) -> &Connection {
+        &self.connections[self.current]
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    fn refresh_topology(&mut self) {
+        if let Ok(t) = self.connection().topology() {
+            self.topology = t;
+        }
+    }
+}
+
+impl Directory for Remote {
+    fn placement(&self, tenant: &str) -> Result<TenantPlacement> {
+        self.topology.tenant(tenant).cloned()
+    }
+
+    fn tenant_names(&self) -> Vec<String> {
+        self.topology.tenants.keys().cloned().collect()
+    }
+
+    fn partition_ids(&self) -> Vec<u32> {
+        self.topology.partitions.iter().map(|p| p.id).collect()
+    }
+
+    fn nearest_datacenter(&self) -> Result<String> {
+        engine::protocol::routing::nearest_datacenter(&self.topology, self.region.as_deref())
+    }
+
+    fn kept_of_token(&self, token: &Token) -> Result<u64> {
+        let p = self.topology.partition(token.partition)?;
+        engine::protocol::routing::check_token(p, token, None)?;
+        Ok(p.kept_of_token(token.term, token.lsn))
+    }
+
+    fn execute_with(
+        &mut self,
+        envelope: &Envelope,
+        request: Request,
+        _progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Response> {
+        let read = request.is_read();
+        let creates_tenant = matches!(request, Request::CreateTenant { .. });
+        let mut failures = Vec::new();
+        for _ in 0..self.connections.len() {
+            let c = self.connection().clone();
+            match c.execute_raw(envelope, &request, false) {
+                Ok((response, mut notes)) => {
+                    self.notes.append(&mut notes);
+                    if creates_tenant {
+                        self.refresh_topology();
+                    }
+                    return Ok(response);
+                }
+                // The server said no: its answer stands.
+                Err(s) if from_server(&s) => return Err(from_status(&s, c.address())),
+                // The server did not answer. A read goes to the next one; a write may have
+                // been carried out before the server failed: its outcome is unknown.
+                Err(s) => {
+                    if !read && !refused_connection(&s) {
+                        return Err(Error::OutcomeUnknown(format!(
+                            "the server {} failed while carrying out the write ({}); it may or may not have been applied: read it back before retrying",
+                            c.address(),
+                            s.message()
+                        )));
+                    }
+                    failures.push(format!("{}: {}", c.address(), s.message()));
+                    self.notes.push(Note::Warning(format!(
+                        "server {} did not answer ({}); trying the next one",
+                        c.address(),
+                        s.message()
+                    )));
+                    self.current = (self.current + 1) % self.connections.len();
+                }
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "no server answered; nothing was applied ({})",
+            failures.join("; ")
+        )))
+    }
+
+    fn take_notes(&mut self) -> Vec<Note> {
+        std::mem::take(&mut self.notes)
+    }
+}
+
+/// A transport failure before anything was sent (the connection was refused or never made).
+fn refused_connection(s: &tonic::Status) -> bool {
+    let m = format!("{s:?}").to_ascii_lowercase();
+    m.contains("connection refused") || m.contains("tcp connect error") || m.contains("connect error")
+}

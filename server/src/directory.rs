@@ -1,0 +1,118 @@
+//! The `Directory` service (proto/geodir/v1/directory.proto): requests from clients and
+//! writes sent on by other servers, carried out by this server's `Node` on tokio's
+//! blocking pool (they fsync and wait on other servers).
+
+use std::sync::Arc;
+
+use engine::request::{Envelope, Request};
+use engine::Error;
+use tonic::{Response, Status};
+
+use crate::node::Node;
+use crate::pb::directory_server::Directory;
+use crate::pb::{
+    ExecuteReply, ExecuteRequest, FailoverReply, FailoverRequest, ProbeReply, ProbeRequest,
+    TopologyReply, TopologyRequest,
+};
+use crate::status::to_status;
+
+pub struct DirectoryService {
+    node: Arc<Node>,
+}
+
+impl DirectoryService {
+    pub fn new(node: Arc<Node>) -> DirectoryService {
+        DirectoryService { node }
+    }
+}
+
+/// A request's JSON, decoded; malformed input is refused with nothing applied.
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Status> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        tracing::warn!(error = %e, "malformed {what} refused");
+        to_status(&Error::Invalid(format!(
+            "malformed {what}, refused (nothing was applied): {e}"
+        )))
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> engine::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("request task failed: {e}")))?
+        .map_err(|e| to_status(&e))
+}
+
+#[tonic::async_trait]
+impl Directory for DirectoryService {
+    async fn execute(
+        &self,
+        req: tonic::Request<ExecuteRequest>,
+    ) -> Result<Response<ExecuteReply>, Status> {
+        let ExecuteRequest {
+            envelope,
+            request,
+            forwarded,
+        } = req.into_inner();
+        let envelope: Envelope = decode(&envelope, "envelope")?;
+        let request: Request = decode(&request, "request")?;
+        let node = self.node.clone();
+        let (response, notes) =
+            blocking(move || node.execute(&envelope, request, forwarded)).await?;
+        let json = |v: serde_json::Result<Vec<u8>>| {
+            v.map_err(|e| Status::internal(format!("encode the reply: {e}")))
+        };
+        Ok(Response::new(ExecuteReply {
+            response: json(serde_json::to_vec(&response))?,
+            notes: notes
+                .iter()
+                .map(|n| json(serde_json::to_vec(n)))
+                .collect::<Result<_, _>>()?,
+        }))
+    }
+
+    async fn topology(
+        &self,
+        _req: tonic::Request<TopologyRequest>,
+    ) -> Result<Response<TopologyReply>, Status> {
+        let node = self.node.clone();
+        let t = blocking(move || node.topology()).await?;
+        let topology = serde_json::to_vec(&t)
+            .map_err(|e| Status::internal(format!("encode the topology: {e}")))?;
+        Ok(Response::new(TopologyReply { topology }))
+    }
+
+    async fn probe(
+        &self,
+        _req: tonic::Request<ProbeRequest>,
+    ) -> Result<Response<ProbeReply>, Status> {
+        let node = self.node.clone();
+        let datacenter = node.datacenter.clone();
+        let (healthy, replicas) = blocking(move || node.probe()).await?;
+        Ok(Response::new(ProbeReply {
+            datacenter,
+            replicas,
+            healthy,
+        }))
+    }
+
+    async fn failover(
+        &self,
+        req: tonic::Request<FailoverRequest>,
+    ) -> Result<Response<FailoverReply>, Status> {
+        let FailoverRequest {
+            partition,
+            to,
+            emergency,
+            accept_data_loss,
+        } = req.into_inner();
+        let node = self.node.clone();
+        let report =
+            blocking(move || node.failover(partition, &to, emergency, accept_data_loss)).await?;
+        let report = serde_json::to_vec(&report)
+            .map_err(|e| Status::internal(format!("encode the report: {e}")))?;
+        Ok(Response::new(FailoverReply { report }))
+    }
+}

@@ -1,0 +1,34 @@
+//! geodir's server mode (docs/server.md): one `geodird` per datacenter.
+//!
+//! - `node`: a server's state: its datacenter's replicas, owned for its whole life, and the
+//!   cluster handle that carries requests out (writes sent on to the primary's server);
+//!   continuous replication from the primaries it owns;
+//! - `directory`: the `Directory` gRPC service (clients, and writes sent on);
+//! - `replication`: the `Replication` service, serving a server's own replicas to the
+//!   partitions' primaries on other servers (entries checked on receipt, fencing by term);
+//! - `remote`: `RemoteLog`, a replica on another server as an `engine::replica_log::ReplicaLog`,
+//!   so that the engine's shipping and catch-up work on it unchanged;
+//! - `client`: `Remote`, the directory through the servers (dirctl `--endpoints`);
+//! - `http`: `/metrics` and `/healthz`; `metrics`: what `/metrics` says;
+//! - `status`: engine errors to gRPC statuses and back, their kind kept.
+//!
+//! **Invariant:** the engine stays free of networking: only this crate imports tonic.
+
+pub mod client;
+pub mod directory;
+pub mod http;
+pub mod metrics;
+pub mod node;
+pub mod remote;
+pub mod replication;
+pub mod serve;
+pub mod status;
+
+/// The largest message a server takes or sends (an import's request, a batch of entries).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The generated gRPC code of `proto/geodir/v1`.
+#[allow(clippy::all, clippy::unwrap_used)]
+pub mod pb {
+    tonic::include_proto!("geodir.v1");
+}

@@ -1,0 +1,469 @@
+//! One geodird: its datacenter's replicas, opened once and owned for the server's whole life
+//! (no other process opens them while it runs), and the cluster handle that carries
+//! requests out on them. Replicas of other datacenters are reached through their servers
+//! (`RemoteLog`), so the engine's write path ships each entry over the network.
+//!
+//! - A write goes to the server that owns its partition's primary (`route`); there the
+//!   engine writes the primary while the entry is shipped to the sync standby's server,
+//!   and acknowledges once both synced it.
+//! - A read is answered by this server's own replica (after pulling up to the session's
+//!   token from the primary's server).
+//! - `replicate` streams committed entries from the primaries this server owns to every
+//!   other secondary, continuously.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use engine::client::{Directory as _, Embedded};
+use engine::cluster::{Cluster, ClusterOptions, Held, Opener, ReplicaId, Shared};
+use engine::replica::{Access, Replica};
+use engine::replica_log::ReplicaLog;
+use engine::request::{Envelope, Note, Request, Response};
+use engine::topology::Topology;
+use engine::{Error, Result};
+use tokio::runtime::Handle;
+
+use crate::metrics::Metrics;
+use crate::remote::RemoteLog;
+
+/// How a server is started (geodird's flags).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The cluster root: its control plane (`cluster.json`).
+    pub cluster: PathBuf,
+    /// The folder holding this datacenter's replicas (`dc-<name>/p<N>`); the cluster root
+    /// unless given.
+    pub data: PathBuf,
+    pub datacenter: String,
+    /// This server's gRPC address as other servers and clients reach it
+    /// (`http://127.0.0.1:7401`), recorded in the control plane at start.
+    pub advertise: String,
+    /// This server's HTTP address (`/metrics`, `/healthz`), recorded for operators.
+    pub http: Option<String>,
+    /// How long a call to another server may take before it counts as failed.
+    pub rpc_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub retain_log_entries: u64,
+    /// The server's clock (tests fix it with DIRCTL_NOW, as dirctl's).
+    pub clock: engine::clock::Clock,
+}
+
+/// The datacenters' server addresses, as the control plane last said.
+type Endpoints = Arc<RwLock<BTreeMap<String, String>>>;
+
+pub struct Node {
+    pub datacenter: String,
+    /// This datacenter's replicas, by partition, open for the server's whole life.
+    pub owned: BTreeMap<u32, Arc<Replica>>,
+    /// The cluster handle requests are carried out on (one at a time).
+    dir: Mutex<Embedded>,
+    endpoints: Endpoints,
+    runtime: Handle,
+    config: Config,
+    pub metrics: Arc<Metrics>,
+    /// Wakes the replicator after a commit.
+    wake: (Mutex<u64>, Condvar),
+    stopping: AtomicBool,
+    /// Clients of the other servers' Directory service (a write sent on).
+    forwarders: Mutex<BTreeMap<String, crate::client::Connection>>,
+}
+
+/// The server mode's way of holding replicas: this server's own, shared; the others', on
+/// their servers. A remote replica whose server does not answer is not held, so the write
+/// path re-designates an unreachable sync standby as it does in the embedded mode.
+struct ServerOpener {
+    datacenter: String,
+    owned: BTreeMap<u32, Arc<Replica>>,
+    endpoints: Endpoints,
+    runtime: Handle,
+    timeout: Duration,
+}
+
+impl Opener for ServerOpener {
+    fn open(&self, id: &ReplicaId, _access: Access) -> Option<Result<Arc<dyn Held>>> {
+        if id.datacenter == self.datacenter {
+            return Some(match self.owned.get(&id.partition) {
+                Some(r) => Ok(Arc::new(Shared(r.clone())) as Arc<dyn Held>),
+                None => Err(Error::Unavailable(format!(
+                    "replica {id} did not open when this server started (see its log)"
+                ))),
+            });
+        }
+        Some(remote(&self.endpoints, &self.runtime, id, self.timeout).and_then(|log| {
+            // A real call: a replica whose server is down is not held.
+            log.last()?;
+            Ok(Arc::new(log) as Arc<dyn Held>)
+        }))
+    }
+}
+
+/// The replica `id` on its datacenter's server.
+fn remote(
+    endpoints: &Endpoints,
+    runtime: &Handle,
+    id: &ReplicaId,
+    timeout: Duration,
+) -> Result<RemoteLog> {
+    let address = endpoint_of(endpoints, &id.datacenter)?;
+    RemoteLog::new(runtime.clone(), &address, &id.datacenter, id.partition, timeout)
+}
+
+fn endpoint_of(endpoints: &Endpoints, dc: &str) -> Result<String> {
+    let known = endpoints.read().map_err(|_| poisoned())?;
+    known.get(dc).cloned().ok_or_else(|| {
+        Error::Unavailable(format!(
+            "no server address is recorded for datacenter {dc}: is its geodird running?"
+        ))
+    })
+}
+
+fn poisoned() -> Error {
+    Error::Storage("a server thread panicked".into())
+}
+
+/// The addresses the topology records.
+fn endpoints_in(t: &Topology) -> BTreeMap<String, String> {
+    t.datacenters
+        .iter()
+        .filter_map(|d| d.endpoint.clone().map(|e| (d.name.clone(), e)))
+        .collect()
+}
+
+impl Node {
+    /// Opens this datacenter's replicas (a replica that cannot be opened is left out and
+    /// logged; its partition's requests fail here until it is rebuilt) and records this
+    /// server's address in the control plane.
+    pub fn start(config: Config, runtime: Handle) -> Result<Arc<Node>> {
+        let options = ClusterOptions {
+            lock_timeout: config.lock_timeout,
+            clock: config.clock,
+            region: Some(config.datacenter.clone()),
+            retain_log_entries: config.retain_log_entries,
+            ..ClusterOptions::default()
+        };
+        let mut cluster = Cluster::open(&config.cluster, options)?;
+        let dc = cluster.topology().datacenter(&config.datacenter)?.name.clone();
+        let advertise = config.advertise.clone();
+        cluster.update_topology(|t| {
+            for d in t.datacenters.iter_mut().filter(|d| d.name == dc) {
+                d.endpoint = Some(advertise.clone());
+            }
+            Ok(())
+        })?;
+        let mut owned = BTreeMap::new();
+        for p in cluster.topology().partitions.clone() {
+            let path = engine::layout::replica_path(&config.data, &dc, p.id);
+            let name = engine::layout::replica_dir(&dc, p.id);
+            match Replica::open_for(&path, &name, config.lock_timeout, Access::Write) {
+                Ok(r) => {
+                    owned.insert(p.id, Arc::new(r));
+                }
+                Err(e) => tracing::error!(replica = %name, error = %e, "replica not opened"),
+            }
+        }
+        let endpoints: Endpoints = Arc::new(RwLock::new(endpoints_in(cluster.topology())));
+        let opener = ServerOpener {
+            datacenter: dc.clone(),
+            owned: owned.clone(),
+            endpoints: endpoints.clone(),
+            runtime: runtime.clone(),
+            timeout: config.rpc_timeout,
+        };
+        let cluster = cluster.with_opener(Arc::new(opener));
+        let metrics = Arc::new(Metrics::new());
+        metrics.note_topology(cluster.topology());
+        Ok(Arc::new(Node {
+            datacenter: dc,
+            owned,
+            dir: Mutex::new(Embedded::new(cluster)),
+            endpoints,
+            runtime,
+            config,
+            metrics,
+            wake: (Mutex::new(0), Condvar::new()),
+            stopping: AtomicBool::new(false),
+            forwarders: Mutex::new(BTreeMap::new()),
+        }))
+    }
+
+    /// The control plane as this server last read it (read again first if it changed).
+    pub fn topology(&self) -> Result<Topology> {
+        let mut dir = self.dir.lock().map_err(|_| poisoned())?;
+        self.refresh(dir.cluster_mut())?;
+        Ok(dir.cluster().topology().clone())
+    }
+
+    /// Takes a changed control plane: the addresses of the servers with it.
+    fn refresh(&self, cluster: &mut Cluster) -> Result<()> {
+        if let Some(t) = cluster.reload_if_changed()? {
+            let fresh = endpoints_in(t);
+            self.metrics.note_topology(t);
+            *self.endpoints.write().map_err(|_| poisoned())? = fresh;
+        }
+        Ok(())
+    }
+
+    /// Carries out one request: a write whose partition's primary is on another server is
+    /// sent there (once: `forwarded`); everything else runs here.
+    pub fn execute(
+        &self,
+        envelope: &Envelope,
+        request: Request,
+        forwarded: bool,
+    ) -> Result<(Response, Vec<Note>)> {
+        let kind = request_kind(&request);
+        let started = Instant::now();
+        let out = self.execute_here_or_there(envelope, request, forwarded);
+        self.metrics
+            .note_request(&kind, outcome(&out), started.elapsed());
+        out
+    }
+
+    fn execute_here_or_there(
+        &self,
+        envelope: &Envelope,
+        request: Request,
+        forwarded: bool,
+    ) -> Result<(Response, Vec<Note>)> {
+        let mut dir = self.dir.lock().map_err(|_| poisoned())?;
+        self.refresh(dir.cluster_mut())?;
+        let write = engine::executor::write_partition(dir.cluster().topology(), &request)?;
+        if let Some(partition) = write {
+            let primary = dir.cluster().topology().partition(partition)?.primary.clone();
+            if primary != self.datacenter {
+                drop(dir);
+                if forwarded {
+                    return Err(Error::Unavailable(format!(
+                        "partition {partition}'s primary moved to {primary} while the write was sent on; nothing was written, run it again"
+                    )));
+                }
+                return self.forward(&primary, envelope, request);
+            }
+        }
+        let got = dir.execute(envelope, request);
+        let notes = dir.take_notes();
+        match &got {
+            Ok(_) if write.is_some() => self.poke(),
+            Ok(_) => {}
+            // Let go of every replica: the next request holds them again, and a remote
+            // replica whose server died is then found unreachable (and, for a sync standby,
+            // re-designated) instead of failing every write.
+            Err(_) => dir.cluster_mut().release_all(),
+        }
+        got.map(|r| (r, notes))
+    }
+
+    /// Sends a write to the server of the partition's primary.
+    fn forward(
+        &self,
+        dc: &str,
+        envelope: &Envelope,
+        request: Request,
+    ) -> Result<(Response, Vec<Note>)> {
+        let address = endpoint_of(&self.endpoints, dc)?;
+        let conn = {
+            let mut f = self.forwarders.lock().map_err(|_| poisoned())?;
+            match f.get(&address) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = crate::client::Connection::new(
+                        self.runtime.clone(),
+                        &address,
+                        self.config.rpc_timeout,
+                        None,
+                    )?;
+                    f.insert(address.clone(), c.clone());
+                    c
+                }
+            }
+        };
+        conn.execute(envelope, &request, true)
+    }
+
+    /// A failover of `partition`, if this server is the one to carry it out (the
+    /// `Failover` RPC says which); `Fenced` naming the right server otherwise.
+    pub fn failover(
+        &self,
+        partition: u32,
+        to: &str,
+        emergency: bool,
+        accept_data_loss: bool,
+    ) -> Result<engine::failover::FailoverReport> {
+        let mut dir = self.dir.lock().map_err(|_| poisoned())?;
+        self.refresh(dir.cluster_mut())?;
+        let p = dir.cluster().topology().partition(partition)?.clone();
+        let runs_at = match emergency {
+            true => &p.sync_standby,
+            false => &p.primary,
+        };
+        if *runs_at != self.datacenter {
+            return Err(Error::Fenced(format!(
+                "this is {}'s server; a {} failover of partition {partition} is carried out by {runs_at}'s server",
+                self.datacenter,
+                if emergency { "emergency" } else { "planned" }
+            )));
+        }
+        let got = match emergency {
+            true => dir.cluster_mut().failover_emergency(partition, accept_data_loss),
+            false => dir.cluster_mut().failover_planned(partition, to),
+        };
+        dir.cluster_mut().release_all();
+        if let Ok(r) = &got {
+            tracing::info!(partition, from = %r.old_primary, to = %r.new_primary, term = r.new_term, emergency, "failover");
+            self.metrics.note_topology(dir.cluster().topology());
+        }
+        drop(dir);
+        self.poke();
+        got
+    }
+
+    /// Wakes the replicator.
+    fn poke(&self) {
+        if let Ok(mut n) = self.wake.0.lock() {
+            *n += 1;
+            self.wake.1.notify_all();
+        }
+    }
+
+    /// The transactional health probe: a real read of each replica this server owns.
+    /// Per replica a line; healthy when every partition's replica answered.
+    pub fn probe(&self) -> Result<(bool, Vec<String>)> {
+        let t = self.topology()?;
+        let mut lines = Vec::new();
+        let mut healthy = true;
+        for p in &t.partitions {
+            let role = if p.primary == self.datacenter {
+                "primary"
+            } else if p.sync_standby == self.datacenter {
+                "sync standby"
+            } else {
+                "secondary"
+            };
+            match self.owned.get(&p.id).map(|r| r.last()) {
+                Some(Ok(pos)) => lines.push(format!(
+                    "p{}: {role} at (term {}, lsn {})",
+                    p.id, pos.term, pos.lsn
+                )),
+                Some(Err(e)) => {
+                    healthy = false;
+                    lines.push(format!("p{}: {role}: {e}", p.id));
+                }
+                None => {
+                    healthy = false;
+                    lines.push(format!("p{}: {role}: not open on this server", p.id));
+                }
+            }
+        }
+        Ok((healthy, lines))
+    }
+
+    /// Continuous replication, on a thread of its own until `stop`: after each commit (or
+    /// every `idle`), the primaries this server owns ship their committed entries to every
+    /// secondary but the sync standby (which the write path keeps level), in bounded
+    /// batches (`catch_up`). A secondary holding entries above the commit lsn of the current
+    /// term is left alone: they are a write in flight.
+    pub fn replicate(self: &Arc<Self>, idle: Duration) {
+        let mut logs: BTreeMap<ReplicaId, RemoteLog> = BTreeMap::new();
+        let mut seen = 0;
+        while !self.stopping.load(Ordering::SeqCst) {
+            if let Ok(n) = self.wake.0.lock() {
+                if *n == seen {
+                    let _ = self.wake.1.wait_timeout(n, idle);
+                }
+            }
+            seen = self.wake.0.lock().map(|n| *n).unwrap_or(seen);
+            let Ok(t) = self.topology() else { continue };
+            if endpoints_in(&t) != *self.endpoints.read().unwrap_or_else(|e| e.into_inner()) {
+                logs.clear();
+            }
+            for p in t.partitions.iter().filter(|p| p.primary == self.datacenter) {
+                let Some(primary) = self.owned.get(&p.id) else { continue };
+                for d in t.datacenters.iter().filter(|d| {
+                    d.name != self.datacenter && d.name != p.sync_standby
+                }) {
+                    let id = ReplicaId::new(&d.name, p.id);
+                    if !logs.contains_key(&id) {
+                        match remote(&self.endpoints, &self.runtime, &id, self.config.rpc_timeout) {
+                            Ok(l) => {
+                                logs.insert(id.clone(), l);
+                            }
+                            Err(_) => continue,
+                        }
+                    }
+                    let Some(log) = logs.get(&id) else { continue };
+                    match ship_committed(primary, log, p.term) {
+                        Ok(lag) => self.metrics.note_lag(p.id, &d.name, lag),
+                        Err(e) => {
+                            tracing::debug!(replica = %id, error = %e, "replication round failed");
+                            self.metrics.note_lag_unknown(p.id, &d.name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops the replicator and records the commit lsns noted in memory (SIGTERM).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.poke();
+        if let Ok(mut dir) = self.dir.lock() {
+            dir.cluster_mut().release_all();
+        }
+        for r in self.owned.values() {
+            let _ = r.persist_commit();
+        }
+    }
+}
+
+/// A secondary's lag before a replication round: entries, and seconds since the first
+/// entry it misses was written.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Lag {
+    pub entries: u64,
+    pub seconds: f64,
+}
+
+/// One replication round to `secondary`: its lag before, then the committed entries it misses.
+fn ship_committed(primary: &Replica, secondary: &RemoteLog, term: u64) -> Result<Lag> {
+    let commit = primary.commit_lsn()?;
+    let last = secondary.last()?;
+    if last.lsn > commit && last.term == term {
+        return Ok(Lag::default());
+    }
+    let entries = commit.saturating_sub(last.lsn);
+    let seconds = match entries {
+        0 => 0.0,
+        _ => {
+            let first = primary.entries(last.lsn + 1, last.lsn + 1)?;
+            let written = first.first().map_or(0, |e| e.time_ms);
+            (engine::clock::Clock::system().now_ms().saturating_sub(written)) as f64 / 1000.0
+        }
+    };
+    engine::catch_up::catch_up(primary, secondary, commit, term, &mut |_| {})?;
+    Ok(Lag { entries, seconds })
+}
+
+/// A request's name in metrics (`createObject`, `getObject`...).
+fn request_kind(r: &Request) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.get("request").and_then(|k| k.as_str().map(str::to_string)))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A result's name in metrics.
+fn outcome<T>(r: &Result<T>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(Error::Invalid(_) | Error::ImpossibleToken(_)) => "invalid",
+        Err(Error::NotFound(_)) => "not_found",
+        Err(Error::Conflict(_)) => "conflict",
+        Err(Error::Unavailable(_) | Error::DiskFull(_)) => "unavailable",
+        Err(Error::Fenced(_)) => "fenced",
+        Err(_) => "error",
+    }
+}

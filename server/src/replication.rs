@@ -1,0 +1,168 @@
+//! The `Replication` service: a server's own replicas, acted on by the primaries of their
+//! partitions from other servers. Every request names the replica; a replica this server
+//! does not own is refused (NotFound). Shipped entries are decoded and crc-checked before
+//! anything is written; fencing is the replica's own (`ReplicaLog::append` refuses a writer
+//! below the term it has seen). Engine calls, which fsync, run on tokio's blocking pool.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use engine::log::Entry;
+use engine::replica_log::ReplicaLog;
+use engine::Error;
+use tonic::{Request, Response, Status};
+
+use crate::pb::replication_server::Replication;
+use crate::pb::{
+    AppendRequest, CommitRequest, Empty, EntriesReply, GetReply, GetRequest, LsnRequest,
+    PositionReply, RangeRequest, ReplicaRef, TermAtReply, TermRequest, TruncateRequest,
+};
+use crate::status::to_status;
+
+/// A replica this server owns, shared with the threads that act on it.
+pub type Owned = Arc<dyn ReplicaLog + Send + Sync>;
+
+/// The replicas of one datacenter, by partition.
+pub struct ReplicationService {
+    datacenter: String,
+    replicas: BTreeMap<u32, Owned>,
+}
+
+impl ReplicationService {
+    pub fn new(datacenter: &str, replicas: BTreeMap<u32, Owned>) -> ReplicationService {
+        ReplicationService {
+            datacenter: datacenter.to_string(),
+            replicas,
+        }
+    }
+
+    /// The replica a request names, if this server owns it.
+    fn replica(&self, r: Option<&ReplicaRef>) -> Result<Owned, Status> {
+        let r = r.ok_or_else(|| Status::invalid_argument("the request names no replica"))?;
+        if r.datacenter != self.datacenter {
+            return Err(to_status(&Error::NotFound(format!(
+                "this server owns datacenter {}'s replicas, not {}'s",
+                self.datacenter, r.datacenter
+            ))));
+        }
+        self.replicas.get(&r.partition).cloned().ok_or_else(|| {
+            to_status(&Error::NotFound(format!(
+                "this server holds no replica of partition {} in {}",
+                r.partition, self.datacenter
+            )))
+        })
+    }
+}
+
+/// Runs `f` on the blocking pool (engine calls fsync), its error as a status.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> engine::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("replica task failed: {e}")))?
+        .map_err(|e| to_status(&e))
+}
+
+/// Shipped entries, each decoded and checked (crc, format) before anything is written.
+pub fn decode_entries(raw: &[Vec<u8>], from: &str) -> engine::Result<Vec<Entry>> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, b)| {
+            Entry::decode(b, &format!("{from}, entry {i} of the message")).map_err(|e| match e {
+                Error::Corrupt(m) => Error::Invalid(format!("refused, nothing written: {m}")),
+                other => other,
+            })
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl Replication for ReplicationService {
+    async fn position(&self, req: Request<ReplicaRef>) -> Result<Response<PositionReply>, Status> {
+        let r = self.replica(Some(req.get_ref()))?;
+        let reply = blocking(move || {
+            let last = r.last()?;
+            Ok(PositionReply {
+                last_term: last.term,
+                last_lsn: last.lsn,
+                commit_lsn: r.commit_lsn()?,
+                seen_term: r.seen_term()?,
+                first_retained_lsn: r.first_retained_lsn()?.unwrap_or(0),
+            })
+        })
+        .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn term_at(&self, req: Request<LsnRequest>) -> Result<Response<TermAtReply>, Status> {
+        let r = self.replica(req.get_ref().replica.as_ref())?;
+        let lsn = req.get_ref().lsn;
+        let term = blocking(move || r.term_at(lsn)).await?;
+        Ok(Response::new(TermAtReply {
+            held: term.is_some(),
+            term: term.unwrap_or(0),
+        }))
+    }
+
+    async fn entries(&self, req: Request<RangeRequest>) -> Result<Response<EntriesReply>, Status> {
+        let r = self.replica(req.get_ref().replica.as_ref())?;
+        let (from, to) = (req.get_ref().from, req.get_ref().to);
+        let entries = blocking(move || r.entries(from, to)).await?;
+        Ok(Response::new(EntriesReply {
+            entries: entries.iter().map(Entry::encode).collect(),
+        }))
+    }
+
+    async fn append(&self, req: Request<AppendRequest>) -> Result<Response<Empty>, Status> {
+        let AppendRequest {
+            replica,
+            term,
+            entries,
+        } = req.into_inner();
+        let r = self.replica(replica.as_ref())?;
+        let from = format!("an append of term {term}");
+        blocking(move || {
+            let decoded = decode_entries(&entries, &from)?;
+            r.append_encoded(&decoded, &entries, term)
+        })
+        .await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn truncate(
+        &self,
+        req: Request<TruncateRequest>,
+    ) -> Result<Response<EntriesReply>, Status> {
+        let r = self.replica(req.get_ref().replica.as_ref())?;
+        let (after, term) = (req.get_ref().after_lsn, req.get_ref().term);
+        let cut = blocking(move || r.truncate_after(after, term)).await?;
+        Ok(Response::new(EntriesReply {
+            entries: cut.iter().map(Entry::encode).collect(),
+        }))
+    }
+
+    async fn observe_term(&self, req: Request<TermRequest>) -> Result<Response<Empty>, Status> {
+        let r = self.replica(req.get_ref().replica.as_ref())?;
+        let term = req.get_ref().term;
+        blocking(move || r.observe_term(term)).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn set_commit(&self, req: Request<CommitRequest>) -> Result<Response<Empty>, Status> {
+        let r = self.replica(req.get_ref().replica.as_ref())?;
+        let lsn = req.get_ref().lsn;
+        blocking(move || r.set_commit_lsn(lsn)).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn get(&self, req: Request<GetRequest>) -> Result<Response<GetReply>, Status> {
+        let r = self.replica(req.get_ref().replica.as_ref())?;
+        let key = req.get_ref().key.clone();
+        let v = blocking(move || r.get(&key)).await?;
+        Ok(Response::new(GetReply {
+            found: v.is_some(),
+            value: v.unwrap_or_default(),
+        }))
+    }
+}

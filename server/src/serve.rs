@@ -1,0 +1,110 @@
+//! Running a server: the listeners, the node, the gRPC and HTTP services, the replicator,
+//! and a clean stop on SIGTERM or SIGINT (requests in flight finish, replicas close).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+
+use crate::directory::DirectoryService;
+use crate::node::{Config, Node};
+use crate::pb::directory_server::DirectoryServer;
+use crate::pb::replication_server::ReplicationServer;
+use crate::replication::{Owned, ReplicationService};
+
+/// What geodird is told.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub cluster: PathBuf,
+    pub data: Option<PathBuf>,
+    pub datacenter: String,
+    /// gRPC (port 0: any free port).
+    pub listen: SocketAddr,
+    /// HTTP: /metrics, /healthz (port 0: any free port).
+    pub http: SocketAddr,
+    pub rpc_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub retain_log_entries: u64,
+    pub clock: engine::clock::Clock,
+}
+
+/// Runs a server until SIGTERM or SIGINT. Prints one line once it serves:
+/// `geodird DC grpc=http://ADDR http=http://ADDR`.
+pub async fn run(o: Options) -> anyhow::Result<()> {
+    let grpc = TcpListener::bind(o.listen).await?;
+    let http = TcpListener::bind(o.http).await?;
+    let grpc_url = format!("http://{}", grpc.local_addr()?);
+    let http_url = format!("http://{}", http.local_addr()?);
+    let config = Config {
+        data: o.data.clone().unwrap_or_else(|| o.cluster.clone()),
+        cluster: o.cluster.clone(),
+        datacenter: o.datacenter.clone(),
+        advertise: grpc_url.clone(),
+        http: Some(http_url.clone()),
+        rpc_timeout: o.rpc_timeout,
+        lock_timeout: o.lock_timeout,
+        retain_log_entries: o.retain_log_entries,
+        clock: o.clock,
+    };
+    let handle = tokio::runtime::Handle::current();
+    let node = tokio::task::spawn_blocking(move || Node::start(config, handle)).await??;
+    let owned: BTreeMap<u32, Owned> = node
+        .owned
+        .iter()
+        .map(|(p, r)| (*p, r.clone() as Owned))
+        .collect();
+    let replication = ReplicationServer::new(ReplicationService::new(&node.datacenter, owned))
+        .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
+    let directory = DirectoryServer::new(DirectoryService::new(node.clone()))
+        .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
+    let replicator = {
+        let node = node.clone();
+        std::thread::Builder::new()
+            .name("replicate".into())
+            .spawn(move || node.replicate(Duration::from_millis(50)))?
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let grpc_server = {
+        let mut rx = stop_rx.clone();
+        tonic::transport::Server::builder()
+            .add_service(replication)
+            .add_service(directory)
+            .serve_with_incoming_shutdown(TcpIncoming::from(grpc), async move {
+                let _ = rx.changed().await;
+            })
+    };
+    let http_server = {
+        let mut rx = stop_rx.clone();
+        axum::serve(http, crate::http::router(node.clone())).with_graceful_shutdown(async move {
+            let _ = rx.changed().await;
+        })
+    };
+    tracing::info!(datacenter = %node.datacenter, grpc = %grpc_url, http = %http_url, "serving");
+    println!("geodird {} grpc={grpc_url} http={http_url}", node.datacenter);
+    let signals = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("stopping: requests in flight finish, replicas close");
+        let _ = stop_tx.send(true);
+        anyhow::Ok(())
+    };
+    let (g, h, s) = tokio::join!(grpc_server, http_server, signals);
+    g?;
+    h?;
+    s?;
+    let stopping = node.clone();
+    tokio::task::spawn_blocking(move || stopping.stop()).await?;
+    let _ = tokio::task::spawn_blocking(move || replicator.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
