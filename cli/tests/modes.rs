@@ -118,15 +118,22 @@ fn import_commits_every_line(mode: Mode) {
         })
         .collect();
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let v = c.ok(&[
+    let r = c.run(&[
         "import",
         "--tenant",
         "contoso",
         file.to_str().unwrap(),
         "--batch-size",
         "100",
+        "--output",
+        "json",
     ]);
-    assert_eq!(v["imported"], 250, "{v}");
+    assert_eq!(r.code, 0, "{}", r.describe());
+    // One JSON line per committed batch, then the summary.
+    let events: Vec<Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), 4, "{}", r.describe());
+    assert_eq!(events[2]["committedThroughLine"], 250, "{}", r.describe());
+    assert_eq!(events[3]["imported"], 250, "{}", r.describe());
     let got = c.user_get("u249@contoso.com", &["--region", "westus"]);
     assert_eq!(got["displayName"], "User 249");
     // A malformed line: nothing is imported.

@@ -162,8 +162,10 @@ fn a_secondarys_server_down_for_10000_writes_catches_up_without_sync() {
         .collect();
     std::fs::write(&file, lines.join("\n")).unwrap();
     // One entry per line: 10,000 writes.
-    let v = c.ok(&["import", "--tenant", "contoso", file.to_str().unwrap(), "--batch-size", "1"]);
-    assert_eq!(v["imported"], n, "{v}");
+    let r = c.run(&["import", "--tenant", "contoso", file.to_str().unwrap(), "--batch-size", "1", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.describe());
+    let summary: serde_json::Value = serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["imported"], n, "{}", r.describe());
     c.bring_back("westeurope");
     let last = format!("m{}@contoso.com", n - 1);
     wait_for("westeurope holds the last write, with no sync", Duration::from_secs(30), || {

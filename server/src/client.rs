@@ -13,6 +13,7 @@ use tokio::runtime::Handle;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::pb::directory_client::DirectoryClient;
+use crate::pb::execute_event::Event;
 use crate::pb::{ExecuteRequest, FailoverRequest, ProbeRequest, TopologyRequest};
 use crate::status::from_status;
 
@@ -68,8 +69,9 @@ impl Connection {
         envelope: &Envelope,
         request: &Request,
         forwarded: bool,
+        progress: &mut dyn FnMut(&Progress),
     ) -> Result<(Response, Vec<Note>)> {
-        self.execute_raw(envelope, request, forwarded)
+        self.execute_raw(envelope, request, forwarded, progress)
             .map_err(|s| from_status(&s, &self.address))
     }
 
@@ -78,6 +80,7 @@ impl Connection {
         envelope: &Envelope,
         request: &Request,
         forwarded: bool,
+        progress: &mut dyn FnMut(&Progress),
     ) -> std::result::Result<(Response, Vec<Note>), tonic::Status> {
         let json = |v: serde_json::Result<Vec<u8>>| {
             v.map_err(|e| tonic::Status::invalid_argument(format!("encode: {e}")))
@@ -88,10 +91,26 @@ impl Connection {
             forwarded,
         };
         let mut client = self.client.clone();
-        let reply = self
+        let mut events = self
             .runtime
             .block_on(async move { client.execute(req).await })?
             .into_inner();
+        let reply = loop {
+            let event = self.runtime.block_on(events.message())?;
+            match event.and_then(|e| e.event) {
+                Some(Event::Progress(p)) => {
+                    if let Ok(p) = serde_json::from_slice::<Progress>(&p) {
+                        progress(&p);
+                    }
+                }
+                Some(Event::Reply(r)) => break r,
+                None => {
+                    return Err(tonic::Status::unknown(
+                        "the server's reply ended without a result",
+                    ))
+                }
+            }
+        };
         let response: Response = serde_json::from_slice(&reply.response).map_err(|e| {
             tonic::Status::internal(format!("the server's reply does not decode: {e}"))
         })?;
@@ -320,14 +339,14 @@ impl Directory for Remote {
         &mut self,
         envelope: &Envelope,
         request: Request,
-        _progress: &mut dyn FnMut(&Progress),
+        progress: &mut dyn FnMut(&Progress),
     ) -> Result<Response> {
         let read = request.is_read();
         let creates_tenant = matches!(request, Request::CreateTenant { .. });
         let mut failures = Vec::new();
         for _ in 0..self.connections.len() {
             let c = self.connection().clone();
-            match c.execute_raw(envelope, &request, false) {
+            match c.execute_raw(envelope, &request, false, progress) {
                 Ok((response, mut notes)) => {
                     self.notes.append(&mut notes);
                     if creates_tenant {

@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use engine::request::{Envelope, Request};
 use engine::Error;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Response, Status};
 
 use crate::node::Node;
 use crate::pb::directory_server::Directory;
+use crate::pb::execute_event::Event;
 use crate::pb::{
-    ExecuteReply, ExecuteRequest, FailoverReply, FailoverRequest, ProbeReply, ProbeRequest,
+    ExecuteEvent, ExecuteReply, ExecuteRequest, FailoverReply, FailoverRequest, ProbeReply, ProbeRequest,
     TopologyReply, TopologyRequest,
 };
 use crate::status::to_status;
@@ -47,10 +49,12 @@ async fn blocking<T: Send + 'static>(
 
 #[tonic::async_trait]
 impl Directory for DirectoryService {
+    type ExecuteStream = ReceiverStream<Result<ExecuteEvent, Status>>;
+
     async fn execute(
         &self,
         req: tonic::Request<ExecuteRequest>,
-    ) -> Result<Response<ExecuteReply>, Status> {
+    ) -> Result<Response<Self::ExecuteStream>, Status> {
         let ExecuteRequest {
             envelope,
             request,
@@ -59,18 +63,33 @@ impl Directory for DirectoryService {
         let envelope: Envelope = decode(&envelope, "envelope")?;
         let request: Request = decode(&request, "request")?;
         let node = self.node.clone();
-        let (response, notes) =
-            blocking(move || node.execute(&envelope, request, forwarded)).await?;
-        let json = |v: serde_json::Result<Vec<u8>>| {
-            v.map_err(|e| Status::internal(format!("encode the reply: {e}")))
-        };
-        Ok(Response::new(ExecuteReply {
-            response: json(serde_json::to_vec(&response))?,
-            notes: notes
-                .iter()
-                .map(|n| json(serde_json::to_vec(n)))
-                .collect::<Result<_, _>>()?,
-        }))
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::task::spawn_blocking(move || {
+            let events = tx.clone();
+            let got = node.execute(&envelope, request, forwarded, &mut |p| {
+                if let Ok(b) = serde_json::to_vec(p) {
+                    let _ = events.blocking_send(Ok(ExecuteEvent {
+                        event: Some(Event::Progress(b)),
+                    }));
+                }
+            });
+            let last = got.map_err(|e| to_status(&e)).and_then(|(response, notes)| {
+                let json = |v: serde_json::Result<Vec<u8>>| {
+                    v.map_err(|e| Status::internal(format!("encode the reply: {e}")))
+                };
+                Ok(ExecuteEvent {
+                    event: Some(Event::Reply(ExecuteReply {
+                        response: json(serde_json::to_vec(&response))?,
+                        notes: notes
+                            .iter()
+                            .map(|n| json(serde_json::to_vec(n)))
+                            .collect::<Result<_, _>>()?,
+                    })),
+                })
+            });
+            let _ = tx.blocking_send(last);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn topology(

@@ -21,7 +21,7 @@ use engine::client::{Directory as _, Embedded};
 use engine::cluster::{Cluster, ClusterOptions, Held, Opener, ReplicaId, Shared};
 use engine::replica::{Access, Replica};
 use engine::replica_log::ReplicaLog;
-use engine::request::{Envelope, Note, Request, Response};
+use engine::request::{Envelope, Note, Progress, Request, Response};
 use engine::topology::Topology;
 use engine::{Error, Result};
 use tokio::runtime::Handle;
@@ -213,10 +213,11 @@ impl Node {
         envelope: &Envelope,
         request: Request,
         forwarded: bool,
+        progress: &mut dyn FnMut(&Progress),
     ) -> Result<(Response, Vec<Note>)> {
         let kind = request_kind(&request);
         let started = Instant::now();
-        let out = self.execute_here_or_there(envelope, request, forwarded);
+        let out = self.execute_here_or_there(envelope, request, forwarded, progress);
         self.metrics
             .note_request(&kind, outcome(&out), started.elapsed());
         out
@@ -227,6 +228,7 @@ impl Node {
         envelope: &Envelope,
         request: Request,
         forwarded: bool,
+        progress: &mut dyn FnMut(&Progress),
     ) -> Result<(Response, Vec<Note>)> {
         let mut dir = self.dir.lock().map_err(|_| poisoned())?;
         self.refresh(dir.cluster_mut())?;
@@ -240,10 +242,10 @@ impl Node {
                         "partition {partition}'s primary moved to {primary} while the write was sent on; nothing was written, run it again"
                     )));
                 }
-                return self.forward(&primary, envelope, request);
+                return self.forward(&primary, envelope, request, progress);
             }
         }
-        let got = dir.execute(envelope, request);
+        let got = dir.execute_with(envelope, request, progress);
         let notes = dir.take_notes();
         match &got {
             Ok(_) if write.is_some() => self.poke(),
@@ -262,6 +264,7 @@ impl Node {
         dc: &str,
         envelope: &Envelope,
         request: Request,
+        progress: &mut dyn FnMut(&Progress),
     ) -> Result<(Response, Vec<Note>)> {
         let address = endpoint_of(&self.endpoints, dc)?;
         let conn = {
@@ -280,7 +283,7 @@ impl Node {
                 }
             }
         };
-        conn.execute(envelope, &request, true)
+        conn.execute(envelope, &request, true, progress)
     }
 
     /// A failover of `partition`, if this server is the one to carry it out (the

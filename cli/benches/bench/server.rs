@@ -136,7 +136,7 @@ pub(super) fn server_figures(dir: &Path, n: usize, backlog: usize) -> Vec<Value>
     let mut ours = Vec::with_capacity(n);
     for i in 0..n {
         let t = Instant::now();
-        primary.execute(&env, &create(i), false).unwrap();
+        primary.execute(&env, &create(i), false, &mut |_| {}).unwrap();
         ours.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let db = raw_db(&dir.join("raw-s"));
@@ -169,7 +169,7 @@ pub(super) fn server_figures(dir: &Path, n: usize, backlog: usize) -> Vec<Value>
             s.spawn(move || {
                 for _ in 0..per {
                     let i = next.fetch_add(1, Ordering::SeqCst);
-                    c.execute(&env, &create(i), false).unwrap();
+                    c.execute(&env, &create(i), false, &mut |_| {}).unwrap();
                 }
             });
         }
@@ -218,12 +218,12 @@ pub(super) fn server_figures(dir: &Path, n: usize, backlog: usize) -> Vec<Value>
             s.spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     let i = next.fetch_add(1, Ordering::SeqCst);
-                    c.execute(&env, &create(i), false).unwrap();
+                    c.execute(&env, &create(i), false, &mut |_| {}).unwrap();
                 }
             });
         }
         for i in 0..(n / 2).max(20) {
-            let (r, _) = primary.execute(&env, &create(2_000_000 + i), false).unwrap();
+            let (r, _) = primary.execute(&env, &create(2_000_000 + i), false, &mut |_| {}).unwrap();
             let lsn = r.token.map(|t| t.lsn).unwrap_or(0);
             let acked = Instant::now();
             use engine::replica_log::ReplicaLog as _;
@@ -264,6 +264,7 @@ pub(super) fn server_figures(dir: &Path, n: usize, backlog: usize) -> Vec<Value>
                             id: upn,
                         },
                         false,
+                        &mut |_| {},
                     )
                     .unwrap();
                 }
@@ -319,12 +320,12 @@ pub(super) fn server_figures(dir: &Path, n: usize, backlog: usize) -> Vec<Value>
             let env = env.clone();
             s.spawn(move || {
                 for i in 0..backlog / 8 {
-                    c.execute(&env, &create(3_000_000 + k * backlog + i), false).unwrap();
+                    c.execute(&env, &create(3_000_000 + k * backlog + i), false, &mut |_| {}).unwrap();
                 }
             });
         }
     });
-    let (r, _) = bulk.execute(&env, &create(9_000_000), false).unwrap();
+    let (r, _) = bulk.execute(&env, &create(9_000_000), false, &mut |_| {}).unwrap();
     let target = r.token.map(|t| t.lsn).unwrap_or(0);
     let t = Instant::now();
     servers.start_one("westeurope");
