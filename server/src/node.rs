@@ -370,6 +370,8 @@ impl Node {
     /// term is left alone: they are a write in flight.
     pub fn replicate(self: &Arc<Self>, idle: Duration) {
         let mut logs: BTreeMap<ReplicaId, RemoteLog> = BTreeMap::new();
+        // The addresses `logs` were made for: a server that restarted elsewhere is dialled anew.
+        let mut dialled: BTreeMap<String, String> = BTreeMap::new();
         let mut seen = 0;
         while !self.stopping.load(Ordering::SeqCst) {
             if let Ok(n) = self.wake.0.lock() {
@@ -379,8 +381,10 @@ impl Node {
             }
             seen = self.wake.0.lock().map(|n| *n).unwrap_or(seen);
             let Ok(t) = self.topology() else { continue };
-            if endpoints_in(&t) != *self.endpoints.read().unwrap_or_else(|e| e.into_inner()) {
-                logs.clear();
+            let now = endpoints_in(&t);
+            if now != dialled {
+                logs.retain(|id, _| now.get(&id.datacenter) == dialled.get(&id.datacenter));
+                dialled = now;
             }
             for p in t.partitions.iter().filter(|p| p.primary == self.datacenter) {
                 let Some(primary) = self.owned.get(&p.id) else { continue };
