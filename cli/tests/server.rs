@@ -218,6 +218,7 @@ fn metrics_and_healthz_answer_over_http() {
         "geodir_requests_total{request=\"createObject\",outcome=\"ok\"} 1",
         "geodir_request_seconds_bucket",
         "geodir_partition_term{partition=\"0\"} 1",
+        "geodir_partition_primary_here{partition=\"0\"} 1",
         "geodir_replication_lag_entries",
     ] {
         assert!(body.contains(want), "/metrics lacks {want}:\n{body}");

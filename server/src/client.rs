@@ -72,7 +72,21 @@ impl Connection {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<(Response, Vec<Note>)> {
         self.execute_raw(envelope, request, forwarded, progress)
-            .map_err(|s| from_status(&s, &self.address))
+            .map_err(|s| self.failed(&s, request))
+    }
+
+    /// A failed call as the engine's error. A write whose server did not answer may have
+    /// been carried out before the connection failed: its outcome is unknown, never
+    /// "nothing applied" (unless the connection was never made).
+    fn failed(&self, s: &tonic::Status, request: &Request) -> Error {
+        if from_server(s) || request.is_read() || refused_connection(s) {
+            return from_status(s, &self.address);
+        }
+        Error::OutcomeUnknown(format!(
+            "the server {} failed while carrying out the write ({}); it may or may not have been applied: read it back before retrying",
+            self.address,
+            s.message()
+        ))
     }
 
     fn execute_raw(
@@ -360,11 +374,7 @@ impl Directory for Remote {
                 // been carried out before the server failed: its outcome is unknown.
                 Err(s) => {
                     if !read && !refused_connection(&s) {
-                        return Err(Error::OutcomeUnknown(format!(
-                            "the server {} failed while carrying out the write ({}); it may or may not have been applied: read it back before retrying",
-                            c.address(),
-                            s.message()
-                        )));
+                        return Err(c.failed(&s, &request));
                     }
                     failures.push(format!("{}: {}", c.address(), s.message()));
                     self.notes.push(Note::Warning(format!(

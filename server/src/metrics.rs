@@ -36,20 +36,17 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     request_seconds: Family<RequestLabels, Histogram>,
     term: Family<PartitionLabels, Gauge>,
+    primary_here: Family<PartitionLabels, Gauge>,
+    /// The datacenter whose server this is.
+    datacenter: String,
     lag_entries: Family<ReplicaLabels, Gauge>,
     lag_seconds: Family<ReplicaLabels, Gauge<f64, AtomicU64>>,
     /// Serializes encoding (the registry is read while metrics change; each is atomic).
     encoding: Mutex<()>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub fn new(datacenter: &str) -> Metrics {
         let mut registry = Registry::with_prefix("geodir");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -67,6 +64,12 @@ impl Metrics {
         );
         let term = Family::<PartitionLabels, Gauge>::default();
         registry.register("partition_term", "Each partition's term", term.clone());
+        let primary_here = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "partition_primary_here",
+            "1 when this server owns the partition's primary (summed over servers: 0 means no primary is being served)",
+            primary_here.clone(),
+        );
         let lag_entries = Family::<ReplicaLabels, Gauge>::default();
         registry.register(
             "replication_lag_entries",
@@ -84,6 +87,8 @@ impl Metrics {
             requests,
             request_seconds,
             term,
+            primary_here,
+            datacenter: datacenter.to_string(),
             lag_entries,
             lag_seconds,
             encoding: Mutex::new(()),
@@ -109,6 +114,9 @@ impl Metrics {
             self.term
                 .get_or_create(&labels)
                 .set(i64::try_from(p.term).unwrap_or(i64::MAX));
+            self.primary_here
+                .get_or_create(&labels)
+                .set(i64::from(p.primary == self.datacenter));
         }
     }
 

@@ -173,7 +173,7 @@ impl Node {
             timeout: config.rpc_timeout,
         };
         let cluster = cluster.with_opener(Arc::new(opener));
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(&dc));
         metrics.note_topology(cluster.topology());
         Ok(Arc::new(Node {
             datacenter: dc,
