@@ -7,57 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use util::servers::wait_for;
-use util::{Cluster, Mode, Run};
-
-/// What a writer saw: acknowledged UPNs, refused ones (exit 5, "nothing applied"), and
-/// those whose outcome is unknown (exit 1).
-#[derive(Default, Debug)]
-struct Seen {
-    acked: Vec<String>,
-    refused: Vec<(String, String)>,
-    unknown: Vec<String>,
-    other: Vec<String>,
-}
-
-/// Writes users `{prefix}{i}@contoso.com` one dirctl process at a time until `stop` (at
-/// most `max`), sorting each by its exit code.
-fn writer(
-    c: &Cluster,
-    prefix: &str,
-    max: usize,
-    stop: &AtomicBool,
-    seen: &Mutex<Seen>,
-) {
-    for i in 0..max {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let upn = format!("{prefix}{i}@contoso.com");
-        let r: Run = c.run(&util::create_user_args(&upn));
-        let mut s = seen.lock().unwrap();
-        match r.code {
-            0 => s.acked.push(upn),
-            5 => s.refused.push((upn, r.stderr.clone())),
-            1 => s.unknown.push(upn),
-            _ => s.other.push(r.describe()),
-        }
-    }
-}
-
-fn acked(seen: &Mutex<Seen>) -> usize {
-    seen.lock().unwrap().acked.len()
-}
-
-/// Reads `upn` near `region` (no session: whatever that datacenter's server holds).
-fn visible(c: &Cluster, upn: &str, region: &str) -> bool {
-    let r = c.user_get_run(upn, &["--region", region, "--output", "json"]);
-    match r.code {
-        0 => true,
-        3 => false,
-        _ => panic!("{}", r.describe()),
-    }
-}
+use util::servers::{acked, visible, wait_for, writer, Seen};
+use util::{Cluster, Mode};
 
 #[test]
 fn the_primarys_server_killed_mid_write_loses_no_acknowledged_write_after_emergency_failover() {

@@ -109,22 +109,23 @@ impl Connection {
             .runtime
             .block_on(async move { client.execute(req).await })?
             .into_inner();
-        let reply = loop {
-            let event = self.runtime.block_on(events.message())?;
-            match event.and_then(|e| e.event) {
+        // Read to the stream's end (its trailers), the reply included: a stream dropped
+        // before its end is reset, and h2 closes a connection that resets too many.
+        let mut reply = None;
+        while let Some(event) = self.runtime.block_on(events.message())? {
+            match event.event {
                 Some(Event::Progress(p)) => {
                     if let Ok(p) = serde_json::from_slice::<Progress>(&p) {
                         progress(&p);
                     }
                 }
-                Some(Event::Reply(r)) => break r,
-                None => {
-                    return Err(tonic::Status::unknown(
-                        "the server's reply ended without a result",
-                    ))
-                }
+                Some(Event::Reply(r)) => reply = Some(r),
+                None => {}
             }
-        };
+        }
+        let reply = reply.ok_or_else(|| {
+            tonic::Status::unknown("the server's reply ended without a result")
+        })?;
         let response: Response = serde_json::from_slice(&reply.response).map_err(|e| {
             tonic::Status::internal(format!("the server's reply does not decode: {e}"))
         })?;

@@ -201,7 +201,13 @@ impl Node {
         if let Some(t) = cluster.reload_if_changed()? {
             let fresh = endpoints_in(t);
             self.metrics.note_topology(t);
-            *self.endpoints.write().map_err(|_| poisoned())? = fresh;
+            let mut known = self.endpoints.write().map_err(|_| poisoned())?;
+            if *known != fresh {
+                // A server moved (restarted elsewhere): replicas held on it are reached anew.
+                *known = fresh;
+                drop(known);
+                cluster.release_all();
+            }
         }
         Ok(())
     }

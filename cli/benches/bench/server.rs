@@ -55,12 +55,13 @@ impl Servers {
 
     fn start_one(&mut self, dc: &str) {
         use std::io::BufRead as _;
-        let log = std::fs::File::create(self.root.join(format!("geodird-{dc}.log"))).unwrap();
+        // Kept after the run (the cluster folder is not): GEODIR_LOG=debug says why a figure failed.
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("geodir-bench-geodird-{dc}.log"))).unwrap();
         let mut child = Command::new(geodird())
             .arg("--cluster")
             .arg(&self.root)
             .args(["--datacenter", dc, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .env("GEODIR_LOG", "warn")
+            .env("GEODIR_LOG", std::env::var("GEODIR_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

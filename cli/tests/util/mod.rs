@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 pub mod backups;
+pub mod netns;
 pub mod servers;
 
 /// Where a test's dirctl commands go: the cluster's folders, or its servers.

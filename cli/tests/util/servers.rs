@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use super::{Cluster, Run};
 
 /// The geodird beside the dirctl under test (the same build of the workspace).
 pub fn geodird() -> PathBuf {
@@ -37,6 +41,9 @@ pub struct Servers {
     pub known: BTreeMap<String, String>,
     /// Extra geodird arguments (`--rpc-timeout-ms`...).
     pub args: Vec<String>,
+    /// Where a datacenter's server runs, if not on loopback: the address it listens on and
+    /// the command it runs under (`ip netns exec NS`).
+    pub hosts: BTreeMap<String, (String, Vec<String>)>,
 }
 
 impl Servers {
@@ -47,6 +54,7 @@ impl Servers {
             servers: BTreeMap::new(),
             known: BTreeMap::new(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            hosts: BTreeMap::new(),
         };
         for dc in dcs {
             s.start_one(dc);
@@ -54,13 +62,42 @@ impl Servers {
         s
     }
 
+    /// `start`, each datacenter's server at the address `hosts` gives (and under its command).
+    pub fn start_on(root: &Path, hosts: BTreeMap<String, (String, Vec<String>)>) -> Servers {
+        let mut s = Servers {
+            root: root.to_path_buf(),
+            servers: BTreeMap::new(),
+            known: BTreeMap::new(),
+            args: Vec::new(),
+            hosts,
+        };
+        let dcs: Vec<String> = s.hosts.keys().cloned().collect();
+        for dc in dcs {
+            s.start_one(&dc);
+        }
+        s
+    }
+
     /// Starts (or restarts) the server of `dc`, on new free ports, and waits until it serves.
     pub fn start_one(&mut self, dc: &str) {
         let log = self.root.join(format!("geodird-{dc}.log"));
-        let mut cmd = Command::new(geodird());
+        let (ip, prefix) = self
+            .hosts
+            .get(dc)
+            .cloned()
+            .unwrap_or_else(|| ("127.0.0.1".into(), Vec::new()));
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(geodird());
+                c
+            }
+            None => Command::new(geodird()),
+        };
+        let (listen, http) = (format!("{ip}:0"), format!("{ip}:0"));
         cmd.args(["--cluster"])
             .arg(&self.root)
-            .args(["--datacenter", dc, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["--datacenter", dc, "--listen", &listen, "--http", &http])
             .args(&self.args)
             .env("GEODIR_LOG", "info")
             .stdin(Stdio::null())
@@ -181,3 +218,53 @@ pub fn wait_for<T: std::fmt::Debug>(
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// What a writer saw: acknowledged UPNs, refused ones (exit 5, "nothing applied"), and
+/// those whose outcome is unknown (exit 1).
+#[derive(Default, Debug)]
+pub struct Seen {
+    pub acked: Vec<String>,
+    pub refused: Vec<(String, String)>,
+    pub unknown: Vec<String>,
+    pub other: Vec<String>,
+}
+
+/// Writes users `{prefix}{i}@contoso.com` one dirctl process at a time until `stop` (at
+/// most `max`), sorting each by its exit code.
+pub fn writer(
+    c: &Cluster,
+    prefix: &str,
+    max: usize,
+    stop: &AtomicBool,
+    seen: &Mutex<Seen>,
+) {
+    for i in 0..max {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let upn = format!("{prefix}{i}@contoso.com");
+        let r: Run = c.run(&super::create_user_args(&upn));
+        let mut s = seen.lock().unwrap();
+        match r.code {
+            0 => s.acked.push(upn),
+            5 => s.refused.push((upn, r.stderr.clone())),
+            1 => s.unknown.push(upn),
+            _ => s.other.push(r.describe()),
+        }
+    }
+}
+
+pub fn acked(seen: &Mutex<Seen>) -> usize {
+    seen.lock().unwrap().acked.len()
+}
+
+/// Reads `upn` near `region` (no session: whatever that datacenter's server holds).
+pub fn visible(c: &Cluster, upn: &str, region: &str) -> bool {
+    let r = c.user_get_run(upn, &["--region", region, "--output", "json"]);
+    match r.code {
+        0 => true,
+        3 => false,
+        _ => panic!("{}", r.describe()),
+    }
+}
+

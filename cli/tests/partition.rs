@@ -1,0 +1,105 @@
+//! Real network partitions in the server mode: one datacenter's geodird runs in a network
+//! namespace of its own, joined to this host by a veth pair that the test cuts
+//! (`ip link set ... down`) and heals. Nothing acknowledged is lost and nothing refused
+//! becomes visible. Needs root (`ip netns`), as scripts/test runs on the project's machines.
+mod util;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use util::netns::Netns;
+use util::servers::{acked, visible, wait_for, writer, Seen, Servers};
+use util::Cluster;
+
+/// A cluster whose `isolated` datacenter's server runs in `ns`, the others on this host.
+fn cluster_with(ns: &Netns, isolated: &str) -> Cluster {
+    let mut c = Cluster::new();
+    let hosts: BTreeMap<String, (String, Vec<String>)> = ["westus", "eastus", "westeurope"]
+        .iter()
+        .map(|dc| {
+            let host = match *dc == isolated {
+                true => (ns.ns_ip.clone(), ns.exec()),
+                false => (ns.service_ip.clone(), Vec::new()),
+            };
+            (dc.to_string(), host)
+        })
+        .collect();
+    c.servers = Some(Mutex::new(Servers::start_on(&c.root, hosts)));
+    c
+}
+
+/// Every acknowledged write readable near each region, every refused one nowhere.
+fn check(c: &Cluster, seen: &Seen) {
+    assert!(seen.other.is_empty(), "{:?}", seen.other);
+    for upn in &seen.acked {
+        for region in ["westus", "eastus", "westeurope"] {
+            wait_for(&format!("{upn} readable near {region}"), Duration::from_secs(30), || {
+                (visible(c, upn, region), upn.clone())
+            });
+        }
+    }
+    for (upn, why) in &seen.refused {
+        for region in ["westus", "eastus", "westeurope"] {
+            assert!(!visible(c, upn, region), "{upn} was refused ({why}) yet is visible near {region}");
+        }
+    }
+}
+
+#[test]
+fn the_sync_standby_cut_off_by_a_partition_loses_nothing_and_shows_nothing_refused() {
+    let ns = Netns::new(1);
+    let c = cluster_with(&ns, "eastus");
+    let stop = AtomicBool::new(false);
+    let seen = Mutex::new(Seen::default());
+    std::thread::scope(|s| {
+        s.spawn(|| writer(&c, "p", 400, &stop, &seen));
+        wait_for("10 acknowledged writes", Duration::from_secs(60), || {
+            (acked(&seen) >= 10, acked(&seen))
+        });
+        ns.cut();
+        let before = acked(&seen);
+        // westeurope becomes the sync standby: writes are acknowledged again.
+        wait_for("writes acknowledged during the partition", Duration::from_secs(60), || {
+            (acked(&seen) >= before + 10, acked(&seen))
+        });
+        stop.store(true, Ordering::SeqCst);
+    });
+    ns.heal();
+    let seen = seen.into_inner().unwrap();
+    check(&c, &seen);
+}
+
+#[test]
+fn the_primary_cut_off_by_a_partition_acknowledges_nothing_and_an_emergency_failover_keeps_every_acknowledged_write() {
+    let ns = Netns::new(2);
+    let c = cluster_with(&ns, "westus");
+    let stop = AtomicBool::new(false);
+    let seen = Mutex::new(Seen::default());
+    std::thread::scope(|s| {
+        s.spawn(|| writer(&c, "q", 400, &stop, &seen));
+        wait_for("10 acknowledged writes", Duration::from_secs(60), || {
+            (acked(&seen) >= 10, acked(&seen))
+        });
+        ns.cut();
+        let at_cut = acked(&seen);
+        wait_for("writes failing during the partition", Duration::from_secs(60), || {
+            let s = seen.lock().unwrap();
+            (s.refused.len() + s.unknown.len() >= 3, (s.refused.len(), s.unknown.len()))
+        });
+        stop.store(true, Ordering::SeqCst);
+        // At most the write in flight at the cut could still be acknowledged.
+        assert!(acked(&seen) <= at_cut + 1, "{:?}", seen.lock().unwrap());
+    });
+    let r = c.run(&["failover", "--partition", "0", "--emergency", "--yes", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.describe());
+    c.create_user("after@contoso.com");
+    ns.heal();
+    let seen = seen.into_inner().unwrap();
+    check(&c, &seen);
+    // The old primary rejoins as a secondary, its uncommitted tail cut.
+    wait_for("the old primary serves the new primary's write", Duration::from_secs(30), || {
+        (visible(&c, "after@contoso.com", "westus"), ())
+    });
+}
