@@ -42,7 +42,12 @@ impl Connection {
     ) -> Result<Connection> {
         let mut endpoint = Endpoint::from_shared(address.to_string())
             .map_err(|e| Error::Invalid(format!("server address {address}: {e}")))?
-            .connect_timeout(timeout);
+            .connect_timeout(timeout)
+            // A server cut off mid-request (a network partition) is noticed within about
+            // twice `timeout`: its request fails instead of waiting forever.
+            .http2_keep_alive_interval(timeout)
+            .keep_alive_timeout(timeout)
+            .keep_alive_while_idle(true);
         if let Some(t) = request_timeout {
             endpoint = endpoint.timeout(t);
         }

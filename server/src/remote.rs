@@ -40,7 +40,10 @@ impl RemoteLog {
         let endpoint = Endpoint::from_shared(address.to_string())
             .map_err(|e| Error::Invalid(format!("server address {address}: {e}")))?
             .connect_timeout(timeout)
-            .timeout(timeout);
+            .timeout(timeout)
+            .http2_keep_alive_interval(timeout)
+            .keep_alive_timeout(timeout)
+            .keep_alive_while_idle(true);
         let channel = {
             let _in_runtime = runtime.enter();
             endpoint.connect_lazy()

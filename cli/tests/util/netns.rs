@@ -12,7 +12,7 @@ pub struct Netns {
     /// The host side's address, and the namespace's.
     pub host_ip: String,
     pub ns_ip: String,
-    /// An address of this host that stays up when the link is cut (a dummy interface): the
+    /// An address of this host that stays up when the link is cut (a link of its own): the
     /// host's servers listen there, and the namespace reaches it through the link.
     pub service_ip: String,
     dummy: String,
@@ -56,9 +56,12 @@ impl Netns {
             service_ip: service_ip.clone(),
             dummy: dummy.clone(),
         };
-        ip(&["link", "add", &dummy, "type", "dummy"]);
+        // (No `dummy` module on every kernel: a veth pair with both ends here does the same.)
+        let dummy_peer = format!("gd{}e{tag}", pid % 100_000);
+        ip(&["link", "add", &dummy, "type", "veth", "peer", "name", &dummy_peer]);
         ip(&["addr", "add", &format!("{service_ip}/24"), "dev", &dummy]);
         ip(&["link", "set", &dummy, "up"]);
+        ip(&["link", "set", &dummy_peer, "up"]);
         ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if]);
         ip(&["link", "set", &ns_if, "netns", &name]);
         ip(&["addr", "add", &format!("{host_ip}/24"), "dev", &host_if]);
