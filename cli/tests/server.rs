@@ -175,3 +175,53 @@ fn metrics_and_healthz_answer_over_http() {
         assert!(body.contains(want), "/metrics lacks {want}:\n{body}");
     }
 }
+
+#[test]
+fn malformed_and_oversized_requests_are_refused_and_apply_nothing() {
+    use server::pb::directory_client::DirectoryClient;
+    use server::pb::ExecuteRequest;
+    let c = Cluster::in_mode(Mode::Server);
+    let grpc = c.servers.as_ref().unwrap().lock().unwrap().servers["westus"].grpc.clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let send = |envelope: Vec<u8>, request: Vec<u8>| -> tonic::Status {
+        rt.block_on(async {
+            let mut client = DirectoryClient::connect(grpc.clone())
+                .await
+                .unwrap()
+                .max_encoding_message_size(200 * 1024 * 1024);
+            let got = client
+                .execute(ExecuteRequest { envelope, request, forwarded: false })
+                .await;
+            match got {
+                Err(s) => s,
+                Ok(mut stream) => match stream.get_mut().message().await {
+                    Err(s) => s,
+                    Ok(m) => panic!("accepted: {m:?}"),
+                },
+            }
+        })
+    };
+    let envelope = br#"{"actor":"t","correlationId":"c","datacenter":null,"token":null}"#.to_vec();
+    // Malformed JSON: refused, naming what was wrong.
+    let s = send(envelope.clone(), br#"{"request":"createObject","tenant":"contoso","#.to_vec());
+    assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("malformed request"), "{s:?}");
+    assert_eq!(s.metadata().get("geodir-error").unwrap(), "invalid");
+    // Well-formed JSON of an unknown request: refused the same way.
+    let s = send(envelope.clone(), br#"{"request":"dropEverything"}"#.to_vec());
+    assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+    // Over the 64 MiB limit: refused by gRPC before it is read.
+    let big = format!(
+        r##"{{"request":"createObject","tenant":"contoso","objectType":"user","fields":{{"userPrincipalName":"big@contoso.com","displayName":"{}"}}}}"##,
+        "x".repeat(65 * 1024 * 1024)
+    );
+    let s = send(envelope, big.into_bytes());
+    assert!(
+        matches!(s.code(), tonic::Code::ResourceExhausted | tonic::Code::OutOfRange),
+        "{s:?}"
+    );
+    // Nothing was applied.
+    c.user_get_fails("big@contoso.com", &["--region", "westus"], 3);
+    let listed = c.ok(&["user", "list", "--tenant", "contoso", "--region", "westus"]);
+    assert_eq!(listed["objects"].as_array().unwrap().len(), 0, "{listed}");
+}
