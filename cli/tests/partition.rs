@@ -4,31 +4,13 @@
 //! becomes visible. Needs root (`ip netns`), as scripts/test runs on the project's machines.
 mod util;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use util::netns::Netns;
-use util::servers::{acked, visible, wait_for, writer, Seen, Servers};
+use util::netns::{cluster_with, Netns};
+use util::servers::{acked, visible, wait_for, writer, Seen};
 use util::Cluster;
-
-/// A cluster whose `isolated` datacenter's server runs in `ns`, the others on this host.
-fn cluster_with(ns: &Netns, isolated: &str) -> Cluster {
-    let mut c = Cluster::new();
-    let hosts: BTreeMap<String, (String, Vec<String>)> = ["westus", "eastus", "westeurope"]
-        .iter()
-        .map(|dc| {
-            let host = match *dc == isolated {
-                true => (ns.ns_ip.clone(), ns.exec()),
-                false => (ns.service_ip.clone(), Vec::new()),
-            };
-            (dc.to_string(), host)
-        })
-        .collect();
-    c.servers = Some(Mutex::new(Servers::start_on(&c.root, hosts)));
-    c
-}
 
 /// Every acknowledged write readable near each region, every refused one nowhere.
 fn check(c: &Cluster, seen: &Seen) {

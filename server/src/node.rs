@@ -386,7 +386,15 @@ impl Node {
                 }
             }
             seen = self.wake.0.lock().map(|n| *n).unwrap_or(seen);
-            let Ok(t) = self.topology() else { continue };
+            // One request or round at a time: a round shipping to a secondary while a
+            // failover or a standby re-designation brings the same replica level would make
+            // one of them fail ("entry does not follow"), so the round holds the cluster
+            // handle as a request does.
+            let Ok(mut dir) = self.dir.lock() else { break };
+            if self.refresh(dir.cluster_mut()).is_err() {
+                continue;
+            }
+            let t = dir.cluster().topology().clone();
             let now = endpoints_in(&t);
             if now != dialled {
                 logs.retain(|id, _| now.get(&id.datacenter) == dialled.get(&id.datacenter));

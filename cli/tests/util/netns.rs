@@ -3,7 +3,30 @@
 //! removed by the test (root: `ip netns`); every address is in 10.0.0.0/8, on this machine.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::Mutex;
+
+use super::servers::Servers;
+use super::Cluster;
+
+/// A cluster (`Cluster::new`) in the server mode whose `isolated` datacenter's server runs
+/// in `ns`, the others on this host.
+pub fn cluster_with(ns: &Netns, isolated: &str) -> Cluster {
+    let mut c = Cluster::new();
+    let hosts: BTreeMap<String, (String, Vec<String>)> = ["westus", "eastus", "westeurope"]
+        .iter()
+        .map(|dc| {
+            let host = match *dc == isolated {
+                true => (ns.ns_ip.clone(), ns.exec()),
+                false => (ns.service_ip.clone(), Vec::new()),
+            };
+            (dc.to_string(), host)
+        })
+        .collect();
+    c.servers = Some(Mutex::new(Servers::start_on(&c.root, hosts)));
+    c
+}
 
 pub struct Netns {
     pub name: String,
