@@ -402,15 +402,12 @@ fn actor(g: &Global) -> Result<String> {
 /// The directory through the servers at `list` (comma-separated URLs), the nearest
 /// healthy one to --region answering. The runtime lives as long as the process.
 fn remote(g: &Global, list: &str) -> Result<server::client::Remote> {
-    let endpoints: Vec<String> = list
+    let endpoints = list
         .split(',')
         .map(str::trim)
         .filter(|e| !e.is_empty())
-        .map(|e| match e.contains("://") {
-            true => e.to_string(),
-            false => format!("http://{e}"),
-        })
-        .collect();
+        .map(endpoint)
+        .collect::<Result<Vec<String>>>()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -424,6 +421,25 @@ fn remote(g: &Global, list: &str) -> Result<server::client::Remote> {
         g.region.as_deref(),
         Duration::from_millis(g.lock_timeout_ms.clamp(500, 10_000)),
     )?)
+}
+
+/// One of --endpoints as a gRPC URL: `http://HOST:PORT`, or `HOST:PORT` for it. Anything
+/// else is a usage error (exit 2), TLS included: the servers do not speak it yet.
+fn endpoint(e: &str) -> Result<String> {
+    let bad = |why: &str| -> anyhow::Error {
+        engine::Error::Invalid(format!("--endpoints: {e:?} {why}")).into()
+    };
+    let rest = match e.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some(("https", _)) => return Err(bad("is https: the servers do not speak TLS yet; use http://HOST:PORT")),
+        Some(_) => return Err(bad("is not http://HOST:PORT")),
+        None => e,
+    };
+    let port = rest.rsplit_once(':').map(|(_, p)| p.trim_end_matches('/'));
+    match port.map(str::parse::<u16>) {
+        Some(Ok(p)) if p > 0 => Ok(format!("http://{}", rest.trim_end_matches('/'))),
+        _ => Err(bad("is not HOST:PORT (a geodird's gRPC address, as it prints at start)")),
+    }
 }
 
 /// The OS user running dirctl, from /etc/passwd by uid (cron jobs often have no USER).

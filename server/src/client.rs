@@ -25,6 +25,11 @@ pub struct Connection {
     runtime: Handle,
 }
 
+/// The engine's error kind a server named.
+fn kind_of(s: &tonic::Status) -> Option<&str> {
+    s.metadata().get("geodir-error").and_then(|v| v.to_str().ok())
+}
+
 /// Whether a failed call reached the server at all: a status the server gave names its
 /// kind; a transport failure does not.
 fn from_server(s: &tonic::Status) -> bool {
@@ -301,19 +306,44 @@ impl Remote {
             .ok_or_else(|| {
                 Error::Unavailable(format!("no server address is recorded for {runs_at}"))
             })?;
-        let c = self
+        // The server that must carry it out; accepting data loss, any other may (the one
+        // owning the most advanced reachable replica does).
+        let mut order: Vec<Connection> = self
             .connections
             .iter()
-            .find(|c| c.address() == address)
+            .filter(|c| c.address() == address)
             .cloned()
-            .ok_or_else(|| {
-                Error::Unavailable(format!(
-                    "the failover of partition {partition} is carried out by {runs_at}'s server ({address}), which is not among --endpoints"
-                ))
-            })?;
-        let report = c.failover(partition, to.unwrap_or_default(), emergency, accept_data_loss);
+            .collect();
+        if order.is_empty() && !accept_data_loss {
+            return Err(Error::Unavailable(format!(
+                "the failover of partition {partition} is carried out by {runs_at}'s server ({address}), which is not among --endpoints"
+            )));
+        }
+        if emergency && accept_data_loss {
+            order.extend(self.connections.iter().filter(|c| c.address() != address).cloned());
+        }
+        let mut why = Vec::new();
+        for c in order {
+            match c.failover(partition, to.unwrap_or_default(), emergency, accept_data_loss) {
+                Ok(report) => {
+                    self.refresh_topology();
+                    return Ok(report);
+                }
+                // Unreachable, or not the server owning the replica to promote: the next one.
+                Err(e @ (Error::Unavailable(_) | Error::Fenced(_))) if accept_data_loss => {
+                    why.push(format!("{}: {e}", c.address()))
+                }
+                Err(e) => {
+                    self.refresh_topology();
+                    return Err(e);
+                }
+            }
+        }
         self.refresh_topology();
-        report
+        Err(Error::Unavailable(format!(
+            "no server could carry out the failover of partition {partition} ({})",
+            why.join("; ")
+        )))
     }
 
     /// The server answering now.
@@ -373,6 +403,11 @@ impl Directory for Remote {
                         self.refresh_topology();
                     }
                     return Ok(response);
+                }
+                // A read no replica of that server could answer: the next server may.
+                Err(s) if read && from_server(&s) && kind_of(&s) == Some("unavailable") => {
+                    failures.push(format!("{}: {}", c.address(), s.message()));
+                    self.current = (self.current + 1) % self.connections.len();
                 }
                 // The server said no: its answer stands.
                 Err(s) if from_server(&s) => return Err(from_status(&s, c.address())),

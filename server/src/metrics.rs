@@ -106,7 +106,11 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// A (changed) control plane: terms and primaries as it says; the lag series start
+    /// afresh (a replica whose role changed is no longer measured by this server).
     pub fn note_topology(&self, t: &Topology) {
+        self.lag_entries.clear();
+        self.lag_seconds.clear();
         for p in &t.partitions {
             let labels = PartitionLabels {
                 partition: p.id.to_string(),

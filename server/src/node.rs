@@ -144,15 +144,11 @@ impl Node {
             retain_log_entries: config.retain_log_entries,
             ..ClusterOptions::default()
         };
+        #[allow(unused_mut)]
         let mut cluster = Cluster::open(&config.cluster, options)?;
+        #[cfg(feature = "failpoints")]
+        cluster.set_failpoint(std::env::var("GEODIR_FAILPOINT").ok().as_deref());
         let dc = cluster.topology().datacenter(&config.datacenter)?.name.clone();
-        let advertise = config.advertise.clone();
-        cluster.update_topology(|t| {
-            for d in t.datacenters.iter_mut().filter(|d| d.name == dc) {
-                d.endpoint = Some(advertise.clone());
-            }
-            Ok(())
-        })?;
         let mut owned = BTreeMap::new();
         for p in cluster.topology().partitions.clone() {
             let path = engine::layout::replica_path(&config.data, &dc, p.id);
@@ -161,9 +157,23 @@ impl Node {
                 Ok(r) => {
                     owned.insert(p.id, Arc::new(r));
                 }
+                // Another process serves this datacenter: refuse to start, changing nothing.
+                Err(Error::Unavailable(m)) if m.contains("held by another") => {
+                    return Err(Error::Unavailable(format!(
+                        "{name} is held by another process (is another geodird serving datacenter {dc}?): {m}"
+                    )))
+                }
                 Err(e) => tracing::error!(replica = %name, error = %e, "replica not opened"),
             }
         }
+        // Recorded only once this server holds its replicas.
+        let advertise = config.advertise.clone();
+        cluster.update_topology(|t| {
+            for d in t.datacenters.iter_mut().filter(|d| d.name == dc) {
+                d.endpoint = Some(advertise.clone());
+            }
+            Ok(())
+        })?;
         let endpoints: Endpoints = Arc::new(RwLock::new(endpoints_in(cluster.topology())));
         let opener = ServerOpener {
             datacenter: dc.clone(),
@@ -239,16 +249,28 @@ impl Node {
         let mut dir = self.dir.lock().map_err(|_| poisoned())?;
         self.refresh(dir.cluster_mut())?;
         let write = engine::executor::write_partition(dir.cluster().topology(), &request)?;
-        if let Some(partition) = write {
+        // An audit query reads the most complete copy: the primary's, on its server (when
+        // that server cannot answer, the most complete copy here does, with a warning).
+        let audit = match &request {
+            Request::ListAudit { partition } => Some(*partition),
+            _ => None,
+        };
+        if let Some(partition) = write.or(audit) {
             let primary = dir.cluster().topology().partition(partition)?.primary.clone();
-            if primary != self.datacenter {
+            if primary != self.datacenter && !(forwarded && audit.is_some()) {
                 drop(dir);
                 if forwarded {
                     return Err(Error::Unavailable(format!(
                         "partition {partition}'s primary moved to {primary} while the write was sent on; nothing was written, run it again"
                     )));
                 }
-                return self.forward(&primary, envelope, request, progress);
+                let got = self.forward(&primary, envelope, request.clone(), progress);
+                match got {
+                    Err(Error::Unavailable(_)) if audit.is_some() => {
+                        dir = self.dir.lock().map_err(|_| poisoned())?;
+                    }
+                    got => return got,
+                }
             }
         }
         let got = dir.execute_with(envelope, request, progress);
@@ -308,7 +330,9 @@ impl Node {
             true => &p.sync_standby,
             false => &p.primary,
         };
-        if *runs_at != self.datacenter {
+        // Accepting data loss, the most advanced reachable replica is promoted, wherever it
+        // is: any server tries, and refuses when the plan promotes another's replica.
+        if *runs_at != self.datacenter && !(emergency && accept_data_loss) {
             return Err(Error::Fenced(format!(
                 "this is {}'s server; a {} failover of partition {partition} is carried out by {runs_at}'s server",
                 self.datacenter,
@@ -402,6 +426,18 @@ impl Node {
             }
             for p in t.partitions.iter().filter(|p| p.primary == self.datacenter) {
                 let Some(primary) = self.owned.get(&p.id) else { continue };
+                // Entries a crashed writer left (this server, restarted after SIGKILL) are
+                // settled against the sync standby now, not at the next write: until then
+                // the primary serves no read.
+                let unsettled = primary.last().map(|l| l.lsn).unwrap_or(0)
+                    > primary.commit_lsn().unwrap_or(0);
+                if unsettled {
+                    match dir.cluster_mut().settle_primary(p.id) {
+                        Ok(()) => tracing::info!(partition = p.id, "settled the entries a crashed writer left"),
+                        Err(e) => tracing::warn!(partition = p.id, error = %e, "entries a crashed writer left are not settled yet"),
+                    }
+                    dir.cluster_mut().release_all();
+                }
                 for d in t.datacenters.iter().filter(|d| {
                     d.name != self.datacenter && d.name != p.sync_standby
                 }) {

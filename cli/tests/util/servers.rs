@@ -44,6 +44,8 @@ pub struct Servers {
     /// Where a datacenter's server runs, if not on loopback: the address it listens on and
     /// the command it runs under (`ip netns exec NS`).
     pub hosts: BTreeMap<String, (String, Vec<String>)>,
+    /// Extra environment for the next server started (`GEODIR_FAILPOINT`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Servers {
@@ -55,6 +57,7 @@ impl Servers {
             known: BTreeMap::new(),
             args: args.iter().map(|a| a.to_string()).collect(),
             hosts: BTreeMap::new(),
+            env: Vec::new(),
         };
         for dc in dcs {
             s.start_one(dc);
@@ -70,6 +73,7 @@ impl Servers {
             known: BTreeMap::new(),
             args: Vec::new(),
             hosts,
+            env: Vec::new(),
         };
         let dcs: Vec<String> = s.hosts.keys().cloned().collect();
         for dc in dcs {
@@ -100,6 +104,7 @@ impl Servers {
             .args(["--datacenter", dc, "--listen", &listen, "--http", &http])
             .args(&self.args)
             .env("GEODIR_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());

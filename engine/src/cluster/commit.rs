@@ -14,6 +14,14 @@ use crate::replica_log::ReplicaLog;
 use crate::topology::Partition;
 
 impl Cluster {
+    /// Settles what a crashed writer left above the primary of `partition`'s commit lsn
+    /// (the server mode: its server, restarted after SIGKILL, before it serves reads).
+    /// Nothing to do when the primary is settled or on another server.
+    pub fn settle_primary(&mut self, partition: u32) -> Result<()> {
+        let (p, ..) = self.hold_partition(partition)?;
+        self.resolve_primary(&p)
+    }
+
     /// Settles entries a crashed writer left above the primary's commit lsn: those the sync
     /// standby holds are committed, the rest are cut off.
     pub(crate) fn resolve_primary(&mut self, p: &Partition) -> Result<()> {

@@ -102,6 +102,7 @@ impl Cluster {
     /// failover switched the partition while this process waited for them, or after the
     /// sync standby was re-designated.
     fn ready_to_write(&mut self, partition: u32, session_dc: Option<&str>) -> Result<ReadyToWrite> {
+        let mut retried = false;
         loop {
             let p = self.topology.partition(partition)?.clone();
             let pid = ReplicaId::new(&p.primary, partition);
@@ -139,15 +140,34 @@ impl Cluster {
                 self.release_all();
                 continue;
             }
-            self.resolve_primary(&p)?;
+            // A standby on another server held since an earlier write may have gone since:
+            // found unreachable here, it is let go of once and held again, so that the hold
+            // finds it unreachable and it is re-designated above, as an unreachable one is.
+            let standby_gone = |e: &Error, this: &Cluster| {
+                matches!(e, Error::Unavailable(_))
+                    && this.held.get(&sid).is_some_and(|h| h.local().is_none())
+            };
+            if let Err(e) = self.resolve_primary(&p) {
+                if !retried && standby_gone(&e, self) {
+                    retried = true;
+                    self.let_go(&sid);
+                    continue;
+                }
+                return Err(e);
+            }
             // Settling may have raised the term (fence_cut).
             let p = self.topology.partition(partition)?.clone();
             let primary = self.log(&pid)?;
             let standby = self.log(&sid)?;
             let commit = primary.commit_lsn()?;
-            catch_up(primary, standby, commit, p.term, &mut |_| {}).map_err(|e| {
-                Error::Unavailable(format!("the sync standby {sid} cannot take writes, so no geo-durable commit is possible; nothing was written: {e}"))
-            })?;
+            if let Err(e) = catch_up(primary, standby, commit, p.term, &mut |_| {}) {
+                if !retried && standby_gone(&e, self) {
+                    retried = true;
+                    self.let_go(&sid);
+                    continue;
+                }
+                return Err(Error::Unavailable(format!("the sync standby {sid} cannot take writes, so no geo-durable commit is possible; nothing was written: {e}")));
+            }
             let session = session_id
                 .as_ref()
                 .and_then(|id| self.held.get(id).map(|r| (id.clone(), r.clone())))
