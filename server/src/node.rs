@@ -66,6 +66,8 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Wakes the replicator after a commit.
     wake: (Mutex<u64>, Condvar),
+    /// Held by a replication round and by a failover (taken before `dir`).
+    replicating: Mutex<()>,
     stopping: AtomicBool,
     /// Clients of the other servers' Directory service (a write sent on).
     forwarders: Mutex<BTreeMap<String, crate::client::Connection>>,
@@ -194,6 +196,7 @@ impl Node {
             config,
             metrics,
             wake: (Mutex::new(0), Condvar::new()),
+            replicating: Mutex::new(()),
             stopping: AtomicBool::new(false),
             forwarders: Mutex::new(BTreeMap::new()),
         }))
@@ -323,6 +326,7 @@ impl Node {
         emergency: bool,
         accept_data_loss: bool,
     ) -> Result<engine::failover::FailoverReport> {
+        let _no_round = self.replicating.lock().map_err(|_| poisoned())?;
         let mut dir = self.dir.lock().map_err(|_| poisoned())?;
         self.refresh(dir.cluster_mut())?;
         let p = dir.cluster().topology().partition(partition)?.clone();
@@ -410,15 +414,34 @@ impl Node {
                 }
             }
             seen = self.wake.0.lock().map(|n| *n).unwrap_or(seen);
-            // One request or round at a time: a round shipping to a secondary while a
-            // failover or a standby re-designation brings the same replica level would make
-            // one of them fail ("entry does not follow"), so the round holds the cluster
-            // handle as a request does.
-            let Ok(mut dir) = self.dir.lock() else { break };
-            if self.refresh(dir.cluster_mut()).is_err() {
-                continue;
-            }
-            let t = dir.cluster().topology().clone();
+            // A round ships while no failover runs (`replicating`): both bringing the same
+            // replica level would make one of them fail ("entry does not follow"). Requests
+            // go on meanwhile; what they ship to a secondary is a write in flight, which a
+            // round leaves alone.
+            let Ok(_round) = self.replicating.lock() else { break };
+            let t = {
+                let Ok(mut dir) = self.dir.lock() else { break };
+                if self.refresh(dir.cluster_mut()).is_err() {
+                    continue;
+                }
+                let t = dir.cluster().topology().clone();
+                // Entries a crashed writer left (this server, restarted after SIGKILL) are
+                // settled against the sync standby now, not at the next write: until then
+                // the primary serves no read. Under the handle: no write is in flight.
+                for p in t.partitions.iter().filter(|p| p.primary == self.datacenter) {
+                    let Some(primary) = self.owned.get(&p.id) else { continue };
+                    let unsettled = primary.last().map(|l| l.lsn).unwrap_or(0)
+                        > primary.commit_lsn().unwrap_or(0);
+                    if unsettled {
+                        match dir.cluster_mut().settle_primary(p.id) {
+                            Ok(()) => tracing::info!(partition = p.id, "settled the entries a crashed writer left"),
+                            Err(e) => tracing::warn!(partition = p.id, error = %e, "entries a crashed writer left are not settled yet"),
+                        }
+                        dir.cluster_mut().release_all();
+                    }
+                }
+                t
+            };
             let now = endpoints_in(&t);
             if now != dialled {
                 logs.retain(|id, _| now.get(&id.datacenter) == dialled.get(&id.datacenter));
@@ -426,18 +449,6 @@ impl Node {
             }
             for p in t.partitions.iter().filter(|p| p.primary == self.datacenter) {
                 let Some(primary) = self.owned.get(&p.id) else { continue };
-                // Entries a crashed writer left (this server, restarted after SIGKILL) are
-                // settled against the sync standby now, not at the next write: until then
-                // the primary serves no read.
-                let unsettled = primary.last().map(|l| l.lsn).unwrap_or(0)
-                    > primary.commit_lsn().unwrap_or(0);
-                if unsettled {
-                    match dir.cluster_mut().settle_primary(p.id) {
-                        Ok(()) => tracing::info!(partition = p.id, "settled the entries a crashed writer left"),
-                        Err(e) => tracing::warn!(partition = p.id, error = %e, "entries a crashed writer left are not settled yet"),
-                    }
-                    dir.cluster_mut().release_all();
-                }
                 for d in t.datacenters.iter().filter(|d| {
                     d.name != self.datacenter && d.name != p.sync_standby
                 }) {
