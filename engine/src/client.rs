@@ -88,9 +88,7 @@ impl Directory for Embedded {
     }
 
     fn kept_of_token(&self, token: &Token) -> Result<u64> {
-        let p = self.cluster.topology().partition(token.partition)?;
-        crate::protocol::routing::check_token(p, token, None)?;
-        Ok(p.kept_of_token(token.term, token.lsn))
+        crate::protocol::routing::kept_of_token(self.cluster.topology(), token)
     }
 
     fn execute_with(

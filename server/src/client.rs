@@ -380,9 +380,7 @@ impl Directory for Remote {
     }
 
     fn kept_of_token(&self, token: &Token) -> Result<u64> {
-        let p = self.topology.partition(token.partition)?;
-        engine::protocol::routing::check_token(p, token, None)?;
-        Ok(p.kept_of_token(token.term, token.lsn))
+        engine::protocol::routing::kept_of_token(&self.topology, token)
     }
 
     fn execute_with(

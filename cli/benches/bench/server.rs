@@ -95,6 +95,13 @@ impl Servers {
         self.children.retain(|(d, _)| d != dc);
     }
 
+    /// Partition 0's replica on the server of `dc`, as the primary's server reaches it.
+    fn log(&self, rt: &tokio::runtime::Runtime, dc: &str) -> server::remote::RemoteLog {
+        let addr = &self.grpc.iter().find(|(d, _)| d == dc).unwrap().1;
+        server::remote::RemoteLog::new(rt.handle().clone(), addr, dc, 0, Duration::from_secs(5))
+            .unwrap()
+    }
+
     fn connect(&self, rt: &tokio::runtime::Runtime, dc: &str) -> Connection {
         let addr = &self.grpc.iter().find(|(d, _)| d == dc).unwrap().1;
         Connection::new(rt.handle().clone(), addr, Duration::from_secs(5), None).unwrap()
@@ -203,14 +210,7 @@ pub(super) fn server_figures(dir: &Path, n: usize, backlog: usize) -> Vec<Value>
     // speed: per sampled write, the time from its acknowledgement until westeurope holds it.
     let lags = Mutex::new(Vec::new());
     let stop = AtomicBool::new(false);
-    let far = server::remote::RemoteLog::new(
-        rt.handle().clone(),
-        &servers.grpc.iter().find(|(d, _)| d == "westeurope").unwrap().1,
-        "westeurope",
-        0,
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let far = servers.log(&rt, "westeurope");
     std::thread::scope(|s| {
         for _ in 0..4 {
             let c = primary.clone();
@@ -330,14 +330,7 @@ pub(super) fn server_figures(dir: &Path, n: usize, backlog: usize) -> Vec<Value>
     let target = r.token.map(|t| t.lsn).unwrap_or(0);
     let t = Instant::now();
     servers.start_one("westeurope");
-    let far = server::remote::RemoteLog::new(
-        rt.handle().clone(),
-        &servers.grpc.iter().find(|(d, _)| d == "westeurope").unwrap().1,
-        "westeurope",
-        0,
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let far = servers.log(&rt, "westeurope");
     let started = t.elapsed().as_secs_f64();
     use engine::replica_log::ReplicaLog as _;
     while far.last().map(|p| p.lsn).unwrap_or(0) < target {

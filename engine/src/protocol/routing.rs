@@ -67,6 +67,14 @@ pub fn token_need(p: &Partition, token: Option<&Token>) -> u64 {
     token.map_or(0, |t| p.kept_of_token(t.term, t.lsn))
 }
 
+/// How much of a session token's history its partition still holds (`Partition::kept_of_token`),
+/// after the token is checked (`check_token`): what any client, embedded or remote, waits for.
+pub fn kept_of_token(topology: &Topology, token: &Token) -> Result<u64> {
+    let p = topology.partition(token.partition)?;
+    check_token(p, token, None)?;
+    Ok(p.kept_of_token(token.term, token.lsn))
+}
+
 /// Refuses a session's `token` that is beyond anything partition `p` ever held: of a term
 /// after the partition's, or needing an lsn (`token_need`) past the primary's `last` entry,
 /// when the primary could be read. No replica could ever reach such a token (a hand-edited
