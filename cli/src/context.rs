@@ -183,7 +183,9 @@ impl Ctx {
         accept_data_loss: bool,
     ) -> engine::Result<engine::failover::FailoverReport> {
         match (&mut self.dir, emergency) {
-            (Dir::Embedded(d), true) => d.cluster_mut().failover_emergency(partition, accept_data_loss),
+            (Dir::Embedded(d), true) => d
+                .cluster_mut()
+                .failover_emergency(partition, accept_data_loss),
             (Dir::Embedded(d), false) => d
                 .cluster_mut()
                 .failover_planned(partition, to.unwrap_or_default()),
@@ -381,7 +383,11 @@ impl Ctx {
 /// Who acts: --actor, DIRCTL_ACTOR, else the OS user.
 fn actor(g: &Global) -> Result<String> {
     Ok(match &g.actor {
-        Some(a) if a.is_empty() || a.chars().count() > 256 || a.chars().any(engine::directory::is_unsafe_char) => {
+        Some(a)
+            if a.is_empty()
+                || a.chars().count() > 256
+                || a.chars().any(engine::directory::is_unsafe_char) =>
+        {
             return Err(engine::Error::Invalid(format!(
                 "--actor {a:?} must be 1 to 256 characters, none of them a control character"
             ))
@@ -431,14 +437,20 @@ fn endpoint(e: &str) -> Result<String> {
     };
     let rest = match e.split_once("://") {
         Some(("http", rest)) => rest,
-        Some(("https", _)) => return Err(bad("is https: the servers do not speak TLS yet; use http://HOST:PORT")),
+        Some(("https", _)) => {
+            return Err(bad(
+                "is https: the servers do not speak TLS yet; use http://HOST:PORT",
+            ))
+        }
         Some(_) => return Err(bad("is not http://HOST:PORT")),
         None => e,
     };
     let port = rest.rsplit_once(':').map(|(_, p)| p.trim_end_matches('/'));
     match port.map(str::parse::<u16>) {
         Some(Ok(p)) if p > 0 => Ok(format!("http://{}", rest.trim_end_matches('/'))),
-        _ => Err(bad("is not HOST:PORT (a geodird's gRPC address, as it prints at start)")),
+        _ => Err(bad(
+            "is not HOST:PORT (a geodird's gRPC address, as it prints at start)",
+        )),
     }
 }
 

@@ -35,7 +35,12 @@ pub struct Global {
     /// The server mode: run directory commands against these geodird servers
     /// (comma-separated, `http://127.0.0.1:7401,...`) instead of opening --cluster's
     /// folders; the nearest healthy one to --region answers.
-    #[arg(long, global = true, env = "DIRCTL_ENDPOINTS", value_name = "URL[,URL...]")]
+    #[arg(
+        long,
+        global = true,
+        env = "DIRCTL_ENDPOINTS",
+        value_name = "URL[,URL...]"
+    )]
     pub endpoints: Option<String>,
     /// A logical session file: keeps replica tokens and datacenter affinity (read-your-writes).
     #[arg(long, global = true, env = "DIRCTL_SESSION", value_name = "FILE")]

@@ -16,7 +16,12 @@ fn promise_1_3_a_session_reads_its_write_everywhere(mode: Mode) {
     let token = v["replicaToken"].as_str().unwrap_or_default().to_string();
     for region in ["westus", "eastus", "westeurope"] {
         let got = c.user_get(&id, &["--session", session, "--region", region]);
-        assert_eq!(got["id"], id.as_str(), "read at {region}: {got}\n{}", c.server_logs());
+        assert_eq!(
+            got["id"],
+            id.as_str(),
+            "read at {region}: {got}\n{}",
+            c.server_logs()
+        );
         assert_eq!(got["userPrincipalName"], "s@contoso.com");
     }
     // Geo-durable: with westus (the primary) and westeurope gone, eastus (the sync
@@ -93,10 +98,18 @@ fn upn_conflict_and_not_found(mode: Mode) {
         let mut a = util::create_user_args("ADA@contoso.com");
         a.extend(["--region", region]);
         let r = c.fails(&a, 4);
-        assert!(r.stderr.contains("ada@contoso.com") || r.stderr.contains(&id), "{}", r.describe());
+        assert!(
+            r.stderr.contains("ada@contoso.com") || r.stderr.contains(&id),
+            "{}",
+            r.describe()
+        );
     }
     let r = c.user_get_fails("00000000-0000-0000-0000-000000000000", &[], 3);
-    assert!(r.stderr.contains("00000000-0000-0000-0000-000000000000"), "{}", r.describe());
+    assert!(
+        r.stderr.contains("00000000-0000-0000-0000-000000000000"),
+        "{}",
+        r.describe()
+    );
     let r = c.fails(&["user", "get", "--tenant", "nowhere", &id], 3);
     assert!(r.stderr.contains("nowhere"), "{}", r.describe());
 }
@@ -130,7 +143,11 @@ fn import_commits_every_line(mode: Mode) {
     ]);
     assert_eq!(r.code, 0, "{}", r.describe());
     // One JSON line per committed batch, then the summary.
-    let events: Vec<Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(events.len(), 4, "{}", r.describe());
     assert_eq!(events[2]["committedThroughLine"], 250, "{}", r.describe());
     assert_eq!(events[3]["imported"], 250, "{}", r.describe());
@@ -138,7 +155,10 @@ fn import_commits_every_line(mode: Mode) {
     assert_eq!(got["displayName"], "User 249");
     // A malformed line: nothing is imported.
     std::fs::write(&file, "{\"@odata.type\":\"#microsoft.graph.user\",").unwrap();
-    let r = c.fails(&["import", "--tenant", "contoso", file.to_str().unwrap()], 2);
+    let r = c.fails(
+        &["import", "--tenant", "contoso", file.to_str().unwrap()],
+        2,
+    );
     assert!(r.stderr.contains("line 1"), "{}", r.describe());
 }
 both_modes!(
@@ -153,7 +173,9 @@ fn recycle_bin_restores_by_id(mode: Mode) {
     let c = Cluster::in_mode(mode);
     let old = c.create_user("ada@contoso.com");
     c.ok(&["user", "delete", "--tenant", "contoso", &old]);
-    let listed = c.ok(&["deleted", "list", "--tenant", "contoso", "--region", "westus"]);
+    let listed = c.ok(&[
+        "deleted", "list", "--tenant", "contoso", "--region", "westus",
+    ]);
     assert!(listed.to_string().contains(&old), "{listed}");
     let new = c.create_user("ada@contoso.com");
     let r = c.fails(&["deleted", "restore", "--tenant", "contoso", &old], 4);
@@ -223,7 +245,9 @@ fn audit_records_each_change(mode: Mode) {
     let c = Cluster::in_mode(mode);
     let id = c.create_user("ada@contoso.com");
     c.create_user_fails("ada@contoso.com", 4);
-    c.ok(&["user", "delete", "--tenant", "contoso", &id, "--actor", "carol"]);
+    c.ok(&[
+        "user", "delete", "--tenant", "contoso", &id, "--actor", "carol",
+    ]);
     let records = c.ok(&["audit", "list"])["records"]
         .as_array()
         .unwrap()
@@ -239,7 +263,10 @@ fn audit_records_each_change(mode: Mode) {
         .collect();
     let creates = ops.iter().filter(|(o, _)| o == "user.create").count();
     assert_eq!(creates, 2, "{ops:?}");
-    assert!(ops.iter().any(|(o, out)| o == "user.create" && out != "ok"), "{ops:?}");
+    assert!(
+        ops.iter().any(|(o, out)| o == "user.create" && out != "ok"),
+        "{ops:?}"
+    );
     let delete = records
         .iter()
         .find(|r| r["op"] == "user.delete")

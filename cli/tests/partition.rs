@@ -17,14 +17,19 @@ fn check(c: &Cluster, seen: &Seen) {
     assert!(seen.other.is_empty(), "{:?}", seen.other);
     for upn in &seen.acked {
         for region in ["westus", "eastus", "westeurope"] {
-            wait_for(&format!("{upn} readable near {region}"), Duration::from_secs(30), || {
-                (visible(c, upn, region), upn.clone())
-            });
+            wait_for(
+                &format!("{upn} readable near {region}"),
+                Duration::from_secs(30),
+                || (visible(c, upn, region), upn.clone()),
+            );
         }
     }
     for (upn, why) in &seen.refused {
         for region in ["westus", "eastus", "westeurope"] {
-            assert!(!visible(c, upn, region), "{upn} was refused ({why}) yet is visible near {region}");
+            assert!(
+                !visible(c, upn, region),
+                "{upn} was refused ({why}) yet is visible near {region}"
+            );
         }
     }
 }
@@ -43,9 +48,11 @@ fn the_sync_standby_cut_off_by_a_partition_loses_nothing_and_shows_nothing_refus
         ns.cut();
         let before = acked(&seen);
         // westeurope becomes the sync standby: writes are acknowledged again.
-        wait_for("writes acknowledged during the partition", Duration::from_secs(60), || {
-            (acked(&seen) >= before + 10, acked(&seen))
-        });
+        wait_for(
+            "writes acknowledged during the partition",
+            Duration::from_secs(60),
+            || (acked(&seen) >= before + 10, acked(&seen)),
+        );
         stop.store(true, Ordering::SeqCst);
     });
     ns.heal();
@@ -54,7 +61,8 @@ fn the_sync_standby_cut_off_by_a_partition_loses_nothing_and_shows_nothing_refus
 }
 
 #[test]
-fn the_primary_cut_off_by_a_partition_acknowledges_nothing_and_an_emergency_failover_keeps_every_acknowledged_write() {
+fn the_primary_cut_off_by_a_partition_acknowledges_nothing_and_an_emergency_failover_keeps_every_acknowledged_write(
+) {
     let ns = Netns::new(2);
     let c = cluster_with(&ns, "westus");
     let stop = AtomicBool::new(false);
@@ -66,22 +74,39 @@ fn the_primary_cut_off_by_a_partition_acknowledges_nothing_and_an_emergency_fail
         });
         ns.cut();
         let at_cut = acked(&seen);
-        wait_for("writes failing during the partition", Duration::from_secs(60), || {
-            let s = seen.lock().unwrap();
-            (s.refused.len() + s.unknown.len() >= 3, (s.refused.len(), s.unknown.len()))
-        });
+        wait_for(
+            "writes failing during the partition",
+            Duration::from_secs(60),
+            || {
+                let s = seen.lock().unwrap();
+                (
+                    s.refused.len() + s.unknown.len() >= 3,
+                    (s.refused.len(), s.unknown.len()),
+                )
+            },
+        );
         stop.store(true, Ordering::SeqCst);
         // At most the write in flight at the cut could still be acknowledged.
         assert!(acked(&seen) <= at_cut + 1, "{:?}", seen.lock().unwrap());
     });
-    let r = c.run(&["failover", "--partition", "0", "--emergency", "--yes", "--output", "json"]);
+    let r = c.run(&[
+        "failover",
+        "--partition",
+        "0",
+        "--emergency",
+        "--yes",
+        "--output",
+        "json",
+    ]);
     assert_eq!(r.code, 0, "{}", r.describe());
     c.create_user("after@contoso.com");
     ns.heal();
     let seen = seen.into_inner().unwrap();
     check(&c, &seen);
     // The old primary rejoins as a secondary, its uncommitted tail cut.
-    wait_for("the old primary serves the new primary's write", Duration::from_secs(30), || {
-        (visible(&c, "after@contoso.com", "westus"), ())
-    });
+    wait_for(
+        "the old primary serves the new primary's write",
+        Duration::from_secs(30),
+        || (visible(&c, "after@contoso.com", "westus"), ()),
+    );
 }

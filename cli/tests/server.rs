@@ -23,14 +23,33 @@ fn the_primarys_server_killed_mid_write_loses_no_acknowledged_write_after_emerge
         c.take_down("westus");
         // The writer goes on against a dead primary for a while: refused or unknown.
         let after_kill = acked(&seen);
-        wait_for("writes refused after the kill", Duration::from_secs(60), || {
-            let s = seen.lock().unwrap();
-            (s.refused.len() + s.unknown.len() >= 3, (s.refused.len(), s.unknown.len()))
-        });
+        wait_for(
+            "writes refused after the kill",
+            Duration::from_secs(60),
+            || {
+                let s = seen.lock().unwrap();
+                (
+                    s.refused.len() + s.unknown.len() >= 3,
+                    (s.refused.len(), s.unknown.len()),
+                )
+            },
+        );
         stop.store(true, Ordering::SeqCst);
-        assert!(acked(&seen) <= after_kill + 1, "writes were acknowledged with the primary dead: {:?}", seen.lock().unwrap());
+        assert!(
+            acked(&seen) <= after_kill + 1,
+            "writes were acknowledged with the primary dead: {:?}",
+            seen.lock().unwrap()
+        );
     });
-    let r = c.run(&["failover", "--partition", "0", "--emergency", "--yes", "--output", "json"]);
+    let r = c.run(&[
+        "failover",
+        "--partition",
+        "0",
+        "--emergency",
+        "--yes",
+        "--output",
+        "json",
+    ]);
     assert_eq!(r.code, 0, "{}", r.describe());
     let v = r.json();
     assert_eq!(v["failovers"][0]["newPrimary"], "eastus", "{v}");
@@ -39,23 +58,34 @@ fn the_primarys_server_killed_mid_write_loses_no_acknowledged_write_after_emerge
     for upn in &seen.acked {
         for region in ["eastus", "westeurope"] {
             // Continuous replication brings westeurope level without any `sync`.
-            wait_for(&format!("{upn} readable near {region}"), Duration::from_secs(20), || {
-                (visible(&c, upn, region), upn.clone())
-            });
+            wait_for(
+                &format!("{upn} readable near {region}"),
+                Duration::from_secs(20),
+                || (visible(&c, upn, region), upn.clone()),
+            );
         }
     }
     // A refused write ("nothing applied") is visible nowhere.
     for (upn, why) in &seen.refused {
-        assert!(!visible(&c, upn, "eastus"), "{upn} was refused ({why}) yet is visible");
+        assert!(
+            !visible(&c, upn, "eastus"),
+            "{upn} was refused ({why}) yet is visible"
+        );
     }
     // Writes go on at the new primary, and the old primary's server rejoins as a secondary.
     c.create_user("after@contoso.com");
     c.bring_back("westus");
-    wait_for("the old primary's server serves the new write", Duration::from_secs(20), || {
-        (visible(&c, "after@contoso.com", "westus"), ())
-    });
+    wait_for(
+        "the old primary's server serves the new write",
+        Duration::from_secs(20),
+        || (visible(&c, "after@contoso.com", "westus"), ()),
+    );
     for upn in &seen.acked {
-        assert!(visible(&c, upn, "westus"), "{upn} missing at the rejoined westus\n{}", c.server_logs());
+        assert!(
+            visible(&c, upn, "westus"),
+            "{upn} missing at the rejoined westus\n{}",
+            c.server_logs()
+        );
     }
 }
 
@@ -72,9 +102,11 @@ fn the_standbys_server_killed_mid_write_leaves_each_write_acknowledged_or_applie
         c.take_down("eastus");
         let before = acked(&seen);
         // A new sync standby (westeurope) takes over: writes are acknowledged again.
-        wait_for("writes acknowledged with a new sync standby", Duration::from_secs(60), || {
-            (acked(&seen) >= before + 10, acked(&seen))
-        });
+        wait_for(
+            "writes acknowledged with a new sync standby",
+            Duration::from_secs(60),
+            || (acked(&seen) >= before + 10, acked(&seen)),
+        );
         stop.store(true, Ordering::SeqCst);
     });
     let seen = seen.into_inner().unwrap();
@@ -82,9 +114,11 @@ fn the_standbys_server_killed_mid_write_leaves_each_write_acknowledged_or_applie
     c.bring_back("eastus");
     for upn in &seen.acked {
         for region in ["westus", "westeurope", "eastus"] {
-            wait_for(&format!("{upn} readable near {region}"), Duration::from_secs(20), || {
-                (visible(&c, upn, region), upn.clone())
-            });
+            wait_for(
+                &format!("{upn} readable near {region}"),
+                Duration::from_secs(20),
+                || (visible(&c, upn, region), upn.clone()),
+            );
         }
     }
     for (upn, why) in &seen.refused {
@@ -93,7 +127,10 @@ fn the_standbys_server_killed_mid_write_leaves_each_write_acknowledged_or_applie
             "{upn}: exit 5 without saying nothing was applied: {why}"
         );
         for region in ["westus", "westeurope", "eastus"] {
-            assert!(!visible(&c, upn, region), "{upn} was refused ({why}) yet is visible near {region}");
+            assert!(
+                !visible(&c, upn, region),
+                "{upn} was refused ({why}) yet is visible near {region}"
+            );
         }
     }
 }
@@ -113,15 +150,27 @@ fn a_secondarys_server_down_for_10000_writes_catches_up_without_sync() {
         .collect();
     std::fs::write(&file, lines.join("\n")).unwrap();
     // One entry per line: 10,000 writes.
-    let r = c.run(&["import", "--tenant", "contoso", file.to_str().unwrap(), "--batch-size", "1", "--output", "json"]);
+    let r = c.run(&[
+        "import",
+        "--tenant",
+        "contoso",
+        file.to_str().unwrap(),
+        "--batch-size",
+        "1",
+        "--output",
+        "json",
+    ]);
     assert_eq!(r.code, 0, "{}", r.describe());
-    let summary: serde_json::Value = serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["imported"], n, "{}", r.describe());
     c.bring_back("westeurope");
     let last = format!("m{}@contoso.com", n - 1);
-    wait_for("westeurope holds the last write, with no sync", Duration::from_secs(30), || {
-        (visible(&c, &last, "westeurope"), ())
-    });
+    wait_for(
+        "westeurope holds the last write, with no sync",
+        Duration::from_secs(30),
+        || (visible(&c, &last, "westeurope"), ()),
+    );
     let got = c.user_get(&last, &["--region", "westeurope"]);
     assert_eq!(got["@geodir.servedBy"]["datacenter"], "westeurope", "{got}");
     assert_eq!(got["@geodir.servedBy"]["pulledEntries"], 0, "{got}");
@@ -134,12 +183,18 @@ fn sigterm_stops_a_server_cleanly_and_a_restart_rejoins() {
     c.create_user("before@contoso.com");
     let servers = c.servers.as_ref().unwrap();
     let status = servers.lock().unwrap().stop("westeurope");
-    assert!(status.success(), "geodird exited {status:?} on SIGTERM\n{}", c.server_logs());
+    assert!(
+        status.success(),
+        "geodird exited {status:?} on SIGTERM\n{}",
+        c.server_logs()
+    );
     c.create_user("during@contoso.com");
     c.bring_back("westeurope");
-    wait_for("the restarted server catches up", Duration::from_secs(20), || {
-        (visible(&c, "during@contoso.com", "westeurope"), ())
-    });
+    wait_for(
+        "the restarted server catches up",
+        Duration::from_secs(20),
+        || (visible(&c, "during@contoso.com", "westeurope"), ()),
+    );
     assert!(visible(&c, "before@contoso.com", "westeurope"));
 }
 
@@ -153,11 +208,20 @@ fn metrics_and_healthz_answer_over_http() {
     let get = |path: &str| -> (u16, String) {
         let addr = http.trim_start_matches("http://");
         let mut conn = std::net::TcpStream::connect(addr).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            conn,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut text = String::new();
         conn.read_to_string(&mut text).unwrap();
-        let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         (code, text)
     };
     let (code, body) = get("/healthz");
@@ -171,11 +235,19 @@ fn metrics_and_healthz_answer_over_http() {
         // Once the replicator's first round after the write has run.
         "geodir_replication_lag_entries{partition=\"0\",datacenter=\"westeurope\"} 0",
     ];
-    wait_for("/metrics with every series", Duration::from_secs(10), || {
-        let (code, body) = get("/metrics");
-        let missing: Vec<&str> = wanted.iter().copied().filter(|w| !body.contains(w)).collect();
-        (code == 200 && missing.is_empty(), (code, missing, body))
-    });
+    wait_for(
+        "/metrics with every series",
+        Duration::from_secs(10),
+        || {
+            let (code, body) = get("/metrics");
+            let missing: Vec<&str> = wanted
+                .iter()
+                .copied()
+                .filter(|w| !body.contains(w))
+                .collect();
+            (code == 200 && missing.is_empty(), (code, missing, body))
+        },
+    );
 }
 
 #[test]
@@ -183,8 +255,13 @@ fn malformed_and_oversized_requests_are_refused_and_apply_nothing() {
     use server::pb::directory_client::DirectoryClient;
     use server::pb::ExecuteRequest;
     let c = Cluster::in_mode(Mode::Server);
-    let grpc = c.servers.as_ref().unwrap().lock().unwrap().servers["westus"].grpc.clone();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let grpc = c.servers.as_ref().unwrap().lock().unwrap().servers["westus"]
+        .grpc
+        .clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let send = |envelope: Vec<u8>, request: Vec<u8>| -> tonic::Status {
         rt.block_on(async {
             let mut client = DirectoryClient::connect(grpc.clone())
@@ -192,7 +269,11 @@ fn malformed_and_oversized_requests_are_refused_and_apply_nothing() {
                 .unwrap()
                 .max_encoding_message_size(200 * 1024 * 1024);
             let got = client
-                .execute(ExecuteRequest { envelope, request, forwarded: false })
+                .execute(ExecuteRequest {
+                    envelope,
+                    request,
+                    forwarded: false,
+                })
                 .await;
             match got {
                 Err(s) => s,
@@ -205,12 +286,18 @@ fn malformed_and_oversized_requests_are_refused_and_apply_nothing() {
     };
     let envelope = br#"{"actor":"t","correlationId":"c","datacenter":null,"token":null}"#.to_vec();
     // Malformed JSON: refused, naming what was wrong.
-    let s = send(envelope.clone(), br#"{"request":"createObject","tenant":"contoso","#.to_vec());
+    let s = send(
+        envelope.clone(),
+        br#"{"request":"createObject","tenant":"contoso","#.to_vec(),
+    );
     assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
     assert!(s.message().contains("malformed request"), "{s:?}");
     assert_eq!(s.metadata().get("geodir-error").unwrap(), "invalid");
     // Well-formed JSON of an unknown request: refused the same way.
-    let s = send(envelope.clone(), br#"{"request":"dropEverything"}"#.to_vec());
+    let s = send(
+        envelope.clone(),
+        br#"{"request":"dropEverything"}"#.to_vec(),
+    );
     assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
     // Over the 64 MiB limit: refused by gRPC before it is read.
     let big = format!(
@@ -219,7 +306,10 @@ fn malformed_and_oversized_requests_are_refused_and_apply_nothing() {
     );
     let s = send(envelope, big.into_bytes());
     assert!(
-        matches!(s.code(), tonic::Code::ResourceExhausted | tonic::Code::OutOfRange),
+        matches!(
+            s.code(),
+            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
+        ),
         "{s:?}"
     );
     // Nothing was applied.
@@ -236,22 +326,40 @@ fn a_primarys_server_restarted_after_a_crash_mid_write_settles_and_serves_reads_
     {
         let mut s = c.servers.as_ref().unwrap().lock().unwrap();
         s.kill("westus");
-        s.env = vec![("GEODIR_FAILPOINT".into(), "crash-after-primary-append".into())];
+        s.env = vec![(
+            "GEODIR_FAILPOINT".into(),
+            "crash-after-primary-append".into(),
+        )];
         s.start_one("westus");
         s.env.clear();
     }
     let r = c.run(&util::create_user_args("tail@contoso.com"));
-    assert_eq!(r.code, 1, "the write's outcome is unknown: {}", r.describe());
+    assert_eq!(
+        r.code,
+        1,
+        "the write's outcome is unknown: {}",
+        r.describe()
+    );
     c.take_down("westus");
     c.bring_back("westus");
     // No write: the restarted server settles its tail itself, then serves reads.
     wait_for("westus serves reads again", Duration::from_secs(20), || {
-        let r = c.user_get_run("before@contoso.com", &["--region", "westus", "--output", "json"]);
-        (r.code == 0 && r.json()["@geodir.servedBy"]["datacenter"] == "westus", r.describe())
+        let r = c.user_get_run(
+            "before@contoso.com",
+            &["--region", "westus", "--output", "json"],
+        );
+        (
+            r.code == 0 && r.json()["@geodir.servedBy"]["datacenter"] == "westus",
+            r.describe(),
+        )
     });
     // The entry left in doubt is cut (the standby never took it), and fenced: visible nowhere.
     for region in ["westus", "eastus", "westeurope"] {
-        assert!(!visible(&c, "tail@contoso.com", region), "tail visible near {region}\n{}", c.server_logs());
+        assert!(
+            !visible(&c, "tail@contoso.com", region),
+            "tail visible near {region}\n{}",
+            c.server_logs()
+        );
     }
     c.create_user("after@contoso.com");
 }

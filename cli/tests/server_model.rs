@@ -30,7 +30,10 @@ impl Rng {
 }
 
 fn seeds() -> Vec<u64> {
-    if let Some(s) = std::env::var("GEODIR_SEED").ok().and_then(|s| s.parse().ok()) {
+    if let Some(s) = std::env::var("GEODIR_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         return vec![s];
     }
     let n = std::env::var("GEODIR_SEEDS")
@@ -82,10 +85,14 @@ fn run(seed: u64) {
     for step in 0..steps {
         let (term, primary, standby) = partition_0(&c);
         if let Some(p) = primary_of_term.insert(term, primary.clone()) {
-            assert_eq!(p, primary, "seed {seed}: two primaries in term {term}\n{log:#?}");
+            assert_eq!(
+                p, primary,
+                "seed {seed}: two primaries in term {term}\n{log:#?}"
+            );
         }
         // Reachable from here: up, and not cut off.
-        let reachable = |dc: &str, up: &BTreeSet<&str>, cut: bool| up.contains(dc) && !(cut && dc == isolated);
+        let reachable =
+            |dc: &str, up: &BTreeSet<&str>, cut: bool| up.contains(dc) && !(cut && dc == isolated);
         let action = rng.below(12);
         let region = DCS[rng.below(3)];
         let s = rng.below(2);
@@ -96,7 +103,10 @@ fn run(seed: u64) {
                 let mut a = util::create_user_args(&upn);
                 a.extend(["--session", session, "--region", region]);
                 let r = c.run(&a);
-                log.push(format!("step {step}: write {upn} near {region}: exit {}", r.code));
+                log.push(format!(
+                    "step {step}: write {upn} near {region}: exit {}",
+                    r.code
+                ));
                 match r.code {
                     0 => {
                         acked.push(upn.clone());
@@ -108,14 +118,23 @@ fn run(seed: u64) {
                 }
             }
             5 | 6 => {
-                let Some(upn) = (!wrote[s].is_empty()).then(|| wrote[s][rng.below(wrote[s].len())].clone()) else {
+                let Some(upn) =
+                    (!wrote[s].is_empty()).then(|| wrote[s][rng.below(wrote[s].len())].clone())
+                else {
                     continue;
                 };
                 let r = c.user_get_run(&upn, &["--session", session, "--region", region]);
-                log.push(format!("step {step}: session {s} reads {upn} near {region}: exit {}", r.code));
+                log.push(format!(
+                    "step {step}: session {s} reads {upn} near {region}: exit {}",
+                    r.code
+                ));
                 // Never "not found": a session does not go back. It may fail clearly (exit
                 // 5) when no replica that has its writes can be reached.
-                assert!(r.code == 0 || r.code == 5, "seed {seed}: session went back\n{}\n{log:#?}", r.describe());
+                assert!(
+                    r.code == 0 || r.code == 5,
+                    "seed {seed}: session went back\n{}\n{log:#?}",
+                    r.describe()
+                );
             }
             10 => {
                 // Keep two servers reachable: a geo-durable commit stays possible.
@@ -163,13 +182,19 @@ fn run(seed: u64) {
                     continue;
                 };
                 log.push(format!("step {step}: {}: exit {}", r.cmd, r.code));
-                assert!(r.code == 0 || r.code == 5, "seed {seed}: {}\n{log:#?}", r.describe());
+                assert!(
+                    r.code == 0 || r.code == 5,
+                    "seed {seed}: {}\n{log:#?}",
+                    r.describe()
+                );
             }
         }
     }
     // Heal: every server back; a dead primary's partition failed over first.
     let (_, primary, standby) = partition_0(&c);
-    if !reachable_at_end(&primary, &up, cut, isolated) && reachable_at_end(&standby, &up, cut, isolated) {
+    if !reachable_at_end(&primary, &up, cut, isolated)
+        && reachable_at_end(&standby, &up, cut, isolated)
+    {
         let r = c.run(&["failover", "--partition", "0", "--emergency", "--yes"]);
         log.push(format!("heal: {}: exit {}", r.cmd, r.code));
     }
@@ -183,18 +208,26 @@ fn run(seed: u64) {
     }
     let (term, primary, _) = partition_0(&c);
     if let Some(p) = primary_of_term.insert(term, primary.clone()) {
-        assert_eq!(p, primary, "seed {seed}: two primaries in term {term}\n{log:#?}");
+        assert_eq!(
+            p, primary,
+            "seed {seed}: two primaries in term {term}\n{log:#?}"
+        );
     }
     for upn in &acked {
         for region in DCS {
-            wait_for(&format!("seed {seed}: acknowledged {upn} near {region}"), Duration::from_secs(30), || {
-                (visible(&c, upn, region), log.len())
-            });
+            wait_for(
+                &format!("seed {seed}: acknowledged {upn} near {region}"),
+                Duration::from_secs(30),
+                || (visible(&c, upn, region), log.len()),
+            );
         }
     }
     for (upn, why) in &refused {
         for region in DCS {
-            assert!(!visible(&c, upn, region), "seed {seed}: {upn} was refused ({why}) yet is visible near {region}\n{log:#?}");
+            assert!(
+                !visible(&c, upn, region),
+                "seed {seed}: {upn} was refused ({why}) yet is visible near {region}\n{log:#?}"
+            );
         }
     }
     eprintln!(

@@ -240,13 +240,7 @@ impl Reader<'_> {
 
 /// Tests: an entry of one put of `key` (time 0), built the same way in every test module.
 #[cfg(any(test, feature = "testing"))]
-pub fn put_entry(
-    term: u64,
-    lsn: u64,
-    key: &[u8],
-    value: &[u8],
-    prev: Option<&[u8]>,
-) -> Entry {
+pub fn put_entry(term: u64, lsn: u64, key: &[u8], value: &[u8], prev: Option<&[u8]>) -> Entry {
     Entry {
         term,
         lsn,

@@ -27,7 +27,9 @@ pub struct Connection {
 
 /// The engine's error kind a server named.
 fn kind_of(s: &tonic::Status) -> Option<&str> {
-    s.metadata().get("geodir-error").and_then(|v| v.to_str().ok())
+    s.metadata()
+        .get("geodir-error")
+        .and_then(|v| v.to_str().ok())
 }
 
 /// Whether a failed call reached the server at all: a status the server gave names its
@@ -133,9 +135,8 @@ impl Connection {
                 None => {}
             }
         }
-        let reply = reply.ok_or_else(|| {
-            tonic::Status::unknown("the server's reply ended without a result")
-        })?;
+        let reply = reply
+            .ok_or_else(|| tonic::Status::unknown("the server's reply ended without a result"))?;
         let response: Response = serde_json::from_slice(&reply.response).map_err(|e| {
             tonic::Status::internal(format!("the server's reply does not decode: {e}"))
         })?;
@@ -156,7 +157,10 @@ impl Connection {
             .map_err(|s| from_status(&s, &self.address))?
             .into_inner();
         serde_json::from_slice(&reply.topology).map_err(|e| {
-            Error::Corrupt(format!("the topology from {} does not decode: {e}", self.address))
+            Error::Corrupt(format!(
+                "the topology from {} does not decode: {e}",
+                self.address
+            ))
         })
     }
 
@@ -181,7 +185,10 @@ impl Connection {
             .map_err(|s| from_status(&s, &self.address))?
             .into_inner();
         serde_json::from_slice(&reply.report).map_err(|e| {
-            Error::Corrupt(format!("the failover report from {} does not decode: {e}", self.address))
+            Error::Corrupt(format!(
+                "the failover report from {} does not decode: {e}",
+                self.address
+            ))
         })
     }
 
@@ -320,11 +327,21 @@ impl Remote {
             )));
         }
         if emergency && accept_data_loss {
-            order.extend(self.connections.iter().filter(|c| c.address() != address).cloned());
+            order.extend(
+                self.connections
+                    .iter()
+                    .filter(|c| c.address() != address)
+                    .cloned(),
+            );
         }
         let mut why = Vec::new();
         for c in order {
-            match c.failover(partition, to.unwrap_or_default(), emergency, accept_data_loss) {
+            match c.failover(
+                partition,
+                to.unwrap_or_default(),
+                emergency,
+                accept_data_loss,
+            ) {
                 Ok(report) => {
                     self.refresh_topology();
                     return Ok(report);
@@ -439,5 +456,7 @@ impl Directory for Remote {
 /// A transport failure before anything was sent (the connection was refused or never made).
 fn refused_connection(s: &tonic::Status) -> bool {
     let m = format!("{s:?}").to_ascii_lowercase();
-    m.contains("connection refused") || m.contains("tcp connect error") || m.contains("connect error")
+    m.contains("connection refused")
+        || m.contains("tcp connect error")
+        || m.contains("connect error")
 }

@@ -13,8 +13,8 @@ use crate::node::Node;
 use crate::pb::directory_server::Directory;
 use crate::pb::execute_event::Event;
 use crate::pb::{
-    ExecuteEvent, ExecuteReply, ExecuteRequest, FailoverReply, FailoverRequest, ProbeReply, ProbeRequest,
-    TopologyReply, TopologyRequest,
+    ExecuteEvent, ExecuteReply, ExecuteRequest, FailoverReply, FailoverRequest, ProbeReply,
+    ProbeRequest, TopologyReply, TopologyRequest,
 };
 use crate::status::to_status;
 
@@ -73,20 +73,22 @@ impl Directory for DirectoryService {
                     }));
                 }
             });
-            let last = got.map_err(|e| to_status(&e)).and_then(|(response, notes)| {
-                let json = |v: serde_json::Result<Vec<u8>>| {
-                    v.map_err(|e| Status::internal(format!("encode the reply: {e}")))
-                };
-                Ok(ExecuteEvent {
-                    event: Some(Event::Reply(ExecuteReply {
-                        response: json(serde_json::to_vec(&response))?,
-                        notes: notes
-                            .iter()
-                            .map(|n| json(serde_json::to_vec(n)))
-                            .collect::<Result<_, _>>()?,
-                    })),
-                })
-            });
+            let last = got
+                .map_err(|e| to_status(&e))
+                .and_then(|(response, notes)| {
+                    let json = |v: serde_json::Result<Vec<u8>>| {
+                        v.map_err(|e| Status::internal(format!("encode the reply: {e}")))
+                    };
+                    Ok(ExecuteEvent {
+                        event: Some(Event::Reply(ExecuteReply {
+                            response: json(serde_json::to_vec(&response))?,
+                            notes: notes
+                                .iter()
+                                .map(|n| json(serde_json::to_vec(n)))
+                                .collect::<Result<_, _>>()?,
+                        })),
+                    })
+                });
             let _ = tx.blocking_send(last);
         });
         Ok(Response::new(ReceiverStream::new(rx)))

@@ -69,7 +69,10 @@ fn main() -> std::process::ExitCode {
         retain_log_entries: a.retain_log_entries,
         clock,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("geodird: {e}");

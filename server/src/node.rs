@@ -94,11 +94,13 @@ impl Opener for ServerOpener {
                 ))),
             });
         }
-        Some(remote(&self.endpoints, &self.runtime, id, self.timeout).and_then(|log| {
-            // A real call: a replica whose server is down is not held.
-            log.last()?;
-            Ok(Arc::new(log) as Arc<dyn Held>)
-        }))
+        Some(
+            remote(&self.endpoints, &self.runtime, id, self.timeout).and_then(|log| {
+                // A real call: a replica whose server is down is not held.
+                log.last()?;
+                Ok(Arc::new(log) as Arc<dyn Held>)
+            }),
+        )
     }
 }
 
@@ -110,7 +112,13 @@ fn remote(
     timeout: Duration,
 ) -> Result<RemoteLog> {
     let address = endpoint_of(endpoints, &id.datacenter)?;
-    RemoteLog::new(runtime.clone(), &address, &id.datacenter, id.partition, timeout)
+    RemoteLog::new(
+        runtime.clone(),
+        &address,
+        &id.datacenter,
+        id.partition,
+        timeout,
+    )
 }
 
 fn endpoint_of(endpoints: &Endpoints, dc: &str) -> Result<String> {
@@ -150,7 +158,11 @@ impl Node {
         let mut cluster = Cluster::open(&config.cluster, options)?;
         #[cfg(feature = "failpoints")]
         cluster.set_failpoint(std::env::var("GEODIR_FAILPOINT").ok().as_deref());
-        let dc = cluster.topology().datacenter(&config.datacenter)?.name.clone();
+        let dc = cluster
+            .topology()
+            .datacenter(&config.datacenter)?
+            .name
+            .clone();
         let mut owned = BTreeMap::new();
         for p in cluster.topology().partitions.clone() {
             let path = engine::layout::replica_path(&config.data, &dc, p.id);
@@ -259,7 +271,12 @@ impl Node {
             _ => None,
         };
         if let Some(partition) = write.or(audit) {
-            let primary = dir.cluster().topology().partition(partition)?.primary.clone();
+            let primary = dir
+                .cluster()
+                .topology()
+                .partition(partition)?
+                .primary
+                .clone();
             if primary != self.datacenter && !(forwarded && audit.is_some()) {
                 drop(dir);
                 if forwarded {
@@ -344,7 +361,9 @@ impl Node {
             )));
         }
         let got = match emergency {
-            true => dir.cluster_mut().failover_emergency(partition, accept_data_loss),
+            true => dir
+                .cluster_mut()
+                .failover_emergency(partition, accept_data_loss),
             false => dir.cluster_mut().failover_planned(partition, to),
         };
         dir.cluster_mut().release_all();
@@ -418,7 +437,9 @@ impl Node {
             // replica level would make one of them fail ("entry does not follow"). Requests
             // go on meanwhile; what they ship to a secondary is a write in flight, which a
             // round leaves alone.
-            let Ok(_round) = self.replicating.lock() else { break };
+            let Ok(_round) = self.replicating.lock() else {
+                break;
+            };
             let t = {
                 let Ok(mut dir) = self.dir.lock() else { break };
                 if self.refresh(dir.cluster_mut()).is_err() {
@@ -429,13 +450,20 @@ impl Node {
                 // settled against the sync standby now, not at the next write: until then
                 // the primary serves no read. Under the handle: no write is in flight.
                 for p in t.partitions.iter().filter(|p| p.primary == self.datacenter) {
-                    let Some(primary) = self.owned.get(&p.id) else { continue };
+                    let Some(primary) = self.owned.get(&p.id) else {
+                        continue;
+                    };
                     let unsettled = primary.last().map(|l| l.lsn).unwrap_or(0)
                         > primary.commit_lsn().unwrap_or(0);
                     if unsettled {
                         match dir.cluster_mut().settle_primary(p.id) {
-                            Ok(()) => tracing::info!(partition = p.id, "settled the entries a crashed writer left"),
-                            Err(e) => tracing::warn!(partition = p.id, error = %e, "entries a crashed writer left are not settled yet"),
+                            Ok(()) => tracing::info!(
+                                partition = p.id,
+                                "settled the entries a crashed writer left"
+                            ),
+                            Err(e) => {
+                                tracing::warn!(partition = p.id, error = %e, "entries a crashed writer left are not settled yet")
+                            }
                         }
                         dir.cluster_mut().release_all();
                     }
@@ -448,10 +476,14 @@ impl Node {
                 dialled = now;
             }
             for p in t.partitions.iter().filter(|p| p.primary == self.datacenter) {
-                let Some(primary) = self.owned.get(&p.id) else { continue };
-                for d in t.datacenters.iter().filter(|d| {
-                    d.name != self.datacenter && d.name != p.sync_standby
-                }) {
+                let Some(primary) = self.owned.get(&p.id) else {
+                    continue;
+                };
+                for d in t
+                    .datacenters
+                    .iter()
+                    .filter(|d| d.name != self.datacenter && d.name != p.sync_standby)
+                {
                     let id = ReplicaId::new(&d.name, p.id);
                     if !logs.contains_key(&id) {
                         match remote(&self.endpoints, &self.runtime, &id, self.config.rpc_timeout) {
@@ -508,7 +540,10 @@ fn ship_committed(primary: &Replica, secondary: &RemoteLog, term: u64) -> Result
         _ => {
             let first = primary.entries(last.lsn + 1, last.lsn + 1)?;
             let written = first.first().map_or(0, |e| e.time_ms);
-            (engine::clock::Clock::system().now_ms().saturating_sub(written)) as f64 / 1000.0
+            (engine::clock::Clock::system()
+                .now_ms()
+                .saturating_sub(written)) as f64
+                / 1000.0
         }
     };
     engine::catch_up::catch_up(primary, secondary, commit, term, &mut |_| {})?;
@@ -519,7 +554,10 @@ fn ship_committed(primary: &Replica, secondary: &RemoteLog, term: u64) -> Result
 fn request_kind(r: &Request) -> String {
     serde_json::to_value(r)
         .ok()
-        .and_then(|v| v.get("request").and_then(|k| k.as_str().map(str::to_string)))
+        .and_then(|v| {
+            v.get("request")
+                .and_then(|k| k.as_str().map(str::to_string))
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 

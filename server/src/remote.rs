@@ -11,8 +11,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::pb::replication_client::ReplicationClient;
 use crate::pb::{
-    AppendRequest, CommitRequest, GetRequest, LsnRequest, RangeRequest, ReplicaRef,
-    TermRequest, TruncateRequest,
+    AppendRequest, CommitRequest, GetRequest, LsnRequest, RangeRequest, ReplicaRef, TermRequest,
+    TruncateRequest,
 };
 use crate::replication::decode_entries;
 use crate::status::from_status;
@@ -63,7 +63,9 @@ impl RemoteLog {
     /// Runs one call on this log's runtime; a failure as the engine's error.
     fn call<T>(
         &self,
-        f: impl AsyncFnOnce(ReplicationClient<Channel>) -> std::result::Result<tonic::Response<T>, tonic::Status>,
+        f: impl AsyncFnOnce(
+            ReplicationClient<Channel>,
+        ) -> std::result::Result<tonic::Response<T>, tonic::Status>,
     ) -> Result<T> {
         let client = self.client.clone();
         let peer = format!("{} at {}", self.name, self.address);
@@ -94,7 +96,9 @@ impl ReplicaLog for RemoteLog {
 
     fn commit_lsn(&self) -> Result<u64> {
         let r = self.replica.clone();
-        Ok(self.call(async move |mut c| c.position(r).await)?.commit_lsn)
+        Ok(self
+            .call(async move |mut c| c.position(r).await)?
+            .commit_lsn)
     }
 
     fn set_commit_lsn(&self, lsn: u64) -> Result<()> {
@@ -123,7 +127,9 @@ impl ReplicaLog for RemoteLog {
 
     fn first_retained_lsn(&self) -> Result<Option<u64>> {
         let r = self.replica.clone();
-        let first = self.call(async move |mut c| c.position(r).await)?.first_retained_lsn;
+        let first = self
+            .call(async move |mut c| c.position(r).await)?
+            .first_retained_lsn;
         Ok((first != 0).then_some(first))
     }
 

@@ -75,9 +75,12 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             .add_service(replication)
             .add_service(directory)
             // No Nagle: a small reply held back for the peer's delayed ack costs 40 ms.
-            .serve_with_incoming_shutdown(TcpIncoming::from(grpc).with_nodelay(Some(true)), async move {
-                let _ = rx.changed().await;
-            })
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                async move {
+                    let _ = rx.changed().await;
+                },
+            )
     };
     let http_server = {
         let mut rx = stop_rx.clone();
@@ -86,7 +89,10 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         })
     };
     tracing::info!(datacenter = %node.datacenter, grpc = %grpc_url, http = %http_url, "serving");
-    println!("geodird {} grpc={grpc_url} http={http_url}", node.datacenter);
+    println!(
+        "geodird {} grpc={grpc_url} http={http_url}",
+        node.datacenter
+    );
     let signals = async {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;

@@ -25,7 +25,9 @@ fn promtool(args: &[&str]) {
         .args(args)
         .current_dir(OPS)
         .output()
-        .unwrap_or_else(|e| panic!("promtool {args:?}: {e} (scripts/setup installs Debian's prometheus package)"));
+        .unwrap_or_else(|e| {
+            panic!("promtool {args:?}: {e} (scripts/setup installs Debian's prometheus package)")
+        });
     assert!(
         out.status.success(),
         "promtool {} failed:\n{}\n{}",
@@ -66,8 +68,10 @@ fn metric_names(expr: &str) -> Vec<String> {
 
 #[test]
 fn the_dashboard_and_the_rules_ask_only_for_served_metrics() {
-    let dash: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{OPS}/grafana-dashboard.json")).unwrap()).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{OPS}/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
     let mut exprs: Vec<String> = dash["panels"]
         .as_array()
         .unwrap()
@@ -87,7 +91,10 @@ fn the_dashboard_and_the_rules_ask_only_for_served_metrics() {
         let names = metric_names(e);
         assert!(!names.is_empty(), "no metric in {e}");
         for n in names {
-            assert!(SERVED.contains(&n.as_str()), "{e} asks for {n}, which nothing serves");
+            assert!(
+                SERVED.contains(&n.as_str()),
+                "{e} asks for {n}, which nothing serves"
+            );
         }
     }
 }

@@ -63,7 +63,14 @@ fn a_remote_rocksdb_replica_conforms() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let addr = serve(&rt, [(0, rocks(dir.path()))].into());
-    let remote = RemoteLog::new(rt.handle().clone(), &addr, "westus", 0, Duration::from_secs(5)).unwrap();
+    let remote = RemoteLog::new(
+        rt.handle().clone(),
+        &addr,
+        "westus",
+        0,
+        Duration::from_secs(5),
+    )
+    .unwrap();
     conformance(&remote);
 }
 
@@ -72,7 +79,14 @@ fn a_remote_in_memory_log_conforms() {
     let rt = runtime();
     let mem: Owned = Arc::new(engine::memlog::MemLog::new("mem"));
     let addr = serve(&rt, [(3, mem)].into());
-    let remote = RemoteLog::new(rt.handle().clone(), &addr, "westus", 3, Duration::from_secs(5)).unwrap();
+    let remote = RemoteLog::new(
+        rt.handle().clone(),
+        &addr,
+        "westus",
+        3,
+        Duration::from_secs(5),
+    )
+    .unwrap();
     conformance(&remote);
 }
 
@@ -82,9 +96,13 @@ fn a_replica_the_server_does_not_own_is_refused() {
     let mem: Owned = Arc::new(engine::memlog::MemLog::new("mem"));
     let addr = serve(&rt, [(0, mem)].into());
     for (dc, p) in [("eastus", 0), ("westus", 1)] {
-        let remote = RemoteLog::new(rt.handle().clone(), &addr, dc, p, Duration::from_secs(5)).unwrap();
+        let remote =
+            RemoteLog::new(rt.handle().clone(), &addr, dc, p, Duration::from_secs(5)).unwrap();
         let got = remote.last();
-        assert!(matches!(&got, Err(Error::NotFound(_))), "{dc} p{p}: {got:?}");
+        assert!(
+            matches!(&got, Err(Error::NotFound(_))),
+            "{dc} p{p}: {got:?}"
+        );
     }
 }
 
@@ -106,7 +124,10 @@ fn an_unreachable_server_is_unavailable() {
     )
     .unwrap();
     let got = remote.last();
-    assert!(matches!(&got, Err(Error::Unavailable(m)) if m.contains("unreachable")), "{got:?}");
+    assert!(
+        matches!(&got, Err(Error::Unavailable(m)) if m.contains("unreachable")),
+        "{got:?}"
+    );
 }
 
 #[test]

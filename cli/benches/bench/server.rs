@@ -56,16 +56,34 @@ impl Servers {
     fn start_one(&mut self, dc: &str) {
         use std::io::BufRead as _;
         // Kept after the run (the cluster folder is not): GEODIR_LOG=debug says why a figure failed.
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("geodir-bench-geodird-{dc}.log"))).unwrap();
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("geodir-bench-geodird-{dc}.log")),
+        )
+        .unwrap();
         let mut child = Command::new(geodird())
             .arg("--cluster")
             .arg(&self.root)
-            .args(["--datacenter", dc, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .env("GEODIR_LOG", std::env::var("GEODIR_LOG").unwrap_or_else(|_| "warn".into()))
+            .args([
+                "--datacenter",
+                dc,
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .env(
+                "GEODIR_LOG",
+                std::env::var("GEODIR_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e} (build it: cargo build --release --bin geodird)", geodird().display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (build it: cargo build --release --bin geodird)",
+                    geodird().display()
+                )
+            });
         let mut line = String::new();
         let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
         out.read_line(&mut line).unwrap();
@@ -144,7 +162,9 @@ pub(super) fn server_figures(dir: &Path, n: usize, backlog: usize) -> Vec<Value>
     let mut ours = Vec::with_capacity(n);
     for i in 0..n {
         let t = Instant::now();
-        primary.execute(&env, &create(i), false, &mut |_| {}).unwrap();
+        primary
+            .execute(&env, &create(i), false, &mut |_| {})
+            .unwrap();
         ours.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let db = raw_db(&dir.join("raw-s"));
@@ -224,14 +244,18 @@ pub(super) fn server_figures(dir: &Path, n: usize, backlog: usize) -> Vec<Value>
             });
         }
         for i in 0..(n / 2).max(20) {
-            let (r, _) = primary.execute(&env, &create(2_000_000 + i), false, &mut |_| {}).unwrap();
+            let (r, _) = primary
+                .execute(&env, &create(2_000_000 + i), false, &mut |_| {})
+                .unwrap();
             let lsn = r.token.map(|t| t.lsn).unwrap_or(0);
             let acked = Instant::now();
             use engine::replica_log::ReplicaLog as _;
             while far.last().map(|p| p.lsn).unwrap_or(0) < lsn {
                 std::hint::spin_loop();
             }
-            lags.lock().unwrap().push(acked.elapsed().as_secs_f64() * 1e3);
+            lags.lock()
+                .unwrap()
+                .push(acked.elapsed().as_secs_f64() * 1e3);
         }
         stop.store(true, Ordering::SeqCst);
     });
@@ -321,12 +345,20 @@ pub(super) fn server_figures(dir: &Path, n: usize, backlog: usize) -> Vec<Value>
             let env = env.clone();
             s.spawn(move || {
                 for i in 0..backlog / 8 {
-                    c.execute(&env, &create(3_000_000 + k * backlog + i), false, &mut |_| {}).unwrap();
+                    c.execute(
+                        &env,
+                        &create(3_000_000 + k * backlog + i),
+                        false,
+                        &mut |_| {},
+                    )
+                    .unwrap();
                 }
             });
         }
     });
-    let (r, _) = bulk.execute(&env, &create(9_000_000), false, &mut |_| {}).unwrap();
+    let (r, _) = bulk
+        .execute(&env, &create(9_000_000), false, &mut |_| {})
+        .unwrap();
     let target = r.token.map(|t| t.lsn).unwrap_or(0);
     let t = Instant::now();
     servers.start_one("westeurope");

@@ -81,15 +81,34 @@ impl Netns {
         };
         // (No `dummy` module on every kernel: a veth pair with both ends here does the same.)
         let dummy_peer = format!("gd{}e{tag}", pid % 100_000);
-        ip(&["link", "add", &dummy, "type", "veth", "peer", "name", &dummy_peer]);
+        ip(&[
+            "link",
+            "add",
+            &dummy,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &dummy_peer,
+        ]);
         ip(&["addr", "add", &format!("{service_ip}/24"), "dev", &dummy]);
         ip(&["link", "set", &dummy, "up"]);
         ip(&["link", "set", &dummy_peer, "up"]);
-        ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if]);
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ]);
         ip(&["link", "set", &ns_if, "netns", &name]);
         ip(&["addr", "add", &format!("{host_ip}/24"), "dev", &host_if]);
         ip(&["link", "set", &host_if, "up"]);
-        ip(&["-n", &name, "addr", "add", &format!("{ns_ip}/24"), "dev", &ns_if]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{ns_ip}/24"),
+            "dev",
+            &ns_if,
+        ]);
         ip(&["-n", &name, "link", "set", &ns_if, "up"]);
         ip(&["-n", &name, "link", "set", "lo", "up"]);
         ip(&["-n", &name, "route", "add", "default", "via", &host_ip]);
@@ -98,7 +117,12 @@ impl Netns {
 
     /// The command prefix that runs a program inside the namespace.
     pub fn exec(&self) -> Vec<String> {
-        vec!["ip".into(), "netns".into(), "exec".into(), self.name.clone()]
+        vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            self.name.clone(),
+        ]
     }
 
     /// The partition: the link between the namespace and this host goes down.
@@ -114,8 +138,14 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
-        let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
-        let _ = Command::new("ip").args(["link", "del", &self.dummy]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.dummy])
+            .output();
     }
 }

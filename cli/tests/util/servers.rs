@@ -107,7 +107,13 @@ impl Servers {
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            );
         let shown = format!("{cmd:?}");
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{shown}: {e}"));
         // The server prints one line once it serves: "geodird DC grpc=URL http=URL".
@@ -150,11 +156,7 @@ impl Servers {
     /// DIRCTL_ENDPOINTS: every server's address, a dead one's too (dirctl finds the
     /// nearest healthy one).
     pub fn endpoints(&self) -> String {
-        self.known
-            .values()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(",")
+        self.known.values().cloned().collect::<Vec<_>>().join(",")
     }
 
     /// SIGKILL: the server of `dc` dies at once, mid-request if it is in one.
@@ -176,7 +178,10 @@ impl Servers {
             if let Some(st) = s.child.try_wait().unwrap() {
                 return st;
             }
-            assert!(Instant::now() < deadline, "geodird {dc} did not stop within 30 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "geodird {dc} did not stop within 30 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -236,13 +241,7 @@ pub struct Seen {
 
 /// Writes users `{prefix}{i}@contoso.com` one dirctl process at a time until `stop` (at
 /// most `max`), sorting each by its exit code.
-pub fn writer(
-    c: &Cluster,
-    prefix: &str,
-    max: usize,
-    stop: &AtomicBool,
-    seen: &Mutex<Seen>,
-) {
+pub fn writer(c: &Cluster, prefix: &str, max: usize, stop: &AtomicBool, seen: &Mutex<Seen>) {
     for i in 0..max {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -272,4 +271,3 @@ pub fn visible(c: &Cluster, upn: &str, region: &str) -> bool {
         _ => panic!("{}", r.describe()),
     }
 }
-

@@ -87,9 +87,7 @@ impl Cluster {
                 on(side)?.truncate_after(lsn, p.term).map(|_| ())
             }
             Command::NoteCommit { lsn } => on(Side::Primary)?.note_commit_lsn(lsn),
-            Command::RecordCommit { lsn } => {
-                on(Side::Primary)?.set_commit_lsn(lsn)
-            }
+            Command::RecordCommit { lsn } => on(Side::Primary)?.set_commit_lsn(lsn),
             Command::FenceFrom { first_lsn } => self.fence_cut(p, first_lsn),
         }
     }

@@ -95,9 +95,7 @@ impl Cluster {
         }
         // No replica could reach the token: if the primary answered, one beyond its last
         // entry never will.
-        if let (Some(t), Ok(primary)) =
-            (token, self.log(&ReplicaId::new(&p.primary, partition)))
-        {
+        if let (Some(t), Ok(primary)) = (token, self.log(&ReplicaId::new(&p.primary, partition))) {
             routing::check_token(&p, t, Some(primary.last()?))?;
         }
         Err(Error::Unavailable(format!(

@@ -171,7 +171,9 @@ impl Cluster {
             let session = session_id
                 .as_ref()
                 .and_then(|id| self.held.get(id).map(|r| (id.clone(), r.clone())))
-                .filter(|(_, r)| catch_up(primary, r.as_ref(), commit, p.term, &mut |_| {}).is_ok());
+                .filter(|(_, r)| {
+                    catch_up(primary, r.as_ref(), commit, p.term, &mut |_| {}).is_ok()
+                });
             return Ok(ReadyToWrite {
                 p,
                 primary: pid,
