@@ -284,6 +284,35 @@ impl Request {
         })
     }
 
+    /// The request's name as its JSON tag says it (`createObject`, `getObject`...), without
+    /// encoding the request (metrics label requests by it).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::CreateObject { .. } => "createObject",
+            Request::UpdateObject { .. } => "updateObject",
+            Request::DeleteObject { .. } => "deleteObject",
+            Request::GetObject { .. } => "getObject",
+            Request::ListObjects { .. } => "listObjects",
+            Request::ListMembers { .. } => "listMembers",
+            Request::AddMember { .. } => "addMember",
+            Request::RemoveMember { .. } => "removeMember",
+            Request::Import { .. } => "import",
+            Request::ListDeleted { .. } => "listDeleted",
+            Request::GetDeleted { .. } => "getDeleted",
+            Request::RestoreDeleted { .. } => "restoreDeleted",
+            Request::PurgeDeleted { .. } => "purgeDeleted",
+            Request::PurgeExpired { .. } => "purgeExpired",
+            Request::Grant { .. } => "grant",
+            Request::Revoke { .. } => "revoke",
+            Request::ListGrants { .. } => "listGrants",
+            Request::CheckAccess { .. } => "checkAccess",
+            Request::CreateTenant { .. } => "createTenant",
+            Request::ListAudit { .. } => "listAudit",
+            Request::RecordAudit { .. } => "recordAudit",
+            Request::RestoreFromBackup { .. } => "restoreFromBackup",
+        }
+    }
+
     /// The tenant the request addresses, if one.
     pub fn tenant(&self) -> Option<&str> {
         match self {

@@ -284,9 +284,14 @@ impl Remote {
             .map(|c| (distance(c), c.clone()))
             .collect();
         order.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // The server `connect` found healthy is not probed again: the nearer ones are.
+        let probed = self.connections[self.current].address().to_string();
         self.connections = order.into_iter().map(|(_, c)| c).collect();
         self.current = (0..self.connections.len())
-            .find(|i| matches!(self.connections[*i].probe(), Ok((true, _))))
+            .find(|i| {
+                let c = &self.connections[*i];
+                c.address() == probed || matches!(c.probe(), Ok((true, _)))
+            })
             .unwrap_or(0);
     }
 

@@ -246,18 +246,18 @@ impl Node {
         forwarded: bool,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<(Response, Vec<Note>)> {
-        let kind = request_kind(&request);
+        let kind = request.name();
         let started = Instant::now();
         let out = self.execute_here_or_there(envelope, request, forwarded, progress);
         self.metrics
-            .note_request(&kind, outcome(&out), started.elapsed());
+            .note_request(kind, outcome(&out), started.elapsed());
         out
     }
 
     fn execute_here_or_there(
         &self,
         envelope: &Envelope,
-        request: Request,
+        mut request: Request,
         forwarded: bool,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<(Response, Vec<Note>)> {
@@ -284,12 +284,17 @@ impl Node {
                         "partition {partition}'s primary moved to {primary} while the write was sent on; nothing was written, run it again"
                     )));
                 }
-                let got = self.forward(&primary, envelope, request.clone(), progress);
-                match got {
-                    Err(Error::Unavailable(_)) if audit.is_some() => {
+                // Only an audit query (small) is kept for the fallback; a write is moved.
+                let fallback = audit.map(|_| request.clone());
+                match (
+                    self.forward(&primary, envelope, request, progress),
+                    fallback,
+                ) {
+                    (Err(Error::Unavailable(_)), Some(kept)) => {
                         dir = self.dir.lock().map_err(|_| poisoned())?;
+                        request = kept;
                     }
-                    got => return got,
+                    (got, _) => return got,
                 }
             }
         }
@@ -548,17 +553,6 @@ fn ship_committed(primary: &Replica, secondary: &RemoteLog, term: u64) -> Result
     };
     engine::catch_up::catch_up(primary, secondary, commit, term, &mut |_| {})?;
     Ok(Lag { entries, seconds })
-}
-
-/// A request's name in metrics (`createObject`, `getObject`...).
-fn request_kind(r: &Request) -> String {
-    serde_json::to_value(r)
-        .ok()
-        .and_then(|v| {
-            v.get("request")
-                .and_then(|k| k.as_str().map(str::to_string))
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// A result's name in metrics.

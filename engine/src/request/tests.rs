@@ -341,3 +341,23 @@ fn reads_write_no_audit_record_and_writes_name_theirs() {
     };
     assert_eq!(create.audit_op().as_deref(), Some("sp.create"));
 }
+
+#[test]
+fn a_requests_name_is_its_json_tag() {
+    let reqs = [
+        Request::ListAudit { partition: 0 },
+        Request::CreateTenant {
+            name: "t".into(),
+            partition: None,
+        },
+        Request::PurgeExpired { tenants: vec![] },
+        Request::ListDeleted { tenant: "t".into() },
+    ];
+    for r in reqs {
+        let tag = serde_json::to_value(&r).unwrap()["request"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(r.name(), tag, "{r:?}");
+    }
+}
