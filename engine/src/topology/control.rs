@@ -43,10 +43,17 @@ pub struct FileControlPlane {
 /// The `--lock-timeout-ms` default: how long a process waits for another's hold.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The identity of the file at `path`: its inode mixed with its change time. Every change
+/// replaces the file; an inode alone can be reused by a later replacement (a long-running
+/// server then took a changed control plane for the one it had read), its change time not.
 fn inode(path: &Path) -> Result<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path)
-        .map(|m| m.ino())
+        .map(|m| {
+            m.ino().wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ (m.ctime() as u64).wrapping_mul(1_000_000_007)
+                ^ m.ctime_nsec() as u64
+        })
         .map_err(|e| Error::io(format!("stat {}", path.display()), e))
 }
 
