@@ -198,32 +198,138 @@ fn sigterm_stops_a_server_cleanly_and_a_restart_rejoins() {
     assert!(visible(&c, "before@contoso.com", "westeurope"));
 }
 
+/// A plain HTTP/1.1 GET, as Prometheus and a load balancer's health check send it: status
+/// code and the whole response.
+fn http_get(http: &str, path: &str) -> (u16, String) {
+    let addr = http.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+/// A metric's value in a Prometheus text body (the first series named exactly `name`).
+fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Group commit: concurrent clients' writes to one partition share log entries, and every
+/// acknowledged one is readable, each with its own audit record (a shared entry keeps
+/// the chain: the engine's `writes_carried_out_together_share_an_entry...` verifies it).
+#[test]
+fn concurrent_writes_share_log_entries_and_each_is_acknowledged_and_readable() {
+    use engine::directory::ObjectType;
+    use engine::request::{Envelope, Request};
+    let c = Cluster::in_mode(Mode::Server);
+    let (grpc, http) = {
+        let s = c.servers.as_ref().unwrap().lock().unwrap();
+        let w = &s.servers["westus"];
+        (w.grpc.clone(), w.http.clone())
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let conn =
+        server::client::Connection::new(rt.handle().clone(), &grpc, Duration::from_secs(10), None)
+            .unwrap();
+    let (clients, each) = (24, 10);
+    let answers = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for k in 0..clients {
+            let (conn, answers) = (conn.clone(), &answers);
+            s.spawn(move || {
+                for i in 0..each {
+                    let upn = format!("g{k}-{i}@contoso.com");
+                    let request = Request::CreateObject {
+                        tenant: "contoso".into(),
+                        object_type: ObjectType::User,
+                        fields: serde_json::json!({"userPrincipalName": upn, "displayName": upn})
+                            .as_object()
+                            .cloned()
+                            .unwrap(),
+                    };
+                    let envelope = Envelope {
+                        actor: "group-commit-test".into(),
+                        correlation_id: upn.clone(),
+                        datacenter: None,
+                        token: None,
+                    };
+                    let got = conn.execute(&envelope, &request, false, &mut |_| {});
+                    answers
+                        .lock()
+                        .unwrap()
+                        .push((upn, got.map(|(r, _)| r.token)));
+                }
+            });
+        }
+    });
+    let answers = answers.into_inner().unwrap();
+    let failed: Vec<_> = answers.iter().filter(|(_, r)| r.is_err()).collect();
+    assert!(failed.is_empty(), "every write is acknowledged: {failed:?}");
+    let mut lsns: Vec<u64> = answers
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok()?.as_ref().map(|t| t.lsn))
+        .collect();
+    lsns.sort_unstable();
+    lsns.dedup();
+    let writes = clients * each;
+    assert!(
+        lsns.len() < writes,
+        "{writes} concurrent writes took {} log entries: none was shared",
+        lsns.len()
+    );
+    // The server counts its batches: fewer batches than writes.
+    let (code, body) = http_get(&http, "/metrics");
+    assert_eq!(code, 200, "{body}");
+    let batches = metric(&body, "geodir_write_batch_requests_count");
+    let batched = metric(&body, "geodir_write_batch_requests_sum");
+    assert!(
+        batches.is_some_and(|n| n < writes as f64) && batched.is_some_and(|n| n >= writes as f64),
+        "batches {batches:?} of {batched:?} writes in all ({writes} sent):\n{body}"
+    );
+    let listed = c.ok(&["user", "list", "--tenant", "contoso", "--region", "westus"]);
+    let names: std::collections::BTreeSet<String> = listed["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["userPrincipalName"].as_str().map(str::to_string))
+        .collect();
+    let missing: Vec<&String> = answers
+        .iter()
+        .map(|(u, _)| u)
+        .filter(|u| !names.contains(*u))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not listed: {missing:?}"
+    );
+    let audit = c.ok(&["audit", "list", "--by", "group-commit-test"]);
+    let records = audit["records"].as_array().map_or(0, Vec::len);
+    assert_eq!(records, writes, "an audit record per write: {audit}");
+}
+
 #[test]
 fn metrics_and_healthz_answer_over_http() {
     let c = Cluster::in_mode(Mode::Server);
     c.create_user("m@contoso.com");
     let servers = c.servers.as_ref().unwrap().lock().unwrap();
     let http = servers.servers["westus"].http.clone();
-    // A plain HTTP/1.1 GET, as Prometheus and a load balancer's health check send it.
-    let get = |path: &str| -> (u16, String) {
-        let addr = http.trim_start_matches("http://");
-        let mut conn = std::net::TcpStream::connect(addr).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(
-            conn,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        conn.read_to_string(&mut text).unwrap();
-        let code = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (code, text)
-    };
+    let get = |path: &str| http_get(&http, path);
     let (code, body) = get("/healthz");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("p0: primary"), "{body}");

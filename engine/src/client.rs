@@ -63,6 +63,12 @@ impl Embedded {
     pub fn cluster_mut(&mut self) -> &mut Cluster {
         &mut self.cluster
     }
+
+    /// Carries out many requests at once, answering each in order: concurrent writes to
+    /// one partition share a log entry and its fsyncs (group commit; `executor::execute_many`).
+    pub fn execute_many(&mut self, batch: Vec<(Envelope, Request)>) -> Vec<Result<Response>> {
+        crate::executor::execute_many(self, batch)
+    }
 }
 
 impl Directory for Embedded {

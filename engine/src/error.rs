@@ -1,7 +1,7 @@
 //! Typed errors of the engine. The CLI maps each variant to an exit code of DESIGN.md.
 
 /// Every way an engine operation can fail, by what the caller can do about it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// Bad input: malformed JSON, unknown type or field, invalid topology (exit 2).
     #[error("{0}")]

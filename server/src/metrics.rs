@@ -41,6 +41,7 @@ pub struct Metrics {
     datacenter: String,
     lag_entries: Family<ReplicaLabels, Gauge>,
     lag_seconds: Family<ReplicaLabels, Gauge<f64, AtomicU64>>,
+    batch: Histogram,
     /// Serializes encoding (the registry is read while metrics change; each is atomic).
     encoding: Mutex<()>,
 }
@@ -82,7 +83,14 @@ impl Metrics {
             "Age of the oldest committed entry a secondary missed at the last replication round",
             lag_seconds.clone(),
         );
+        let batch = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register(
+            "write_batch_requests",
+            "Writes carried out together by this server (group commit: writes to one partition in one batch share a log entry and its fsyncs)",
+            batch.clone(),
+        );
         Metrics {
+            batch,
             registry,
             requests,
             request_seconds,
@@ -104,6 +112,11 @@ impl Metrics {
         self.request_seconds
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
+    }
+
+    /// A batch of `n` writes carried out together (group commit).
+    pub fn note_batch(&self, n: usize) {
+        self.batch.observe(n as f64);
     }
 
     /// A (changed) control plane: terms and primaries as it says; the lag series start

@@ -22,7 +22,7 @@ use engine::cluster::{Cluster, ClusterOptions, Held, Opener, ReplicaId, Shared};
 use engine::replica::{Access, Replica};
 use engine::replica_log::ReplicaLog;
 use engine::request::{Envelope, Note, Progress, Request, Response};
-use engine::topology::Topology;
+use engine::topology::{ControlPlane as _, FileControlPlane, Topology};
 use engine::{Error, Result};
 use tokio::runtime::Handle;
 
@@ -71,6 +71,19 @@ pub struct Node {
     stopping: AtomicBool,
     /// Clients of the other servers' Directory service (a write sent on).
     forwarders: Mutex<BTreeMap<String, crate::client::Connection>>,
+    /// Writes waiting for the cluster handle (group commit, `write_together`).
+    waiting: Mutex<Vec<Waiting>>,
+    /// The control plane as requests are routed by, read without the cluster handle (which
+    /// a batch of writes holds while it is made durable): a write joins the next batch
+    /// without waiting for the one in flight.
+    routing: Mutex<(FileControlPlane, Arc<Topology>)>,
+}
+
+/// A write waiting to be carried out, and where its answer goes.
+struct Waiting {
+    envelope: Envelope,
+    request: Request,
+    answer: std::sync::mpsc::Sender<Result<(Response, Vec<Note>)>>,
 }
 
 /// The server mode's way of holding replicas: this server's own, shared; the others', on
@@ -196,6 +209,10 @@ impl Node {
             runtime: runtime.clone(),
             timeout: config.rpc_timeout,
         };
+        let routing = (
+            FileControlPlane::open(&config.cluster)?,
+            Arc::new(cluster.topology().clone()),
+        );
         let cluster = cluster.with_opener(Arc::new(opener));
         let metrics = Arc::new(Metrics::new(&dc));
         metrics.note_topology(cluster.topology());
@@ -211,6 +228,8 @@ impl Node {
             replicating: Mutex::new(()),
             stopping: AtomicBool::new(false),
             forwarders: Mutex::new(BTreeMap::new()),
+            waiting: Mutex::new(Vec::new()),
+            routing: Mutex::new(routing),
         }))
     }
 
@@ -219,6 +238,16 @@ impl Node {
         let mut dir = self.dir.lock().map_err(|_| poisoned())?;
         self.refresh(dir.cluster_mut())?;
         Ok(dir.cluster().topology().clone())
+    }
+
+    /// The control plane requests are routed by, read again if it changed (without the
+    /// cluster handle).
+    fn routing_topology(&self) -> Result<Arc<Topology>> {
+        let mut routing = self.routing.lock().map_err(|_| poisoned())?;
+        if let Some(t) = routing.0.reload_if_changed()? {
+            routing.1 = Arc::new(t);
+        }
+        Ok(routing.1.clone())
     }
 
     /// Takes a changed control plane: the addresses of the servers with it.
@@ -261,9 +290,8 @@ impl Node {
         forwarded: bool,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<(Response, Vec<Note>)> {
-        let mut dir = self.dir.lock().map_err(|_| poisoned())?;
-        self.refresh(dir.cluster_mut())?;
-        let write = engine::executor::write_partition(dir.cluster().topology(), &request)?;
+        let topology = self.routing_topology()?;
+        let write = engine::executor::write_partition(&topology, &request)?;
         // An audit query reads the most complete copy: the primary's, on its server (when
         // that server cannot answer, the most complete copy here does, with a warning).
         let audit = match &request {
@@ -271,14 +299,8 @@ impl Node {
             _ => None,
         };
         if let Some(partition) = write.or(audit) {
-            let primary = dir
-                .cluster()
-                .topology()
-                .partition(partition)?
-                .primary
-                .clone();
+            let primary = topology.partition(partition)?.primary.clone();
             if primary != self.datacenter && !(forwarded && audit.is_some()) {
-                drop(dir);
                 if forwarded {
                     return Err(Error::Unavailable(format!(
                         "partition {partition}'s primary moved to {primary} while the write was sent on; nothing was written, run it again"
@@ -290,25 +312,82 @@ impl Node {
                     self.forward(&primary, envelope, request, progress),
                     fallback,
                 ) {
-                    (Err(Error::Unavailable(_)), Some(kept)) => {
-                        dir = self.dir.lock().map_err(|_| poisoned())?;
-                        request = kept;
-                    }
+                    (Err(Error::Unavailable(_)), Some(kept)) => request = kept,
                     (got, _) => return got,
                 }
             }
         }
+        if write.is_some() && engine::executor::shares_entries(&request) {
+            return self.write_together(envelope, request);
+        }
+        let mut dir = self.dir.lock().map_err(|_| poisoned())?;
+        self.refresh(dir.cluster_mut())?;
         let got = dir.execute_with(envelope, request, progress);
         let notes = dir.take_notes();
-        match &got {
-            Ok(_) if write.is_some() => self.poke(),
-            Ok(_) => {}
-            // Let go of every replica: the next request holds them again, and a remote
-            // replica whose server died is then found unreachable (and, for a sync standby,
-            // re-designated) instead of failing every write.
-            Err(_) => dir.cluster_mut().release_all(),
+        if write.is_some() && got.is_ok() {
+            self.poke();
+        }
+        if got.as_ref().is_err_and(holds_in_doubt) {
+            dir.cluster_mut().release_all();
         }
         got.map(|r| (r, notes))
+    }
+
+    /// Group commit: a write waits for the cluster handle with the others that came in
+    /// meanwhile, and whichever takes the handle first carries out every waiting write at
+    /// once (`Embedded::execute_many`: writes to one partition share a log entry and its
+    /// fsyncs). While one batch is being made durable, the next one gathers.
+    fn write_together(
+        &self,
+        envelope: &Envelope,
+        request: Request,
+    ) -> Result<(Response, Vec<Note>)> {
+        let (answer, answered) = std::sync::mpsc::channel();
+        self.waiting.lock().map_err(|_| poisoned())?.push(Waiting {
+            envelope: envelope.clone(),
+            request,
+            answer,
+        });
+        let mut dir = self.dir.lock().map_err(|_| poisoned())?;
+        // Carried out by the batch before, while this one waited for the handle.
+        if let Ok(got) = answered.try_recv() {
+            return got;
+        }
+        // This write is in it: only a writer that took the handle empties the queue.
+        let batch = std::mem::take(&mut *self.waiting.lock().map_err(|_| poisoned())?);
+        self.metrics.note_batch(batch.len());
+        let (requests, answers): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|w| ((w.envelope, w.request), w.answer))
+            .unzip();
+        let started = Instant::now();
+        let results = match self.refresh(dir.cluster_mut()) {
+            Ok(()) => dir.execute_many(requests),
+            Err(e) => requests.iter().map(|_| Err(e.clone())).collect(),
+        };
+        tracing::debug!(
+            writes = results.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "batch of writes carried out"
+        );
+        let notes = dir.take_notes();
+        if results.iter().any(Result::is_ok) {
+            self.poke();
+        }
+        if results
+            .iter()
+            .any(|r| r.as_ref().is_err_and(holds_in_doubt))
+        {
+            dir.cluster_mut().release_all();
+        }
+        // Answered under the handle: a writer of this batch that takes it next finds its answer.
+        for (to, got) in answers.into_iter().zip(results) {
+            let _ = to.send(got.map(|r| (r, notes.clone())));
+        }
+        drop(dir);
+        answered
+            .recv()
+            .unwrap_or_else(|_| Err(Error::Storage("a write was not answered".into())))
     }
 
     /// Sends a write to the server of the partition's primary.
@@ -553,6 +632,17 @@ fn ship_committed(primary: &Replica, secondary: &RemoteLog, term: u64) -> Result
     };
     engine::catch_up::catch_up(primary, secondary, commit, term, &mut |_| {})?;
     Ok(Lag { entries, seconds })
+}
+
+/// Whether an error may come from a replica this server holds (a remote one whose server
+/// died, a standby that failed): then every replica is let go of, and the next request
+/// holds them again, finding an unreachable one unreachable (and a sync standby
+/// re-designated) instead of failing every write. A refused request leaves them held.
+fn holds_in_doubt(e: &Error) -> bool {
+    !matches!(
+        e,
+        Error::Invalid(_) | Error::ImpossibleToken(_) | Error::NotFound(_) | Error::Conflict(_)
+    )
 }
 
 /// A result's name in metrics.

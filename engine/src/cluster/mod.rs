@@ -139,6 +139,11 @@ pub struct Cluster {
     /// What the user should be told of what this handle did on its own (a sync standby
     /// re-designated), oldest first; the client takes them with its own.
     notes: Vec<Note>,
+    /// The sync standby this handle's last write committed on, and (term, lsn) it holds
+    /// since: while that same held replica is the standby and the primary's commit lsn has
+    /// not moved, the next write need not ask the standby where it is (a network round trip
+    /// in the server mode). Only the primary's writer writes a sync standby.
+    standby_level: Option<(std::sync::Weak<dyn Held>, u64, u64)>,
 }
 
 impl Cluster {
@@ -164,6 +169,7 @@ impl Cluster {
             shippers: None,
             route: Vec::new(),
             notes: Vec::new(),
+            standby_level: None,
         })
     }
 

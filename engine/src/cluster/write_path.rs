@@ -43,7 +43,8 @@ impl Cluster {
         session_dc: Option<&str>,
         build: impl FnOnce(&Replica) -> Result<(Vec<Op>, T)>,
     ) -> Result<(T, Token)> {
-        let w = self.ready_to_write(partition, session_dc)?;
+        let level = self.standby_level.take();
+        let w = self.ready_to_write(partition, session_dc, level)?;
         let held_primary = self.held_arc(&w.primary)?;
         let primary = local_primary(&held_primary, &w.primary)?;
         let (ops, out) = build(primary)?;
@@ -93,6 +94,9 @@ impl Cluster {
             true => session_dc.as_deref().unwrap_or(&w.p.sync_standby),
             false => &w.p.sync_standby,
         };
+        if let Some(held) = self.held.get(&w.standby) {
+            self.standby_level = Some((Arc::downgrade(held), w.p.term, lsn));
+        }
         Ok((out, token(lsn, dc)))
     }
 
@@ -101,7 +105,14 @@ impl Cluster {
     /// token makes later reads pull if it misses the write). Takes the replicas again when a
     /// failover switched the partition while this process waited for them, or after the
     /// sync standby was re-designated.
-    fn ready_to_write(&mut self, partition: u32, session_dc: Option<&str>) -> Result<ReadyToWrite> {
+    ///
+    /// `level`: the standby as this handle's last write left it (`Cluster::standby_level`).
+    fn ready_to_write(
+        &mut self,
+        partition: u32,
+        session_dc: Option<&str>,
+        level: Option<(std::sync::Weak<dyn Held>, u64, u64)>,
+    ) -> Result<ReadyToWrite> {
         let mut retried = false;
         loop {
             let p = self.topology.partition(partition)?.clone();
@@ -160,7 +171,18 @@ impl Cluster {
             let primary = self.log(&pid)?;
             let standby = self.log(&sid)?;
             let commit = primary.commit_lsn()?;
-            if let Err(e) = catch_up(primary, standby, commit, p.term, &mut |_| {}) {
+            let known_level = level.as_ref().is_some_and(|(was, term, lsn)| {
+                (*term, *lsn) == (p.term, commit)
+                    && self
+                        .held
+                        .get(&sid)
+                        .is_some_and(|h| std::ptr::addr_eq(Arc::as_ptr(h), was.as_ptr()))
+            });
+            let caught_up = match known_level {
+                true => Ok(()),
+                false => catch_up(primary, standby, commit, p.term, &mut |_| {}).map(|_| ()),
+            };
+            if let Err(e) = caught_up {
                 if !retried && standby_gone(&e, self) {
                     retried = true;
                     self.let_go(&sid);

@@ -8,8 +8,9 @@ mod tenant;
 
 use crate::audit::{self, Record};
 use crate::client::Embedded;
-use crate::directory::{self, Txn};
+use crate::directory::{self, Overlay, Txn};
 use crate::error::{Error, Result};
+use crate::log::Op;
 use crate::replica::{CheckpointView, Replica};
 use crate::request::{Envelope, Note, Object, Progress, Reply, Request, Response};
 use crate::session::Token;
@@ -114,6 +115,44 @@ fn read(d: &mut Embedded, env: &Envelope, req: Request) -> Result<Response> {
 }
 
 fn write(d: &mut Embedded, env: &Envelope, req: Request) -> Result<Response> {
+    let w = prepare(d, req)?;
+    let (reply, token) = d.audited_write(env, w.partition, &w.op, w.targets, w.change)?;
+    Ok(Response {
+        reply,
+        token: Some(token),
+        served_by: None,
+    })
+}
+
+/// A write's change to the directory, made in a transaction on the primary's state; it may
+/// change the audit record's targets (a created object's ID).
+type Change = Box<dyn FnOnce(&mut Txn, &mut Vec<String>) -> Result<Reply> + Send>;
+
+/// A write, ready to be made: where it goes, how it is audited, and its change.
+struct Prepared {
+    partition: u32,
+    op: String,
+    /// The audit record's targets before the change runs.
+    targets: Vec<String>,
+    change: Change,
+}
+
+/// Whether a request may share a log entry with other writes (group commit): a change to
+/// objects of one tenant. Bulk loads, tenants, audit records and restores from a backup
+/// take an entry (or many) of their own.
+pub fn shares_entries(req: &Request) -> bool {
+    !req.is_read()
+        && !matches!(
+            req,
+            Request::Import { .. }
+                | Request::CreateTenant { .. }
+                | Request::ListAudit { .. }
+                | Request::RecordAudit { .. }
+                | Request::RestoreFromBackup { .. }
+        )
+}
+
+fn prepare(d: &Embedded, req: Request) -> Result<Prepared> {
     let op = req.audit_op().unwrap_or_default();
     let tenant = req
         .tenant()
@@ -124,7 +163,7 @@ fn write(d: &mut Embedded, env: &Envelope, req: Request) -> Result<Response> {
     let (now, now_graph) = (clock.now(), clock.now_graph());
     let targets = initial_targets(&req);
     let purged_tids = tenant_ids(d, &req, placed.partition)?;
-    let (reply, token) = d.audited_write(env, placed.partition, &op, targets, |t, targets| {
+    let change: Change = Box::new(move |t, targets| {
         Ok(match req {
             Request::CreateObject {
                 object_type,
@@ -195,12 +234,128 @@ fn write(d: &mut Embedded, env: &Envelope, req: Request) -> Result<Response> {
             }
             other => return Err(Error::Invalid(format!("{other:?} is not a write"))),
         })
-    })?;
-    Ok(Response {
-        reply,
-        token: Some(token),
-        served_by: None,
+    });
+    Ok(Prepared {
+        partition: placed.partition,
+        op,
+        targets,
+        change,
     })
+}
+
+/// Carries out many requests, answering each in order. Writes to one partition from one
+/// session's datacenter share log entries (group commit): each change is made on the
+/// primary's state with the changes before it applied, each with its audit record, and
+/// all of them are committed at once (one entry, one fsync per replica) or fail together.
+/// A change that fails alone (a UPN taken, an object not found) fails only its request,
+/// and its failure record goes in the same entry. Everything else runs one at a time,
+/// first (the requests of a batch came in concurrently: none is ordered before another).
+pub(crate) fn execute_many(
+    d: &mut Embedded,
+    batch: Vec<(Envelope, Request)>,
+) -> Vec<Result<Response>> {
+    let mut answers: Vec<Option<Result<Response>>> = (0..batch.len()).map(|_| None).collect();
+    // Groups by (partition, session's datacenter), in arrival order.
+    let mut groups: Vec<((u32, Option<String>), Vec<(usize, Envelope, Prepared)>)> = Vec::new();
+    for (i, (env, req)) in batch.into_iter().enumerate() {
+        if !shares_entries(&req) {
+            answers[i] = Some(execute(d, &env, req, &mut |_| {}));
+            continue;
+        }
+        match prepare(d, req) {
+            Err(e) => answers[i] = Some(Err(e)),
+            Ok(w) => {
+                let key = (w.partition, env.datacenter.clone());
+                match groups.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, g)) => g.push((i, env, w)),
+                    None => groups.push((key, vec![(i, env, w)])),
+                }
+            }
+        }
+    }
+    for ((partition, session_dc), group) in groups {
+        for (i, got) in write_group(d, partition, session_dc.as_deref(), group) {
+            answers[i] = Some(got);
+        }
+    }
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(Error::Storage("a request was not answered".into()))))
+        .collect()
+}
+
+/// One log entry for many writes to `partition` (see `execute_many`).
+fn write_group(
+    d: &mut Embedded,
+    partition: u32,
+    session_dc: Option<&str>,
+    group: Vec<(usize, Envelope, Prepared)>,
+) -> Vec<(usize, Result<Response>)> {
+    let mut failed_whole = Vec::new();
+    let mut members = Vec::new();
+    for (i, env, w) in group {
+        let rec = d.record(&env, &w.op, w.targets.clone(), "ok");
+        failed_whole.push((i, env, w.op, w.targets));
+        members.push((rec, w.change));
+    }
+    let written = d.cluster.write(partition, session_dc, move |r| {
+        let mut ops: Vec<Op> = Vec::new();
+        let mut outs = Vec::with_capacity(members.len());
+        for (rec, change) in members {
+            let (more, out) = {
+                let store = Overlay::new(r, &ops);
+                let mut t = Txn::new(&store);
+                let mut ok = rec.clone();
+                match change(&mut t, &mut ok.targets) {
+                    Ok(reply) => {
+                        audit::append(&mut t, ok)?;
+                        (t.into_ops(), Ok(reply))
+                    }
+                    // Its failure is recorded beside the others' changes (malformed input
+                    // is refused without a record).
+                    Err(e) => {
+                        let mut t = Txn::new(&store);
+                        if !refused(&e) {
+                            audit::append(
+                                &mut t,
+                                Record {
+                                    outcome: e.to_string(),
+                                    ..rec
+                                },
+                            )?;
+                        }
+                        (t.into_ops(), Err(e))
+                    }
+                }
+            };
+            ops.extend(more);
+            outs.push(out);
+        }
+        Ok((ops, outs))
+    });
+    match written {
+        Ok((outs, token)) => failed_whole
+            .into_iter()
+            .zip(outs)
+            .map(|((i, ..), out)| {
+                let answer = out.map(|reply| Response {
+                    reply,
+                    token: Some(token.clone()),
+                    served_by: None,
+                });
+                (i, answer)
+            })
+            .collect(),
+        Err(e) => failed_whole
+            .into_iter()
+            .map(|(i, env, op, targets)| {
+                if !refused(&e) {
+                    d.record_outcome(&env, partition, &op, targets, &e.to_string());
+                }
+                (i, Err(e.clone()))
+            })
+            .collect(),
+    }
 }
 
 /// The ids of the tenants a purge-expired names, which must share `partition`.
