@@ -400,7 +400,7 @@ pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
     let mut problems = Vec::new();
     let mut fine = Vec::new();
     let mut ctx = Ctx::open(g)?;
-    for r in ctx.cluster_mut()?.status()? {
+    for r in ctx.status()? {
         if r.health != "ok" && r.health != "drained" {
             problems.push(format!(
                 "replica dc-{}/p{} is {}",
@@ -460,8 +460,8 @@ struct Family {
 pub fn metrics(g: &Global, d: &BackupsDir) -> Result<()> {
     let (_, age, _) = backup_age(g, d, false)?;
     let mut ctx = Ctx::open(g)?;
-    let rows = ctx.cluster_mut()?.status()?;
-    let topology = ctx.cluster_mut()?.topology();
+    let rows = ctx.status()?;
+    let topology = ctx.topology();
     let replica = |r: &engine::cluster::ReplicaStatus| {
         vec![
             ("partition", r.partition.to_string()),

@@ -166,6 +166,32 @@ impl Ctx {
         }
     }
 
+    /// Every replica's status: probed here, or asked of each datacenter's server.
+    pub fn status(&mut self) -> engine::Result<Vec<engine::cluster::ReplicaStatus>> {
+        match &mut self.dir {
+            Dir::Embedded(d) => d.cluster_mut().status(),
+            Dir::Remote(d) => d.status(),
+        }
+    }
+
+    /// Drains or undrains a datacenter in the control plane: here, or through a server.
+    pub fn set_drained(&mut self, dc: &str, drained: bool) -> engine::Result<()> {
+        match &mut self.dir {
+            Dir::Embedded(d) => {
+                let c = d.cluster_mut();
+                c.topology().datacenter(dc)?;
+                c.update_topology(|t| {
+                    for d in t.datacenters.iter_mut().filter(|d| d.name == dc) {
+                        d.drained = drained;
+                    }
+                    Ok(())
+                })?;
+                Ok(())
+            }
+            Dir::Remote(d) => d.set_drained(dc, drained),
+        }
+    }
+
     /// The control plane as this command sees it.
     pub fn topology(&self) -> engine::topology::Topology {
         match &self.dir {

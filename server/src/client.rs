@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use engine::client::Directory;
+use engine::cluster::{Health, ReplicaStatus, Role};
 use engine::request::{Envelope, Note, Progress, Request, Response};
 use engine::session::Token;
 use engine::topology::{TenantPlacement, Topology};
@@ -14,7 +15,10 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::pb::directory_client::DirectoryClient;
 use crate::pb::execute_event::Event;
-use crate::pb::{ExecuteRequest, FailoverRequest, ProbeRequest, TopologyRequest};
+use crate::pb::{
+    ExecuteRequest, FailoverRequest, ProbeRequest, SetDrainedRequest, StatusRequest,
+    TopologyRequest,
+};
 use crate::status::from_status;
 
 /// One server's Directory service.
@@ -23,6 +27,7 @@ pub struct Connection {
     address: String,
     client: DirectoryClient<Channel>,
     runtime: Handle,
+    timeout: Duration,
 }
 
 /// The engine's error kind a server named.
@@ -68,6 +73,7 @@ impl Connection {
                 .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(crate::MAX_MESSAGE_BYTES),
             runtime,
+            timeout,
         })
     }
 
@@ -190,6 +196,48 @@ impl Connection {
                 self.address
             ))
         })
+    }
+
+    /// This server's replicas' status, and the lag it measured of the secondaries of the
+    /// primaries it owns: (partition, datacenter, lag).
+    pub fn status(&self) -> Result<(Vec<ReplicaStatus>, Vec<(u32, String, crate::node::Lag)>)> {
+        let mut client = self.client.clone();
+        let reply = self
+            .runtime
+            .block_on(async move { client.status(StatusRequest {}).await })
+            .map_err(|s| from_status(&s, &self.address))?
+            .into_inner();
+        let rows = serde_json::from_slice(&reply.replicas).map_err(|e| {
+            Error::Corrupt(format!(
+                "the status from {} does not decode: {e}",
+                self.address
+            ))
+        })?;
+        let lags = reply
+            .lags
+            .into_iter()
+            .map(|l| {
+                let lag = crate::node::Lag {
+                    entries: l.entries,
+                    seconds: l.seconds,
+                };
+                (l.partition, l.datacenter, lag)
+            })
+            .collect();
+        Ok((rows, lags))
+    }
+
+    /// Drains or undrains datacenter `dc` (a control-plane change this server stores).
+    pub fn set_drained(&self, dc: &str, drained: bool) -> Result<()> {
+        let mut client = self.client.clone();
+        let req = SetDrainedRequest {
+            datacenter: dc.to_string(),
+            drained,
+        };
+        self.runtime
+            .block_on(async move { client.set_drained(req).await })
+            .map_err(|s| from_status(&s, &self.address))?;
+        Ok(())
     }
 
     /// The transactional probe: healthy, and a line per replica.
@@ -366,6 +414,85 @@ impl Remote {
             "no server could carry out the failover of partition {partition} ({})",
             why.join("; ")
         )))
+    }
+
+    /// Every replica's status, asked of each datacenter's server (those the control plane
+    /// records, also beyond --endpoints): a server that does not answer shows its replicas
+    /// unreachable. Lag in entries against the primary's last lsn; in ms as the primary's
+    /// server last measured it (0 when level).
+    pub fn status(&mut self) -> Result<Vec<ReplicaStatus>> {
+        self.refresh_topology();
+        let t = self.topology.clone();
+        let mut rows = Vec::new();
+        let mut measured = std::collections::BTreeMap::new();
+        for d in &t.datacenters {
+            let asked = match &d.endpoint {
+                Some(address) => self.to(address).and_then(|c| c.status()),
+                None => Err(Error::Unavailable(format!(
+                    "no server address is recorded for {}",
+                    d.name
+                ))),
+            };
+            match asked {
+                Ok((mine, lags)) => {
+                    rows.extend(mine);
+                    for (p, dc, lag) in lags {
+                        measured.insert((p, dc), lag);
+                    }
+                }
+                Err(e) => rows.extend(t.partitions.iter().map(|p| ReplicaStatus {
+                    partition: p.id,
+                    datacenter: d.name.clone(),
+                    role: Role::of(p, &d.name),
+                    partition_term: p.term,
+                    term: None,
+                    last_lsn: None,
+                    lag_entries: None,
+                    lag_ms: None,
+                    health: Health::Unreachable(format!("its server did not answer: {e}")),
+                })),
+            }
+        }
+        let order = |r: &ReplicaStatus| {
+            let dc = t.datacenters.iter().position(|d| d.name == r.datacenter);
+            (r.partition, dc)
+        };
+        rows.sort_by_key(order);
+        let primary_lsn: std::collections::BTreeMap<u32, u64> = rows
+            .iter()
+            .filter(|r| r.role == Role::Primary)
+            .filter_map(|r| Some((r.partition, r.last_lsn?)))
+            .collect();
+        for r in rows.iter_mut().filter(|r| r.role != Role::Primary) {
+            let (Some(last), Some(primary)) = (r.last_lsn, primary_lsn.get(&r.partition)) else {
+                continue;
+            };
+            let behind = primary.saturating_sub(last);
+            r.lag_entries = Some(behind);
+            r.lag_ms = match behind {
+                0 => Some(0),
+                _ => measured
+                    .get(&(r.partition, r.datacenter.clone()))
+                    .map(|l| (l.seconds * 1000.0) as u64),
+            };
+        }
+        Ok(rows)
+    }
+
+    /// Drains or undrains datacenter `dc`, through the server answering now.
+    pub fn set_drained(&mut self, dc: &str, drained: bool) -> Result<()> {
+        let got = self.connection().set_drained(dc, drained);
+        self.refresh_topology();
+        got
+    }
+
+    /// A connection to the server at `address`: one of --endpoints, or a new one.
+    fn to(&self, address: &str) -> Result<Connection> {
+        if let Some(c) = self.connections.iter().find(|c| c.address() == address) {
+            return Ok(c.clone());
+        }
+        let c = self.connection();
+        Connection::new(c.runtime.clone(), address, c.timeout, None)
     }
 
     /// The server answering now.

@@ -13,8 +13,9 @@ use crate::node::Node;
 use crate::pb::directory_server::Directory;
 use crate::pb::execute_event::Event;
 use crate::pb::{
-    ExecuteEvent, ExecuteReply, ExecuteRequest, FailoverReply, FailoverRequest, ProbeReply,
-    ProbeRequest, TopologyReply, TopologyRequest,
+    ExecuteEvent, ExecuteReply, ExecuteRequest, FailoverReply, FailoverRequest, MeasuredLag,
+    ProbeReply, ProbeRequest, SetDrainedReply, SetDrainedRequest, StatusReply, StatusRequest,
+    TopologyReply, TopologyRequest,
 };
 use crate::status::to_status;
 
@@ -135,5 +136,38 @@ impl Directory for DirectoryService {
         let report = serde_json::to_vec(&report)
             .map_err(|e| Status::internal(format!("encode the report: {e}")))?;
         Ok(Response::new(FailoverReply { report }))
+    }
+
+    async fn status(
+        &self,
+        _req: tonic::Request<StatusRequest>,
+    ) -> Result<Response<StatusReply>, Status> {
+        let node = self.node.clone();
+        let (rows, lags) = blocking(move || node.status()).await?;
+        let replicas = serde_json::to_vec(&rows)
+            .map_err(|e| Status::internal(format!("encode the status: {e}")))?;
+        let lags = lags
+            .into_iter()
+            .map(|((partition, datacenter), lag)| MeasuredLag {
+                partition,
+                datacenter,
+                entries: lag.entries,
+                seconds: lag.seconds,
+            })
+            .collect();
+        Ok(Response::new(StatusReply { replicas, lags }))
+    }
+
+    async fn set_drained(
+        &self,
+        req: tonic::Request<SetDrainedRequest>,
+    ) -> Result<Response<SetDrainedReply>, Status> {
+        let SetDrainedRequest {
+            datacenter,
+            drained,
+        } = req.into_inner();
+        let node = self.node.clone();
+        blocking(move || node.set_drained(&datacenter, drained)).await?;
+        Ok(Response::new(SetDrainedReply {}))
     }
 }

@@ -77,6 +77,9 @@ pub struct Node {
     /// a batch of writes holds while it is made durable): a write joins the next batch
     /// without waiting for the one in flight.
     routing: Mutex<(FileControlPlane, Arc<Topology>)>,
+    /// The lag the replicator last measured of each secondary of the primaries this server
+    /// owns, by (partition, datacenter).
+    lags: Mutex<BTreeMap<(u32, String), Lag>>,
 }
 
 /// A write waiting to be carried out, and where its answer goes.
@@ -230,6 +233,7 @@ impl Node {
             forwarders: Mutex::new(BTreeMap::new()),
             waiting: Mutex::new(Vec::new()),
             routing: Mutex::new(routing),
+            lags: Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -460,6 +464,53 @@ impl Node {
         got
     }
 
+    /// This server's replicas as `status` shows them (a real probe of each), and the lag
+    /// the replicator last measured of the secondaries of the primaries it owns.
+    #[allow(clippy::type_complexity)]
+    pub fn status(
+        &self,
+    ) -> Result<(
+        Vec<engine::cluster::ReplicaStatus>,
+        BTreeMap<(u32, String), Lag>,
+    )> {
+        let rows = {
+            let mut dir = self.dir.lock().map_err(|_| poisoned())?;
+            self.refresh(dir.cluster_mut())?;
+            dir.cluster_mut().status_of(Some(&self.datacenter))?
+        };
+        let t = self.routing_topology()?;
+        // Measured for the roles the control plane gives now (a round after a failover).
+        let lags = self
+            .lags
+            .lock()
+            .map_err(|_| poisoned())?
+            .iter()
+            .filter(|((p, dc), _)| {
+                t.partition(*p).is_ok_and(|q| {
+                    q.primary == self.datacenter && q.sync_standby != *dc && q.primary != *dc
+                })
+            })
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        Ok((rows, lags))
+    }
+
+    /// Drains or undrains datacenter `dc` in the control plane.
+    pub fn set_drained(&self, dc: &str, drained: bool) -> Result<()> {
+        let mut dir = self.dir.lock().map_err(|_| poisoned())?;
+        self.refresh(dir.cluster_mut())?;
+        let cluster = dir.cluster_mut();
+        cluster.topology().datacenter(dc)?;
+        cluster.update_topology(|t| {
+            for d in t.datacenters.iter_mut().filter(|d| d.name == dc) {
+                d.drained = drained;
+            }
+            Ok(())
+        })?;
+        tracing::info!(datacenter = dc, drained, "drain changed");
+        Ok(())
+    }
+
     /// Wakes the replicator.
     fn poke(&self) {
         if let Ok(mut n) = self.wake.0.lock() {
@@ -578,12 +629,22 @@ impl Node {
                         }
                     }
                     let Some(log) = logs.get(&id) else { continue };
-                    match ship_committed(primary, log, p.term) {
-                        Ok(lag) => self.metrics.note_lag(p.id, &d.name, lag),
+                    let measured = match ship_committed(primary, log, p.term) {
+                        Ok(lag) => {
+                            self.metrics.note_lag(p.id, &d.name, lag);
+                            Some(lag)
+                        }
                         Err(e) => {
                             tracing::debug!(replica = %id, error = %e, "replication round failed");
                             self.metrics.note_lag_unknown(p.id, &d.name);
+                            None
                         }
+                    };
+                    if let Ok(mut lags) = self.lags.lock() {
+                        match measured {
+                            Some(lag) => lags.insert((p.id, d.name.clone()), lag),
+                            None => lags.remove(&(p.id, d.name.clone())),
+                        };
                     }
                 }
             }

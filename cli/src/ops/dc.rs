@@ -28,7 +28,7 @@ pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
             return r;
         }
         DcCmd::List => {
-            let t = ctx.cluster_mut()?.topology();
+            let t = ctx.topology();
             return output::emit(g.output, &json!(t.datacenters), || {
                 output::table_by(&["name", "location", "reads"], &t.datacenters, |d| {
                     vec![
@@ -41,16 +41,7 @@ pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
         }
     };
     let op = if drained { "dc.drain" } else { "dc.undrain" };
-    let changed = ctx.cluster_mut().and_then(|c| {
-        c.topology().datacenter(&name)?;
-        c.update_topology(|t| {
-            for d in t.datacenters.iter_mut().filter(|d| d.name == name) {
-                d.drained = drained;
-            }
-            Ok(())
-        })?;
-        Ok(())
-    });
+    let changed = ctx.set_drained(&name, drained).map_err(anyhow::Error::from);
     ctx.audit_result(0, op, vec![name.clone()], &changed);
     changed?;
     let what = if drained {

@@ -9,8 +9,8 @@ use crate::output;
 
 pub fn status(g: &Global) -> Result<()> {
     let mut ctx = Ctx::open(g)?;
-    let rows = ctx.cluster_mut()?.status()?;
-    let t = ctx.cluster_mut()?.topology();
+    let rows = ctx.status()?;
+    let t = ctx.topology();
     output::emit(
         g.output,
         &json!({"clusterId": t.cluster_id, "generation": t.generation, "replicas": rows}),
@@ -27,6 +27,7 @@ pub fn status(g: &Global) -> Result<()> {
                         r.partition_term.to_string(),
                         format!("{}/{}", opt(r.term), opt(r.last_lsn)),
                         opt(r.lag_entries),
+                        opt(r.lag_ms),
                         r.health.to_string(),
                     ]
                 })
@@ -43,6 +44,7 @@ pub fn status(g: &Global) -> Result<()> {
                         "term",
                         "last term/lsn",
                         "lag",
+                        "lag ms",
                         "health"
                     ],
                     &table

@@ -1,6 +1,6 @@
 //! `dirctl status`: every partition × datacenter, with a real probe of each replica.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Cluster, ReplicaId};
 use crate::error::{Error, Result};
@@ -8,7 +8,7 @@ use crate::log::Position;
 use crate::replica::{disk_full, Access};
 use crate::topology::Partition;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaStatus {
     pub partition: u32,
@@ -20,11 +20,15 @@ pub struct ReplicaStatus {
     pub term: Option<u64>,
     pub last_lsn: Option<u64>,
     pub lag_entries: Option<u64>,
+    /// How long ago the oldest committed entry this replica misses was written (0 when it
+    /// misses none); None when not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
     pub health: Health,
 }
 
 /// A replica's part in its partition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     Primary,
@@ -121,14 +125,67 @@ impl std::fmt::Display for Health {
 
 crate::text::shown_as_text!(Health);
 
+impl Health {
+    /// A health read back from its text (`Display`), as `dirctl status --output json` and a
+    /// server's status reply carry it.
+    pub fn parse(text: &str) -> Health {
+        let after = |prefix: &str| text.strip_prefix(prefix).map(str::to_string);
+        // The numbers of a fenced or unsettled replica's text, in order.
+        let numbers: Vec<u64> = text
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        match text {
+            "ok" => Health::Ok,
+            "drained" => Health::Drained,
+            t if t.starts_with("rebuilding") => Health::Rebuilding,
+            t if t.starts_with("fenced: ") && numbers.len() >= 2 => Health::Fenced {
+                last: Position {
+                    term: numbers[0],
+                    lsn: numbers[1],
+                },
+            },
+            t if t.starts_with("unsettled: ") && numbers.len() >= 2 => Health::Unsettled {
+                commit: numbers[0],
+                last_lsn: numbers[1],
+            },
+            _ => None
+                .or_else(|| after("unreachable: ").map(Health::Unreachable))
+                .or_else(|| after("damaged: ").map(Health::Damaged))
+                .or_else(|| after("disk full: ").map(Health::DiskFull))
+                .or_else(|| after("probe failed: ").map(Health::ProbeFailed))
+                .unwrap_or_else(|| Health::ProbeFailed(text.to_string())),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Health {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Health, D::Error> {
+        String::deserialize(d).map(|t| Health::parse(&t))
+    }
+}
+
 impl Cluster {
     /// Every partition × datacenter: role, term, last lsn, lag, health (a real probe).
     pub fn status(&mut self) -> Result<Vec<ReplicaStatus>> {
+        self.status_of(None)
+    }
+
+    /// `status` of the replicas of datacenter `only` (a server's own), or of every one. A
+    /// replica's lag is known when its partition's primary is among them.
+    pub fn status_of(&mut self, only: Option<&str>) -> Result<Vec<ReplicaStatus>> {
         let mut out = Vec::new();
+        let now_ms = self.options.clock.now_ms();
         for p in self.topology.partitions.clone() {
             let mut rows = Vec::new();
             let mut primary_commit = None;
-            for dc in self.topology.datacenters.clone() {
+            // The primary's entries' times, for each lag in ms.
+            let mut primary_id = None;
+            let datacenters = self.topology.datacenters.clone();
+            for dc in datacenters
+                .iter()
+                .filter(|d| only.is_none_or(|o| o == d.name))
+            {
                 let id = ReplicaId::new(&dc.name, p.id);
                 let role = Role::of(&p, &dc.name);
                 let failed = self.hold_for(&[id.clone()].into(), Access::Read);
@@ -144,6 +201,7 @@ impl Cluster {
                                 let commit = r.commit_lsn()?;
                                 if role == Role::Primary {
                                     primary_commit = Some(commit.min(pos.lsn));
+                                    primary_id = Some(id.clone());
                                 }
                                 let health = if p.diverged(pos) {
                                     Health::Fenced { last: pos }
@@ -169,10 +227,34 @@ impl Cluster {
                 self.let_go(&id);
                 rows.push((dc.name.clone(), role, pos, health));
             }
+            // The primary held again (alone: holds are taken in order) for the times of
+            // the entries the others miss.
+            let behind = rows
+                .iter()
+                .any(|(_, _, pos, _)| pos.zip(primary_commit).is_some_and(|(p, c)| p.lsn < c));
+            if let Some(pid) = primary_id.as_ref().filter(|_| behind) {
+                if !self
+                    .hold_for(&[pid.clone()].into(), Access::Read)
+                    .is_empty()
+                {
+                    primary_id = None;
+                }
+            }
             for (dc, role, pos, health) in rows {
                 let pos: Option<Position> = pos;
                 let lag = match (pos, primary_commit) {
                     (Some(pos), Some(c)) => Some(c.saturating_sub(pos.lsn)),
+                    _ => None,
+                };
+                // The time the first entry it misses was written, on the primary.
+                let lag_ms = match (lag, pos, &primary_id) {
+                    (Some(0), ..) => Some(0),
+                    (Some(_), Some(pos), Some(pid)) => self
+                        .replica(pid)
+                        .and_then(|r| r.entries(pos.lsn + 1, pos.lsn + 1))
+                        .ok()
+                        .and_then(|e| e.first().map(|e| now_ms.saturating_sub(e.time_ms)))
+                        .map(|ms| u64::try_from(ms).unwrap_or(0)),
                     _ => None,
                 };
                 out.push(ReplicaStatus {
@@ -183,8 +265,12 @@ impl Cluster {
                     term: pos.map(|x| x.term),
                     last_lsn: pos.map(|x| x.lsn),
                     lag_entries: lag,
+                    lag_ms,
                     health,
                 });
+            }
+            if let Some(pid) = primary_id {
+                self.let_go(&pid);
             }
         }
         Ok(out)
@@ -249,5 +335,32 @@ mod tests {
             "fenced: holds uncommitted entries of term 2 up to lsn 9; cut at the next sync or read"
         );
         assert!(Health::Ok == "ok" && Health::Drained.is_up() && !fenced.is_up());
+    }
+
+    /// A server sends its replicas' status as `--output json` shows it; dirctl reads each
+    /// health back from its text.
+    #[test]
+    fn every_health_reads_back_from_its_text() {
+        let all = [
+            Health::Ok,
+            Health::Drained,
+            Health::Fenced {
+                last: Position { term: 2, lsn: 9 },
+            },
+            Health::Unsettled {
+                commit: 4,
+                last_lsn: 7,
+            },
+            Health::Rebuilding,
+            Health::Unreachable("its server at http://127.0.0.1:1 did not answer".into()),
+            Health::ProbeFailed("io: 3".into()),
+            Health::Damaged("lsn 3 fails its crc: run `dirctl dc rebuild eastus`".into()),
+            Health::DiskFull("/c/dc-eastus/p0 has 0 bytes free".into()),
+        ];
+        for h in all {
+            let json = serde_json::to_string(&h).expect("serializes");
+            let back: Health = serde_json::from_str(&json).expect("deserializes");
+            assert_eq!(back, h, "{json}");
+        }
     }
 }
