@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use engine::cluster::{replica_path, Cluster, ReplicaId};
+use engine::cluster::{replica_path, Checkpoints, Cluster, ReplicaId};
 use engine::replica::{sync_dir, CheckpointView, Identity, Replica};
 use engine::topology::{FileControlPlane, Topology};
 
@@ -65,7 +65,7 @@ pub struct CreateOptions {
 /// to a temp file, fsynced, renamed into place; then the sidecar. `progress(done, total)`
 /// counts bytes packed.
 pub fn create(
-    cluster: &mut Cluster,
+    cluster: &mut dyn Checkpoints,
     opts: &CreateOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Created> {
@@ -82,7 +82,7 @@ pub fn create(
             "create a staging folder in {}",
             opts.dest.display()
         )))?;
-    let topology = cluster.topology().clone();
+    let topology = cluster.topology();
     let mut manifest = Manifest {
         format: ARCHIVE_FORMAT_VERSION,
         id: id.clone(),

@@ -165,7 +165,7 @@ fn prune(g: &Global, dir: &BackupsDir, keep_daily: usize, keep_weekly: usize) ->
 fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
     let d = dest(g, dir)?;
     let mut ctx = Ctx::open(g)?;
-    let now = ctx.cluster_mut()?.clock().now();
+    let now = context::clock()?.now();
     let bar = if output::stdout_is_terminal() {
         indicatif::ProgressBar::new(0)
     } else {
@@ -178,7 +178,7 @@ fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let created = ::backup::create(
-        ctx.cluster_mut()?,
+        ctx.checkpoints(),
         &::backup::CreateOptions {
             dest: d.clone(),
             force,

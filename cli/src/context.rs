@@ -166,6 +166,14 @@ impl Ctx {
         }
     }
 
+    /// Where a backup's checkpoints come from: the cluster's folders, or its servers.
+    pub fn checkpoints(&mut self) -> &mut dyn engine::cluster::Checkpoints {
+        match &mut self.dir {
+            Dir::Embedded(d) => d.cluster_mut(),
+            Dir::Remote(d) => d,
+        }
+    }
+
     /// Every replica's status: probed here, or asked of each datacenter's server.
     pub fn status(&mut self) -> engine::Result<Vec<engine::cluster::ReplicaStatus>> {
         match &mut self.dir {

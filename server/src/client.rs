@@ -16,8 +16,8 @@ use tonic::transport::{Channel, Endpoint};
 use crate::pb::directory_client::DirectoryClient;
 use crate::pb::execute_event::Event;
 use crate::pb::{
-    ExecuteRequest, FailoverRequest, ProbeRequest, SetDrainedRequest, StatusRequest,
-    TopologyRequest,
+    CheckpointRequest, ExecuteRequest, FailoverRequest, ProbeRequest, SetDrainedRequest,
+    StatusRequest, TopologyRequest,
 };
 use crate::status::from_status;
 
@@ -225,6 +225,86 @@ impl Connection {
             })
             .collect();
         Ok((rows, lags))
+    }
+
+    /// A checkpoint of `partition` made by this server (its primary's) and written into the
+    /// new folder `dest`, each file synced: its position, and the replica's datacenter.
+    pub fn checkpoint(
+        &self,
+        partition: u32,
+        dest: &std::path::Path,
+    ) -> Result<(engine::log::Position, String)> {
+        use std::io::Write as _;
+        let failed = |what: String, e: std::io::Error| Error::io(what, e);
+        std::fs::create_dir_all(dest)
+            .map_err(|e| failed(format!("create {}", dest.display()), e))?;
+        let mut client = self.client.clone();
+        let mut chunks = self
+            .runtime
+            .block_on(async move { client.checkpoint(CheckpointRequest { partition }).await })
+            .map_err(|s| from_status(&s, &self.address))?
+            .into_inner();
+        let mut file: Option<(std::path::PathBuf, std::fs::File)> = None;
+        let finish = |f: Option<(std::path::PathBuf, std::fs::File)>| -> Result<()> {
+            match f {
+                Some((path, f)) => f
+                    .sync_all()
+                    .map_err(|e| failed(format!("fsync {}", path.display()), e)),
+                None => Ok(()),
+            }
+        };
+        loop {
+            let chunk = self
+                .runtime
+                .block_on(chunks.message())
+                .map_err(|s| from_status(&s, &self.address))?;
+            let Some(chunk) = chunk else {
+                return Err(Error::Unavailable(format!(
+                    "the checkpoint of partition {partition} from {} ended before it was complete",
+                    self.address
+                )));
+            };
+            if let Some(done) = chunk.done {
+                finish(file.take())?;
+                engine::replica::sync_dir(dest)?;
+                let pos = engine::log::Position {
+                    term: done.term,
+                    lsn: done.lsn,
+                };
+                return Ok((pos, done.source));
+            }
+            if !chunk.file.is_empty() {
+                // A plain file name, nothing that reaches outside `dest`.
+                let plain = std::path::Path::new(&chunk.file)
+                    .file_name()
+                    .is_some_and(|n| n == chunk.file.as_str())
+                    && chunk.file != ".."
+                    && chunk.file != ".";
+                if !plain {
+                    return Err(Error::Corrupt(format!(
+                        "the checkpoint from {} names the file {:?}, which is not a plain file name",
+                        self.address, chunk.file
+                    )));
+                }
+                finish(file.take())?;
+                let path = dest.join(&chunk.file);
+                let f = std::fs::File::create(&path)
+                    .map_err(|e| failed(format!("create {}", path.display()), e))?;
+                file = Some((path, f));
+            }
+            match &mut file {
+                Some((path, f)) => f
+                    .write_all(&chunk.data)
+                    .map_err(|e| failed(format!("write {}", path.display()), e))?,
+                None if chunk.data.is_empty() => {}
+                None => {
+                    return Err(Error::Corrupt(format!(
+                        "the checkpoint from {} sent data before naming its file",
+                        self.address
+                    )))
+                }
+            }
+        }
     }
 
     /// Drains or undrains datacenter `dc` (a control-plane change this server stores).
@@ -486,6 +566,20 @@ impl Remote {
         got
     }
 
+    /// The server of partition `partition`'s primary.
+    fn primary_server(&self, partition: u32) -> Result<Connection> {
+        let p = self.topology.partition(partition)?;
+        let address = self
+            .topology
+            .datacenter(&p.primary)?
+            .endpoint
+            .clone()
+            .ok_or_else(|| {
+                Error::Unavailable(format!("no server address is recorded for {}", p.primary))
+            })?;
+        self.to(&address)
+    }
+
     /// A connection to the server at `address`: one of --endpoints, or a new one.
     fn to(&self, address: &str) -> Result<Connection> {
         if let Some(c) = self.connections.iter().find(|c| c.address() == address) {
@@ -508,6 +602,36 @@ impl Remote {
         if let Ok(t) = self.connection().topology() {
             self.topology = t;
         }
+    }
+}
+
+/// A backup of the servers' cluster: each partition's checkpoint made by its primary's
+/// server and streamed here.
+impl engine::cluster::Checkpoints for Remote {
+    fn topology(&self) -> Topology {
+        self.topology.clone()
+    }
+
+    fn checkpoint_partition(
+        &mut self,
+        partition: u32,
+        dest: &std::path::Path,
+    ) -> Result<(engine::log::Position, String)> {
+        self.refresh_topology();
+        let primary = self.topology.partition(partition)?.primary.clone();
+        self.primary_server(partition)
+            .and_then(|c| c.checkpoint(partition, dest))
+            .map_err(|e| {
+                let why = format!(
+                    "the checkpoint of partition {partition} is made by its primary's server ({primary}), which could not: {e}"
+                );
+                match e {
+                    Error::Unavailable(_) => Error::Unavailable(why),
+                    Error::Fenced(_) => Error::Fenced(why),
+                    Error::Corrupt(_) => Error::Corrupt(why),
+                    _ => Error::Storage(why),
+                }
+            })
     }
 }
 

@@ -13,9 +13,9 @@ use crate::node::Node;
 use crate::pb::directory_server::Directory;
 use crate::pb::execute_event::Event;
 use crate::pb::{
-    ExecuteEvent, ExecuteReply, ExecuteRequest, FailoverReply, FailoverRequest, MeasuredLag,
-    ProbeReply, ProbeRequest, SetDrainedReply, SetDrainedRequest, StatusReply, StatusRequest,
-    TopologyReply, TopologyRequest,
+    CheckpointChunk, CheckpointDone, CheckpointRequest, ExecuteEvent, ExecuteReply, ExecuteRequest,
+    FailoverReply, FailoverRequest, MeasuredLag, ProbeReply, ProbeRequest, SetDrainedReply,
+    SetDrainedRequest, StatusReply, StatusRequest, TopologyReply, TopologyRequest,
 };
 use crate::status::to_status;
 
@@ -46,6 +46,52 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| Status::internal(format!("request task failed: {e}")))?
         .map_err(|e| to_status(&e))
+}
+
+/// The files of a checkpoint folder, each in chunks of at most 1 MiB, in name order.
+fn send_files(
+    folder: &std::path::Path,
+    tx: &tokio::sync::mpsc::Sender<Result<CheckpointChunk, Status>>,
+) -> Result<(), Status> {
+    use std::io::Read as _;
+    let failed = |what: String, e: std::io::Error| Status::internal(format!("{what}: {e}"));
+    let mut names = Vec::new();
+    for e in
+        std::fs::read_dir(folder).map_err(|e| failed(format!("read {}", folder.display()), e))?
+    {
+        let e = e.map_err(|e| failed(format!("read {}", folder.display()), e))?;
+        names.push(e.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    for name in names {
+        let path = folder.join(&name);
+        let mut f = std::fs::File::open(&path)
+            .map_err(|e| failed(format!("open {}", path.display()), e))?;
+        let mut first = true;
+        loop {
+            let mut data = vec![0; 1 << 20];
+            let n = f
+                .read(&mut data)
+                .map_err(|e| failed(format!("read {}", path.display()), e))?;
+            data.truncate(n);
+            if n == 0 && !first {
+                break;
+            }
+            let chunk = CheckpointChunk {
+                file: if first { name.clone() } else { String::new() },
+                data,
+                done: None,
+            };
+            if tx.blocking_send(Ok(chunk)).is_err() {
+                return Err(Status::cancelled("the client went away"));
+            }
+            first = false;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -91,6 +137,37 @@ impl Directory for DirectoryService {
                     })
                 });
             let _ = tx.blocking_send(last);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type CheckpointStream = ReceiverStream<Result<CheckpointChunk, Status>>;
+
+    async fn checkpoint(
+        &self,
+        req: tonic::Request<CheckpointRequest>,
+    ) -> Result<Response<Self::CheckpointStream>, Status> {
+        let partition = req.into_inner().partition;
+        let node = self.node.clone();
+        let (tmp, pos, source) = blocking(move || node.checkpoint(partition)).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let folder = tmp.path().join(format!("p{partition}"));
+            let sent = send_files(&folder, &tx);
+            let last = sent.map(|()| CheckpointChunk {
+                file: String::new(),
+                data: Vec::new(),
+                done: Some(CheckpointDone {
+                    term: pos.term,
+                    lsn: pos.lsn,
+                    source,
+                }),
+            });
+            if let Err(s) = &last {
+                tracing::warn!(partition, error = %s, "checkpoint not sent");
+            }
+            let _ = tx.blocking_send(last);
+            drop(tmp);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

@@ -297,9 +297,13 @@ impl Node {
         let topology = self.routing_topology()?;
         let write = engine::executor::write_partition(&topology, &request)?;
         // An audit query reads the most complete copy: the primary's, on its server (when
-        // that server cannot answer, the most complete copy here does, with a warning).
+        // that server cannot answer, the most complete copy here does, with a warning). An
+        // audit record goes to its partition's primary's server; when that server cannot
+        // answer, this one writes it to another partition (`Embedded::record_outcome`).
         let audit = match &request {
-            Request::ListAudit { partition } => Some(*partition),
+            Request::ListAudit { partition } | Request::RecordAudit { partition, .. } => {
+                Some(*partition)
+            }
             _ => None,
         };
         if let Some(partition) = write.or(audit) {
@@ -310,7 +314,7 @@ impl Node {
                         "partition {partition}'s primary moved to {primary} while the write was sent on; nothing was written, run it again"
                     )));
                 }
-                // Only an audit query (small) is kept for the fallback; a write is moved.
+                // Only an audit request (small) is kept for the fallback; a write is moved.
                 let fallback = audit.map(|_| request.clone());
                 match (
                     self.forward(&primary, envelope, request, progress),
@@ -493,6 +497,42 @@ impl Node {
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         Ok((rows, lags))
+    }
+
+    /// A checkpoint of `partition` at its commit lsn, in a new folder under this server's
+    /// data folder (removed with the `TempDir`): made here only when this server owns the
+    /// partition's primary, while its writes wait. Its position, and the replica's datacenter.
+    pub fn checkpoint(
+        &self,
+        partition: u32,
+    ) -> Result<(tempfile::TempDir, engine::log::Position, String)> {
+        let primary = self
+            .routing_topology()?
+            .partition(partition)?
+            .primary
+            .clone();
+        if primary != self.datacenter {
+            return Err(Error::Fenced(format!(
+                "this is {}'s server; a checkpoint of partition {partition} is made by its primary's server ({primary})",
+                self.datacenter
+            )));
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(".checkpoint-")
+            .tempdir_in(&self.config.data)
+            .map_err(|e| {
+                Error::io(
+                    format!("make a folder in {}", self.config.data.display()),
+                    e,
+                )
+            })?;
+        let dest = tmp.path().join(format!("p{partition}"));
+        let mut dir = self.dir.lock().map_err(|_| poisoned())?;
+        self.refresh(dir.cluster_mut())?;
+        let (pos, source) = dir.cluster_mut().checkpoint_partition(partition, &dest)?;
+        drop(dir);
+        tracing::info!(partition, term = pos.term, lsn = pos.lsn, "checkpoint made");
+        Ok((tmp, pos, source))
     }
 
     /// Drains or undrains datacenter `dc` in the control plane.

@@ -76,6 +76,33 @@ impl Default for ClusterOptions {
     }
 }
 
+/// Where a backup's checkpoints come from: the cluster's folders, or its servers.
+pub trait Checkpoints {
+    /// The control plane the checkpoints are taken under.
+    fn topology(&self) -> Topology;
+    /// A checkpoint of `partition` at its commit lsn, made in the new folder `dest`: the
+    /// position, and the datacenter whose replica it was taken from.
+    fn checkpoint_partition(
+        &mut self,
+        partition: u32,
+        dest: &Path,
+    ) -> Result<(crate::log::Position, String)>;
+}
+
+impl Checkpoints for Cluster {
+    fn topology(&self) -> Topology {
+        self.topology.clone()
+    }
+
+    fn checkpoint_partition(
+        &mut self,
+        partition: u32,
+        dest: &Path,
+    ) -> Result<(crate::log::Position, String)> {
+        Cluster::checkpoint_partition(self, partition, dest)
+    }
+}
+
 impl Drop for Cluster {
     /// Commit lsns noted in memory reach the primaries' `meta` before the replicas close.
     fn drop(&mut self) {
