@@ -174,6 +174,19 @@ impl Ctx {
         }
     }
 
+    /// `dc rebuild NAME`: here, or by NAME's server (`progress` hears of each replica
+    /// rebuilt here).
+    pub fn rebuild(
+        &mut self,
+        dc: &str,
+        progress: &mut dyn FnMut(u64),
+    ) -> engine::Result<Vec<engine::rebuild::RebuildReport>> {
+        match &mut self.dir {
+            Dir::Embedded(d) => d.cluster_mut().rebuild_datacenter(dc, progress),
+            Dir::Remote(d) => d.rebuild(dc),
+        }
+    }
+
     /// Every replica's status: probed here, or asked of each datacenter's server.
     pub fn status(&mut self) -> engine::Result<Vec<engine::cluster::ReplicaStatus>> {
         match &mut self.dir {

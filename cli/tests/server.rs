@@ -469,3 +469,110 @@ fn a_primarys_server_restarted_after_a_crash_mid_write_settles_and_serves_reads_
     }
     c.create_user("after@contoso.com");
 }
+
+/// `dirctl dc rebuild` in the server mode: a datacenter whose folder was lost restarts its
+/// server (serving nothing), and its server rebuilds every replica from checkpoints the
+/// primaries' servers stream; the primaries then ship the rest, with no `sync`.
+#[test]
+fn a_lost_datacenter_is_rebuilt_through_its_server() {
+    let c = Cluster::in_mode(Mode::Server);
+    c.create_user("before@contoso.com");
+    c.take_down("westeurope");
+    std::fs::remove_dir_all(c.dc_dir("westeurope")).unwrap();
+    // westeurope was partition 2's primary: its sync standby takes over first.
+    c.ok(&["failover", "--partition", "2", "--emergency", "--yes"]);
+    c.bring_back("westeurope");
+    c.create_user("during@contoso.com");
+    let v = c.ok(&["dc", "rebuild", "westeurope", "--yes"]);
+    let results: Vec<String> = v["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(results, vec!["rebuilt"; 4], "{v}\n{}", c.server_logs());
+    c.create_user("after@contoso.com");
+    for upn in [
+        "before@contoso.com",
+        "during@contoso.com",
+        "after@contoso.com",
+    ] {
+        wait_for(
+            &format!("{upn} at the rebuilt westeurope"),
+            Duration::from_secs(20),
+            || (visible(&c, upn, "westeurope"), ()),
+        );
+    }
+    let rows = c.ok(&["status"]);
+    let bad: Vec<&serde_json::Value> = rows["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["health"] != "ok")
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "every replica ok after the rebuild: {bad:?}"
+    );
+    // A second rebuild keeps what is whole.
+    let again = c.ok(&["dc", "rebuild", "westeurope", "--yes"]);
+    assert!(
+        again["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["result"] == "healthy, kept"),
+        "{again}"
+    );
+}
+
+/// A secondary that fell behind the primary's retained log while its server was down is
+/// re-seeded over the network when it returns: the primary's server asks, the secondary's
+/// server fetches a checkpoint, and the replicator ships the rest. No operator action.
+#[test]
+fn a_secondary_behind_the_retained_log_is_reseeded_over_the_network() {
+    let mut c = Cluster::new();
+    c.servers = Some(Mutex::new(util::servers::Servers::start(
+        &c.root,
+        &["westus", "eastus", "westeurope"],
+        &["--retain-log-entries", "5"],
+    )));
+    c.create_user("first@contoso.com");
+    wait_for("first at westeurope", Duration::from_secs(20), || {
+        (visible(&c, "first@contoso.com", "westeurope"), ())
+    });
+    c.take_down("westeurope");
+    for i in 0..30 {
+        c.create_user(&format!("gone{i}@contoso.com"));
+    }
+    // The primary prunes what every reachable replica holds (westeurope is not reachable).
+    wait_for(
+        "westus to prune partition 0's log",
+        Duration::from_secs(20),
+        || {
+            let logs = c.server_logs();
+            (
+                logs.lines()
+                    .any(|l| l.contains("log pruned") && l.contains("partition=0")),
+                logs,
+            )
+        },
+    );
+    c.bring_back("westeurope");
+    wait_for(
+        "the last write at the returned westeurope",
+        Duration::from_secs(30),
+        || {
+            (
+                visible(&c, "gone29@contoso.com", "westeurope"),
+                c.server_logs(),
+            )
+        },
+    );
+    let logs = c.server_logs();
+    assert!(
+        logs.contains("asking its server to re-seed") && logs.contains("replica re-seeded"),
+        "it was re-seeded, not caught up from the log:\n{logs}"
+    );
+    assert!(visible(&c, "first@contoso.com", "westeurope"));
+}

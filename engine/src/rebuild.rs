@@ -2,14 +2,14 @@
 //! plus the log after it. The same mechanism re-seeds a secondary that fell behind the
 //! retained log.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, ReplicaId};
 use crate::error::{Error, Result};
 use crate::layout::datacenter_path;
 use crate::replica::sync_dir;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RebuildReport {
     pub partition: u32,
@@ -61,6 +61,60 @@ impl std::fmt::Display for RebuildResult {
 }
 
 crate::text::shown_as_text!(RebuildResult);
+
+impl RebuildResult {
+    /// A result read back from its text (a server's rebuild report).
+    pub fn parse(text: &str) -> RebuildResult {
+        let number = text
+            .split(|c: char| !c.is_ascii_digit())
+            .find_map(|n| n.parse().ok());
+        match text {
+            "healthy, kept" => RebuildResult::Kept,
+            "rebuilt" => RebuildResult::Rebuilt,
+            t if t.starts_with("is the primary") => RebuildResult::IsPrimary {
+                partition: number.unwrap_or(0),
+            },
+            t => match (
+                t.strip_prefix("exists but does not open ("),
+                t.strip_prefix("failed: "),
+            ) {
+                (Some(rest), _) => RebuildResult::DoesNotOpen(
+                    rest.strip_suffix("); move it away, then rebuild")
+                        .unwrap_or(rest)
+                        .to_string(),
+                ),
+                (None, Some(why)) => RebuildResult::Failed(why.to_string()),
+                (None, None) => RebuildResult::Failed(t.to_string()),
+            },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RebuildResult {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d).map(|t| RebuildResult::parse(&t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_result_reads_back_from_its_text() {
+        for r in [
+            RebuildResult::Kept,
+            RebuildResult::Rebuilt,
+            RebuildResult::IsPrimary { partition: 3 },
+            RebuildResult::DoesNotOpen("held by another process".into()),
+            RebuildResult::Failed("no healthy replica of partition 2".into()),
+        ] {
+            let json = serde_json::to_string(&r).expect("serializes");
+            let back: RebuildResult = serde_json::from_str(&json).expect("deserializes");
+            assert_eq!(back, r, "{json}");
+        }
+    }
+}
 
 impl Cluster {
     /// `dirctl dc rebuild NAME`: gives every lost or damaged replica of a datacenter a fresh

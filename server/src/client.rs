@@ -16,8 +16,8 @@ use tonic::transport::{Channel, Endpoint};
 use crate::pb::directory_client::DirectoryClient;
 use crate::pb::execute_event::Event;
 use crate::pb::{
-    CheckpointRequest, ExecuteRequest, FailoverRequest, ProbeRequest, SetDrainedRequest,
-    StatusRequest, TopologyRequest,
+    CheckpointRequest, ExecuteRequest, FailoverRequest, ProbeRequest, RebuildRequest,
+    SetDrainedRequest, StatusRequest, TopologyRequest,
 };
 use crate::status::from_status;
 
@@ -307,6 +307,25 @@ impl Connection {
         }
     }
 
+    /// Rebuilds this server's lost or damaged replicas, or re-seeds those of `reseed`.
+    pub fn rebuild(&self, reseed: &[u32]) -> Result<Vec<engine::rebuild::RebuildReport>> {
+        let mut client = self.client.clone();
+        let req = RebuildRequest {
+            reseed: reseed.to_vec(),
+        };
+        let reply = self
+            .runtime
+            .block_on(async move { client.rebuild(req).await })
+            .map_err(|s| from_status(&s, &self.address))?
+            .into_inner();
+        serde_json::from_slice(&reply.reports).map_err(|e| {
+            Error::Corrupt(format!(
+                "the rebuild reports from {} do not decode: {e}",
+                self.address
+            ))
+        })
+    }
+
     /// Drains or undrains datacenter `dc` (a control-plane change this server stores).
     pub fn set_drained(&self, dc: &str, drained: bool) -> Result<()> {
         let mut client = self.client.clone();
@@ -562,6 +581,21 @@ impl Remote {
     /// Drains or undrains datacenter `dc`, through the server answering now.
     pub fn set_drained(&mut self, dc: &str, drained: bool) -> Result<()> {
         let got = self.connection().set_drained(dc, drained);
+        self.refresh_topology();
+        got
+    }
+
+    /// `dirctl dc rebuild NAME`, carried out by NAME's server.
+    pub fn rebuild(&mut self, dc: &str) -> Result<Vec<engine::rebuild::RebuildReport>> {
+        self.refresh_topology();
+        let d = self.topology.datacenter(dc)?;
+        let address = d.endpoint.clone().ok_or_else(|| {
+            Error::Unavailable(format!(
+                "no server address is recorded for {}: start its geodird (with its data folder empty or damaged, it starts and serves nothing until rebuilt)",
+                d.name
+            ))
+        })?;
+        let got = self.to(&address)?.rebuild(&[]);
         self.refresh_topology();
         got
     }

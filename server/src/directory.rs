@@ -17,6 +17,7 @@ use crate::pb::{
     FailoverReply, FailoverRequest, MeasuredLag, ProbeReply, ProbeRequest, SetDrainedReply,
     SetDrainedRequest, StatusReply, StatusRequest, TopologyReply, TopologyRequest,
 };
+use crate::pb::{RebuildReply, RebuildRequest};
 use crate::status::to_status;
 
 pub struct DirectoryService {
@@ -233,6 +234,18 @@ impl Directory for DirectoryService {
             })
             .collect();
         Ok(Response::new(StatusReply { replicas, lags }))
+    }
+
+    async fn rebuild(
+        &self,
+        req: tonic::Request<RebuildRequest>,
+    ) -> Result<Response<RebuildReply>, Status> {
+        let reseed = req.into_inner().reseed;
+        let node = self.node.clone();
+        let reports = blocking(move || node.rebuild(&reseed)).await?;
+        let reports = serde_json::to_vec(&reports)
+            .map_err(|e| Status::internal(format!("encode the reports: {e}")))?;
+        Ok(Response::new(RebuildReply { reports }))
     }
 
     async fn set_drained(

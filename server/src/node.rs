@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use engine::client::{Directory as _, Embedded};
 use engine::cluster::{Cluster, ClusterOptions, Held, Opener, ReplicaId, Shared};
+use engine::rebuild::{RebuildReport, RebuildResult};
 use engine::replica::{Access, Replica};
 use engine::replica_log::ReplicaLog;
 use engine::request::{Envelope, Note, Progress, Request, Response};
@@ -51,13 +52,17 @@ pub struct Config {
     pub clock: engine::clock::Clock,
 }
 
+/// A server's own replicas, by partition, shared by the threads that act on them.
+pub type Replicas = Arc<RwLock<BTreeMap<u32, Arc<Replica>>>>;
+
 /// The datacenters' server addresses, as the control plane last said.
 type Endpoints = Arc<RwLock<BTreeMap<String, String>>>;
 
 pub struct Node {
     pub datacenter: String,
-    /// This datacenter's replicas, by partition, open for the server's whole life.
-    pub owned: BTreeMap<u32, Arc<Replica>>,
+    /// This datacenter's replicas, by partition, open for the server's whole life (a
+    /// rebuild replaces one).
+    pub owned: Replicas,
     /// The cluster handle requests are carried out on (one at a time).
     dir: Mutex<Embedded>,
     endpoints: Endpoints,
@@ -80,6 +85,8 @@ pub struct Node {
     /// The lag the replicator last measured of each secondary of the primaries this server
     /// owns, by (partition, datacenter).
     lags: Mutex<BTreeMap<(u32, String), Lag>>,
+    /// When this server last asked for each secondary behind the retained log to be re-seeded.
+    reseeding: Mutex<BTreeMap<ReplicaId, Instant>>,
 }
 
 /// A write waiting to be carried out, and where its answer goes.
@@ -94,7 +101,7 @@ struct Waiting {
 /// path re-designates an unreachable sync standby as it does in the embedded mode.
 struct ServerOpener {
     datacenter: String,
-    owned: BTreeMap<u32, Arc<Replica>>,
+    owned: Replicas,
     endpoints: Endpoints,
     runtime: Handle,
     timeout: Duration,
@@ -103,8 +110,13 @@ struct ServerOpener {
 impl Opener for ServerOpener {
     fn open(&self, id: &ReplicaId, _access: Access) -> Option<Result<Arc<dyn Held>>> {
         if id.datacenter == self.datacenter {
-            return Some(match self.owned.get(&id.partition) {
-                Some(r) => Ok(Arc::new(Shared(r.clone())) as Arc<dyn Held>),
+            let mine = self
+                .owned
+                .read()
+                .ok()
+                .and_then(|o| o.get(&id.partition).cloned());
+            return Some(match mine {
+                Some(r) => Ok(Arc::new(Shared(r)) as Arc<dyn Held>),
                 None => Err(Error::Unavailable(format!(
                     "replica {id} did not open when this server started (see its log)"
                 ))),
@@ -196,6 +208,7 @@ impl Node {
                 Err(e) => tracing::error!(replica = %name, error = %e, "replica not opened"),
             }
         }
+        let owned: Replicas = Arc::new(RwLock::new(owned));
         // Recorded only once this server holds its replicas.
         let advertise = config.advertise.clone();
         cluster.update_topology(|t| {
@@ -234,7 +247,13 @@ impl Node {
             waiting: Mutex::new(Vec::new()),
             routing: Mutex::new(routing),
             lags: Mutex::new(BTreeMap::new()),
+            reseeding: Mutex::new(BTreeMap::new()),
         }))
+    }
+
+    /// This server's replica of `partition`, if it holds one now.
+    fn own(&self, partition: u32) -> Option<Arc<Replica>> {
+        self.owned.read().ok()?.get(&partition).cloned()
     }
 
     /// The control plane as this server last read it (read again first if it changed).
@@ -406,24 +425,8 @@ impl Node {
         request: Request,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<(Response, Vec<Note>)> {
-        let address = endpoint_of(&self.endpoints, dc)?;
-        let conn = {
-            let mut f = self.forwarders.lock().map_err(|_| poisoned())?;
-            match f.get(&address) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = crate::client::Connection::new(
-                        self.runtime.clone(),
-                        &address,
-                        self.config.rpc_timeout,
-                        None,
-                    )?;
-                    f.insert(address.clone(), c.clone());
-                    c
-                }
-            }
-        };
-        conn.execute(envelope, &request, true, progress)
+        self.connection_to(dc)?
+            .execute(envelope, &request, true, progress)
     }
 
     /// A failover of `partition`, if this server is the one to carry it out (the
@@ -535,6 +538,172 @@ impl Node {
         Ok((tmp, pos, source))
     }
 
+    /// Rebuilds this server's lost or damaged replicas, or re-seeds those of `reseed` (behind
+    /// the primary's retained log) although they open: each from a checkpoint its primary's
+    /// server streams. A report per partition.
+    pub fn rebuild(&self, reseed: &[u32]) -> Result<Vec<RebuildReport>> {
+        let t = self.topology()?;
+        let mut out = Vec::new();
+        for p in &t.partitions {
+            let forced = reseed.contains(&p.id);
+            if !reseed.is_empty() && !forced {
+                continue;
+            }
+            let report = |seeded_from, lsn, result| RebuildReport {
+                partition: p.id,
+                datacenter: self.datacenter.clone(),
+                seeded_from,
+                lsn,
+                result,
+            };
+            // Not kept: a replica in use here cannot be replaced.
+            let (held, damaged) = match self.own(p.id) {
+                Some(r) => (true, matches!(r.probe(), Err(Error::Damaged(_)))),
+                None => (false, false),
+            };
+            if held && !damaged && !forced {
+                out.push(report(None, None, RebuildResult::Kept));
+                continue;
+            }
+            if p.primary == self.datacenter {
+                out.push(report(
+                    None,
+                    None,
+                    RebuildResult::IsPrimary { partition: p.id },
+                ));
+                continue;
+            }
+            let path = engine::layout::replica_path(&self.config.data, &self.datacenter, p.id);
+            if !held && path.exists() {
+                // It did not open when this server started: kept if it opens now, replaced
+                // if damaged, reported (never deleted) otherwise.
+                let name = engine::layout::replica_dir(&self.datacenter, p.id);
+                match Replica::open_for(&path, &name, self.config.lock_timeout, Access::Write) {
+                    Ok(r) => {
+                        self.owned
+                            .write()
+                            .map_err(|_| poisoned())?
+                            .insert(p.id, Arc::new(r));
+                        out.push(report(None, None, RebuildResult::Kept));
+                        continue;
+                    }
+                    Err(Error::Damaged(_)) => {}
+                    Err(e) => {
+                        out.push(report(
+                            None,
+                            None,
+                            RebuildResult::DoesNotOpen(e.to_string()),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            match self.reseed(p.id, &t) {
+                Ok((from, lsn)) => {
+                    tracing::info!(partition = p.id, from = %from, lsn, "replica re-seeded");
+                    out.push(report(Some(from), Some(lsn), RebuildResult::Rebuilt))
+                }
+                Err(e) => {
+                    tracing::warn!(partition = p.id, error = %e, "replica not re-seeded");
+                    out.push(report(None, None, RebuildResult::Failed(e.to_string())))
+                }
+            }
+        }
+        self.poke();
+        Ok(out)
+    }
+
+    /// Replaces this server's replica of `partition` (if it holds one) with a new one seeded
+    /// from a checkpoint its primary's server streams. Requests wait meanwhile; the replica's
+    /// lock is kept until the new folder is in place.
+    fn reseed(&self, partition: u32, t: &Topology) -> Result<(String, u64)> {
+        let dc = self.datacenter.clone();
+        let name = engine::layout::replica_dir(&dc, partition);
+        let data = &self.config.data;
+        let target = engine::layout::replica_path(data, &dc, partition);
+        let tmp = engine::layout::rebuild_path(data, &dc, partition);
+        let stale = engine::layout::stale_path(data, &dc, partition);
+        let primary = t.partition(partition)?.primary.clone();
+        let mut dir = self.dir.lock().map_err(|_| poisoned())?;
+        dir.cluster_mut().release_all();
+        let taken = self
+            .owned
+            .write()
+            .map_err(|_| poisoned())?
+            .remove(&partition);
+        // The old replica closed (its lock kept): the threads that used it let go first.
+        let _lock = match taken {
+            Some(r) => Some(close_when_unused(r, self.config.lock_timeout).map_err(|e| {
+                // Back in service: nothing was changed.
+                if let Ok(mut o) = self.owned.write() {
+                    o.insert(partition, e.1);
+                }
+                e.0
+            })?),
+            None if target.exists() => {
+                Some(Replica::lock(&target, &name, self.config.lock_timeout)?)
+            }
+            None => None,
+        };
+        let io =
+            |what: &str, p: &std::path::Path, e| Error::io(format!("{what} {}", p.display()), e);
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| io("remove", &tmp, e))?;
+        }
+        if let Some(parent) = tmp.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
+        }
+        let conn = self.connection_to(&primary)?;
+        let (pos, from) = conn.checkpoint(partition, &tmp)?;
+        Replica::adopt(
+            &tmp,
+            &engine::replica::Identity {
+                cluster_id: t.cluster_id.clone(),
+                datacenter: dc.clone(),
+                partition,
+            },
+            0,
+        )?;
+        if target.exists() {
+            if stale.exists() {
+                std::fs::remove_dir_all(&stale).map_err(|e| io("remove", &stale, e))?;
+            }
+            std::fs::rename(&target, &stale).map_err(|e| io("move aside", &target, e))?;
+        }
+        std::fs::rename(&tmp, &target).map_err(|e| io("move into place", &tmp, e))?;
+        if let Some(parent) = target.parent() {
+            engine::replica::sync_dir(parent)?;
+        }
+        if stale.exists() {
+            std::fs::remove_dir_all(&stale).map_err(|e| io("remove", &stale, e))?;
+        }
+        drop(_lock);
+        let r = Replica::open_for(&target, &name, self.config.lock_timeout, Access::Write)?;
+        self.owned
+            .write()
+            .map_err(|_| poisoned())?
+            .insert(partition, Arc::new(r));
+        drop(dir);
+        Ok((from, pos.lsn))
+    }
+
+    /// A client of datacenter `dc`'s server (kept for the next call).
+    fn connection_to(&self, dc: &str) -> Result<crate::client::Connection> {
+        let address = endpoint_of(&self.endpoints, dc)?;
+        let mut f = self.forwarders.lock().map_err(|_| poisoned())?;
+        if let Some(c) = f.get(&address) {
+            return Ok(c.clone());
+        }
+        let c = crate::client::Connection::new(
+            self.runtime.clone(),
+            &address,
+            self.config.rpc_timeout,
+            None,
+        )?;
+        f.insert(address, c.clone());
+        Ok(c)
+    }
+
     /// Drains or undrains datacenter `dc` in the control plane.
     pub fn set_drained(&self, dc: &str, drained: bool) -> Result<()> {
         let mut dir = self.dir.lock().map_err(|_| poisoned())?;
@@ -573,7 +742,7 @@ impl Node {
             } else {
                 "secondary"
             };
-            match self.owned.get(&p.id).map(|r| r.last()) {
+            match self.own(p.id).map(|r| r.last()) {
                 Some(Ok(pos)) => lines.push(format!(
                     "p{}: {role} at (term {}, lsn {})",
                     p.id, pos.term, pos.lsn
@@ -601,6 +770,7 @@ impl Node {
         // The addresses `logs` were made for: a server that restarted elsewhere is dialled anew.
         let mut dialled: BTreeMap<String, String> = BTreeMap::new();
         let mut seen = 0;
+        let mut pruned_at = Instant::now();
         while !self.stopping.load(Ordering::SeqCst) {
             if let Ok(n) = self.wake.0.lock() {
                 if *n == seen {
@@ -625,7 +795,7 @@ impl Node {
                 // settled against the sync standby now, not at the next write: until then
                 // the primary serves no read. Under the handle: no write is in flight.
                 for p in t.partitions.iter().filter(|p| p.primary == self.datacenter) {
-                    let Some(primary) = self.owned.get(&p.id) else {
+                    let Some(primary) = self.own(p.id) else {
                         continue;
                     };
                     let unsettled = primary.last().map(|l| l.lsn).unwrap_or(0)
@@ -651,7 +821,7 @@ impl Node {
                 dialled = now;
             }
             for p in t.partitions.iter().filter(|p| p.primary == self.datacenter) {
-                let Some(primary) = self.owned.get(&p.id) else {
+                let Some(primary) = self.own(p.id) else {
                     continue;
                 };
                 for d in t
@@ -669,7 +839,7 @@ impl Node {
                         }
                     }
                     let Some(log) = logs.get(&id) else { continue };
-                    let measured = match ship_committed(primary, log, p.term) {
+                    let measured = match ship_committed(&primary, log, p.term) {
                         Ok(lag) => {
                             self.metrics.note_lag(p.id, &d.name, lag);
                             Some(lag)
@@ -677,6 +847,12 @@ impl Node {
                         Err(e) => {
                             tracing::debug!(replica = %id, error = %e, "replication round failed");
                             self.metrics.note_lag_unknown(p.id, &d.name);
+                            let behind = primary.commit_lsn().and_then(|c| {
+                                engine::catch_up::behind_retained_log(&*primary, log, c)
+                            });
+                            if behind.unwrap_or(false) {
+                                self.ask_reseed(&id);
+                            }
                             None
                         }
                     };
@@ -688,7 +864,95 @@ impl Node {
                     }
                 }
             }
+            if pruned_at.elapsed() >= Duration::from_secs(1) {
+                pruned_at = Instant::now();
+                for p in &t.partitions {
+                    if let Err(e) = self.prune(p, &mut logs) {
+                        tracing::debug!(partition = p.id, error = %e, "log not pruned");
+                    }
+                }
+            }
         }
+    }
+
+    /// Log retention in the server mode: this server's replica of `p` prunes what
+    /// `protocol::retention` allows. A primary keeps what a reachable replica still lacks
+    /// (an unreachable one that falls behind is re-seeded when it returns); a secondary
+    /// keeps its own last entries.
+    fn prune(
+        &self,
+        p: &engine::topology::Partition,
+        logs: &mut BTreeMap<ReplicaId, RemoteLog>,
+    ) -> Result<()> {
+        use engine::protocol::retention::{must_prune, retention_point};
+        let Some(r) = self.own(p.id) else {
+            return Ok(());
+        };
+        let last = r.last()?.lsn;
+        let mut lasts = vec![last];
+        let commit = match p.primary == self.datacenter {
+            true => {
+                for d in self.endpoints.read().map_err(|_| poisoned())?.keys() {
+                    if *d == self.datacenter {
+                        continue;
+                    }
+                    let id = ReplicaId::new(d, p.id);
+                    if !logs.contains_key(&id) {
+                        let Ok(l) =
+                            remote(&self.endpoints, &self.runtime, &id, self.config.rpc_timeout)
+                        else {
+                            continue;
+                        };
+                        logs.insert(id.clone(), l);
+                    }
+                    if let Some(Ok(l)) = logs.get(&id).map(|l| l.last()) {
+                        lasts.push(l.lsn);
+                    }
+                }
+                r.commit_lsn()?
+            }
+            false => last,
+        };
+        let Some(through) = retention_point(&lasts, commit, self.config.retain_log_entries) else {
+            return Ok(());
+        };
+        if must_prune(r.first_log_lsn()?, through) {
+            r.prune_log_through(through)?;
+            tracing::info!(partition = p.id, through, "log pruned");
+        }
+        Ok(())
+    }
+
+    /// Asks the server of secondary `id`, which is behind the retained log, to re-seed it
+    /// from a checkpoint of this server's primary: on a thread of its own (it may take a
+    /// while, and the replicator goes on), once at a time per replica, at most every 10 s.
+    fn ask_reseed(self: &Arc<Self>, id: &ReplicaId) {
+        {
+            let Ok(mut asked) = self.reseeding.lock() else {
+                return;
+            };
+            if asked
+                .get(id)
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(10))
+            {
+                return;
+            }
+            asked.insert(id.clone(), Instant::now());
+        }
+        tracing::info!(replica = %id, "behind the retained log: asking its server to re-seed it");
+        let (node, id) = (self.clone(), id.clone());
+        let _ = std::thread::Builder::new()
+            .name("reseed".into())
+            .spawn(move || {
+                let got = node
+                    .connection_to(&id.datacenter)
+                    .and_then(|c| c.rebuild(&[id.partition]));
+                match got {
+                    Ok(r) => tracing::info!(replica = %id, result = ?r.first().map(|r| r.result.to_string()), "re-seed asked"),
+                    Err(e) => tracing::warn!(replica = %id, error = %e, "re-seed failed"),
+                }
+                node.poke();
+            });
     }
 
     /// Stops the replicator and records the commit lsns noted in memory (SIGTERM).
@@ -698,7 +962,12 @@ impl Node {
         if let Ok(mut dir) = self.dir.lock() {
             dir.cluster_mut().release_all();
         }
-        for r in self.owned.values() {
+        let owned: Vec<Arc<Replica>> = self
+            .owned
+            .read()
+            .map(|o| o.values().cloned().collect())
+            .unwrap_or_default();
+        for r in owned {
             let _ = r.persist_commit();
         }
     }
@@ -733,6 +1002,34 @@ fn ship_committed(primary: &Replica, secondary: &RemoteLog, term: u64) -> Result
     };
     engine::catch_up::catch_up(primary, secondary, commit, term, &mut |_| {})?;
     Ok(Lag { entries, seconds })
+}
+
+/// Closes `r` keeping its lock, once no other thread uses it (within `wait`); otherwise
+/// the error, and the replica back.
+fn close_when_unused(
+    mut r: Arc<Replica>,
+    wait: Duration,
+) -> std::result::Result<std::fs::File, (Error, Arc<Replica>)> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match Arc::try_unwrap(r) {
+            Ok(replica) => return Ok(replica.close_keeping_lock()),
+            Err(back) if Instant::now() >= deadline => {
+                return Err((
+                    Error::Unavailable(format!(
+                        "{} is still in use after {} ms; nothing was changed, run it again",
+                        back.name(),
+                        wait.as_millis()
+                    )),
+                    back,
+                ))
+            }
+            Err(back) => {
+                r = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
 }
 
 /// Whether an error may come from a replica this server holds (a remote one whose server

@@ -22,18 +22,26 @@ use crate::status::to_status;
 /// A replica this server owns, shared with the threads that act on it.
 pub type Owned = Arc<dyn ReplicaLog + Send + Sync>;
 
+/// This server's replica of a partition, if it holds one now (a rebuild replaces it).
+pub type Lookup = Box<dyn Fn(u32) -> Option<Owned> + Send + Sync>;
+
 /// The replicas of one datacenter, by partition.
 pub struct ReplicationService {
     datacenter: String,
-    replicas: BTreeMap<u32, Owned>,
+    replicas: Lookup,
 }
 
 impl ReplicationService {
-    pub fn new(datacenter: &str, replicas: BTreeMap<u32, Owned>) -> ReplicationService {
+    pub fn new(datacenter: &str, replicas: Lookup) -> ReplicationService {
         ReplicationService {
             datacenter: datacenter.to_string(),
             replicas,
         }
+    }
+
+    /// A fixed set of replicas (tests).
+    pub fn fixed(datacenter: &str, replicas: BTreeMap<u32, Owned>) -> ReplicationService {
+        ReplicationService::new(datacenter, Box::new(move |p| replicas.get(&p).cloned()))
     }
 
     /// The replica a request names, if this server owns it.
@@ -45,7 +53,7 @@ impl ReplicationService {
                 self.datacenter, r.datacenter
             ))));
         }
-        self.replicas.get(&r.partition).cloned().ok_or_else(|| {
+        (self.replicas)(r.partition).ok_or_else(|| {
             to_status(&Error::NotFound(format!(
                 "this server holds no replica of partition {} in {}",
                 r.partition, self.datacenter

@@ -1,7 +1,6 @@
 //! Running a server: the listeners, the node, the gRPC and HTTP services, the replicator,
 //! and a clean stop on SIGTERM or SIGINT (requests in flight finish, replicas close).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,12 +50,11 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     };
     let handle = tokio::runtime::Handle::current();
     let node = tokio::task::spawn_blocking(move || Node::start(config, handle)).await??;
-    let owned: BTreeMap<u32, Owned> = node
-        .owned
-        .iter()
-        .map(|(p, r)| (*p, r.clone() as Owned))
-        .collect();
-    let replication = ReplicationServer::new(ReplicationService::new(&node.datacenter, owned))
+    let owned = node.owned.clone();
+    let lookup = Box::new(move |p: u32| -> Option<Owned> {
+        owned.read().ok()?.get(&p).map(|r| r.clone() as Owned)
+    });
+    let replication = ReplicationServer::new(ReplicationService::new(&node.datacenter, lookup))
         .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
     let directory = DirectoryServer::new(DirectoryService::new(node.clone()))

@@ -22,7 +22,7 @@ fn serve(rt: &tokio::runtime::Runtime, replicas: BTreeMap<u32, Owned>) -> String
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let service = ReplicationServer::new(ReplicationService::new("westus", replicas));
+    let service = ReplicationServer::new(ReplicationService::fixed("westus", replicas));
     rt.spawn(
         tonic::transport::Server::builder()
             .add_service(service)

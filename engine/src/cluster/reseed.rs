@@ -126,7 +126,7 @@ impl Cluster {
             Some(Err(given)) => {
                 self.held.insert(id.clone(), given);
                 return Err(Error::Unavailable(format!(
-                    "{id} is behind the primary's retained log and is served by its own server: re-seeding it over the network is not built yet; stop the servers and run `dirctl sync`"
+                    "{id} is behind the primary's retained log and is served by its own server, which re-seeds it from a checkpoint of the primary when the primary's server asks (or `dirctl dc rebuild`)"
                 )));
             }
             None => None,
