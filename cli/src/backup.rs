@@ -400,7 +400,8 @@ pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
     let mut problems = Vec::new();
     let mut fine = Vec::new();
     let mut ctx = Ctx::open(g)?;
-    for r in ctx.status()? {
+    let rows = ctx.status()?;
+    for r in &rows {
         if r.health != "ok" && r.health != "drained" {
             problems.push(format!(
                 "replica dc-{}/p{} is {}",
@@ -408,6 +409,7 @@ pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
             ));
         }
     }
+    problems.extend(partition_problems(&rows));
     if problems.is_empty() {
         fine.push("every replica answers its probe".to_string());
     }
@@ -448,6 +450,33 @@ pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
             problems.join("; ")
         ))
     }
+}
+
+/// What a partition as a whole has lost: its primary (no write can commit) or every
+/// replica that serves reads (each drained or down).
+fn partition_problems(rows: &[engine::cluster::ReplicaStatus]) -> Vec<String> {
+    use engine::cluster::Role;
+    let mut partitions: Vec<u32> = rows.iter().map(|r| r.partition).collect();
+    partitions.dedup();
+    let mut out = Vec::new();
+    for p in partitions {
+        let of: Vec<_> = rows.iter().filter(|r| r.partition == p).collect();
+        if let Some(primary) = of
+            .iter()
+            .find(|r| r.role == Role::Primary && !r.health.is_up())
+        {
+            out.push(format!(
+                "partition {p} takes no writes: its primary dc-{}/p{p} is {}; fail over with `dirctl failover --partition {p} --emergency`",
+                primary.datacenter, primary.health
+            ));
+        }
+        if !of.iter().any(|r| r.health == "ok") {
+            out.push(format!(
+                "partition {p} serves no reads: every replica is drained or down; `dirctl dc undrain NAME` one that is up"
+            ));
+        }
+    }
+    out
 }
 
 /// One metric family: name, help, and its samples (labels, value).

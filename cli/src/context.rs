@@ -199,14 +199,8 @@ impl Ctx {
     pub fn set_drained(&mut self, dc: &str, drained: bool) -> engine::Result<()> {
         match &mut self.dir {
             Dir::Embedded(d) => {
-                let c = d.cluster_mut();
-                c.topology().datacenter(dc)?;
-                c.update_topology(|t| {
-                    for d in t.datacenters.iter_mut().filter(|d| d.name == dc) {
-                        d.drained = drained;
-                    }
-                    Ok(())
-                })?;
+                d.cluster_mut()
+                    .update_topology(|t| t.set_drained(dc, drained))?;
                 Ok(())
             }
             Dir::Remote(d) => d.set_drained(dc, drained),

@@ -333,6 +333,11 @@ fn status_health_and_drain(mode: Mode) {
         "health names the replicas down: {}",
         h.describe()
     );
+    assert!(
+        h.stderr.contains("partition 2 takes no writes"),
+        "health names a partition whose primary is down: {}",
+        h.describe()
+    );
     c.bring_back("westeurope");
 
     c.ok(&["dc", "drain", "westeurope", "--yes"]);
@@ -347,14 +352,26 @@ fn status_health_and_drain(mode: Mode) {
         got["@geodir.servedBy"]["datacenter"], "westeurope",
         "reads route around a drained datacenter: {got}"
     );
+    // The last datacenter serving reads is not drained.
+    c.ok(&["dc", "drain", "eastus", "--yes"]);
+    let r = c.fails(&["dc", "drain", "westus", "--yes"], 4);
+    assert!(
+        r.stderr.contains("no datacenter serving reads"),
+        "{}",
+        r.describe()
+    );
+    c.ok(&["dc", "undrain", "eastus", "--yes"]);
     c.ok(&["dc", "undrain", "westeurope", "--yes"]);
     assert_eq!(row(&rows(&c), 0, "westeurope")["health"], "ok");
     let audit = c.ok(&["audit", "list", "--op", "dc.drain"]);
-    assert_eq!(
-        audit["records"].as_array().map_or(0, Vec::len),
-        1,
-        "{audit}"
-    );
+    let outcomes: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(outcomes.len(), 3, "two drains and a refused one: {audit}");
+    assert_eq!(outcomes.iter().filter(|o| **o == "ok").count(), 2, "{audit}");
 }
 both_modes!(
     status_health_and_drain,

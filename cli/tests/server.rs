@@ -576,3 +576,43 @@ fn a_secondary_behind_the_retained_log_is_reseeded_over_the_network() {
     );
     assert!(visible(&c, "first@contoso.com", "westeurope"));
 }
+
+/// A second geodird for a datacenter whose server runs (its replicas in another --data
+/// folder, so no replica lock stops it) is refused and changes nothing: the running server
+/// keeps its address in the control plane.
+#[test]
+fn a_second_server_for_a_running_datacenter_is_refused() {
+    let c = Cluster::in_mode(Mode::Server);
+    let empty = c.path("elsewhere");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut cmd = std::process::Command::new(util::servers::geodird());
+    cmd.arg("--cluster")
+        .arg(&c.root)
+        .arg("--data")
+        .arg(&empty)
+        .args([
+            "--datacenter",
+            "westus",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ]);
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("served by the geodird at"),
+        "{shown}: {:?}\n{stderr}",
+        out.status
+    );
+    c.create_user("still@contoso.com");
+    let rows = c.ok(&["status"]);
+    let bad: Vec<&serde_json::Value> = rows["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["health"] != "ok")
+        .collect();
+    assert!(bad.is_empty(), "{bad:?}\n{}", c.server_logs());
+}

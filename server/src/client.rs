@@ -30,6 +30,14 @@ pub struct Connection {
     timeout: Duration,
 }
 
+/// A unary call that gives up after `t`: a server that stopped answering (frozen, cut
+/// off) fails it instead of holding the caller.
+fn timed<T>(message: T, t: Duration) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.set_timeout(t);
+    r
+}
+
 /// The engine's error kind a server named.
 fn kind_of(s: &tonic::Status) -> Option<&str> {
     s.metadata()
@@ -156,10 +164,11 @@ impl Connection {
 
     /// The control plane as the server last read it.
     pub fn topology(&self) -> Result<Topology> {
+        let t = self.timeout;
         let mut client = self.client.clone();
         let reply = self
             .runtime
-            .block_on(async move { client.topology(TopologyRequest {}).await })
+            .block_on(async move { client.topology(timed(TopologyRequest {}, t)).await })
             .map_err(|s| from_status(&s, &self.address))?
             .into_inner();
         serde_json::from_slice(&reply.topology).map_err(|e| {
@@ -201,10 +210,11 @@ impl Connection {
     /// This server's replicas' status, and the lag it measured of the secondaries of the
     /// primaries it owns: (partition, datacenter, lag).
     pub fn status(&self) -> Result<(Vec<ReplicaStatus>, Vec<(u32, String, crate::node::Lag)>)> {
+        let t = self.timeout;
         let mut client = self.client.clone();
         let reply = self
             .runtime
-            .block_on(async move { client.status(StatusRequest {}).await })
+            .block_on(async move { client.status(timed(StatusRequest {}, t)).await })
             .map_err(|s| from_status(&s, &self.address))?
             .into_inner();
         let rows = serde_json::from_slice(&reply.replicas).map_err(|e| {
@@ -328,23 +338,37 @@ impl Connection {
 
     /// Drains or undrains datacenter `dc` (a control-plane change this server stores).
     pub fn set_drained(&self, dc: &str, drained: bool) -> Result<()> {
+        let t = self.timeout;
         let mut client = self.client.clone();
         let req = SetDrainedRequest {
             datacenter: dc.to_string(),
             drained,
         };
         self.runtime
-            .block_on(async move { client.set_drained(req).await })
+            .block_on(async move { client.set_drained(timed(req, t)).await })
             .map_err(|s| from_status(&s, &self.address))?;
         Ok(())
     }
 
+    /// The datacenter this server serves (a real probe).
+    pub fn datacenter(&self) -> Result<String> {
+        let mut client = self.client.clone();
+        let t = self.timeout;
+        let reply = self
+            .runtime
+            .block_on(async move { client.probe(timed(ProbeRequest {}, t)).await })
+            .map_err(|s| from_status(&s, &self.address))?
+            .into_inner();
+        Ok(reply.datacenter)
+    }
+
     /// The transactional probe: healthy, and a line per replica.
     pub fn probe(&self) -> Result<(bool, Vec<String>)> {
+        let t = self.timeout;
         let mut client = self.client.clone();
         let reply = self
             .runtime
-            .block_on(async move { client.probe(ProbeRequest {}).await })
+            .block_on(async move { client.probe(timed(ProbeRequest {}, t)).await })
             .map_err(|s| from_status(&s, &self.address))?
             .into_inner();
         Ok((reply.healthy, reply.replicas))

@@ -208,6 +208,23 @@ impl Node {
                 Err(e) => tracing::error!(replica = %name, error = %e, "replica not opened"),
             }
         }
+        // Another live server of this datacenter (its replicas in another --data folder)
+        // keeps it: this one would take its address and cut it off.
+        let recorded = cluster.topology().datacenter(&dc)?.endpoint.clone();
+        if let Some(other) = recorded.filter(|a| *a != config.advertise) {
+            let answered = crate::client::Connection::new(
+                runtime.clone(),
+                &other,
+                config.rpc_timeout,
+                Some(config.rpc_timeout),
+            )
+            .and_then(|c| c.datacenter());
+            if answered.is_ok_and(|d| d == dc) {
+                return Err(Error::Unavailable(format!(
+                    "datacenter {dc} is served by the geodird at {other} already; stop it first (nothing was changed)"
+                )));
+            }
+        }
         let owned: Replicas = Arc::new(RwLock::new(owned));
         // Recorded only once this server holds its replicas.
         let advertise = config.advertise.clone();
@@ -708,14 +725,8 @@ impl Node {
     pub fn set_drained(&self, dc: &str, drained: bool) -> Result<()> {
         let mut dir = self.dir.lock().map_err(|_| poisoned())?;
         self.refresh(dir.cluster_mut())?;
-        let cluster = dir.cluster_mut();
-        cluster.topology().datacenter(dc)?;
-        cluster.update_topology(|t| {
-            for d in t.datacenters.iter_mut().filter(|d| d.name == dc) {
-                d.drained = drained;
-            }
-            Ok(())
-        })?;
+        dir.cluster_mut()
+            .update_topology(|t| t.set_drained(dc, drained))?;
         tracing::info!(datacenter = dc, drained, "drain changed");
         Ok(())
     }

@@ -337,6 +337,26 @@ impl Topology {
             })
     }
 
+    /// Drains (reads route around it) or undrains datacenter `dc`. Draining the last
+    /// datacenter that serves reads is refused (`Conflict`): no read could be served.
+    pub fn set_drained(&mut self, dc: &str, drained: bool) -> Result<()> {
+        self.datacenter(dc)?;
+        let serving_after = self
+            .datacenters
+            .iter()
+            .filter(|d| if d.name == dc { !drained } else { !d.drained })
+            .count();
+        if drained && serving_after == 0 {
+            return Err(Error::Conflict(format!(
+                "draining {dc} would leave no datacenter serving reads; undrain another first (`dirctl dc undrain NAME`)"
+            )));
+        }
+        for d in self.datacenters.iter_mut().filter(|d| d.name == dc) {
+            d.drained = drained;
+        }
+        Ok(())
+    }
+
     pub fn dc_names(&self) -> Vec<String> {
         self.datacenters.iter().map(|d| d.name.clone()).collect()
     }
@@ -467,6 +487,25 @@ pub(crate) mod tests {
         }
         assert_eq!(t.partitions[0].sync_standby, "eastus");
         assert_eq!(t.partitions[2].sync_standby, "eastus");
+    }
+
+    #[test]
+    fn the_last_datacenter_serving_reads_is_not_drained() {
+        let mut t = Topology::new("c".into(), dcs(), 4).expect("topology");
+        t.set_drained("westus", true).expect("drain westus");
+        t.set_drained("eastus", true).expect("drain eastus");
+        let last = t.set_drained("westeurope", true);
+        assert!(matches!(last, Err(Error::Conflict(_))), "{last:?}");
+        assert!(!t.datacenter("westeurope").expect("dc").drained);
+        // Draining one already drained, or undraining, is always allowed.
+        t.set_drained("westus", true).expect("again");
+        t.set_drained("eastus", false).expect("undrain");
+        t.set_drained("westeurope", true)
+            .expect("now eastus serves");
+        assert!(matches!(
+            t.set_drained("nowhere", true),
+            Err(Error::NotFound(_))
+        ));
     }
 
     #[test]
