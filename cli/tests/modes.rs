@@ -371,7 +371,11 @@ fn status_health_and_drain(mode: Mode) {
         .map(|r| r["outcome"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(outcomes.len(), 3, "two drains and a refused one: {audit}");
-    assert_eq!(outcomes.iter().filter(|o| **o == "ok").count(), 2, "{audit}");
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "ok").count(),
+        2,
+        "{audit}"
+    );
 }
 both_modes!(
     status_health_and_drain,

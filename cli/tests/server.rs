@@ -616,3 +616,32 @@ fn a_second_server_for_a_running_datacenter_is_refused() {
         .collect();
     assert!(bad.is_empty(), "{bad:?}\n{}", c.server_logs());
 }
+
+/// The sync standby's server dies between two writes: the next write is not refused. The
+/// primary's server finds the standby gone when it ships the entry (cut and fenced, nothing
+/// applied), holds the replicas again, re-designates the standby and writes it then.
+#[test]
+fn the_first_write_after_the_standbys_server_died_succeeds_with_a_new_standby() {
+    let c = Cluster::in_mode(Mode::Server);
+    c.create_user("before@contoso.com");
+    c.take_down("eastus");
+    let r = c.run(&util::create_user_args("after@contoso.com"));
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(
+        r.stderr.contains("sync standby now"),
+        "the re-designation is told: {}",
+        r.describe()
+    );
+    let status = c.ok(&["status"]);
+    let standby = status["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["partition"] == 0 && r["role"] == "sync-standby")
+        .cloned();
+    assert_eq!(
+        standby.as_ref().map(|r| r["datacenter"].clone()),
+        Some(serde_json::json!("westeurope")),
+        "{status}"
+    );
+}

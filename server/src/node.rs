@@ -405,10 +405,21 @@ impl Node {
             .map(|w| ((w.envelope, w.request), w.answer))
             .unzip();
         let started = Instant::now();
-        let results = match self.refresh(dir.cluster_mut()) {
+        // Kept for one more try: a sync standby whose server died since the last batch is
+        // found only when the entry is shipped to it; the entry is then cut and fenced
+        // (nothing applied), and holding the replicas again re-designates the standby.
+        let again = requests.clone();
+        let mut results = match self.refresh(dir.cluster_mut()) {
             Ok(()) => dir.execute_many(requests),
             Err(e) => requests.iter().map(|_| Err(e.clone())).collect(),
         };
+        if results
+            .iter()
+            .all(|r| matches!(r, Err(Error::Unavailable(_))))
+        {
+            dir.cluster_mut().release_all();
+            results = dir.execute_many(again);
+        }
         tracing::debug!(
             writes = results.len(),
             micros = started.elapsed().as_micros() as u64,
