@@ -220,6 +220,18 @@ fn http_get(http: &str, path: &str) -> (u16, String) {
     (code, text)
 }
 
+/// The replicas `dirctl status` does not find ok.
+fn unhealthy(c: &Cluster) -> Vec<serde_json::Value> {
+    let rows = c.ok(&["status"]);
+    rows["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["health"] != "ok")
+        .cloned()
+        .collect()
+}
+
 /// A metric's value in a Prometheus text body (the first series named exactly `name`).
 fn metric(body: &str, name: &str) -> Option<f64> {
     body.lines()
@@ -503,13 +515,7 @@ fn a_lost_datacenter_is_rebuilt_through_its_server() {
             || (visible(&c, upn, "westeurope"), ()),
         );
     }
-    let rows = c.ok(&["status"]);
-    let bad: Vec<&serde_json::Value> = rows["replicas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["health"] != "ok")
-        .collect();
+    let bad = unhealthy(&c);
     assert!(
         bad.is_empty(),
         "every replica ok after the rebuild: {bad:?}"
@@ -607,13 +613,7 @@ fn a_second_server_for_a_running_datacenter_is_refused() {
         out.status
     );
     c.create_user("still@contoso.com");
-    let rows = c.ok(&["status"]);
-    let bad: Vec<&serde_json::Value> = rows["replicas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["health"] != "ok")
-        .collect();
+    let bad = unhealthy(&c);
     assert!(bad.is_empty(), "{bad:?}\n{}", c.server_logs());
 }
 
