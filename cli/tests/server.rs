@@ -645,3 +645,30 @@ fn the_first_write_after_the_standbys_server_died_succeeds_with_a_new_standby() 
         "{status}"
     );
 }
+
+/// `--endpoints` naming servers of two clusters is refused (exit 2) before anything is
+/// sent: otherwise commands would go to whichever answered first.
+#[test]
+fn endpoints_of_two_clusters_are_refused() {
+    let a = Cluster::in_mode(Mode::Server);
+    let b = Cluster::in_mode(Mode::Server);
+    let grpc = |c: &Cluster, dc: &str| {
+        c.servers.as_ref().unwrap().lock().unwrap().servers[dc]
+            .grpc
+            .clone()
+    };
+    let mixed = format!("{},{}", grpc(&a, "westus"), grpc(&b, "eastus"));
+    let (mut cmd, _) = a.command(&util::create_user_args("mixed@contoso.com"));
+    cmd.env("DIRCTL_ENDPOINTS", &mixed);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "DIRCTL_ENDPOINTS={mixed}: {stderr}"
+    );
+    assert!(stderr.contains("two clusters"), "{stderr}");
+    for c in [&a, &b] {
+        c.user_get_fails("mixed@contoso.com", &[], 3);
+    }
+}

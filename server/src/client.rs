@@ -422,6 +422,28 @@ impl Remote {
                 why.join("; ")
             )));
         };
+        // An address the control plane does not record is a server that moved, or one of
+        // another cluster: a list mixing two clusters would send commands to either.
+        for c in &connections {
+            let recorded = topology
+                .datacenters
+                .iter()
+                .any(|d| d.endpoint.as_deref() == Some(c.address()));
+            if recorded {
+                continue;
+            }
+            if let Ok(other) = c.topology() {
+                if other.cluster_id != topology.cluster_id {
+                    return Err(Error::Invalid(format!(
+                        "--endpoints names servers of two clusters: {} serves cluster {}, {} serves cluster {}; give one cluster's servers",
+                        connections[current].address(),
+                        topology.cluster_id,
+                        c.address(),
+                        other.cluster_id
+                    )));
+                }
+            }
+        }
         let mut remote = Remote {
             connections,
             current,
