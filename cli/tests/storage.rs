@@ -34,7 +34,8 @@ fn a_replica_held_by_another_process_is_waited_for_then_fails_clearly() {
     );
     assert!(start.elapsed() >= std::time::Duration::from_millis(300));
     assert!(
-        r.stderr.contains("held by another dirctl process"),
+        r.stderr
+            .contains("held by another process: a dirctl command"),
         "{}",
         r.describe()
     );
@@ -59,7 +60,9 @@ fn a_held_control_plane_is_waited_for_then_fails_clearly_and_changes_nothing() {
     );
     assert!(start.elapsed() >= std::time::Duration::from_millis(300));
     assert!(
-        r.stderr.contains("control plane") && r.stderr.contains("held by another dirctl process"),
+        r.stderr.contains("control plane")
+            && r.stderr
+                .contains("held by another process: a dirctl command"),
         "{}",
         r.describe()
     );

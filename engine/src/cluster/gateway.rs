@@ -274,7 +274,7 @@ impl Cluster {
 fn named_not_found<T>(got: Result<T>, dc: &str, lsn: u64, primary: &str) -> Result<T> {
     match got {
         Err(Error::NotFound(m)) if dc != primary => Err(Error::NotFound(format!(
-            "{m} (read at secondary {dc}, lsn {lsn}, which may not hold the newest writes yet: `dirctl sync`, `--session FILE` for read-your-writes, or `--region {primary}`)"
+            "{m} (read at secondary {dc}, lsn {lsn}, which may not hold the newest writes yet: `--session FILE` for read-your-writes, `--region {primary}`, or, without servers, `dirctl sync`)"
         ))),
         other => other,
     }

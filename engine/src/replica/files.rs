@@ -31,7 +31,7 @@ pub(crate) fn wait_for_lock(
             Err(std::fs::TryLockError::WouldBlock) => {
                 if Instant::now() >= deadline {
                     return Err(Error::Unavailable(format!(
-                        "{what} is held by another dirctl process; gave up after {} ms (raise --lock-timeout-ms)",
+                        "{what} is held by another process: a dirctl command (raise --lock-timeout-ms to wait longer), or the geodird serving its datacenter (with servers running, send commands to them with --endpoints); gave up after {} ms",
                         timeout.as_millis()
                     )));
                 }
