@@ -1,6 +1,7 @@
 //! dirctl: the operator CLI of geodir.
 
 mod access;
+mod assets;
 mod audit;
 mod backup;
 mod context;
@@ -120,6 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deleted(c) => recycle::run(&g, c),
         Command::Access(c) => access::run(&g, c),
         Command::Audit(c) => audit::run(&g, c),
+        Command::GenerateAssets { out } => assets::generate(&out),
     }
 }
 

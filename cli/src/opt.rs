@@ -113,6 +113,14 @@ pub enum Command {
     /// The audit trail: list records, verify the hash chains.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Writes the man pages and shell completions made from these definitions into a
+    /// folder (scripts/package puts them in the Debian package).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// The folder: man/ and completions/ are made in it.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -15,6 +15,7 @@
 //! **Invariant:** the engine stays free of networking: only this crate imports tonic.
 
 pub mod client;
+pub mod config;
 pub mod directory;
 pub mod http;
 pub mod metrics;

@@ -1,0 +1,277 @@
+//! geodird's configuration (docs/server.md, "Configuration"): a TOML file, with flags and
+//! environment variables over its fields. `resolve` decides, purely; `check` also asks the
+//! control plane whether it knows the datacenter.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// One geodir server: owns a datacenter's replicas and serves them over gRPC, with
+/// /metrics and /healthz over HTTP. Stops cleanly on SIGTERM.
+///
+/// Every setting comes from a flag, else its environment variable, else the --config file,
+/// else its default.
+#[derive(Parser, Debug, Default)]
+#[command(name = "geodird", version)]
+pub struct Args {
+    /// A TOML file with any of the settings below (field names as the flags, with `_`:
+    /// `datacenter`, `listen`, `rpc_timeout_ms`, ...).
+    #[arg(long, env = "GEODIR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Check the configuration (file, flags and environment) and the datacenter's place in
+    /// the control plane, print it and exit: 0 when valid, 2 naming the bad field.
+    #[arg(long)]
+    pub check_config: bool,
+    /// The cluster root (its control plane, cluster.json).
+    #[arg(long, env = "DIRCTL_CLUSTER", value_name = "DIR")]
+    pub cluster: Option<PathBuf>,
+    /// The datacenter whose replicas this server owns.
+    #[arg(long, env = "GEODIR_DATACENTER", value_name = "NAME")]
+    pub datacenter: Option<String>,
+    /// The gRPC address to listen on (port 0: a free port, printed at start) [default:
+    /// 127.0.0.1:7401].
+    #[arg(long, env = "GEODIR_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// The HTTP address for /metrics and /healthz (port 0: a free port) [default:
+    /// 127.0.0.1:0].
+    #[arg(long, env = "GEODIR_HTTP", value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// The folder holding the datacenter's replicas (dc-NAME/pN); the cluster root if not given.
+    #[arg(long, env = "GEODIR_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// How long a call to another server may take before it counts as failed [default: 2000].
+    #[arg(long, env = "GEODIR_RPC_TIMEOUT_MS", value_name = "MS")]
+    pub rpc_timeout_ms: Option<u64>,
+    /// How long to wait for a replica another process holds, at start [default: 10000].
+    #[arg(long, env = "GEODIR_LOCK_TIMEOUT_MS", value_name = "MS")]
+    pub lock_timeout_ms: Option<u64>,
+    /// Log retention: entries every replica holds are pruned, keeping this many [default:
+    /// 100000].
+    #[arg(long, env = "GEODIR_RETAIN_LOG_ENTRIES", value_name = "N")]
+    pub retain_log_entries: Option<u64>,
+}
+
+/// The config file's fields: the flags' names with `_`. An unknown field is an error.
+#[derive(Deserialize, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub cluster: Option<PathBuf>,
+    pub datacenter: Option<String>,
+    pub listen: Option<String>,
+    pub http: Option<String>,
+    pub data: Option<PathBuf>,
+    pub rpc_timeout_ms: Option<u64>,
+    pub lock_timeout_ms: Option<u64>,
+    pub retain_log_entries: Option<u64>,
+}
+
+/// Everything a server runs with, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub cluster: PathBuf,
+    pub datacenter: String,
+    pub listen: SocketAddr,
+    pub http: SocketAddr,
+    pub data: Option<PathBuf>,
+    pub rpc_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub retain_log_entries: u64,
+}
+
+/// A bad setting: which field, and why.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Parses a config file's text; `path` names it in the error.
+pub fn parse(path: &Path, text: &str) -> Result<File, Invalid> {
+    toml::from_str(text).map_err(|e| {
+        let field = e
+            .message()
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next())
+            .map(str::to_string)
+            .unwrap_or_else(|| path.display().to_string());
+        Invalid {
+            field,
+            message: format!("{}: {e}", path.display()),
+        }
+    })
+}
+
+/// Reads and parses the config file `path`.
+pub fn read(path: &Path) -> Result<File, Invalid> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid("config", format!("cannot read {}: {e}", path.display())))?;
+    parse(path, &text)
+}
+
+/// Flags and environment (`args`) over the file's fields, over the defaults.
+pub fn resolve(args: &Args, file: &File) -> Result<Settings, Invalid> {
+    let addr = |field: &str, flag: Option<SocketAddr>, text: &Option<String>, default: &str| match (
+        flag, text,
+    ) {
+        (Some(a), _) => Ok(a),
+        (None, Some(t)) => t
+            .parse()
+            .map_err(|e| invalid(field, format!("`{t}` is not an address (HOST:PORT): {e}"))),
+        (None, None) => default
+            .parse()
+            .map_err(|e| invalid(field, format!("default `{default}`: {e}"))),
+    };
+    let cluster = args
+        .cluster
+        .clone()
+        .or_else(|| file.cluster.clone())
+        .ok_or_else(|| {
+            invalid(
+                "cluster",
+                "not set (--cluster, DIRCTL_CLUSTER or `cluster` in the config file)",
+            )
+        })?;
+    let datacenter = args
+        .datacenter
+        .clone()
+        .or_else(|| file.datacenter.clone())
+        .ok_or_else(|| {
+            invalid(
+                "datacenter",
+                "not set (--datacenter, GEODIR_DATACENTER or `datacenter` in the config file)",
+            )
+        })?;
+    if datacenter.trim().is_empty() {
+        return Err(invalid("datacenter", "is empty"));
+    }
+    let rpc_timeout_ms = args.rpc_timeout_ms.or(file.rpc_timeout_ms).unwrap_or(2_000);
+    if rpc_timeout_ms == 0 {
+        return Err(invalid("rpc_timeout_ms", "must be above 0"));
+    }
+    Ok(Settings {
+        cluster,
+        datacenter,
+        listen: addr("listen", args.listen, &file.listen, "127.0.0.1:7401")?,
+        http: addr("http", args.http, &file.http, "127.0.0.1:0")?,
+        data: args.data.clone().or_else(|| file.data.clone()),
+        rpc_timeout: Duration::from_millis(rpc_timeout_ms),
+        lock_timeout: Duration::from_millis(
+            args.lock_timeout_ms
+                .or(file.lock_timeout_ms)
+                .unwrap_or(10_000),
+        ),
+        retain_log_entries: args
+            .retain_log_entries
+            .or(file.retain_log_entries)
+            .unwrap_or(100_000),
+    })
+}
+
+/// The settings from `args` and the config file it names.
+pub fn load(args: &Args) -> Result<Settings, Invalid> {
+    let file = match &args.config {
+        Some(path) => read(path)?,
+        None => File::default(),
+    };
+    resolve(args, &file)
+}
+
+/// What `--check-config` checks beyond `load`: the cluster root holds a control plane
+/// that has this datacenter, and the data folder (when given) exists.
+pub fn check(s: &Settings) -> Result<(), Invalid> {
+    use engine::topology::{ControlPlane as _, FileControlPlane};
+    let cp = FileControlPlane::open(&s.cluster).map_err(|e| invalid("cluster", e.to_string()))?;
+    let t = cp.load().map_err(|e| invalid("cluster", e.to_string()))?;
+    t.datacenter(&s.datacenter)
+        .map_err(|e| invalid("datacenter", e.to_string()))?;
+    if let Some(d) = &s.data {
+        if !d.is_dir() {
+            return Err(invalid("data", format!("{} is not a folder", d.display())));
+        }
+    }
+    Ok(())
+}
+
+impl std::fmt::Display for Settings {
+    /// The settings as a config file would give them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "cluster = {:?}", self.cluster.display().to_string())?;
+        writeln!(f, "datacenter = {:?}", self.datacenter)?;
+        writeln!(f, "listen = \"{}\"", self.listen)?;
+        writeln!(f, "http = \"{}\"", self.http)?;
+        if let Some(d) = &self.data {
+            writeln!(f, "data = {:?}", d.display().to_string())?;
+        }
+        writeln!(f, "rpc_timeout_ms = {}", self.rpc_timeout.as_millis())?;
+        writeln!(f, "lock_timeout_ms = {}", self.lock_timeout.as_millis())?;
+        write!(f, "retain_log_entries = {}", self.retain_log_entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> File {
+        parse(Path::new("t.toml"), text).expect("parses")
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_the_defaults() {
+        let f = file("cluster = \"/c\"\ndatacenter = \"westus\"\nlisten = \"127.0.0.1:9000\"\nrpc_timeout_ms = 500\n");
+        let s = resolve(&Args::default(), &f).expect("valid");
+        assert_eq!(s.listen, "127.0.0.1:9000".parse().expect("addr"));
+        assert_eq!(s.rpc_timeout, Duration::from_millis(500));
+        assert_eq!(s.lock_timeout, Duration::from_millis(10_000));
+        assert_eq!(s.http, "127.0.0.1:0".parse().expect("addr"));
+        let args = Args {
+            datacenter: Some("eastus".into()),
+            listen: Some("127.0.0.1:9100".parse().expect("addr")),
+            ..Args::default()
+        };
+        let s = resolve(&args, &f).expect("valid");
+        assert_eq!(
+            (s.datacenter.as_str(), s.listen.port(), s.cluster.as_path()),
+            ("eastus", 9100, Path::new("/c"))
+        );
+    }
+
+    #[test]
+    fn a_bad_field_is_named() {
+        let e = parse(Path::new("t.toml"), "datacentre = \"westus\"\n").expect_err("unknown");
+        assert_eq!(e.field, "datacentre", "{e}");
+        let e = parse(Path::new("t.toml"), "rpc_timeout_ms = \"soon\"\n").expect_err("type");
+        assert!(e.message.contains("rpc_timeout_ms"), "{e}");
+        let e = parse(Path::new("t.toml"), "listen = \n").expect_err("syntax");
+        assert!(e.message.contains("t.toml"), "{e}");
+        let f = file("cluster = \"/c\"\ndatacenter = \"westus\"\nhttp = \"localhost\"\n");
+        let e = resolve(&Args::default(), &f).expect_err("address");
+        assert_eq!(e.field, "http", "{e}");
+        let e = resolve(&Args::default(), &file("cluster = \"/c\"\n")).expect_err("missing");
+        assert_eq!(e.field, "datacenter", "{e}");
+        let e = resolve(&Args::default(), &file("datacenter = \"westus\"\n")).expect_err("missing");
+        assert_eq!(e.field, "cluster", "{e}");
+        let f = file("cluster = \"/c\"\ndatacenter = \"westus\"\nrpc_timeout_ms = 0\n");
+        let e = resolve(&Args::default(), &f).expect_err("zero");
+        assert_eq!(e.field, "rpc_timeout_ms", "{e}");
+    }
+
+    #[test]
+    fn settings_print_as_a_config_file_that_reads_back_the_same() {
+        let f = file("cluster = \"/c d\"\ndatacenter = \"westus\"\ndata = \"/data\"\nretain_log_entries = 7\n");
+        let s = resolve(&Args::default(), &f).expect("valid");
+        let again = resolve(&Args::default(), &file(&s.to_string())).expect("valid");
+        assert_eq!(s, again);
+    }
+}
