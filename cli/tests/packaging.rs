@@ -340,38 +340,44 @@ fn cron_jobs_fail_clearly_on_a_missing_cluster_do_their_job_on_a_real_one_and_ne
         "the purge is not audited as cron:purge-expired: {audit}"
     );
 
-    // A second run while one holds the lock is refused, and says so.
-    let lock = real.locks.join("geodir-cron-backup.lock");
-    let mut holder = Command::new("flock")
-        .arg("-x")
-        .arg(&lock)
-        .arg("cat")
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Command::new("flock")
-        .arg("-n")
-        .arg(&lock)
-        .arg("true")
-        .status()
-        .unwrap()
-        .success()
-    {
+    // A second run while one holds the lock is refused, and says so: each job.
+    for job in jobs {
+        let lock = real.locks.join(format!("geodir-cron-{job}.lock"));
+        let mut holder = Command::new("flock")
+            .arg("-x")
+            .arg(&lock)
+            .arg("cat")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Command::new("flock")
+            .arg("-n")
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "flock never took {}",
+                lock.display()
+            );
+        }
+        let before = log_of(&real, job).len();
+        let (code, stdout, stderr, shown) = run(&mut geodir_cron(job, &real.conf));
+        drop(holder.stdin.take());
+        holder.wait().unwrap();
+        let log = log_of(&real, job)[before..].to_string();
         assert!(
-            Instant::now() < deadline,
-            "flock never took {}",
-            lock.display()
+            code != 0
+                && log.contains("another run holds")
+                && !log.contains(&format!("{job} start"))
+                && stderr.contains("another run holds"),
+            "command: {shown}\nexit code: {code}\nstdout:\n{stdout}\nstderr:\n{stderr}\nthis run's log:\n{log}"
         );
     }
-    let (code, stdout, stderr, shown) = run(&mut geodir_cron("backup", &real.conf));
-    drop(holder.stdin.take());
-    holder.wait().unwrap();
-    let log = log_of(&real, "backup");
-    assert!(
-        code != 0 && log.contains("another run holds") && stderr.contains("another run holds"),
-        "command: {shown}\nexit code: {code}\nstdout:\n{stdout}\nstderr:\n{stderr}\nlog:\n{log}"
-    );
     let listed = c.ok(&[
         "backup",
         "list",
@@ -496,4 +502,45 @@ fn geodird_check_config_accepts_the_example_and_names_a_bad_field() {
             "with `{bad}`: command: {shown}\nexit code: {code}\nstdout:\n{stdout}\nstderr:\n{stderr}"
         );
     }
+
+    // The server runs from the file alone (free ports), and serves.
+    let text = example
+        .replace("/var/lib/geodir/cluster", &c.root.display().to_string())
+        .replace("127.0.0.1:7401", "127.0.0.1:0")
+        .replace("127.0.0.1:9401", "127.0.0.1:0");
+    write(&text);
+    let mut server = Command::new(geodird())
+        .arg("--config")
+        .arg(&conf)
+        .env_remove("DIRCTL_CLUSTER")
+        .env_remove("GEODIR_DATACENTER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    use std::io::BufRead as _;
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let grpc = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("grpc="))
+        .map(str::to_string);
+    let status = grpc.as_ref().map(|g| {
+        let (mut cmd, _) = c.command(&["status", "--output", "json"]);
+        run(cmd.env_remove("DIRCTL_CLUSTER").env("DIRCTL_ENDPOINTS", g))
+    });
+    server.kill().unwrap();
+    let out = server.wait_with_output().unwrap();
+    let (code, stdout, stderr, shown) = status.unwrap_or_else(|| {
+        panic!(
+            "geodird --config did not start: {line:?}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        code == 0 && stdout.contains("westus"),
+        "command: {shown}\nexit code: {code}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
 }
