@@ -133,7 +133,8 @@ impl Ctx {
             failpoint: std::env::var("DIRCTL_FAILPOINT").ok(),
             retain_log_entries: g.retain_log_entries,
         };
-        let cluster = Cluster::open(&root, options)
+        let control = control_plane(g, &root)?;
+        let cluster = Cluster::open_with(&root, control, options)
             .with_context(|| format!("open cluster {}", root.display()))?;
         if let Some(r) = &g.region {
             cluster.topology().region(r)?;
@@ -468,6 +469,27 @@ fn remote(g: &Global, list: &str) -> Result<server::client::Remote> {
         g.region.as_deref(),
         Duration::from_millis(g.lock_timeout_ms.clamp(500, 10_000)),
     )?)
+}
+
+/// The control plane: etcd with --control-plane, else cluster.json in the cluster root.
+pub fn control_plane(
+    g: &Global,
+    root: &std::path::Path,
+) -> Result<Box<dyn engine::topology::ControlPlane + Sync>> {
+    let lock_timeout = Duration::from_millis(g.lock_timeout_ms);
+    let Some(spec) = &g.control_plane else {
+        return Ok(Box::new(
+            engine::topology::FileControlPlane::open(root)?.with_lock_timeout(lock_timeout),
+        ));
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    // dirctl runs one command: the runtime stays until the process exits.
+    std::mem::forget(runtime);
+    Ok(server::etcd::open(Some(spec), root, lock_timeout, &handle)?)
 }
 
 /// One of --endpoints as a gRPC URL: `http://HOST:PORT`, or `HOST:PORT` for it. Anything

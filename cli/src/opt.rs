@@ -42,6 +42,15 @@ pub struct Global {
         value_name = "URL[,URL...]"
     )]
     pub endpoints: Option<String>,
+    /// The control plane in etcd (`etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`) instead of
+    /// the cluster root's cluster.json; the replicas stay under --cluster.
+    #[arg(
+        long,
+        global = true,
+        env = "DIRCTL_CONTROL_PLANE",
+        value_name = "etcd://HOST:PORT"
+    )]
+    pub control_plane: Option<String>,
     /// A logical session file: keeps replica tokens and datacenter affinity (read-your-writes).
     #[arg(long, global = true, env = "DIRCTL_SESSION", value_name = "FILE")]
     pub session: Option<PathBuf>,

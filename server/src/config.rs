@@ -25,9 +25,14 @@ pub struct Args {
     /// the control plane, print it and exit: 0 when valid, 2 naming the bad field.
     #[arg(long)]
     pub check_config: bool,
-    /// The cluster root (its control plane, cluster.json).
+    /// The cluster root (its control plane, cluster.json; with --control-plane, only the
+    /// folder of the replicas when --data is not given).
     #[arg(long, env = "DIRCTL_CLUSTER", value_name = "DIR")]
     pub cluster: Option<PathBuf>,
+    /// The control plane in etcd (`etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`) instead of
+    /// the cluster root's cluster.json.
+    #[arg(long, env = "DIRCTL_CONTROL_PLANE", value_name = "etcd://HOST:PORT")]
+    pub control_plane: Option<String>,
     /// The datacenter whose replicas this server owns.
     #[arg(long, env = "GEODIR_DATACENTER", value_name = "NAME")]
     pub datacenter: Option<String>,
@@ -59,6 +64,7 @@ pub struct Args {
 #[serde(deny_unknown_fields)]
 pub struct File {
     pub cluster: Option<PathBuf>,
+    pub control_plane: Option<String>,
     pub datacenter: Option<String>,
     pub listen: Option<String>,
     pub http: Option<String>,
@@ -72,6 +78,8 @@ pub struct File {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub cluster: PathBuf,
+    /// etcd, or None: the cluster root's file.
+    pub control_plane: Option<String>,
     pub datacenter: String,
     pub listen: SocketAddr,
     pub http: SocketAddr,
@@ -132,14 +140,24 @@ pub fn resolve(args: &Args, file: &File) -> Result<Settings, Invalid> {
             .parse()
             .map_err(|e| invalid(field, format!("default `{default}`: {e}"))),
     };
+    let control_plane = args
+        .control_plane
+        .clone()
+        .or_else(|| file.control_plane.clone());
+    if let Some(cp) = &control_plane {
+        crate::etcd::EtcdAddress::parse(cp).map_err(|e| invalid("control_plane", e.to_string()))?;
+    }
+    let data = args.data.clone().or_else(|| file.data.clone());
+    // With etcd the cluster root only holds replicas: `data` names it as well.
     let cluster = args
         .cluster
         .clone()
         .or_else(|| file.cluster.clone())
+        .or_else(|| control_plane.as_ref().and(data.clone()))
         .ok_or_else(|| {
             invalid(
                 "cluster",
-                "not set (--cluster, DIRCTL_CLUSTER or `cluster` in the config file)",
+                "not set (--cluster, DIRCTL_CLUSTER or `cluster` in the config file; with control_plane, `data` is enough)",
             )
         })?;
     let datacenter = args
@@ -161,10 +179,11 @@ pub fn resolve(args: &Args, file: &File) -> Result<Settings, Invalid> {
     }
     Ok(Settings {
         cluster,
+        control_plane,
         datacenter,
         listen: addr("listen", args.listen, &file.listen, "127.0.0.1:7401")?,
         http: addr("http", args.http, &file.http, "127.0.0.1:0")?,
-        data: args.data.clone().or_else(|| file.data.clone()),
+        data,
         rpc_timeout: Duration::from_millis(rpc_timeout_ms),
         lock_timeout: Duration::from_millis(
             args.lock_timeout_ms
@@ -190,9 +209,23 @@ pub fn load(args: &Args) -> Result<Settings, Invalid> {
 /// What `--check-config` checks beyond `load`: the cluster root holds a control plane
 /// that has this datacenter, and the data folder (when given) exists.
 pub fn check(s: &Settings) -> Result<(), Invalid> {
-    use engine::topology::{ControlPlane as _, FileControlPlane};
-    let cp = FileControlPlane::open(&s.cluster).map_err(|e| invalid("cluster", e.to_string()))?;
-    let t = cp.load().map_err(|e| invalid("cluster", e.to_string()))?;
+    let field = match s.control_plane {
+        Some(_) => "control_plane",
+        None => "cluster",
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| invalid(field, e.to_string()))?;
+    let t = crate::etcd::open(
+        s.control_plane.as_deref(),
+        &s.cluster,
+        s.lock_timeout,
+        runtime.handle(),
+    )
+    .and_then(|cp| cp.load())
+    .map_err(|e| invalid(field, e.to_string()))?;
     t.datacenter(&s.datacenter)
         .map_err(|e| invalid("datacenter", e.to_string()))?;
     if let Some(d) = &s.data {
@@ -207,6 +240,9 @@ impl std::fmt::Display for Settings {
     /// The settings as a config file would give them.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "cluster = {:?}", self.cluster.display().to_string())?;
+        if let Some(cp) = &self.control_plane {
+            writeln!(f, "control_plane = {cp:?}")?;
+        }
         writeln!(f, "datacenter = {:?}", self.datacenter)?;
         writeln!(f, "listen = \"{}\"", self.listen)?;
         writeln!(f, "http = \"{}\"", self.http)?;

@@ -17,6 +17,7 @@
 pub mod client;
 pub mod config;
 pub mod directory;
+pub mod etcd;
 pub mod http;
 pub mod metrics;
 pub mod node;

@@ -46,6 +46,7 @@ fn main() -> std::process::ExitCode {
     };
     let options = server::serve::Options {
         cluster: settings.cluster,
+        control_plane: settings.control_plane,
         data: settings.data,
         datacenter: settings.datacenter,
         listen: settings.listen,

@@ -18,6 +18,8 @@ use crate::replication::{Owned, ReplicationService};
 #[derive(Clone, Debug)]
 pub struct Options {
     pub cluster: PathBuf,
+    /// etcd (`etcd://...`), or None: the cluster root's cluster.json.
+    pub control_plane: Option<String>,
     pub data: Option<PathBuf>,
     pub datacenter: String,
     /// gRPC (port 0: any free port).
@@ -40,6 +42,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let config = Config {
         data: o.data.clone().unwrap_or_else(|| o.cluster.clone()),
         cluster: o.cluster.clone(),
+        control_plane: o.control_plane.clone(),
         datacenter: o.datacenter.clone(),
         advertise: grpc_url.clone(),
         http: Some(http_url.clone()),

@@ -30,8 +30,14 @@ pub fn init(g: &Global, a: InitArgs) -> Result<()> {
         .iter()
         .map(|s| parse_datacenter(s))
         .collect::<engine::Result<Vec<_>>>()?;
-    let t = Cluster::init(&root, dcs, a.partitions)
-        .with_context(|| format!("init cluster in {}", root.display()))?;
+    let t = match &g.control_plane {
+        None => Cluster::init(&root, dcs, a.partitions),
+        Some(_) => {
+            let control = crate::context::control_plane(g, &root)?;
+            Cluster::init_with(&root, &*control, dcs, a.partitions)
+        }
+    }
+    .with_context(|| format!("init cluster in {}", root.display()))?;
     output::emit(g.output, &topology_json(&t), || {
         let headers = ["partition", "primary", "sync standby", "term"];
         let table = output::table_by(&headers, &t.partitions, |p| {

@@ -44,6 +44,7 @@ pub fn at(root: &Path) -> Cluster {
         dir: tempfile::tempdir().unwrap(),
         root: root.to_path_buf(),
         servers: None,
+        control_plane: None,
     }
 }
 

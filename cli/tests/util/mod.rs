@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 pub mod backups;
+#[path = "../../../server/tests/support/etcd.rs"]
+pub mod etcd;
 pub mod netns;
 pub mod servers;
 
@@ -43,6 +45,8 @@ pub struct Cluster {
     pub root: PathBuf,
     /// The server mode's servers (dirctl then runs with DIRCTL_ENDPOINTS only).
     pub servers: Option<std::sync::Mutex<servers::Servers>>,
+    /// The control plane in etcd (DIRCTL_CONTROL_PLANE), if not the root's cluster.json.
+    pub control_plane: Option<String>,
 }
 
 pub struct Run {
@@ -91,6 +95,7 @@ impl Cluster {
             dir,
             root,
             servers: None,
+            control_plane: None,
         };
         c.ok(&["init", "--datacenters", DCS, "--partitions", "4"]);
         c.ok(&["tenant", "create", "contoso", "--partition", "0"]);
@@ -152,7 +157,13 @@ impl Cluster {
         c.args(args)
             .env_remove("DIRCTL_REGION")
             .env_remove("DIRCTL_SESSION")
-            .env_remove("DIRCTL_TENANT");
+            .env_remove("DIRCTL_TENANT")
+            .env_remove("DIRCTL_CONTROL_PLANE");
+        let mut shown_cp = String::new();
+        if let Some(cp) = &self.control_plane {
+            c.env("DIRCTL_CONTROL_PLANE", cp);
+            shown_cp = format!("DIRCTL_CONTROL_PLANE={cp} ");
+        }
         let (var, value) = match &self.servers {
             Some(s) => {
                 c.env_remove("DIRCTL_CLUSTER");
@@ -164,7 +175,10 @@ impl Cluster {
             }
         };
         c.env(var, &value);
-        (c, format!("{var}={value} dirctl {}", args.join(" ")))
+        (
+            c,
+            format!("{shown_cp}{var}={value} dirctl {}", args.join(" ")),
+        )
     }
 
     /// Runs with arguments as the OS passes them (bytes that need not be UTF-8).

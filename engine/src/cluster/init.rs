@@ -6,7 +6,7 @@ use super::{Cluster, ReplicaId};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::replica::{Identity, Replica};
-use crate::topology::{Datacenter, FileControlPlane, Topology, CLUSTER_FILE};
+use crate::topology::{ControlPlane, Datacenter, FileControlPlane, Topology, CLUSTER_FILE};
 
 /// Present in a cluster root while `init` builds it (see `Cluster::init`).
 const INIT_MARKER: &str = "init-in-progress";
@@ -17,8 +17,20 @@ impl Cluster {
     /// and the marker removed last. A root holding the marker and no `cluster.json` is what an
     /// interrupted init left: a new init clears it and starts again.
     pub fn init(root: &Path, datacenters: Vec<Datacenter>, partitions: u32) -> Result<Topology> {
+        Cluster::init_with(root, &FileControlPlane::at(root), datacenters, partitions)
+    }
+
+    /// `init` with the topology kept by `control` (etcd, say) instead of `root`'s file; the
+    /// replicas are made under `root` all the same. A control plane that holds a cluster
+    /// already is refused before anything is made.
+    pub fn init_with(
+        root: &Path,
+        control: &dyn ControlPlane,
+        datacenters: Vec<Datacenter>,
+        partitions: u32,
+    ) -> Result<Topology> {
         let topology = Topology::new(uuid::Uuid::new_v4().to_string(), datacenters, partitions)?;
-        if root.join(CLUSTER_FILE).exists() {
+        if root.join(CLUSTER_FILE).exists() || control.load().is_ok() {
             return Err(Error::Conflict(format!(
                 "{} already holds a cluster; choose another folder",
                 root.display()
@@ -103,7 +115,7 @@ impl Cluster {
                 Replica::create(&id.path(root), &identity)?;
             }
         }
-        FileControlPlane::create(root, &topology)?;
+        control.create(&topology)?;
         std::fs::remove_file(&marker)
             .map_err(|e| Error::io(format!("remove {}", marker.display()), e))?;
         crate::replica::sync_dir(root)?;

@@ -129,23 +129,13 @@ impl FileControlPlane {
         let ino = inode(&path)?;
         let raw =
             std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-        let t: Topology = serde_json::from_slice(&raw)
-            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
-        if t.format != TOPOLOGY_FORMAT_VERSION {
-            return Err(Error::Corrupt(format!(
-                "{}: unknown format {}",
-                path.display(),
-                t.format
-            )));
-        }
-        t.check()
-            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        let t = decode(&raw, &path.display().to_string())?;
         Ok((t, ino, inode(&path)? == ino))
     }
 
     /// Writes `t` (under the lock) and remembers the new file as seen.
     fn store(&self, t: &Topology) -> Result<()> {
-        write_atomically(&self.root.join(CLUSTER_FILE), &to_json(t)?)?;
+        write_atomically(&self.root.join(CLUSTER_FILE), &encode(t)?)?;
         // Still under the lock: nobody replaced it since.
         self.seen_inode.store(
             inode(&self.root.join(CLUSTER_FILE))?,
@@ -155,11 +145,27 @@ impl FileControlPlane {
     }
 }
 
-fn to_json(t: &Topology) -> Result<Vec<u8>> {
+/// A stored topology as every control plane keeps it: `cluster.json`'s pretty JSON.
+pub fn encode(t: &Topology) -> Result<Vec<u8>> {
     let mut v = serde_json::to_vec_pretty(t)
         .map_err(|e| Error::Storage(format!("encode topology: {e}")))?;
     v.push(b'\n');
     Ok(v)
+}
+
+/// A stored topology read back and checked; `source` names where it was read in errors.
+pub fn decode(raw: &[u8], source: &str) -> Result<Topology> {
+    let t: Topology =
+        serde_json::from_slice(raw).map_err(|e| Error::Corrupt(format!("{source}: {e}")))?;
+    if t.format != TOPOLOGY_FORMAT_VERSION {
+        return Err(Error::Corrupt(format!(
+            "{source}: unknown format {}",
+            t.format
+        )));
+    }
+    t.check()
+        .map_err(|e| Error::Corrupt(format!("{source}: {e}")))?;
+    Ok(t)
 }
 
 impl ControlPlane for FileControlPlane {

@@ -5,9 +5,13 @@
 //! (etcd). The file is replaced atomically: temp file, fsync, rename, fsync the folder,
 //! with the generation raised by one on every change, under an exclusive lock.
 
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
 mod control;
 
-pub use control::{write_atomically, ControlPlane, FileControlPlane, DEFAULT_LOCK_TIMEOUT};
+pub use control::{
+    decode, encode, write_atomically, ControlPlane, FileControlPlane, DEFAULT_LOCK_TIMEOUT,
+};
 
 use std::collections::BTreeMap;
 

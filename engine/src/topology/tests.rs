@@ -240,3 +240,11 @@ fn distance_orders_datacenters() {
     };
     assert_eq!(nearest(&paris, d.iter()).expect("some").name, "westeurope");
 }
+
+#[test]
+fn the_file_control_plane_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::topology::FileControlPlane::at(dir.path());
+    let b = crate::topology::FileControlPlane::at(dir.path());
+    crate::topology::conformance::conformance(&a, &b);
+}

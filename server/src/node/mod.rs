@@ -22,7 +22,7 @@ use engine::cluster::{Cluster, ClusterOptions, Held, Opener, ReplicaId, Shared};
 use engine::replica::{Access, Replica};
 use engine::replica_log::ReplicaLog;
 use engine::request::{Envelope, Note, Progress, Request, Response};
-use engine::topology::{ControlPlane as _, FileControlPlane, Topology};
+use engine::topology::{ControlPlane, Topology};
 use engine::{Error, Result};
 use tokio::runtime::Handle;
 
@@ -39,6 +39,8 @@ use crate::remote::RemoteLog;
 pub struct Config {
     /// The cluster root: its control plane (`cluster.json`).
     pub cluster: PathBuf,
+    /// etcd (`etcd://...`), or None: the cluster root's cluster.json.
+    pub control_plane: Option<String>,
     /// The folder holding this datacenter's replicas (`dc-<name>/p<N>`); the cluster root
     /// unless given.
     pub data: PathBuf,
@@ -85,7 +87,7 @@ pub struct Node {
     /// The control plane as requests are routed by, read without the cluster handle (which
     /// a batch of writes holds while it is made durable): a write joins the next batch
     /// without waiting for the one in flight.
-    routing: Mutex<(FileControlPlane, Arc<Topology>)>,
+    routing: Mutex<(Box<dyn ControlPlane + Sync>, Arc<Topology>)>,
     /// The lag the replicator last measured of each secondary of the primaries this server
     /// owns, by (partition, datacenter).
     lags: Mutex<BTreeMap<(u32, String), Lag>>,
@@ -187,7 +189,15 @@ impl Node {
             ..ClusterOptions::default()
         };
         #[allow(unused_mut)]
-        let mut cluster = Cluster::open(&config.cluster, options)?;
+        let control = |c: &Config| {
+            crate::etcd::open(
+                c.control_plane.as_deref(),
+                &c.cluster,
+                c.lock_timeout,
+                &runtime,
+            )
+        };
+        let mut cluster = Cluster::open_with(&config.cluster, control(&config)?, options)?;
         #[cfg(feature = "failpoints")]
         cluster.set_failpoint(std::env::var("GEODIR_FAILPOINT").ok().as_deref());
         let dc = cluster
@@ -246,10 +256,7 @@ impl Node {
             runtime: runtime.clone(),
             timeout: config.rpc_timeout,
         };
-        let routing = (
-            FileControlPlane::open(&config.cluster)?,
-            Arc::new(cluster.topology().clone()),
-        );
+        let routing = (control(&config)?, Arc::new(cluster.topology().clone()));
         let cluster = cluster.with_opener(Arc::new(opener));
         let metrics = Arc::new(Metrics::new(&dc));
         metrics.note_topology(cluster.topology());
