@@ -4,9 +4,38 @@
 
 mod util;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use util::etcd::Etcd;
-use util::servers::Servers;
+use util::servers::{acked, visible, wait_for, writer, Seen, Servers};
 use util::{Cluster, DCS};
+
+/// `on_etcd` with a server per datacenter on etcd, leases of `ttl` seconds.
+fn servers_on_etcd(etcd: &Etcd, ttl: &str) -> Cluster {
+    let mut c = on_etcd(etcd, "/geodir");
+    let cp = c.control_plane.clone().unwrap();
+    let servers = Servers::start(
+        &c.root,
+        &["westus", "eastus", "westeurope"],
+        &["--control-plane", &cp, "--lease-ttl-secs", ttl],
+    );
+    c.servers = Some(Mutex::new(servers));
+    c
+}
+
+/// Partition 0's primary and term, as the server of `dc` reports the control plane.
+fn primary_of_p0(c: &Cluster) -> (String, u64) {
+    let rows = c.status(0);
+    let p = rows.iter().find(|r| r["role"] == "primary");
+    (
+        p.and_then(|r| r["datacenter"].as_str())
+            .unwrap_or_default()
+            .to_string(),
+        p.and_then(|r| r["term"].as_u64()).unwrap_or(0),
+    )
+}
 
 /// A cluster whose topology lives in `etcd` under `prefix`, its replicas in a temp folder.
 fn on_etcd(etcd: &Etcd, prefix: &str) -> Cluster {
@@ -98,5 +127,143 @@ fn servers_on_etcd_serve_writes_and_follow_a_failover() {
             .iter()
             .any(|r| r["role"] == "primary" && r["datacenter"] == "eastus"),
         "status after the failover: {status:?}"
+    );
+}
+
+#[test]
+fn the_primarys_server_killed_the_sync_standby_promotes_itself_and_no_acknowledged_write_is_lost() {
+    let etcd = Etcd::start();
+    let c = servers_on_etcd(&etcd, "1");
+    let (before, term) = primary_of_p0(&c);
+    assert_eq!(before, "westus");
+    let stop = AtomicBool::new(false);
+    let seen = Mutex::new(Seen::default());
+    let mut killed_at = None;
+    let mut first_after = None;
+    std::thread::scope(|s| {
+        s.spawn(|| writer(&c, "k", 2_000, &stop, &seen));
+        wait_for("10 acknowledged writes", Duration::from_secs(60), || {
+            (acked(&seen) >= 10, acked(&seen))
+        });
+        c.take_down("westus");
+        let at_kill = acked(&seen);
+        killed_at = Some(Instant::now());
+        // No operator: the writer's writes are acknowledged again once eastus promoted itself.
+        wait_for(
+            "a write acknowledged after the kill",
+            Duration::from_secs(30),
+            || (acked(&seen) > at_kill + 1, acked(&seen)),
+        );
+        first_after = Some(Instant::now());
+        stop.store(true, Ordering::SeqCst);
+    });
+    let took = first_after.unwrap() - killed_at.unwrap();
+    eprintln!("from kill -9 of the primary's server to writes acknowledged again: {took:?}");
+    let (after, new_term) = primary_of_p0(&c);
+    assert_eq!(after, "eastus", "the sync standby was not promoted");
+    assert!(
+        new_term > term,
+        "the term did not rise: {term} then {new_term}"
+    );
+    let seen = seen.into_inner().unwrap();
+    assert!(seen.other.is_empty(), "{:?}", seen.other);
+    for upn in &seen.acked {
+        wait_for(
+            &format!("{upn} readable near eastus"),
+            Duration::from_secs(20),
+            || (visible(&c, upn, "eastus"), upn.clone()),
+        );
+    }
+    // Audited, with the promoting server as the actor.
+    let audit = c.ok(&["audit", "list", "--op", "failover.automatic"]);
+    assert!(
+        audit.to_string().contains("geodird:eastus"),
+        "no audit record of the automatic failover by geodird:eastus: {audit}"
+    );
+    // The old primary's server returns: it rejoins as a secondary, with no operator.
+    c.bring_back("westus");
+    let last = c.create_user("after.return@contoso.com");
+    wait_for(
+        "westus level again as a secondary",
+        Duration::from_secs(30),
+        || {
+            let rows = c.status(0);
+            let west = rows.iter().find(|r| r["datacenter"] == "westus").cloned();
+            let ok = west
+                .as_ref()
+                .is_some_and(|r| r["role"] != "primary" && r["lagEntries"] == 0);
+            (ok, west)
+        },
+    );
+    wait_for(
+        "the last write readable at westus",
+        Duration::from_secs(20),
+        || (visible(&c, &last, "westus"), last.clone()),
+    );
+    assert_eq!(
+        primary_of_p0(&c).0,
+        "eastus",
+        "the returning server took the primary back"
+    );
+}
+
+#[test]
+fn with_the_primarys_and_the_standbys_servers_killed_nothing_is_promoted_and_health_says_so() {
+    let etcd = Etcd::start();
+    let c = servers_on_etcd(&etcd, "1");
+    c.create_user("ada@contoso.com");
+    c.take_down("westus");
+    c.take_down("eastus");
+    // Well past the lease and the grace (2 x TTL): westeurope's server does not promote.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        let (primary, _) = primary_of_p0(&c);
+        assert_eq!(
+            primary, "westus",
+            "a replica was promoted without the sync standby"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dest = c.path("backups").display().to_string();
+    let r = c.run(&["health", "--dest", &dest, "--output", "json"]);
+    assert_ne!(r.code, 0, "{}", r.describe());
+    assert!(
+        r.stdout.contains("partition 0") || r.stderr.contains("partition 0"),
+        "{}",
+        r.describe()
+    );
+    c.create_user_fails("grace@contoso.com", 5);
+}
+
+#[test]
+fn with_etcd_down_reads_go_on_writes_stop_and_both_come_back() {
+    let mut etcd = Etcd::start();
+    let c = servers_on_etcd(&etcd, "1");
+    let id = c.create_user("ada@contoso.com");
+    etcd.kill();
+    // Within the lease's TTL the primary stops acknowledging: exit 5, nothing applied.
+    let refused = wait_for(
+        "writes refused with etcd down",
+        Duration::from_secs(10),
+        || {
+            let r = c.run(&util::create_user_args("grace@contoso.com"));
+            (r.code == 5, r.describe())
+        },
+    );
+    assert!(refused.contains("nothing"), "{refused}");
+    assert_eq!(
+        c.user_get(&id, &[])["id"],
+        id,
+        "reads stopped with etcd down"
+    );
+    etcd.restart();
+    etcd.wait_healthy();
+    wait_for(
+        "writes again once etcd is back",
+        Duration::from_secs(20),
+        || {
+            let r = c.run(&util::create_user_args("grace@contoso.com"));
+            (r.code == 0, r.describe())
+        },
     );
 }

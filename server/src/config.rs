@@ -53,6 +53,11 @@ pub struct Args {
     /// How long to wait for a replica another process holds, at start [default: 10000].
     #[arg(long, env = "GEODIR_LOCK_TIMEOUT_MS", value_name = "MS")]
     pub lock_timeout_ms: Option<u64>,
+    /// With --control-plane: this server's lease TTL in etcd. A primary whose server cannot
+    /// renew it stops acknowledging writes before it expires; once expired, the sync
+    /// standby's server promotes its replica [default: 2].
+    #[arg(long, env = "GEODIR_LEASE_TTL_SECS", value_name = "SECONDS")]
+    pub lease_ttl_secs: Option<u64>,
     /// Log retention: entries every replica holds are pruned, keeping this many [default:
     /// 100000].
     #[arg(long, env = "GEODIR_RETAIN_LOG_ENTRIES", value_name = "N")]
@@ -71,6 +76,7 @@ pub struct File {
     pub data: Option<PathBuf>,
     pub rpc_timeout_ms: Option<u64>,
     pub lock_timeout_ms: Option<u64>,
+    pub lease_ttl_secs: Option<u64>,
     pub retain_log_entries: Option<u64>,
 }
 
@@ -86,6 +92,7 @@ pub struct Settings {
     pub data: Option<PathBuf>,
     pub rpc_timeout: Duration,
     pub lock_timeout: Duration,
+    pub lease_ttl: Duration,
     pub retain_log_entries: u64,
 }
 
@@ -177,6 +184,10 @@ pub fn resolve(args: &Args, file: &File) -> Result<Settings, Invalid> {
     if rpc_timeout_ms == 0 {
         return Err(invalid("rpc_timeout_ms", "must be above 0"));
     }
+    let lease_ttl_secs = args.lease_ttl_secs.or(file.lease_ttl_secs).unwrap_or(2);
+    if !(1..=60).contains(&lease_ttl_secs) {
+        return Err(invalid("lease_ttl_secs", "must be 1 to 60"));
+    }
     Ok(Settings {
         cluster,
         control_plane,
@@ -185,6 +196,7 @@ pub fn resolve(args: &Args, file: &File) -> Result<Settings, Invalid> {
         http: addr("http", args.http, &file.http, "127.0.0.1:0")?,
         data,
         rpc_timeout: Duration::from_millis(rpc_timeout_ms),
+        lease_ttl: Duration::from_secs(lease_ttl_secs),
         lock_timeout: Duration::from_millis(
             args.lock_timeout_ms
                 .or(file.lock_timeout_ms)
@@ -251,6 +263,7 @@ impl std::fmt::Display for Settings {
         }
         writeln!(f, "rpc_timeout_ms = {}", self.rpc_timeout.as_millis())?;
         writeln!(f, "lock_timeout_ms = {}", self.lock_timeout.as_millis())?;
+        writeln!(f, "lease_ttl_secs = {}", self.lease_ttl.as_secs())?;
         write!(f, "retain_log_entries = {}", self.retain_log_entries)
     }
 }

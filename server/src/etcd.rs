@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engine::topology::{ControlPlane, FileControlPlane, Topology};
 use engine::{Error, Result};
@@ -325,6 +325,114 @@ impl ControlPlane for EtcdControlPlane {
             "the control plane at {} kept changing under this update; run it again",
             self.address
         )))
+    }
+}
+
+/// One server's lease and the leader keys bound to it (`PREFIX/leader/P`).
+pub struct Leases {
+    plane: EtcdControlPlane,
+    prefix: String,
+    /// The lease this server holds (0: none yet, or it expired).
+    lease: std::sync::Mutex<i64>,
+}
+
+impl Leases {
+    pub fn connect(address: EtcdAddress, runtime: Handle, timeout: Duration) -> Result<Leases> {
+        let prefix = address.prefix.clone();
+        Ok(Leases {
+            plane: EtcdControlPlane::connect(address, runtime, timeout)?,
+            prefix,
+            lease: std::sync::Mutex::new(0),
+        })
+    }
+
+    fn key(&self, partition: u32) -> String {
+        format!("{}/leader/{partition}", self.prefix)
+    }
+
+    fn id(&self) -> i64 {
+        self.lease.lock().map(|l| *l).unwrap_or(0)
+    }
+
+    /// Renews the lease (granting one, of `ttl`, when there is none or it expired): when
+    /// the renewal was sent (etcd keeps the lease at least `ttl` from then), and whether it
+    /// was the same lease (false: a new one, and every key bound to the old one is gone).
+    pub fn renew(&self, ttl: Duration) -> Result<(Instant, bool)> {
+        let sent = Instant::now();
+        let id = self.id();
+        if id != 0 {
+            let alive = self.plane.call(async |mut c| {
+                let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
+                keeper.keep_alive().await?;
+                Ok(stream.message().await?.map(|r| r.ttl()).unwrap_or(0))
+            })?;
+            if alive > 0 {
+                return Ok((sent, true));
+            }
+        }
+        let secs = ttl.as_secs().max(1) as i64;
+        let granted = self
+            .plane
+            .call(async |mut c| c.lease_grant(secs, None).await)?;
+        if let Ok(mut l) = self.lease.lock() {
+            *l = granted.id();
+        }
+        Ok((sent, false))
+    }
+
+    /// The leader key of `partition`: its value, if present.
+    pub fn leader(&self, partition: u32) -> Result<Option<String>> {
+        let key = self.key(partition);
+        let r = self
+            .plane
+            .call(async |mut c| c.get(key.clone(), None).await)?;
+        Ok(r.kvs()
+            .first()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
+    }
+
+    /// Puts `value` (`DC TERM`) in `partition`'s leader key bound to this server's lease:
+    /// if the key is absent, or `current` (its value as just read) names this datacenter
+    /// (this server before a restart, or an older term of it). Whether this server holds it.
+    pub fn acquire(&self, partition: u32, value: &str, current: Option<&str>) -> Result<bool> {
+        let (key, lease) = (self.key(partition), self.id());
+        if lease == 0 {
+            return Ok(false);
+        }
+        let dc = |v: &str| v.split(' ').next().map(str::to_string);
+        let condition = match current {
+            Some(v) if dc(v) == dc(value) => Compare::value(key.clone(), CompareOp::Equal, v),
+            Some(_) => return Ok(false),
+            None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+        };
+        let put = TxnOp::put(
+            key,
+            value,
+            Some(etcd_client::PutOptions::new().with_lease(lease)),
+        );
+        let txn = Txn::new().when([condition]).and_then([put]);
+        Ok(self
+            .plane
+            .call(async |mut c| c.txn(txn.clone()).await)?
+            .succeeded())
+    }
+
+    /// Deletes `partition`'s leader key if it still holds `value`.
+    pub fn release(&self, partition: u32, value: &str) -> Result<()> {
+        let key = self.key(partition);
+        let txn = Txn::new()
+            .when([Compare::value(key.clone(), CompareOp::Equal, value)])
+            .and_then([TxnOp::delete(key, None)]);
+        self.plane.call(async |mut c| c.txn(txn.clone()).await)?;
+        Ok(())
+    }
+
+    /// Gives the lease back (a clean stop): its leader keys go at once.
+    pub fn revoke(&self) {
+        let id = self.id();
+        if id != 0 {
+            let _ = self.plane.call(async |mut c| c.lease_revoke(id).await);
+        }
     }
 }
 

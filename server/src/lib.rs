@@ -19,6 +19,7 @@ pub mod config;
 pub mod directory;
 pub mod etcd;
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod node;
 pub mod remote;

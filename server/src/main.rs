@@ -53,6 +53,7 @@ fn main() -> std::process::ExitCode {
         http: settings.http,
         rpc_timeout: settings.rpc_timeout,
         lock_timeout: settings.lock_timeout,
+        lease_ttl: settings.lease_ttl,
         retain_log_entries: settings.retain_log_entries,
         clock,
     };

@@ -42,6 +42,7 @@ pub struct Metrics {
     lag_entries: Family<ReplicaLabels, Gauge>,
     lag_seconds: Family<ReplicaLabels, Gauge<f64, AtomicU64>>,
     batch: Histogram,
+    automatic_failovers: Counter,
     /// Serializes encoding (the registry is read while metrics change; each is atomic).
     encoding: Mutex<()>,
 }
@@ -89,7 +90,14 @@ impl Metrics {
             "Writes carried out together by this server (group commit: writes to one partition in one batch share a log entry and its fsyncs)",
             batch.clone(),
         );
+        let automatic_failovers = Counter::default();
+        registry.register(
+            "automatic_failovers",
+            "Emergency failovers this server carried out on its own (its replica promoted when the primary's lease expired)",
+            automatic_failovers.clone(),
+        );
         Metrics {
+            automatic_failovers,
             batch,
             registry,
             requests,
@@ -112,6 +120,10 @@ impl Metrics {
         self.request_seconds
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
+    }
+
+    pub fn note_automatic_failover(&self) {
+        self.automatic_failovers.inc();
     }
 
     /// A batch of `n` writes carried out together (group commit).

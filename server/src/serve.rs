@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -28,6 +29,8 @@ pub struct Options {
     pub http: SocketAddr,
     pub rpc_timeout: Duration,
     pub lock_timeout: Duration,
+    /// With etcd: this server's lease TTL (`crate::lease`).
+    pub lease_ttl: Duration,
     pub retain_log_entries: u64,
     pub clock: engine::clock::Clock,
 }
@@ -68,6 +71,32 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         std::thread::Builder::new()
             .name("replicate".into())
             .spawn(move || node.replicate(Duration::from_millis(50)))?
+    };
+    // With etcd: the lease and the leader keys, held once before the first request.
+    let keeper = match &o.control_plane {
+        None => None,
+        Some(spec) => {
+            let address = crate::etcd::EtcdAddress::parse(spec)?;
+            let (node, ttl, timeout) = (node.clone(), o.lease_ttl, o.rpc_timeout);
+            let handle = tokio::runtime::Handle::current();
+            let state = Arc::new(crate::lease::LeaseState::default());
+            let _ = node.lease.set(state.clone());
+            let leases = {
+                let (node, state) = (node.clone(), state.clone());
+                tokio::task::spawn_blocking(move || -> engine::Result<Arc<crate::etcd::Leases>> {
+                    let leases = Arc::new(crate::etcd::Leases::connect(address, handle, timeout)?);
+                    node.lease_round(&leases, &state, ttl, &mut Default::default());
+                    Ok(leases)
+                })
+                .await??
+            };
+            let _ = node.leases.set(leases.clone());
+            Some(
+                std::thread::Builder::new()
+                    .name("lease".into())
+                    .spawn(move || node.keep_leases(leases, state, ttl))?,
+            )
+        }
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grpc_server = {
@@ -113,6 +142,10 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let stopping = node.clone();
     tokio::task::spawn_blocking(move || stopping.stop()).await?;
     let _ = tokio::task::spawn_blocking(move || replicator.join()).await;
+    if let Some(k) = keeper {
+        k.thread().unpark();
+        let _ = tokio::task::spawn_blocking(move || k.join()).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -26,6 +26,7 @@ use engine::topology::{ControlPlane, Topology};
 use engine::{Error, Result};
 use tokio::runtime::Handle;
 
+mod leader;
 mod rebuild;
 mod replicate;
 
@@ -80,6 +81,11 @@ pub struct Node {
     /// Held by a replication round and by a failover (taken before `dir`).
     replicating: Mutex<()>,
     stopping: AtomicBool,
+    /// With the control plane in etcd: this server's lease and the leader keys it holds;
+    /// writes are acknowledged only under them (`crate::lease`).
+    pub lease: std::sync::OnceLock<Arc<crate::lease::LeaseState>>,
+    /// The lease and leader keys in etcd (with `lease`).
+    pub leases: std::sync::OnceLock<Arc<crate::etcd::Leases>>,
     /// Clients of the other servers' Directory service (a write sent on).
     forwarders: Mutex<BTreeMap<String, crate::client::Connection>>,
     /// Writes waiting for the cluster handle (group commit, `write_together`).
@@ -271,6 +277,8 @@ impl Node {
             wake: (Mutex::new(0), Condvar::new()),
             replicating: Mutex::new(()),
             stopping: AtomicBool::new(false),
+            lease: std::sync::OnceLock::new(),
+            leases: std::sync::OnceLock::new(),
             forwarders: Mutex::new(BTreeMap::new()),
             waiting: Mutex::new(Vec::new()),
             routing: Mutex::new(routing),
@@ -295,15 +303,34 @@ impl Node {
     /// cluster handle).
     fn routing_topology(&self) -> Result<Arc<Topology>> {
         let mut routing = self.routing.lock().map_err(|_| poisoned())?;
-        if let Some(t) = routing.0.reload_if_changed()? {
-            routing.1 = Arc::new(t);
+        // An unreachable control plane (etcd down): requests are routed on the last one
+        // read; reads go on, and writes stop at the primary's lease.
+        match routing.0.reload_if_changed() {
+            Ok(Some(t)) => routing.1 = Arc::new(t),
+            Ok(None) | Err(Error::Unavailable(_)) => {}
+            Err(e) => return Err(e),
         }
         Ok(routing.1.clone())
     }
 
+    /// Reads the control plane again for routing now (after this server changed it).
+    fn reload_routing(&self) {
+        if let Ok(mut r) = self.routing.lock() {
+            if let Ok(t) = r.0.load() {
+                r.1 = Arc::new(t);
+            }
+        }
+    }
+
     /// Takes a changed control plane: the addresses of the servers with it.
     fn refresh(&self, cluster: &mut Cluster) -> Result<()> {
-        if let Some(t) = cluster.reload_if_changed()? {
+        let changed = match cluster.reload_if_changed() {
+            Ok(t) => t,
+            // etcd down: the last topology read stands (a write checks it again itself).
+            Err(Error::Unavailable(_)) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(t) = changed {
             let fresh = endpoints_in(t);
             self.metrics.note_topology(t);
             let mut known = self.endpoints.write().map_err(|_| poisoned())?;
@@ -371,6 +398,13 @@ impl Node {
                     (got, _) => return got,
                 }
             }
+        }
+        // Self-fencing: a primary whose lease may have run out acknowledges nothing.
+        // Just after a failover made this server the primary, the keeper takes the key
+        // within a moment: the write waits for it, bounded.
+        if let (Some(partition), Some(lease)) = (write, self.lease.get()) {
+            let term = topology.partition(partition)?.term;
+            lease.await_write(partition, term, self.config.rpc_timeout)?;
         }
         if write.is_some() && engine::executor::shares_entries(&request) {
             return self.write_together(envelope, request);
@@ -502,6 +536,15 @@ impl Node {
         };
         dir.cluster_mut().release_all();
         if let Ok(r) = &got {
+            // The leader key goes with the primary at once (the new primary's writes wait
+            // for it).
+            if let (Some(leases), Some(state)) = (self.leases.get(), self.lease.get()) {
+                if r.old_primary == self.datacenter {
+                    state.let_go(partition);
+                    let value = crate::lease::leader_value(&self.datacenter, p.term);
+                    let _ = leases.release(partition, &value);
+                }
+            }
             tracing::info!(partition, from = %r.old_primary, to = %r.new_primary, term = r.new_term, emergency, "failover");
             self.metrics.note_topology(dir.cluster().topology());
         }
