@@ -199,6 +199,31 @@ impl EtcdControlPlane {
         })
     }
 
+    /// Every topology the key held, oldest first, as etcd's history keeps them (until it
+    /// is compacted): an audit of the control plane, e.g. one primary per term.
+    pub fn history(&self) -> Result<Vec<Topology>> {
+        let key = self.key.clone();
+        let now = self.call(async |mut c| c.get(key.clone(), None).await)?;
+        let Some(kv) = now.kvs().first() else {
+            return Ok(Vec::new());
+        };
+        let (first, last) = (kv.create_revision(), kv.mod_revision());
+        let mut out: Vec<Topology> = Vec::new();
+        let mut seen = 0;
+        for rev in first..=last {
+            let opts = etcd_client::GetOptions::new().with_revision(rev);
+            let r = self.call(async |mut c| c.get(key.clone(), Some(opts.clone())).await)?;
+            if let Some(kv) = r.kvs().first().filter(|kv| kv.mod_revision() > seen) {
+                seen = kv.mod_revision();
+                out.push(engine::topology::decode(
+                    kv.value(),
+                    &format!("{} at revision {rev}", self.address),
+                )?);
+            }
+        }
+        Ok(out)
+    }
+
     fn note_seen(&self, revision: i64) {
         self.seen.fetch_max(revision, Ordering::SeqCst);
     }

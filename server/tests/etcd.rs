@@ -123,3 +123,78 @@ fn one_etcd_member_of_three_lost_changes_nothing() {
         "an update was lost"
     );
 }
+
+/// Each term of each partition in `history` has one primary.
+fn one_primary_per_term(history: &[Topology]) -> std::collections::BTreeMap<(u32, u64), String> {
+    let mut primaries = std::collections::BTreeMap::new();
+    for t in history {
+        for p in &t.partitions {
+            let before = primaries.insert((p.id, p.term), p.primary.clone());
+            assert!(
+                before.is_none() || before.as_ref() == Some(&p.primary),
+                "partition {} term {} had two primaries in etcd's history: {before:?} and {}",
+                p.id,
+                p.term,
+                p.primary
+            );
+        }
+    }
+    primaries
+}
+
+#[test]
+fn promotions_racing_from_four_handles_one_wins_and_etcd_history_has_one_primary_per_term() {
+    let etcd = Etcd::start();
+    let rt = runtime();
+    let address = etcd.address("/race");
+    let first = handle(&rt, &address);
+    let dcs = [
+        "westus@37.4,-122.1",
+        "eastus@37.4,-79.4",
+        "westeurope@52.4,4.9",
+    ]
+    .iter()
+    .map(|d| parse_datacenter(d).unwrap())
+    .collect();
+    first
+        .create(&Topology::new("race".into(), dcs, 1).unwrap())
+        .unwrap();
+    let before = first.load().unwrap().partitions[0].clone();
+    let handles: Vec<EtcdControlPlane> = (0..4).map(|_| handle(&rt, &address)).collect();
+    let results: Vec<engine::Result<Topology>> = std::thread::scope(|s| {
+        let running: Vec<_> = handles
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let before = before.clone();
+                let (me, standby) = match i % 2 {
+                    0 => ("eastus", "westeurope"),
+                    _ => ("westeurope", "eastus"),
+                };
+                s.spawn(move || {
+                    // What an emergency failover stores: the same change a server makes.
+                    h.update(&mut |t| {
+                        t.change_partition(
+                            &before,
+                            |now| format!("partition 0 changed meanwhile (term {})", now.term),
+                            |p| p.switch_primary(me, standby, 1),
+                        )
+                    })
+                })
+            })
+            .collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "promotions won: {results:?}");
+    for r in results.iter().filter(|r| r.is_err()) {
+        assert!(
+            matches!(r, Err(Error::Conflict(_))),
+            "a loser failed otherwise: {r:?}"
+        );
+    }
+    let history = first.history().unwrap();
+    assert_eq!(history.len(), 2, "etcd's history: {history:?}");
+    let primaries = one_primary_per_term(&history);
+    assert_eq!(primaries.len(), 2, "{primaries:?}");
+}
