@@ -13,6 +13,7 @@ use engine::topology::{parse_datacenter, TenantPlacement};
 use serde_json::{json, Map, Value};
 
 mod backups;
+mod etcd;
 mod failover;
 mod reads;
 mod scrub;
@@ -163,6 +164,9 @@ fn main() {
         .unwrap_or(100_000 / scale);
     if run("server") {
         all.extend(server_figures(dir.path(), 300 / scale, backlog));
+    }
+    if run("etcd") {
+        all.extend(etcd::etcd_figures(dir.path()));
     }
     println!(
         "{}",

@@ -15,10 +15,12 @@ use server::client::Connection;
 
 use super::{cluster, percentile, raw_db, report, synced, user, Figure};
 
-struct Servers {
+pub(super) struct Servers {
     children: Vec<(String, Child)>,
-    grpc: Vec<(String, String)>,
+    pub(super) grpc: Vec<(String, String)>,
     root: PathBuf,
+    /// Extra geodird arguments (`--control-plane ...`).
+    args: Vec<String>,
 }
 
 impl Drop for Servers {
@@ -42,10 +44,15 @@ fn geodird() -> PathBuf {
 
 impl Servers {
     fn start(root: &Path) -> Servers {
+        Servers::start_with(root, &[])
+    }
+
+    pub(super) fn start_with(root: &Path, args: &[&str]) -> Servers {
         let mut s = Servers {
             children: Vec::new(),
             grpc: Vec::new(),
             root: root.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         for dc in ["westus", "eastus", "westeurope"] {
             s.start_one(dc);
@@ -53,7 +60,7 @@ impl Servers {
         s
     }
 
-    fn start_one(&mut self, dc: &str) {
+    pub(super) fn start_one(&mut self, dc: &str) {
         use std::io::BufRead as _;
         // Kept after the run (the cluster folder is not): GEODIR_LOG=debug says why a figure failed.
         let log = std::fs::File::create(
@@ -71,6 +78,7 @@ impl Servers {
                 "--http",
                 "127.0.0.1:0",
             ])
+            .args(&self.args)
             .env(
                 "GEODIR_LOG",
                 std::env::var("GEODIR_LOG").unwrap_or_else(|_| "warn".into()),
@@ -103,7 +111,7 @@ impl Servers {
         self.children.push((dc.to_string(), child));
     }
 
-    fn kill(&mut self, dc: &str) {
+    pub(super) fn kill(&mut self, dc: &str) {
         for (d, c) in &mut self.children {
             if d == dc {
                 let _ = c.kill();
@@ -120,13 +128,13 @@ impl Servers {
             .unwrap()
     }
 
-    fn connect(&self, rt: &tokio::runtime::Runtime, dc: &str) -> Connection {
+    pub(super) fn connect(&self, rt: &tokio::runtime::Runtime, dc: &str) -> Connection {
         let addr = &self.grpc.iter().find(|(d, _)| d == dc).unwrap().1;
         Connection::new(rt.handle().clone(), addr, Duration::from_secs(5), None).unwrap()
     }
 }
 
-fn create(i: usize) -> Request {
+pub(super) fn create(i: usize) -> Request {
     Request::CreateObject {
         tenant: "contoso".into(),
         object_type: ObjectType::User,
@@ -134,7 +142,7 @@ fn create(i: usize) -> Request {
     }
 }
 
-fn envelope() -> Envelope {
+pub(super) fn envelope() -> Envelope {
     Envelope {
         actor: "bench".into(),
         correlation_id: "bench".into(),
