@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use util::netns::{cluster_with, Netns};
+use util::etcd::Etcd;
+use util::netns::{cluster_on, cluster_with, Netns};
 use util::servers::{acked, visible, wait_for, writer, Seen};
-use util::Cluster;
+use util::{Cluster, DCS};
 
 /// Every acknowledged write readable near each region, every refused one nowhere.
 fn check(c: &Cluster, seen: &Seen) {
@@ -108,5 +109,74 @@ fn the_primary_cut_off_by_a_partition_acknowledges_nothing_and_an_emergency_fail
         "the old primary serves the new primary's write",
         Duration::from_secs(30),
         || (visible(&c, "after@contoso.com", "westus"), ()),
+    );
+}
+
+/// Partition 0's primary as the status of the servers reachable from here reports it.
+fn primary_of_p0(c: &Cluster) -> String {
+    c.status(0)
+        .iter()
+        .find(|r| r["role"] == "primary")
+        .and_then(|r| r["datacenter"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn with_etcd_the_primary_cut_off_stops_acknowledging_the_standby_promotes_itself_and_the_old_primary_rejoins(
+) {
+    let ns = Netns::new(3);
+    // etcd on this host, reached from the namespace through the link that is cut.
+    let etcd = Etcd::start_on(&ns.service_ip);
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster {
+        root: dir.path().join("cluster"),
+        dir,
+        servers: None,
+        control_plane: Some(etcd.address("/geodir")),
+    };
+    c.ok(&["init", "--datacenters", DCS, "--partitions", "4"]);
+    c.ok(&["tenant", "create", "contoso", "--partition", "0"]);
+    let cp = c.control_plane.clone().unwrap();
+    let c = cluster_on(c, &ns, "westus", &["--control-plane", &cp]);
+    let stop = AtomicBool::new(false);
+    let seen = Mutex::new(Seen::default());
+    std::thread::scope(|s| {
+        s.spawn(|| writer(&c, "e", 2_000, &stop, &seen));
+        wait_for("10 acknowledged writes", Duration::from_secs(60), || {
+            (acked(&seen) >= 10, acked(&seen))
+        });
+        ns.cut();
+        let at_cut = acked(&seen);
+        // No operator: eastus's server promotes itself once westus's lease expired, and
+        // the writer's writes are acknowledged again.
+        wait_for(
+            "writes acknowledged again after the cut",
+            Duration::from_secs(60),
+            || (acked(&seen) >= at_cut + 5, acked(&seen)),
+        );
+        stop.store(true, Ordering::SeqCst);
+    });
+    assert_eq!(
+        primary_of_p0(&c),
+        "eastus",
+        "the sync standby was not promoted"
+    );
+    c.create_user("after@contoso.com");
+    ns.heal();
+    let seen = seen.into_inner().unwrap();
+    check(&c, &seen);
+    // The old primary rejoins as a secondary with no operator: it serves the new
+    // primary's write, and holds the primary no more.
+    wait_for(
+        "the old primary serves the new primary's write",
+        Duration::from_secs(30),
+        || (visible(&c, "after@contoso.com", "westus"), ()),
+    );
+    let rows = c.status(0);
+    let west = rows.iter().find(|r| r["datacenter"] == "westus");
+    assert!(
+        west.is_some_and(|r| r["role"] != "primary"),
+        "westus after the heal: {rows:?}"
     );
 }

@@ -182,21 +182,38 @@ impl EtcdControlPlane {
     }
 
     /// Stores `t` if the key is still at `revision`: the new revision, or None if it moved.
+    /// Each attempt also stores its own id beside the topology, in the same transaction: a
+    /// call retried after its first try's reply was lost finds out whether that try was
+    /// carried out (the id is its own) instead of storing the change twice.
     fn put_if(&self, t: &Topology, revision: i64) -> Result<Option<i64>> {
         let bytes = engine::topology::encode(t)?;
-        let key = self.key.clone();
+        let attempt = uuid::Uuid::new_v4().to_string();
+        let (key, by) = (self.key.clone(), self.writer_key());
         let txn = Txn::new()
             .when([Compare::mod_revision(
                 key.clone(),
                 CompareOp::Equal,
                 revision,
             )])
-            .and_then([TxnOp::put(key, bytes, None)]);
+            .and_then([
+                TxnOp::put(key, bytes, None),
+                TxnOp::put(by.clone(), attempt.clone(), None),
+            ]);
         let r = self.call(async |mut c| c.txn(txn.clone()).await)?;
-        Ok(match r.succeeded() {
-            true => r.header().map(|h| h.revision()),
-            false => None,
-        })
+        if r.succeeded() {
+            return Ok(r.header().map(|h| h.revision()));
+        }
+        let now = self.call(async |mut c| c.get(by.clone(), None).await)?;
+        Ok(now
+            .kvs()
+            .first()
+            .filter(|kv| kv.value() == attempt.as_bytes())
+            .map(|kv| kv.mod_revision()))
+    }
+
+    /// Beside the topology: the id of the attempt that stored it last.
+    fn writer_key(&self) -> String {
+        format!("{}-writer", self.key)
     }
 
     /// Every topology the key held, oldest first, as etcd's history keeps them (until it
@@ -229,11 +246,16 @@ impl EtcdControlPlane {
     }
 }
 
-/// A call that failed to reach its member (another may answer).
+/// A call that failed on its way to a member (refused, or a connection to a member that
+/// died): another member may answer. A change retried after its reply was lost is told
+/// apart by what is stored (`put_if`).
 fn connect_error(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::TransportError(_) => true,
-        etcd_client::Error::GRpcStatus(s) => s.code() == tonic::Code::Unavailable,
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable
+                || (s.code() == tonic::Code::Unknown && s.message().contains("transport error"))
+        }
         _ => false,
     }
 }

@@ -13,7 +13,11 @@ use super::Cluster;
 /// A cluster (`Cluster::new`) in the server mode whose `isolated` datacenter's server runs
 /// in `ns`, the others on this host.
 pub fn cluster_with(ns: &Netns, isolated: &str) -> Cluster {
-    let mut c = Cluster::new();
+    cluster_on(Cluster::new(), ns, isolated, &[])
+}
+
+/// `cluster_with` for a cluster made already, its servers started with `args`.
+pub fn cluster_on(mut c: Cluster, ns: &Netns, isolated: &str, args: &[&str]) -> Cluster {
     let hosts: BTreeMap<String, (String, Vec<String>)> = ["westus", "eastus", "westeurope"]
         .iter()
         .map(|dc| {
@@ -24,7 +28,7 @@ pub fn cluster_with(ns: &Netns, isolated: &str) -> Cluster {
             (dc.to_string(), host)
         })
         .collect();
-    c.servers = Some(Mutex::new(Servers::start_on(&c.root, hosts)));
+    c.servers = Some(Mutex::new(Servers::start_on(&c.root, hosts, args)));
     c
 }
 

@@ -66,12 +66,16 @@ impl Servers {
     }
 
     /// `start`, each datacenter's server at the address `hosts` gives (and under its command).
-    pub fn start_on(root: &Path, hosts: BTreeMap<String, (String, Vec<String>)>) -> Servers {
+    pub fn start_on(
+        root: &Path,
+        hosts: BTreeMap<String, (String, Vec<String>)>,
+        args: &[&str],
+    ) -> Servers {
         let mut s = Servers {
             root: root.to_path_buf(),
             servers: BTreeMap::new(),
             known: BTreeMap::new(),
-            args: Vec::new(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             hosts,
             env: Vec::new(),
         };

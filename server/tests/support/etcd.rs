@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 pub struct Etcd {
     pub name: String,
+    /// The address clients use (loopback unless `start_on` named another of this host's).
+    pub host: String,
     pub client_port: u16,
     pub peer_port: u16,
     /// `name=http://127.0.0.1:PEER,...`: every member of its cluster.
@@ -34,6 +36,17 @@ impl Etcd {
         Etcd::cluster(1).pop().unwrap()
     }
 
+    /// One member that clients also reach at `ip`, an address of this host (a test's
+    /// network namespace reaches it through its link).
+    pub fn start_on(ip: &str) -> Etcd {
+        let mut m = Etcd::cluster(1).pop().unwrap();
+        m.kill();
+        m.host = ip.to_string();
+        m.spawn();
+        m.wait_healthy();
+        m
+    }
+
     /// `n` members of one etcd cluster, each started and healthy.
     pub fn cluster(n: usize) -> Vec<Etcd> {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
@@ -50,6 +63,7 @@ impl Etcd {
                 let dir = tempfile::tempdir().unwrap();
                 Etcd {
                     name: format!("m{i}"),
+                    host: "127.0.0.1".into(),
                     client_port: *client,
                     peer_port: *peer,
                     initial_cluster: initial_cluster.clone(),
@@ -69,7 +83,11 @@ impl Etcd {
     }
 
     fn spawn(&mut self) {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let advertised = format!("http://{}:{}", self.host, self.client_port);
+        let client = match self.host.as_str() {
+            "127.0.0.1" => advertised.clone(),
+            _ => format!("http://127.0.0.1:{},{advertised}", self.client_port),
+        };
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::File::create(self.data.with_extension("log")).unwrap();
         let child = Command::new("etcd")
@@ -79,7 +97,7 @@ impl Etcd {
                 "--listen-client-urls",
                 &client,
                 "--advertise-client-urls",
-                &client,
+                &advertised,
                 "--listen-peer-urls",
                 &peer,
                 "--initial-advertise-peer-urls",
@@ -141,9 +159,9 @@ impl Etcd {
             && reply.contains("\"health\":\"true\"")
     }
 
-    /// `etcd://127.0.0.1:PORT/PREFIX` for this member alone.
+    /// `etcd://HOST:PORT/PREFIX` for this member alone.
     pub fn address(&self, prefix: &str) -> String {
-        format!("etcd://127.0.0.1:{}{prefix}", self.client_port)
+        format!("etcd://{}:{}{prefix}", self.host, self.client_port)
     }
 
     /// SIGKILL.
