@@ -413,6 +413,23 @@ pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
     if problems.is_empty() {
         fine.push("every replica answers its probe".to_string());
     }
+    // The server mode on etcd: the control plane itself, and a leader for every partition.
+    if let (Some(spec), Some(_)) = (&g.control_plane, &g.endpoints) {
+        let address = server::etcd::EtcdAddress::parse(spec)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let found = server::etcd::problems(
+            &address,
+            runtime.handle().clone(),
+            server::etcd::DEFAULT_TIMEOUT,
+        );
+        if found.is_empty() {
+            fine.push(format!("every partition has a leader in {address}"));
+        }
+        problems.extend(found);
+    }
     let (dir, age, corrupt) = backup_age(g, d, true)?;
     for (id, why) in corrupt {
         problems.push(format!(

@@ -483,6 +483,32 @@ impl Leases {
     }
 }
 
+/// What `dirctl health` finds wrong in the control plane at `address`: unreachable, or a
+/// partition whose leader key is held by no server (no primary acknowledges its writes).
+pub fn problems(address: &EtcdAddress, runtime: Handle, timeout: Duration) -> Vec<String> {
+    let topology = EtcdControlPlane::connect(address.clone(), runtime.clone(), timeout)
+        .and_then(|cp| cp.load());
+    let t = match topology {
+        Ok(t) => t,
+        Err(e) => return vec![e.to_string()],
+    };
+    let leases = match Leases::connect(address.clone(), runtime, timeout) {
+        Ok(l) => l,
+        Err(e) => return vec![e.to_string()],
+    };
+    t.partitions
+        .iter()
+        .filter_map(|p| match leases.leader(p.id) {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(format!(
+                "partition {} has no leader key in {address}: no server acknowledges its writes (its primary {}'s server holds no lease; the sync standby {}'s server promotes itself once the lease expired)",
+                p.id, p.primary, p.sync_standby
+            )),
+            Err(e) => Some(e.to_string()),
+        })
+        .collect()
+}
+
 /// The control plane a command or server uses: etcd when `spec` names one, else the file
 /// in the cluster root `root`.
 pub fn open(
