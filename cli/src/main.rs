@@ -115,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Scrub(a) => ops::scrub(&g, a),
         Command::Dc(c) => ops::dc(&g, c),
         Command::Failover(a) => ops::failover(&g, a),
+        Command::ControlPlane(c) => ops::control_plane(&g, c),
         Command::Backup(c) => backup::run(&g, c),
         Command::Health(d) => backup::health(&g, &d),
         Command::Metrics(d) => backup::metrics(&g, &d),

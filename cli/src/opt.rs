@@ -104,6 +104,9 @@ pub enum Command {
     Dc(DcCmd),
     /// Move a partition's primary: planned (--to DC, zero loss) or emergency (--emergency).
     Failover(FailoverArgs),
+    /// The control plane: move a cluster.json-based cluster into etcd.
+    #[command(subcommand)]
+    ControlPlane(ControlPlaneCmd),
     /// Build a demo cluster in a fresh folder and walk through geodir's promises.
     Demo(DemoArgs),
     /// Daily snapshot backups: create, list, verify, prune, restore.
@@ -466,6 +469,21 @@ pub struct ScrubArgs {
     /// Only this datacenter's replicas.
     #[arg(long)]
     pub datacenter: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ControlPlaneCmd {
+    /// Move the topology from the cluster root's cluster.json into etcd (privileged; with
+    /// every geodird and dirctl of the cluster stopped). cluster.json is renamed
+    /// cluster.json.moved-to-etcd; the replicas stay where they are.
+    Migrate {
+        /// Where: etcd://HOST:PORT[,HOST:PORT...][/PREFIX].
+        #[arg(long, value_name = "etcd://HOST:PORT")]
+        to: String,
+        /// Confirm without a prompt.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

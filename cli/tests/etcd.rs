@@ -349,3 +349,37 @@ fn servers_on_three_etcd_members_lose_one_and_nothing_changes() {
     );
     assert!(i > 0);
 }
+
+#[test]
+fn a_file_based_cluster_moves_into_etcd_and_keeps_every_object() {
+    let _serial = serial();
+    let etcd = Etcd::start();
+    let mut c = Cluster::new();
+    let ada = c.create_user("ada@contoso.com");
+    let address = etcd.address("/moved");
+    let r = c.run(&["control-plane", "migrate", "--to", &address, "--yes"]);
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(
+        !c.root.join("cluster.json").exists() && c.root.join("cluster.json.moved-to-etcd").exists(),
+        "cluster.json was not moved aside"
+    );
+    // Without etcd the cluster root alone holds no cluster any more (exit 3).
+    c.user_get_fails(&ada, &[], 3);
+    c.control_plane = Some(address.clone());
+    assert_eq!(c.user_get(&ada, &[])["id"], ada);
+    c.create_user("grace@contoso.com");
+    c.ok(&["failover", "--partition", "0", "--to", "eastus", "--yes"]);
+    assert_eq!(c.user_get(&ada, &[])["id"], ada);
+    // Another cluster into the same prefix is refused (exit 4), its cluster.json untouched.
+    let other = Cluster::new();
+    let r = other.fails(&["control-plane", "migrate", "--to", &address, "--yes"], 4);
+    assert!(
+        r.stderr.contains("already holds a cluster"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        other.root.join("cluster.json").exists(),
+        "a refused migrate moved cluster.json"
+    );
+}

@@ -160,6 +160,27 @@ fn run(seed: u64, etcd: bool) {
         // Reachable from here: up, and not cut off.
         let reachable =
             |dc: &str, up: &BTreeSet<&str>, cut: bool| up.contains(dc) && !(cut && dc == isolated);
+        // Every run has a partition: a third of the way in, every server is brought back
+        // up and the isolated one is cut off (healed two thirds in, unless healed before).
+        if step == steps / 3 && !cut {
+            for dc in DCS {
+                if !up.contains(dc) {
+                    c.bring_back(dc);
+                    up.insert(dc);
+                    log.push(format!("step {step}: restart {dc}"));
+                }
+            }
+            ns.cut();
+            cut = true;
+            log.push(format!("step {step}: cut {isolated} off"));
+            continue;
+        }
+        if step == 2 * steps / 3 && cut {
+            ns.heal();
+            cut = false;
+            log.push(format!("step {step}: heal {isolated}"));
+            continue;
+        }
         let action = rng.below(12);
         let region = DCS[rng.below(3)];
         let s = rng.below(2);
@@ -199,7 +220,8 @@ fn run(seed: u64, etcd: bool) {
                 // 5) when no replica that has its writes can be reached.
                 assert!(
                     r.code == 0 || r.code == 5,
-                    "seed {seed}: session went back\n{}\n{log:#?}",
+                    "seed {seed}: session went back (partition 0 now: {:?})\n{}\n{log:#?}",
+                    partition_0(&c),
                     r.describe()
                 );
             }

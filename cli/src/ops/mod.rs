@@ -1,5 +1,6 @@
 //! Cluster commands, one file per noun.
 
+mod control_plane;
 mod dc;
 mod failover;
 mod init;
@@ -8,6 +9,7 @@ mod status;
 mod sync;
 mod tenant;
 
+pub use control_plane::control_plane;
 pub use dc::dc;
 pub use failover::failover;
 pub use init::init;

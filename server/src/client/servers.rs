@@ -372,7 +372,24 @@ impl Directory for Remote {
     }
 
     fn kept_of_token(&self, token: &Token) -> Result<u64> {
-        engine::protocol::routing::kept_of_token(&self.topology, token)
+        match engine::protocol::routing::kept_of_token(&self.topology, token) {
+            // The server asked first may have read the control plane before the session's
+            // last write (a server cut off from etcd keeps the last topology it read): the
+            // newest topology any server answers decides.
+            Err(Error::ImpossibleToken(why)) => {
+                let newest = self
+                    .connections
+                    .iter()
+                    .filter_map(|c| c.topology().ok())
+                    .max_by_key(|t| t.generation)
+                    .filter(|t| t.generation > self.topology.generation);
+                match newest {
+                    Some(t) => engine::protocol::routing::kept_of_token(&t, token),
+                    None => Err(Error::ImpossibleToken(why)),
+                }
+            }
+            other => other,
+        }
     }
 
     fn execute_with(

@@ -355,10 +355,39 @@ impl Node {
     ) -> Result<(Response, Vec<Note>)> {
         let kind = request.name();
         let started = Instant::now();
-        let out = self.execute_here_or_there(envelope, request, forwarded, progress);
+        // A session's token only this server's view of the control plane finds impossible
+        // may be of a newer term than it read (etcd's watch lags by milliseconds; a server
+        // cut off from etcd keeps the last topology it read): read it again, then judge.
+        let again = envelope.token.as_ref().map(|_| request.clone());
+        let mut out = self.execute_here_or_there(envelope, request, forwarded, progress);
+        if let (Err(Error::ImpossibleToken(why)), Some(request)) = (&out, again) {
+            out = match self.reload_now() {
+                Ok(true) => self.execute_here_or_there(envelope, request, forwarded, progress),
+                Ok(false) => Err(Error::ImpossibleToken(why.clone())),
+                Err(e) => Err(Error::Unavailable(format!(
+                    "this server cannot tell whether the session's token is possible: its control plane is unreachable ({e}); nothing was read, ask another server"
+                ))),
+            };
+        }
         self.metrics
             .note_request(kind, outcome(&out), started.elapsed());
         out
+    }
+
+    /// Reads the control plane again now, for routing and for the cluster handle: whether
+    /// it changed since this server last read it.
+    fn reload_now(&self) -> Result<bool> {
+        let fresh = {
+            let mut r = self.routing.lock().map_err(|_| poisoned())?;
+            let t = r.0.load()?;
+            let changed = t.generation != r.1.generation;
+            r.1 = Arc::new(t);
+            changed
+        };
+        let mut dir = self.dir.lock().map_err(|_| poisoned())?;
+        let before = dir.cluster().topology().generation;
+        let now = dir.cluster_mut().reload_topology()?.generation;
+        Ok(fresh || now != before)
     }
 
     fn execute_here_or_there(
