@@ -416,15 +416,8 @@ pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
     // The server mode on etcd: the control plane itself, and a leader for every partition.
     if let (Some(spec), Some(_)) = (&g.control_plane, &g.endpoints) {
         let address = server::etcd::EtcdAddress::parse(spec)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
-        let found = server::etcd::problems(
-            &address,
-            runtime.handle().clone(),
-            server::etcd::DEFAULT_TIMEOUT,
-        );
+        let found =
+            server::etcd::problems(&address, context::runtime()?, server::etcd::DEFAULT_TIMEOUT);
         if found.is_empty() {
             fine.push(format!("every partition has a leader in {address}"));
         }

@@ -447,6 +447,18 @@ fn actor(g: &Global) -> Result<String> {
     })
 }
 
+/// A runtime for the network calls of this dirctl process (servers, etcd). dirctl runs one
+/// command: the runtime stays until the process exits.
+pub fn runtime() -> Result<tokio::runtime::Handle> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    std::mem::forget(runtime);
+    Ok(handle)
+}
+
 /// The directory through the servers at `list` (comma-separated URLs), the nearest
 /// healthy one to --region answering. The runtime lives as long as the process.
 fn remote(g: &Global, list: &str) -> Result<server::client::Remote> {
@@ -456,13 +468,7 @@ fn remote(g: &Global, list: &str) -> Result<server::client::Remote> {
         .filter(|e| !e.is_empty())
         .map(endpoint)
         .collect::<Result<Vec<String>>>()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let handle = runtime.handle().clone();
-    // dirctl runs one command: the runtime stays until the process exits.
-    std::mem::forget(runtime);
+    let handle = runtime()?;
     Ok(server::client::Remote::connect(
         handle,
         &endpoints,
@@ -482,13 +488,7 @@ pub fn control_plane(
             engine::topology::FileControlPlane::open(root)?.with_lock_timeout(lock_timeout),
         ));
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let handle = runtime.handle().clone();
-    // dirctl runs one command: the runtime stays until the process exits.
-    std::mem::forget(runtime);
+    let handle = runtime()?;
     Ok(server::etcd::open(Some(spec), root, lock_timeout, &handle)?)
 }
 

@@ -306,18 +306,11 @@ fn run(seed: u64, etcd: bool) {
     }
     // With etcd, every topology it ever held: one primary per term.
     if let Plane::Etcd { cp, .. } = &plane {
-        let mut primaries: BTreeMap<u64, String> = BTreeMap::new();
-        for t in cp.history().unwrap() {
-            let p = &t.partitions[0];
-            if let Some(before) = primaries.insert(p.term, p.primary.clone()) {
-                assert_eq!(
-                    before, p.primary,
-                    "seed {seed}: two primaries in term {} in etcd's history\n{log:#?}",
-                    p.term
-                );
-            }
-        }
-        primary_of_term = primaries;
+        primary_of_term = util::etcd::one_primary_per_term(&cp.history().unwrap())
+            .into_iter()
+            .filter(|((p, _), _)| *p == 0)
+            .map(|((_, term), primary)| (term, primary))
+            .collect();
     }
     for upn in &acked {
         for region in DCS {

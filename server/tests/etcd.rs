@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use engine::topology::{parse_datacenter, ControlPlane as _, Topology};
 use engine::Error;
-use etcd::{address_of, Etcd};
+use etcd::{address_of, one_primary_per_term, Etcd};
 use server::etcd::{EtcdAddress, EtcdControlPlane};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -122,24 +122,6 @@ fn one_etcd_member_of_three_lost_changes_nothing() {
         topology().generation + 5,
         "an update was lost"
     );
-}
-
-/// Each term of each partition in `history` has one primary.
-fn one_primary_per_term(history: &[Topology]) -> std::collections::BTreeMap<(u32, u64), String> {
-    let mut primaries = std::collections::BTreeMap::new();
-    for t in history {
-        for p in &t.partitions {
-            let before = primaries.insert((p.id, p.term), p.primary.clone());
-            assert!(
-                before.is_none() || before.as_ref() == Some(&p.primary),
-                "partition {} term {} had two primaries in etcd's history: {before:?} and {}",
-                p.id,
-                p.term,
-                p.primary
-            );
-        }
-    }
-    primaries
 }
 
 #[test]

@@ -27,13 +27,9 @@ pub fn control_plane(g: &Global, c: ControlPlaneCmd) -> Result<()> {
             root.display()
         ),
     )?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
     let etcd = server::etcd::EtcdControlPlane::connect(
         address.clone(),
-        runtime.handle().clone(),
+        crate::context::runtime()?,
         server::etcd::DEFAULT_TIMEOUT,
     )?;
     // Under the file's own lock, so that no change to it is lost on the way: stored in

@@ -159,6 +159,34 @@ impl Etcd {
             && reply.contains("\"health\":\"true\"")
     }
 
+    /// Whether this member is its cluster's raft leader now (etcd's maintenance status,
+    /// over its HTTP gateway).
+    pub fn is_leader(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect_timeout(
+            &([127, 0, 0, 1], self.client_port).into(),
+            Duration::from_millis(500),
+        ) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let req = format!(
+            "POST /v3/maintenance/status HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}",
+            self.client_port
+        );
+        let mut reply = String::new();
+        if s.write_all(req.as_bytes()).is_err() || s.read_to_string(&mut reply).is_err() {
+            return false;
+        }
+        let field = |name: &str| {
+            reply
+                .split(&format!("\"{name}\":\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .map(str::to_string)
+        };
+        field("member_id").is_some() && field("member_id") == field("leader")
+    }
+
     /// `etcd://HOST:PORT/PREFIX` for this member alone.
     pub fn address(&self, prefix: &str) -> String {
         format!("etcd://{}:{}{prefix}", self.host, self.client_port)
@@ -200,4 +228,25 @@ impl Drop for Etcd {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Each (partition, term) with its one primary, over `history` (every topology etcd held);
+/// panics naming a term that had two.
+pub fn one_primary_per_term(
+    history: &[engine::topology::Topology],
+) -> std::collections::BTreeMap<(u32, u64), String> {
+    let mut primaries = std::collections::BTreeMap::new();
+    for t in history {
+        for p in &t.partitions {
+            let before = primaries.insert((p.id, p.term), p.primary.clone());
+            assert!(
+                before.is_none() || before.as_ref() == Some(&p.primary),
+                "partition {} term {} had two primaries in etcd's history: {before:?} and {}",
+                p.id,
+                p.term,
+                p.primary
+            );
+        }
+    }
+    primaries
 }
