@@ -396,11 +396,19 @@ fn backup_age(g: &Global, d: &BackupsDir, hash: bool) -> Result<(PathBuf, Age, :
     ))
 }
 
-pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
+pub fn health(g: &Global, h: &crate::opt::HealthArgs) -> Result<()> {
+    let d = &h.backups;
     let mut problems = Vec::new();
     let mut fine = Vec::new();
     let mut ctx = Ctx::open(g)?;
     let rows = ctx.status()?;
+    if g.endpoints.is_some() {
+        let lagging = lag_problems(&rows, h.max_lag_ms);
+        if lagging.is_empty() {
+            fine.push(format!("no secondary lags more than {} ms", h.max_lag_ms));
+        }
+        problems.extend(lagging);
+    }
     for r in &rows {
         if r.health != "ok" && r.health != "drained" {
             problems.push(format!(
@@ -460,6 +468,22 @@ pub fn health(g: &Global, d: &BackupsDir) -> Result<()> {
             problems.join("; ")
         ))
     }
+}
+
+/// Secondaries whose oldest missed entry is older than `max_ms` (the server mode, where
+/// they follow continuously).
+fn lag_problems(rows: &[engine::cluster::ReplicaStatus], max_ms: u64) -> Vec<String> {
+    rows.iter()
+        .filter_map(|r| match r.lag_ms {
+            Some(ms) if ms > max_ms => Some(format!(
+                "replica dc-{}/p{} lags {ms} ms ({} entries) behind its primary, over {max_ms} ms",
+                r.datacenter,
+                r.partition,
+                r.lag_entries.unwrap_or_default()
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What a partition as a whole has lost: its primary (no write can commit) or every
@@ -659,4 +683,39 @@ fn manifest_json(m: &::backup::manifest::Manifest) -> serde_json::Value {
         "partitions": m.partitions,
         "files": m.files,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::cluster::{Health, ReplicaStatus, Role};
+
+    fn row(dc: &str, lag_ms: Option<u64>) -> ReplicaStatus {
+        ReplicaStatus {
+            partition: 2,
+            datacenter: dc.into(),
+            role: Role::Secondary,
+            partition_term: 1,
+            term: Some(1),
+            last_lsn: Some(10),
+            lag_entries: Some(4),
+            lag_ms,
+            health: Health::Ok,
+        }
+    }
+
+    #[test]
+    fn only_a_secondary_lagging_past_the_threshold_is_a_problem() {
+        let rows = [
+            row("a", None),
+            row("b", Some(10_000)),
+            row("c", Some(10_001)),
+        ];
+        let p = lag_problems(&rows, 10_000);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("dc-c/p2") && p[0].contains("10001 ms"),
+            "{p:?}"
+        );
+    }
 }

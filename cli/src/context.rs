@@ -423,7 +423,7 @@ impl Ctx {
 }
 
 /// Who acts: --actor, DIRCTL_ACTOR, else the OS user.
-fn actor(g: &Global) -> Result<String> {
+pub fn actor(g: &Global) -> Result<String> {
     Ok(match &g.actor {
         Some(a)
             if a.is_empty()

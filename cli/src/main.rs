@@ -12,6 +12,7 @@ mod opt;
 mod output;
 mod recycle;
 mod reply;
+mod token;
 
 use std::process::ExitCode;
 
@@ -117,11 +118,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Failover(a) => ops::failover(&g, a),
         Command::ControlPlane(c) => ops::control_plane(&g, c),
         Command::Backup(c) => backup::run(&g, c),
-        Command::Health(d) => backup::health(&g, &d),
+        Command::Health(h) => backup::health(&g, &h),
         Command::Metrics(d) => backup::metrics(&g, &d),
         Command::Deleted(c) => recycle::run(&g, c),
         Command::Access(c) => access::run(&g, c),
         Command::Audit(c) => audit::run(&g, c),
+        Command::Token(c) => token::run(&g, c),
         Command::GenerateAssets { out } => assets::generate(&out),
     }
 }

@@ -113,7 +113,7 @@ pub enum Command {
     #[command(subcommand)]
     Backup(BackupCmd),
     /// Exit non-zero with a clear message when a promise is at risk.
-    Health(BackupsDir),
+    Health(HealthArgs),
     /// Metrics in Prometheus text format.
     Metrics(BackupsDir),
     /// The recycle bin: soft-deleted objects, restorable by ID for 30 days.
@@ -125,6 +125,9 @@ pub enum Command {
     /// The audit trail: list records, verify the hash chains.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Bearer tokens for the Graph API (`/v1.0` on every geodird's HTTP address).
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Writes the man pages and shell completions made from these definitions into a
     /// folder (scripts/package puts them in the Debian package).
     #[command(hide = true)]
@@ -255,6 +258,16 @@ pub enum AuditCmd {
     },
     /// Check every partition's hash chain; exit 1 naming a changed, removed or reordered record.
     Verify,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    pub backups: BackupsDir,
+    /// The server mode: a secondary whose oldest missed entry is older than this is a
+    /// problem (the embedded mode's secondaries wait for `sync` by design).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub max_lag_ms: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -469,6 +482,33 @@ pub struct ScrubArgs {
     /// Only this datacenter's replicas.
     #[arg(long)]
     pub datacenter: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Issue a token for one tenant, signed with the cluster's key (made on first use and
+    /// kept in the control plane; never printed). Prints the token alone on stdout.
+    Issue {
+        /// The one tenant the token can see or touch.
+        #[arg(long)]
+        tenant: String,
+        /// reader: reads only; writer: reads and writes.
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// How long it is valid: 90s, 30m, 1h, 7d (at most 30d).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// Who it is for, as the audit trail names the actor (`token:<subject>`) [default:
+        /// --actor, else the OS user].
+        #[arg(long)]
+        subject: Option<String>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenRole {
+    Reader,
+    Writer,
 }
 
 #[derive(Subcommand, Debug)]

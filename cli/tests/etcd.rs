@@ -321,11 +321,15 @@ fn servers_on_three_etcd_members_lose_one_and_nothing_changes() {
     let (primary, term) = primary_of_p0(&c);
     // A follower: losing it changes nothing. (Losing etcd's leader pauses etcd itself for
     // its election, which a lease renewal may wait out: writes may pause for it.)
-    let follower = wait_for("a follower among the members", Duration::from_secs(10), || {
-        let f = members.iter().position(|m| !m.is_leader());
-        let leaders = members.iter().filter(|m| m.is_leader()).count();
-        (f.is_some() && leaders == 1, f)
-    })
+    let follower = wait_for(
+        "a follower among the members",
+        Duration::from_secs(10),
+        || {
+            let f = members.iter().position(|m| !m.is_leader());
+            let leaders = members.iter().filter(|m| m.is_leader()).count();
+            (f.is_some() && leaders == 1, f)
+        },
+    )
     .unwrap();
     members[follower].kill();
     // Writes and reads go on for several lease TTLs (the default, 2 s), and nothing fails

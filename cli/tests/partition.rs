@@ -148,6 +148,24 @@ fn with_etcd_the_primary_cut_off_stops_acknowledging_the_standby_promotes_itself
         });
         ns.cut();
         let at_cut = acked(&seen);
+        // A write reaching the cut-off primary from its own side of the cut: appended there,
+        // never acknowledged (its sync standby is out of reach). That tail is cut later.
+        let west = c.servers.as_ref().unwrap().lock().unwrap().servers["westus"]
+            .grpc
+            .clone();
+        let mut inside = std::process::Command::new(&ns.exec()[0]);
+        inside
+            .args(&ns.exec()[1..])
+            .arg(env!("CARGO_BIN_EXE_dirctl"))
+            .args(["--endpoints", &west])
+            .args(util::create_user_args("tail@contoso.com"));
+        let out = inside.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(5),
+            "a write to the cut-off primary was not refused as unavailable: {inside:?}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // No operator: eastus's server promotes itself once westus's lease expired, and
         // the writer's writes are acknowledged again.
         wait_for(
@@ -178,5 +196,37 @@ fn with_etcd_the_primary_cut_off_stops_acknowledging_the_standby_promotes_itself
     assert!(
         west.is_some_and(|r| r["role"] != "primary"),
         "westus after the heal: {rows:?}"
+    );
+    // Its unacknowledged tail was cut as it rejoined, and that is reported: audited by the
+    // new primary's server, naming the replica and the entries.
+    for dc in ["westus", "eastus", "westeurope"] {
+        assert!(
+            !visible(&c, "tail@contoso.com", dc),
+            "the unacknowledged write is visible at {dc}"
+        );
+    }
+    let cut = wait_for("the cut tail reported", Duration::from_secs(30), || {
+        let r = c.run(&[
+            "audit",
+            "list",
+            "--op",
+            "replica.cut-tail",
+            "--output",
+            "json",
+        ]);
+        let records = match r.code {
+            0 => r.json()["records"].as_array().cloned().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        (!records.is_empty(), records)
+    });
+    let text = serde_json::to_string(&cut).unwrap();
+    assert!(
+        text.contains("dc-westus/p0"),
+        "the report does not name the old primary's replica: {text}"
+    );
+    assert!(
+        text.contains("geodird:eastus"),
+        "not reported by the new primary's server: {text}"
     );
 }

@@ -78,6 +78,13 @@ pub enum Request {
         tenant: String,
         group: String,
     },
+    /// The groups `member` (an ID or UPN) belongs to: directly, or also through groups
+    /// (`transitive`), each once.
+    ListMemberOf {
+        tenant: String,
+        member: String,
+        transitive: bool,
+    },
     AddMember {
         tenant: String,
         group: String,
@@ -246,6 +253,7 @@ impl Request {
             Request::GetObject { .. }
                 | Request::ListObjects { .. }
                 | Request::ListMembers { .. }
+                | Request::ListMemberOf { .. }
                 | Request::ListDeleted { .. }
                 | Request::GetDeleted { .. }
                 | Request::ListGrants { .. }
@@ -276,6 +284,7 @@ impl Request {
             Request::GetObject { .. }
             | Request::ListObjects { .. }
             | Request::ListMembers { .. }
+            | Request::ListMemberOf { .. }
             | Request::ListDeleted { .. }
             | Request::GetDeleted { .. }
             | Request::ListGrants { .. }
@@ -294,6 +303,7 @@ impl Request {
             Request::GetObject { .. } => "getObject",
             Request::ListObjects { .. } => "listObjects",
             Request::ListMembers { .. } => "listMembers",
+            Request::ListMemberOf { .. } => "listMemberOf",
             Request::AddMember { .. } => "addMember",
             Request::RemoveMember { .. } => "removeMember",
             Request::Import { .. } => "import",
@@ -322,6 +332,7 @@ impl Request {
             | Request::GetObject { tenant, .. }
             | Request::ListObjects { tenant, .. }
             | Request::ListMembers { tenant, .. }
+            | Request::ListMemberOf { tenant, .. }
             | Request::AddMember { tenant, .. }
             | Request::RemoveMember { tenant, .. }
             | Request::Import { tenant, .. }

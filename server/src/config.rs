@@ -62,6 +62,15 @@ pub struct Args {
     /// 100000].
     #[arg(long, env = "GEODIR_RETAIN_LOG_ENTRIES", value_name = "N")]
     pub retain_log_entries: Option<u64>,
+    /// The Graph API's largest request body, in bytes [default: 1048576].
+    #[arg(long, env = "GEODIR_GRAPH_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub graph_max_body_bytes: Option<usize>,
+    /// The Graph API's requests per second per token, on average; 0 for no limit [default: 1000].
+    #[arg(long, env = "GEODIR_GRAPH_RATE_PER_TOKEN", value_name = "N")]
+    pub graph_rate_per_token: Option<u32>,
+    /// The requests a token may make at once above its rate [default: 2000].
+    #[arg(long, env = "GEODIR_GRAPH_BURST_PER_TOKEN", value_name = "N")]
+    pub graph_burst_per_token: Option<u32>,
 }
 
 /// The config file's fields: the flags' names with `_`. An unknown field is an error.
@@ -78,6 +87,9 @@ pub struct File {
     pub lock_timeout_ms: Option<u64>,
     pub lease_ttl_secs: Option<u64>,
     pub retain_log_entries: Option<u64>,
+    pub graph_max_body_bytes: Option<usize>,
+    pub graph_rate_per_token: Option<u32>,
+    pub graph_burst_per_token: Option<u32>,
 }
 
 /// Everything a server runs with, resolved.
@@ -94,6 +106,7 @@ pub struct Settings {
     pub lock_timeout: Duration,
     pub lease_ttl: Duration,
     pub retain_log_entries: u64,
+    pub graph: crate::graph::Limits,
 }
 
 /// A bad setting: which field, and why.
@@ -188,6 +201,24 @@ pub fn resolve(args: &Args, file: &File) -> Result<Settings, Invalid> {
     if !(1..=60).contains(&lease_ttl_secs) {
         return Err(invalid("lease_ttl_secs", "must be 1 to 60"));
     }
+    let defaults = crate::graph::Limits::default();
+    let graph = crate::graph::Limits {
+        max_body_bytes: args
+            .graph_max_body_bytes
+            .or(file.graph_max_body_bytes)
+            .unwrap_or(defaults.max_body_bytes),
+        rate_per_token: args
+            .graph_rate_per_token
+            .or(file.graph_rate_per_token)
+            .unwrap_or(defaults.rate_per_token),
+        burst_per_token: args
+            .graph_burst_per_token
+            .or(file.graph_burst_per_token)
+            .unwrap_or(defaults.burst_per_token),
+    };
+    if !(1024..=64 * 1024 * 1024).contains(&graph.max_body_bytes) {
+        return Err(invalid("graph_max_body_bytes", "must be 1024 to 67108864"));
+    }
     Ok(Settings {
         cluster,
         control_plane,
@@ -206,6 +237,7 @@ pub fn resolve(args: &Args, file: &File) -> Result<Settings, Invalid> {
             .retain_log_entries
             .or(file.retain_log_entries)
             .unwrap_or(100_000),
+        graph,
     })
 }
 
@@ -264,7 +296,10 @@ impl std::fmt::Display for Settings {
         writeln!(f, "rpc_timeout_ms = {}", self.rpc_timeout.as_millis())?;
         writeln!(f, "lock_timeout_ms = {}", self.lock_timeout.as_millis())?;
         writeln!(f, "lease_ttl_secs = {}", self.lease_ttl.as_secs())?;
-        write!(f, "retain_log_entries = {}", self.retain_log_entries)
+        writeln!(f, "retain_log_entries = {}", self.retain_log_entries)?;
+        writeln!(f, "graph_max_body_bytes = {}", self.graph.max_body_bytes)?;
+        writeln!(f, "graph_rate_per_token = {}", self.graph.rate_per_token)?;
+        write!(f, "graph_burst_per_token = {}", self.graph.burst_per_token)
     }
 }
 

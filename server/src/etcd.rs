@@ -373,6 +373,28 @@ impl ControlPlane for EtcdControlPlane {
             self.address
         )))
     }
+    fn secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        engine::topology::check_secret_name(name)?;
+        let key = format!("{}/secret/{name}", self.address.prefix);
+        let r = self.call(async |mut c| c.get(key.clone(), None).await)?;
+        Ok(r.kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
+    fn create_secret(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+        engine::topology::check_secret_name(name)?;
+        let key = format!("{}/secret/{name}", self.address.prefix);
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), value.to_vec(), None)]);
+        // A retry after a lost reply finds its own value, or the winner's: either is right.
+        self.call(async |mut c| c.txn(txn.clone()).await)?;
+        self.secret(name)?.ok_or_else(|| {
+            Error::Unavailable(format!(
+                "secret {name} was not found in {} right after it was stored",
+                self.address
+            ))
+        })
+    }
 }
 
 /// One server's lease and the leader keys bound to it (`PREFIX/leader/P`).

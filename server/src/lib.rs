@@ -10,6 +10,7 @@
 //!   so that the engine's shipping and catch-up work on it unchanged;
 //! - `client`: `Remote`, the directory through the servers (dirctl `--endpoints`);
 //! - `http`: `/metrics` and `/healthz`; `metrics`: what `/metrics` says;
+//! - `graph`: the Microsoft Graph–compatible REST API at `/v1.0` (docs/graph.md);
 //! - `status`: engine errors to gRPC statuses and back, their kind kept.
 //!
 //! **Invariant:** the engine stays free of networking: only this crate imports tonic.
@@ -18,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod directory;
 pub mod etcd;
+pub mod graph;
 pub mod http;
 pub mod lease;
 pub mod metrics;

@@ -55,6 +55,7 @@ fn main() -> std::process::ExitCode {
         lock_timeout: settings.lock_timeout,
         lease_ttl: settings.lease_ttl,
         retain_log_entries: settings.retain_log_entries,
+        graph: settings.graph,
         clock,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

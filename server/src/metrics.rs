@@ -43,6 +43,7 @@ pub struct Metrics {
     lag_seconds: Family<ReplicaLabels, Gauge<f64, AtomicU64>>,
     batch: Histogram,
     automatic_failovers: Counter,
+    cut_entries: Family<ReplicaLabels, Counter>,
     /// Serializes encoding (the registry is read while metrics change; each is atomic).
     encoding: Mutex<()>,
 }
@@ -96,8 +97,15 @@ impl Metrics {
             "Emergency failovers this server carried out on its own (its replica promoted when the primary's lease expired)",
             automatic_failovers.clone(),
         );
+        let cut_entries = Family::<ReplicaLabels, Counter>::default();
+        registry.register(
+            "cut_entries",
+            "Uncommitted entries cut from a secondary's log as this server's primary brought it level (a returning old primary's tail)",
+            cut_entries.clone(),
+        );
         Metrics {
             automatic_failovers,
+            cut_entries,
             batch,
             registry,
             requests,
@@ -124,6 +132,16 @@ impl Metrics {
 
     pub fn note_automatic_failover(&self) {
         self.automatic_failovers.inc();
+    }
+
+    /// `n` uncommitted entries cut from the replica of `partition` in `datacenter`.
+    pub fn note_cut(&self, partition: u32, datacenter: &str, n: usize) {
+        self.cut_entries
+            .get_or_create(&ReplicaLabels {
+                partition: partition.to_string(),
+                datacenter: datacenter.to_string(),
+            })
+            .inc_by(n as u64);
     }
 
     /// A batch of `n` writes carried out together (group commit).

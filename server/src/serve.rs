@@ -25,13 +25,15 @@ pub struct Options {
     pub datacenter: String,
     /// gRPC (port 0: any free port).
     pub listen: SocketAddr,
-    /// HTTP: /metrics, /healthz (port 0: any free port).
+    /// HTTP: /metrics, /healthz and the Graph API at /v1.0 (port 0: any free port).
     pub http: SocketAddr,
     pub rpc_timeout: Duration,
     pub lock_timeout: Duration,
     /// With etcd: this server's lease TTL (`crate::lease`).
     pub lease_ttl: Duration,
     pub retain_log_entries: u64,
+    /// The Graph API's limits.
+    pub graph: crate::graph::Limits,
     pub clock: engine::clock::Clock,
 }
 
@@ -114,7 +116,9 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     };
     let http_server = {
         let mut rx = stop_rx.clone();
-        axum::serve(http, crate::http::router(node.clone())).with_graceful_shutdown(async move {
+        let graph = crate::graph::Graph::new(node.clone(), o.graph.clone(), false);
+        let routes = crate::http::router(node.clone()).merge(crate::graph::router(graph));
+        axum::serve(http, routes).with_graceful_shutdown(async move {
             let _ = rx.changed().await;
         })
     };

@@ -37,6 +37,12 @@ pub fn control_plane(g: &Global, c: ControlPlaneCmd) -> Result<()> {
     // aside so that nothing reads a stale copy.
     let moved = root.join(format!("{CLUSTER_FILE}.moved-to-etcd"));
     let t = file.update(&mut |t| etcd.create(t))?;
+    // The cluster's secrets (the token signing key) go along: tokens issued stay valid.
+    for name in [server::graph::token::SECRET] {
+        if let Some(v) = file.secret(name)? {
+            etcd.create_secret(name, &v)?;
+        }
+    }
     std::fs::rename(root.join(CLUSTER_FILE), &moved)
         .with_context(|| format!("rename {} aside", root.join(CLUSTER_FILE).display()))?;
     engine::replica::sync_dir(&root)?;

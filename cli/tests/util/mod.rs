@@ -10,6 +10,7 @@ use serde_json::Value;
 pub mod backups;
 #[path = "../../../server/tests/support/etcd.rs"]
 pub mod etcd;
+pub mod graph;
 pub mod netns;
 pub mod servers;
 

@@ -141,6 +141,46 @@ mod tests {
         assert_eq!(t.op_count(), 0);
     }
 
+    /// A user in group `inner`, itself in `outer`, which holds `inner` back (a cycle):
+    /// memberOf names `inner` only; transitively both, each once, nearest first.
+    #[test]
+    fn member_of_directly_and_transitively_through_a_cycle() {
+        let mut t = Txn::new(&Empty);
+        let group = |t: &mut Txn, name: &str| {
+            let g = serde_json::json!({ "displayName": name });
+            let g = create(
+                t,
+                T,
+                ObjectType::Group,
+                g.as_object().cloned().unwrap_or_default(),
+                "now",
+            );
+            g.expect("group")["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let u = create(&mut t, T, ObjectType::User, user("a@b.com"), "now").expect("user");
+        let uid = u["id"].as_str().unwrap_or_default().to_string();
+        let (inner, outer) = (group(&mut t, "inner"), group(&mut t, "outer"));
+        add_member(&mut t, T, &inner, &uid).expect("add");
+        add_member(&mut t, T, &outer, &inner).expect("add");
+        add_member(&mut t, T, &inner, &outer).expect("add");
+        let names = |v: Vec<Map<String, Value>>| -> Vec<String> {
+            v.iter()
+                .map(|o| o["displayName"].as_str().unwrap_or_default().to_string())
+                .collect()
+        };
+        let direct = member_of(&t, T, "a@b.com", false).expect("direct");
+        assert_eq!(names(direct), vec!["inner"]);
+        let all = member_of(&t, T, &uid, true).expect("transitive");
+        assert_eq!(names(all), vec!["inner", "outer"]);
+        assert!(matches!(
+            member_of(&t, T, "nobody@b.com", true),
+            Err(Error::NotFound(_))
+        ));
+    }
+
     #[test]
     fn delete_keeps_memberships_with_the_tombstone() {
         let mut t = Txn::new(&Empty);

@@ -412,6 +412,33 @@ pub fn members(s: &dyn Store, tenant: &str, group: &str) -> Result<Vec<Map<Strin
     Ok(out)
 }
 
+/// The groups `member` belongs to, as objects, each once and in the order found:
+/// directly, or (`transitive`) also through the groups it belongs to, breadth first.
+pub fn member_of(
+    s: &dyn Store,
+    tenant: &str,
+    member: &str,
+    transitive: bool,
+) -> Result<Vec<Map<String, Value>>> {
+    let start = resolve_id(s, tenant, member)?;
+    get(s, tenant, &start.to_string())?;
+    let mut seen = std::collections::BTreeSet::from([start]);
+    let mut queue = std::collections::VecDeque::from([start]);
+    let mut out = Vec::new();
+    while let Some(m) = queue.pop_front() {
+        for (k, _) in s.scan_prefix(&key(K_MEMBER_OF, tenant, &[m.as_bytes()])?)? {
+            let g = second_id(&k, "memberOf")?;
+            if seen.insert(g) {
+                out.push(get(s, tenant, &g.to_string())?);
+                if transitive {
+                    queue.push_back(g);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The tenant record written when a tenant is created.
 pub fn create_tenant(
     t: &mut Txn,

@@ -16,6 +16,14 @@ pub enum ObjectType {
     Device,
 }
 
+/// What a property holds, as a query sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PropertyKind {
+    String,
+    Bool,
+    StringList,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Str,
@@ -142,6 +150,29 @@ impl ObjectType {
             ObjectType::ServicePrincipal => SP_FIELDS,
             ObjectType::Device => DEVICE_FIELDS,
         }
+    }
+
+    /// The kind of value property `name` holds (the client's fields and the service's
+    /// `id`, `createdDateTime`, `deletedDateTime`); None for a property the type lacks.
+    pub fn property_kind(self, name: &str) -> Option<PropertyKind> {
+        if matches!(name, "id" | "createdDateTime" | "deletedDateTime") {
+            return Some(PropertyKind::String);
+        }
+        self.fields()
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| match f.kind {
+                Kind::Str => PropertyKind::String,
+                Kind::Bool => PropertyKind::Bool,
+                Kind::StrList => PropertyKind::StringList,
+            })
+    }
+
+    /// Every property of the type, service-set ones first.
+    pub fn property_names(self) -> Vec<&'static str> {
+        let mut v = vec!["id", "createdDateTime", "deletedDateTime"];
+        v.extend(self.fields().iter().map(|f| f.name));
+        v
     }
 
     /// Whether `name` is a field every object of this type has.

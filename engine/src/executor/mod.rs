@@ -87,6 +87,9 @@ fn read(d: &mut Embedded, env: &Envelope, req: Request) -> Result<Response> {
             Request::ListMembers { group, .. } => {
                 Reply::Objects(directory::members(r, tid, group)?)
             }
+            Request::ListMemberOf {
+                member, transitive, ..
+            } => Reply::Objects(directory::member_of(r, tid, member, *transitive)?),
             Request::ListDeleted { .. } => Reply::Tombstones(recycle::list(r, tid, now)?),
             Request::GetDeleted { id, .. } => Reply::Tombstone(recycle::get(r, tid, id, now)?),
             Request::ListGrants { principal, .. } => {

@@ -59,6 +59,11 @@ fn requests() -> Vec<Request> {
             tenant: s(T),
             group: s("g"),
         },
+        Request::ListMemberOf {
+            tenant: s(T),
+            member: s("m"),
+            transitive: true,
+        },
         Request::AddMember {
             tenant: s(T),
             group: s("g"),
@@ -176,9 +181,10 @@ fn request_variant(r: &Request) -> usize {
         Request::ListAudit { .. } => 19,
         Request::RecordAudit { .. } => 20,
         Request::RestoreFromBackup { .. } => 21,
+        Request::ListMemberOf { .. } => 22,
     }
 }
-const REQUEST_VARIANTS: usize = 22;
+const REQUEST_VARIANTS: usize = 23;
 
 fn replies() -> Vec<Reply> {
     let tomb = Tombstone {

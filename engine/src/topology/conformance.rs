@@ -140,4 +140,32 @@ pub fn conformance(a: &(dyn ControlPlane + Sync), b: &(dyn ControlPlane + Sync))
     let last = a.load().unwrap();
     assert_eq!(port(&last, 2), port(&updated, 2) + 20, "an update was lost");
     assert_eq!(last.generation, updated.generation + 20);
+
+    // Secrets: none until made; the first create wins, and both handles read its value;
+    // a topology never holds one.
+    assert_eq!(
+        a.secret("signing-key").unwrap(),
+        None,
+        "a secret nobody made"
+    );
+    assert_eq!(a.create_secret("signing-key", b"first").unwrap(), b"first");
+    assert_eq!(
+        b.create_secret("signing-key", b"second").unwrap(),
+        b"first",
+        "a second create replaced the secret"
+    );
+    assert_eq!(
+        b.secret("signing-key").unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    assert_eq!(a.secret("other").unwrap(), None);
+    assert!(
+        matches!(a.create_secret("../x", b"v"), Err(Error::Invalid(_))),
+        "a secret name with a path in it was taken"
+    );
+    let shown = super::encode(&a.load().unwrap()).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&shown).contains("first"),
+        "the topology holds the secret"
+    );
 }

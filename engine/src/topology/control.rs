@@ -31,7 +31,31 @@ pub trait ControlPlane: Send {
     /// Applies `change` to the current topology under an exclusive hold and stores it with
     /// generation + 1 (for etcd: load, change, `replace`, again on a conflict).
     fn update(&self, change: &mut dyn FnMut(&mut Topology) -> Result<()>) -> Result<Topology>;
+    /// A secret of the cluster (the token signing key), stored beside the topology and never
+    /// in it, so that nothing that shows a topology shows it; None while nobody made it.
+    fn secret(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Stores `value` as secret `name` unless one is stored already, and returns the stored
+    /// one: of two racing, the first wins and both get its value.
+    fn create_secret(&self, name: &str, value: &[u8]) -> Result<Vec<u8>>;
 }
+
+/// A secret's name: lowercase letters, digits and dashes (it is a file name and a key).
+pub fn check_secret_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    match ok {
+        true => Ok(()),
+        false => Err(Error::Invalid(format!(
+            "secret name {name:?}: lowercase letters, digits and dashes only"
+        ))),
+    }
+}
+
+/// The folder of the file control plane's secrets, readable by its owner only.
+const SECRETS_DIR: &str = "secrets";
 
 pub struct FileControlPlane {
     root: PathBuf,
@@ -231,6 +255,57 @@ impl ControlPlane for FileControlPlane {
             Ok(t)
         })
     }
+
+    fn secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.secret_path(name)?;
+        match std::fs::read(&path) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
+        }
+    }
+
+    fn create_secret(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+        let path = self.secret_path(name)?;
+        create_private_file(&path, value)?;
+        self.secret(name)?
+            .ok_or_else(|| Error::Storage(format!("{} vanished once written", path.display())))
+    }
+}
+
+impl FileControlPlane {
+    fn secret_path(&self, name: &str) -> Result<PathBuf> {
+        check_secret_name(name)?;
+        Ok(self.root.join(SECRETS_DIR).join(name))
+    }
+}
+
+/// A file of the owner's only (0600), written and synced, then linked in as `path` unless
+/// `path` exists: false when it did (nothing changed).
+fn create_private_file(path: &Path, bytes: &[u8]) -> Result<bool> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+    let written = f.write_all(bytes).and_then(|_| f.sync_all());
+    drop(f);
+    let linked = written.and_then(|_| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => sync_dir(dir).map(|_| true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io(format!("write {}", path.display()), e)),
+    }
 }
 
 /// Replaces `path` atomically: temp file, fsync, rename, fsync the folder.
@@ -313,6 +388,25 @@ mod tests {
             Some(3)
         );
         assert_eq!(a.reload_if_changed().expect("reload"), None);
+    }
+
+    #[test]
+    fn a_secret_is_a_file_of_the_owner_only_and_never_in_cluster_json() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cp =
+            FileControlPlane::create(dir.path(), &Topology::new("c".into(), dcs(), 2).expect("t"))
+                .expect("create");
+        cp.create_secret("token-signing-key", b"k3y")
+            .expect("secret");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        let secrets = dir.path().join(SECRETS_DIR);
+        assert_eq!(mode(&secrets), 0o700);
+        assert_eq!(mode(&secrets.join("token-signing-key")), 0o600);
+        let json = std::fs::read_to_string(dir.path().join(CLUSTER_FILE)).expect("read");
+        assert!(!json.contains("k3y"), "{json}");
+        let left: Vec<_> = std::fs::read_dir(&secrets).expect("ls").collect();
+        assert_eq!(left.len(), 1, "a temporary file was left: {left:?}");
     }
 
     #[test]

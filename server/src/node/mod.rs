@@ -301,6 +301,22 @@ impl Node {
 
     /// The control plane requests are routed by, read again if it changed (without the
     /// cluster handle).
+    /// A secret of the cluster from the control plane (the token signing key).
+    pub fn secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let routing = self.routing.lock().map_err(|_| poisoned())?;
+        routing.0.secret(name)
+    }
+
+    /// The cluster's id, as the control plane says.
+    pub fn cluster_id(&self) -> Result<String> {
+        Ok(self.routing_topology()?.cluster_id.clone())
+    }
+
+    /// The partition tenant `name` is placed on.
+    pub fn tenant_partition(&self, name: &str) -> Result<u32> {
+        Ok(self.routing_topology()?.tenant(name)?.partition)
+    }
+
     fn routing_topology(&self) -> Result<Arc<Topology>> {
         let mut routing = self.routing.lock().map_err(|_| poisoned())?;
         // An unreachable control plane (etcd down): requests are routed on the last one

@@ -90,6 +90,7 @@ impl Node {
                 logs.retain(|id, _| now.get(&id.datacenter) == dialled.get(&id.datacenter));
                 dialled = now;
             }
+            let mut cuts = Vec::new();
             for p in t.partitions.iter().filter(|p| p.primary == self.datacenter) {
                 let Some(primary) = self.own(p.id) else {
                     continue;
@@ -110,8 +111,11 @@ impl Node {
                     }
                     let Some(log) = logs.get(&id) else { continue };
                     let measured = match ship_committed(&primary, log, p.term) {
-                        Ok(lag) => {
+                        Ok((lag, cut)) => {
                             self.metrics.note_lag(p.id, &d.name, lag);
+                            if !cut.is_empty() {
+                                cuts.push((id.clone(), p.term, cut));
+                            }
                             Some(lag)
                         }
                         Err(e) => {
@@ -142,6 +146,44 @@ impl Node {
                     }
                 }
             }
+            drop(_round);
+            for (id, term, cut) in cuts {
+                self.report_cut(&id, term, &cut);
+            }
+        }
+    }
+
+    /// A secondary's uncommitted tail was cut as it was brought level (an old primary that
+    /// returned holding entries nobody acknowledged): logged, counted, and audited in its
+    /// partition (`replica.cut-tail`, the entries' positions), so an operator sees it.
+    fn report_cut(&self, id: &ReplicaId, term: u64, cut: &[engine::log::Position]) {
+        let (Some(first), Some(last)) = (cut.iter().min(), cut.iter().max()) else {
+            return;
+        };
+        let outcome = format!(
+            "cut {} uncommitted entr{} (term {} lsn {} to term {} lsn {}) from {id}, brought level with the primary of term {term}",
+            cut.len(),
+            if cut.len() == 1 { "y" } else { "ies" },
+            first.term,
+            first.lsn,
+            last.term,
+            last.lsn
+        );
+        tracing::warn!(replica = %id, entries = cut.len(), "{outcome}");
+        self.metrics
+            .note_cut(id.partition, &id.datacenter, cut.len());
+        let envelope = engine::request::Envelope {
+            actor: format!("geodird:{}", self.datacenter),
+            ..Default::default()
+        };
+        let request = engine::request::Request::RecordAudit {
+            partition: id.partition,
+            op: "replica.cut-tail".into(),
+            targets: vec![id.to_string()],
+            outcome,
+        };
+        if let Err(e) = self.execute(&envelope, request, false, &mut |_| {}) {
+            tracing::warn!(replica = %id, error = %e, "the cut tail's audit record was not written");
         }
     }
 
@@ -235,11 +277,15 @@ pub struct Lag {
 }
 
 /// One replication round to `secondary`: its lag before, then the committed entries it misses.
-fn ship_committed(primary: &Replica, secondary: &RemoteLog, term: u64) -> Result<Lag> {
+fn ship_committed(
+    primary: &Replica,
+    secondary: &RemoteLog,
+    term: u64,
+) -> Result<(Lag, Vec<engine::log::Position>)> {
     let commit = primary.commit_lsn()?;
     let last = secondary.last()?;
     if last.lsn > commit && last.term == term {
-        return Ok(Lag::default());
+        return Ok((Lag::default(), Vec::new()));
     }
     let entries = commit.saturating_sub(last.lsn);
     let seconds = match entries {
@@ -253,6 +299,6 @@ fn ship_committed(primary: &Replica, secondary: &RemoteLog, term: u64) -> Result
                 / 1000.0
         }
     };
-    engine::catch_up::catch_up(primary, secondary, commit, term, &mut |_| {})?;
-    Ok(Lag { entries, seconds })
+    let done = engine::catch_up::catch_up(primary, secondary, commit, term, &mut |_| {})?;
+    Ok((Lag { entries, seconds }, done.cut))
 }
