@@ -87,8 +87,20 @@ pub fn catch_up_plan(
 
 /// The highest lsn at which `secondary` holds the same entry as the primary (up to `commit`).
 pub fn agreement(primary: &dyn ReplicaLog, secondary: &dyn ReplicaLog, commit: u64) -> Result<u64> {
-    agreement_point(
-        secondary.last()?,
+    agreement_below(primary, secondary, secondary.last()?, commit)
+}
+
+/// `agreement`, at or below the secondary's `last` as the caller read it: another writer
+/// (the server mode's replicator beside a read's pull) may append meanwhile, and the plan
+/// is made on what was read.
+fn agreement_below(
+    primary: &dyn ReplicaLog,
+    secondary: &dyn ReplicaLog,
+    last: Position,
+    commit: u64,
+) -> Result<u64> {
+    let at = agreement_point(
+        last,
         |l| secondary.term_at(l),
         |l| {
             if l <= commit {
@@ -97,7 +109,8 @@ pub fn agreement(primary: &dyn ReplicaLog, secondary: &dyn ReplicaLog, commit: u
                 Ok(None)
             }
         },
-    )
+    )?;
+    Ok(at.min(last.lsn).min(commit))
 }
 
 /// Whether catching `secondary` up would need entries the primary pruned.
@@ -130,7 +143,7 @@ pub fn catch_up(
     let agree = if last.term > term {
         0 // Fenced whatever the agreement: not worth reading the logs for.
     } else {
-        agreement(primary, secondary, commit)?
+        agreement_below(primary, secondary, last, commit)?
     };
     let plan = catch_up_plan(last, agree, commit, primary.first_retained_lsn()?, term);
     let (cut_after, from, to) = match plan {

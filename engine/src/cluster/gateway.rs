@@ -189,8 +189,8 @@ impl Cluster {
                 )));
             }
             // Behind the token, or holding a fenced primary's uncommitted tail: pull first.
-            ReadCheck::Pull(reason) => match self.pull(p, &id) {
-                Ok(n) => pulled = n.shipped,
+            ReadCheck::Pull(reason) => match self.pull_racing(p, &id, reason, need) {
+                Ok(n) => pulled = n,
                 Err(e) => {
                     let state = match reason {
                         Pull::BehindToken => "behind the session's token",
@@ -243,6 +243,35 @@ impl Cluster {
     /// holds). The read path's one write, contained here: the secondary, held for reads, is
     /// reopened for writes keeping its lock (`hold`), and the primary and the sync standby
     /// are held for writes to settle entries a crashed writer left.
+    /// `pull`, where the replica may also be brought level by its primary's continuous
+    /// replication (the server mode) at the same time: an append that lost that race
+    /// ("does not follow") is tried again, and a replica the replicator brought up to the
+    /// token meanwhile needs no pull.
+    fn pull_racing(
+        &mut self,
+        p: &Partition,
+        id: &ReplicaId,
+        reason: Pull,
+        need: u64,
+    ) -> Result<u64> {
+        let mut tries = 0;
+        loop {
+            match self.pull(p, id) {
+                Ok(n) => return Ok(n.shipped),
+                Err(e) => {
+                    tries += 1;
+                    let there = self.replica(id).and_then(|r| r.last()).map(|l| l.lsn);
+                    if reason == Pull::BehindToken && there.as_ref().is_ok_and(|l| *l >= need) {
+                        return Ok(0);
+                    }
+                    if tries >= 3 {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
     fn pull(&mut self, p: &Partition, id: &ReplicaId) -> Result<CatchUp> {
         let pid = ReplicaId::new(&p.primary, p.id);
         let sid = ReplicaId::new(&p.sync_standby, p.id);

@@ -19,7 +19,7 @@ pub mod route;
 pub mod token;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -69,7 +69,7 @@ pub struct Graph {
     /// The URL scheme clients reach this server by (`https` behind TLS).
     scheme: &'static str,
     /// The cluster's keys once read, and when the control plane was last asked.
-    keys: Mutex<(Option<Arc<Keys>>, Option<Instant>)>,
+    keys: Mutex<Option<Arc<Keys>>>,
     rate: Mutex<limits::RateLimit>,
 }
 
@@ -83,21 +83,17 @@ impl Graph {
             )),
             limits,
             scheme: if tls { "https" } else { "http" },
-            keys: Mutex::new((None, None)),
+            keys: Mutex::new(None),
         })
     }
 
-    /// The cluster's signing keys, read from the control plane once they exist (asked at
-    /// most once a second while they do not).
+    /// The cluster's signing keys, read from the control plane once they exist (asked
+    /// again on every request while they do not: a file read, or one etcd get).
     fn keys(&self) -> Result<Arc<Keys>, GraphError> {
         let mut k = self.keys.lock().map_err(|_| internal("keys"))?;
-        if let Some(keys) = &k.0 {
+        if let Some(keys) = k.as_ref() {
             return Ok(keys.clone());
         }
-        if k.1.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
-            return Err(no_key());
-        }
-        k.1 = Some(Instant::now());
         let seed = self
             .node
             .secret(token::SECRET)
@@ -105,7 +101,7 @@ impl Graph {
             .ok_or_else(no_key)?;
         let cluster = self.node.cluster_id().map_err(|e| from_engine(&e))?;
         let keys = Arc::new(Keys::from_seed(&seed, &cluster).map_err(|e| from_engine(&e))?);
-        k.0 = Some(keys.clone());
+        *k = Some(keys.clone());
         Ok(keys)
     }
 
