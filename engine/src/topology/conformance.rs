@@ -148,15 +148,15 @@ pub fn conformance(a: &(dyn ControlPlane + Sync), b: &(dyn ControlPlane + Sync))
         None,
         "a secret nobody made"
     );
-    assert_eq!(a.create_secret("signing-key", b"first").unwrap(), b"first");
+    assert_eq!(a.create_secret("signing-key", b"s3cr3t-one").unwrap(), b"s3cr3t-one");
     assert_eq!(
         b.create_secret("signing-key", b"second").unwrap(),
-        b"first",
+        b"s3cr3t-one",
         "a second create replaced the secret"
     );
     assert_eq!(
         b.secret("signing-key").unwrap().as_deref(),
-        Some(&b"first"[..])
+        Some(&b"s3cr3t-one"[..])
     );
     assert_eq!(a.secret("other").unwrap(), None);
     assert!(
@@ -165,7 +165,7 @@ pub fn conformance(a: &(dyn ControlPlane + Sync), b: &(dyn ControlPlane + Sync))
     );
     let shown = super::encode(&a.load().unwrap()).unwrap();
     assert!(
-        !String::from_utf8_lossy(&shown).contains("first"),
+        !String::from_utf8_lossy(&shown).contains("s3cr3t-one"),
         "the topology holds the secret"
     );
 }
