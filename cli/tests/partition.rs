@@ -160,10 +160,11 @@ fn with_etcd_the_primary_cut_off_stops_acknowledging_the_standby_promotes_itself
             .args(["--endpoints", &west])
             .args(util::create_user_args("tail@contoso.com"));
         let out = inside.output().unwrap();
-        assert_eq!(
+        // Not acknowledged: refused (5) or its outcome unknown (1), never 0.
+        assert!(
+            matches!(out.status.code(), Some(1 | 5)),
+            "a write to the cut-off primary was acknowledged or failed otherwise: {inside:?}\nexit {:?}\n{}",
             out.status.code(),
-            Some(5),
-            "a write to the cut-off primary was not refused as unavailable: {inside:?}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         // No operator: eastus's server promotes itself once westus's lease expired, and

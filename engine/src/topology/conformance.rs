@@ -148,7 +148,10 @@ pub fn conformance(a: &(dyn ControlPlane + Sync), b: &(dyn ControlPlane + Sync))
         None,
         "a secret nobody made"
     );
-    assert_eq!(a.create_secret("signing-key", b"s3cr3t-one").unwrap(), b"s3cr3t-one");
+    assert_eq!(
+        a.create_secret("signing-key", b"s3cr3t-one").unwrap(),
+        b"s3cr3t-one"
+    );
     assert_eq!(
         b.create_secret("signing-key", b"second").unwrap(),
         b"s3cr3t-one",
