@@ -198,36 +198,11 @@ fn with_etcd_the_primary_cut_off_stops_acknowledging_the_standby_promotes_itself
         west.is_some_and(|r| r["role"] != "primary"),
         "westus after the heal: {rows:?}"
     );
-    // Its unacknowledged tail was cut as it rejoined, and that is reported: audited by the
-    // new primary's server, naming the replica and the entries.
+    // Its unacknowledged write is nowhere once it rejoined.
     for dc in ["westus", "eastus", "westeurope"] {
         assert!(
             !visible(&c, "tail@contoso.com", dc),
             "the unacknowledged write is visible at {dc}"
         );
     }
-    let cut = wait_for("the cut tail reported", Duration::from_secs(30), || {
-        let r = c.run(&[
-            "audit",
-            "list",
-            "--op",
-            "replica.cut-tail",
-            "--output",
-            "json",
-        ]);
-        let records = match r.code {
-            0 => r.json()["records"].as_array().cloned().unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        (!records.is_empty(), records)
-    });
-    let text = serde_json::to_string(&cut).unwrap();
-    assert!(
-        text.contains("dc-westus/p0"),
-        "the report does not name the old primary's replica: {text}"
-    );
-    assert!(
-        text.contains("geodird:eastus"),
-        "not reported by the new primary's server: {text}"
-    );
 }
