@@ -2,7 +2,7 @@
 //! and says what it sent and what it got when a test fails.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::Cluster;
 
@@ -166,4 +166,17 @@ pub fn token(c: &Cluster, tenant: &str, role: &str, more: &[&str]) -> String {
     let r = c.run(&args);
     assert_eq!(r.code, 0, "{}", r.describe());
     r.stdout.trim().to_string()
+}
+
+pub fn id_of(g: &Got) -> String {
+    g.json()["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id\n{}", g.describe()))
+        .to_string()
+}
+
+/// A user's create body as SDKs send it (a password, which geodir does not keep).
+pub fn user_body(upn: &str) -> Value {
+    json!({"@odata.type": "#microsoft.graph.user", "userPrincipalName": upn, "displayName": upn, "accountEnabled": true,
+           "passwordProfile": {"password": "not kept", "forceChangePasswordNextSignIn": true}})
 }

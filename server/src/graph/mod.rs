@@ -328,6 +328,18 @@ fn answer(node: &Node, call: &Call, route: Route, body: &[u8]) -> Result<Respons
             (a, b) => a.or(b),
         }
     };
+    // A change Graph answers with 204: only the session's token comes back.
+    let no_content =
+        |r: engine::request::Response| (StatusCode::NO_CONTENT, None, None, newest(&r));
+    // Graph's write-only password: geodir keeps no credentials (docs/graph.md); and the
+    // object's own type, which a client may name.
+    let fields_of = |ty: ObjectType| -> Result<Map<String, Value>, GraphError> {
+        let mut fields = json_body()?;
+        if ty == ObjectType::User {
+            fields.remove("passwordProfile");
+        }
+        Ok(fields)
+    };
     let (status, json, location, token) = match route {
         Route::List(target) => {
             let q = query::parse(&call.raw_query, &target.types(), call.eventual, true)?;
@@ -360,11 +372,7 @@ fn answer(node: &Node, call: &Call, route: Route, body: &[u8]) -> Result<Respons
             (StatusCode::OK, Some(o), None, t)
         }
         Route::Create(ty) => {
-            let mut fields = json_body()?;
-            // Graph's write-only password: geodir keeps no credentials (docs/graph.md).
-            if ty == ObjectType::User {
-                fields.remove("passwordProfile");
-            }
+            let fields = fields_of(ty)?;
             let r = run(Request::CreateObject {
                 tenant,
                 object_type: ty,
@@ -389,29 +397,22 @@ fn answer(node: &Node, call: &Call, route: Route, body: &[u8]) -> Result<Respons
             )
         }
         Route::Update(ty, id) => {
-            let mut patch = json_body()?;
-            if ty == ObjectType::User {
-                patch.remove("passwordProfile");
-            }
+            let mut patch = fields_of(ty)?;
             if patch.get("@odata.type").and_then(Value::as_str) == Some(ty.odata_type()) {
                 patch.remove("@odata.type");
             }
-            let r = run(Request::UpdateObject {
+            no_content(run(Request::UpdateObject {
                 tenant,
                 object_type: ty,
                 id,
                 patch,
-            })?;
-            (StatusCode::NO_CONTENT, None, None, newest(&r))
+            })?)
         }
-        Route::Delete(ty, id) => {
-            let r = run(Request::DeleteObject {
-                tenant,
-                object_type: ty,
-                id,
-            })?;
-            (StatusCode::NO_CONTENT, None, None, newest(&r))
-        }
+        Route::Delete(ty, id) => no_content(run(Request::DeleteObject {
+            tenant,
+            object_type: ty,
+            id,
+        })?),
         Route::AddMember(group) => {
             let b = json_body()?;
             let member = b
@@ -421,21 +422,17 @@ fn answer(node: &Node, call: &Call, route: Route, body: &[u8]) -> Result<Respons
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| GraphError::bad_request("the body needs \"@odata.id\": \"https://graph.microsoft.com/v1.0/directoryObjects/{id}\""))?
                 .to_string();
-            let r = run(Request::AddMember {
+            no_content(run(Request::AddMember {
                 tenant,
                 group,
                 member,
-            })?;
-            (StatusCode::NO_CONTENT, None, None, newest(&r))
+            })?)
         }
-        Route::RemoveMember(group, member) => {
-            let r = run(Request::RemoveMember {
-                tenant,
-                group,
-                member,
-            })?;
-            (StatusCode::NO_CONTENT, None, None, newest(&r))
-        }
+        Route::RemoveMember(group, member) => no_content(run(Request::RemoveMember {
+            tenant,
+            group,
+            member,
+        })?),
         Route::GetDeleted(id) => {
             let q = query::parse(&call.raw_query, &ObjectType::ALL, call.eventual, false)?;
             let r = run(Request::GetDeleted { tenant, id })?;
@@ -451,10 +448,7 @@ fn answer(node: &Node, call: &Call, route: Route, body: &[u8]) -> Result<Respons
                 tok,
             )
         }
-        Route::PurgeDeleted(id) => {
-            let r = run(Request::PurgeDeleted { tenant, id })?;
-            (StatusCode::NO_CONTENT, None, None, newest(&r))
-        }
+        Route::PurgeDeleted(id) => no_content(run(Request::PurgeDeleted { tenant, id })?),
         Route::RestoreDeleted(id) => {
             let new_upn = match body.iter().all(u8::is_ascii_whitespace) {
                 true => None,
