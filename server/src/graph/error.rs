@@ -13,6 +13,9 @@ pub struct GraphError {
     pub message: String,
     /// Seconds a client should wait before it tries again (503, 429).
     pub retry_after: Option<u64>,
+    /// The connection closes after this answer (a body left unread): the client must not
+    /// send its next request on it.
+    pub close: bool,
 }
 
 impl GraphError {
@@ -22,6 +25,7 @@ impl GraphError {
             code,
             message: message.into(),
             retry_after: None,
+            close: false,
         }
     }
 
@@ -85,6 +89,10 @@ impl GraphError {
         }
         if let Ok(v) = HeaderValue::from_str(request_id) {
             r.headers_mut().insert("request-id", v);
+        }
+        if self.close {
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         r
     }

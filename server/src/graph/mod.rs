@@ -220,14 +220,7 @@ async fn serve(
             method
         )));
     }
-    let body = axum::body::to_bytes(body, g.limits.max_body_bytes)
-        .await
-        .map_err(|_| {
-            GraphError::bad_request(format!(
-                "the request body is larger than {} bytes",
-                g.limits.max_body_bytes
-            ))
-        })?;
+    let body = read_body(body, g.limits.max_body_bytes).await?;
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -260,6 +253,34 @@ async fn serve(
     tokio::task::spawn_blocking(move || answer(&node, &call, route, &body))
         .await
         .map_err(|_| internal("request"))?
+}
+
+/// The request body, at most `max` bytes. A larger one is a 400; the rest of it is read
+/// and dropped (up to 16 times the limit), so that the client, still sending, gets the
+/// answer and not a reset; then the connection closes.
+async fn read_body(body: Body, max: usize) -> Result<axum::body::Bytes, GraphError> {
+    use tokio_stream::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            GraphError::bad_request(format!("the request body could not be read: {e}"))
+        })?;
+        seen += chunk.len();
+        if seen <= max {
+            kept.extend_from_slice(&chunk);
+        } else if seen > max.saturating_mul(16) {
+            break;
+        }
+    }
+    if seen > max {
+        return Err(GraphError {
+            close: true,
+            ..GraphError::bad_request(format!("the request body is larger than {max} bytes"))
+        });
+    }
+    Ok(kept.into())
 }
 
 /// `%XX` escapes decoded; None for a bad escape or bytes that are not UTF-8.
