@@ -58,8 +58,25 @@ pub fn run(g: &Global, c: TokenCmd) -> Result<()> {
         .map(|t| t.to_rfc3339())
         .unwrap_or_default();
     // Issued tokens are audited (which tenant, role, for whom, until when), never the token.
+    // While servers serve the cluster (their addresses recorded), the record goes through
+    // them: their replicas are theirs alone.
+    let mut through = g.clone();
+    if through.endpoints.is_none() {
+        let recorded: Vec<String> = topology
+            .datacenters
+            .iter()
+            .filter_map(|d| d.endpoint.clone())
+            .collect();
+        if !recorded.is_empty() {
+            through.endpoints = Some(recorded.join(","));
+        }
+    }
+    let opened = Ctx::open(&through).or_else(|_| match through.endpoints == g.endpoints {
+        true => Err(anyhow::anyhow!("no audit trail reached")),
+        false => Ctx::open(g),
+    });
     if g.endpoints.is_some() || g.cluster.is_some() {
-        if let Ok(mut ctx) = Ctx::open(g) {
+        if let Ok(mut ctx) = opened {
             ctx.audit_outcome(
                 partition,
                 "token.issue",

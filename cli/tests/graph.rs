@@ -157,6 +157,13 @@ fn users_are_created_read_updated_deleted_and_restored_with_graphs_status_codes_
         &json!({"displayName": "payroll", "appId": app_id}),
     );
     app.expect(201);
+    // appId is unique in its tenant (in any case), as Entra's.
+    api.post(
+        "applications",
+        &t,
+        &json!({"displayName": "payroll-2", "appId": app_id.to_uppercase()}),
+    )
+    .expect_error(409, "Request_MultipleObjectsWithSameKeyValue");
     let sp = api.post(
         "servicePrincipals",
         &t,

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::directory::{
-    claim_upn, decode, encode, key, object_key, parse_id, put_membership, type_of, ObjectType,
+    claim_unique, decode, encode, key, object_key, parse_id, put_membership, type_of, ObjectType,
     Store, Txn, K_GRANT, K_TOMBSTONE,
 };
 use crate::error::{Error, Result};
@@ -183,14 +183,16 @@ pub fn restore(
             "an object with id {uid} is live; nothing to restore"
         )));
     }
-    if ty == ObjectType::User {
-        claim_upn(t, tenant, &obj, &uid).map_err(|e| match e {
-            Error::Conflict(m) => Error::Conflict(format!(
-                "cannot restore user {uid}: {m} since it was deleted; restore it under another name with `dirctl deleted restore {uid} --new-upn NEW_UPN`"
-            )),
-            other => other,
-        })?;
-    }
+    claim_unique(t, tenant, &obj, &uid).map_err(|e| match e {
+        Error::Conflict(m) if ty == ObjectType::User => Error::Conflict(format!(
+            "cannot restore user {uid}: {m} since it was deleted; restore it under another name with `dirctl deleted restore {uid} --new-upn NEW_UPN`"
+        )),
+        Error::Conflict(m) => Error::Conflict(format!(
+            "cannot restore {} {uid}: {m} since it was deleted",
+            ty.noun()
+        )),
+        other => other,
+    })?;
     t.put(okey, encode(&obj))?;
     t.delete(key(K_TOMBSTONE, tenant, &[uid.as_bytes()])?)?;
     let mut out = Restored::default();

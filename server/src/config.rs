@@ -33,7 +33,16 @@ pub struct Args {
     /// the cluster root's cluster.json.
     #[arg(long, env = "DIRCTL_CONTROL_PLANE", value_name = "etcd://HOST:PORT")]
     pub control_plane: Option<String>,
-    /// The datacenter whose replicas this server owns.
+    /// Run as the gateway instead of a datacenter's server: serve the Graph API on --http
+    /// by sending each request to the nearest healthy datacenter's server (nearest to
+    /// --datacenter, which the gateway stands beside; docs/graph.md, "The gateway").
+    #[arg(long, env = "GEODIR_GATEWAY")]
+    pub gateway: bool,
+    /// The gateway's probe round: how often it asks each server's /healthz and reads the
+    /// control plane again [default: 500].
+    #[arg(long, env = "GEODIR_PROBE_INTERVAL_MS", value_name = "MS")]
+    pub probe_interval_ms: Option<u64>,
+    /// The datacenter whose replicas this server owns (the gateway: the one it stands beside).
     #[arg(long, env = "GEODIR_DATACENTER", value_name = "NAME")]
     pub datacenter: Option<String>,
     /// The gRPC address to listen on (port 0: a free port, printed at start) [default:
@@ -71,6 +80,17 @@ pub struct Args {
     /// The requests a token may make at once above its rate [default: 2000].
     #[arg(long, env = "GEODIR_GRAPH_BURST_PER_TOKEN", value_name = "N")]
     pub graph_burst_per_token: Option<u32>,
+    /// Serve the HTTP address over TLS with this certificate chain (PEM); with --tls-key.
+    #[arg(long, env = "GEODIR_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "GEODIR_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve the HTTP address over TLS with a self-signed certificate for localhost and
+    /// 127.0.0.1, made at the first start and kept in DATA/tls-DATACENTER/cert.pem (for
+    /// local use: clients must be told to trust that file).
+    #[arg(long, env = "GEODIR_TLS_SELF_SIGNED")]
+    pub tls_self_signed: bool,
 }
 
 /// The config file's fields: the flags' names with `_`. An unknown field is an error.
@@ -90,6 +110,11 @@ pub struct File {
     pub graph_max_body_bytes: Option<usize>,
     pub graph_rate_per_token: Option<u32>,
     pub graph_burst_per_token: Option<u32>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_self_signed: Option<bool>,
+    pub gateway: Option<bool>,
+    pub probe_interval_ms: Option<u64>,
 }
 
 /// Everything a server runs with, resolved.
@@ -107,6 +132,11 @@ pub struct Settings {
     pub lease_ttl: Duration,
     pub retain_log_entries: u64,
     pub graph: crate::graph::Limits,
+    /// TLS on the HTTP address.
+    pub tls: crate::tls::Tls,
+    /// Run as the gateway (`crate::gateway`).
+    pub gateway: bool,
+    pub probe_interval: Duration,
 }
 
 /// A bad setting: which field, and why.
@@ -219,6 +249,30 @@ pub fn resolve(args: &Args, file: &File) -> Result<Settings, Invalid> {
     if !(1024..=64 * 1024 * 1024).contains(&graph.max_body_bytes) {
         return Err(invalid("graph_max_body_bytes", "must be 1024 to 67108864"));
     }
+    let tls = match (
+        args.tls_cert.clone().or_else(|| file.tls_cert.clone()),
+        args.tls_key.clone().or_else(|| file.tls_key.clone()),
+        args.tls_self_signed || file.tls_self_signed == Some(true),
+    ) {
+        (None, None, false) => crate::tls::Tls::Off,
+        (None, None, true) => crate::tls::Tls::SelfSigned,
+        (Some(cert), Some(key), false) => crate::tls::Tls::Files { cert, key },
+        (Some(_), None, false) => return Err(invalid("tls_key", "tls_cert needs tls_key")),
+        (None, Some(_), false) => return Err(invalid("tls_cert", "tls_key needs tls_cert")),
+        (_, _, true) => {
+            return Err(invalid(
+                "tls_self_signed",
+                "give either tls_self_signed or tls_cert and tls_key, not both",
+            ))
+        }
+    };
+    let probe_interval_ms = args
+        .probe_interval_ms
+        .or(file.probe_interval_ms)
+        .unwrap_or(500);
+    if !(50..=60_000).contains(&probe_interval_ms) {
+        return Err(invalid("probe_interval_ms", "must be 50 to 60000"));
+    }
     Ok(Settings {
         cluster,
         control_plane,
@@ -238,6 +292,9 @@ pub fn resolve(args: &Args, file: &File) -> Result<Settings, Invalid> {
             .or(file.retain_log_entries)
             .unwrap_or(100_000),
         graph,
+        tls,
+        gateway: args.gateway || file.gateway == Some(true),
+        probe_interval: Duration::from_millis(probe_interval_ms),
     })
 }
 
@@ -277,6 +334,22 @@ pub fn check(s: &Settings) -> Result<(), Invalid> {
             return Err(invalid("data", format!("{} is not a folder", d.display())));
         }
     }
+    if let crate::tls::Tls::Files { cert, key } = &s.tls {
+        let read = |p: &Path, field: &str| {
+            std::fs::read(p).map_err(|e| invalid(field, format!("{}: {e}", p.display())))
+        };
+        crate::tls::server_config(&read(cert, "tls_cert")?, &read(key, "tls_key")?).map_err(
+            |e| {
+                let m = e.to_string();
+                let field = if m.starts_with("tls_key") {
+                    "tls_key"
+                } else {
+                    "tls_cert"
+                };
+                invalid(field, m)
+            },
+        )?;
+    }
     Ok(())
 }
 
@@ -299,7 +372,21 @@ impl std::fmt::Display for Settings {
         writeln!(f, "retain_log_entries = {}", self.retain_log_entries)?;
         writeln!(f, "graph_max_body_bytes = {}", self.graph.max_body_bytes)?;
         writeln!(f, "graph_rate_per_token = {}", self.graph.rate_per_token)?;
-        write!(f, "graph_burst_per_token = {}", self.graph.burst_per_token)
+        writeln!(f, "graph_burst_per_token = {}", self.graph.burst_per_token)?;
+        if self.gateway {
+            writeln!(f, "gateway = true")?;
+        }
+        writeln!(f, "probe_interval_ms = {}", self.probe_interval.as_millis())?;
+        match &self.tls {
+            crate::tls::Tls::Off => Ok(()),
+            crate::tls::Tls::SelfSigned => write!(f, "tls_self_signed = true"),
+            crate::tls::Tls::Files { cert, key } => write!(
+                f,
+                "tls_cert = {:?}\ntls_key = {:?}",
+                cert.display().to_string(),
+                key.display().to_string()
+            ),
+        }
     }
 }
 
@@ -349,13 +436,25 @@ mod tests {
         let f = file("cluster = \"/c\"\ndatacenter = \"westus\"\nrpc_timeout_ms = 0\n");
         let e = resolve(&Args::default(), &f).expect_err("zero");
         assert_eq!(e.field, "rpc_timeout_ms", "{e}");
+        let f = file("cluster = \"/c\"\ndatacenter = \"westus\"\ntls_cert = \"/c.pem\"\n");
+        let e = resolve(&Args::default(), &f).expect_err("cert alone");
+        assert_eq!(e.field, "tls_key", "{e}");
+        let f = file("cluster = \"/c\"\ndatacenter = \"westus\"\ntls_key = \"/k.pem\"\ntls_cert = \"/c.pem\"\ntls_self_signed = true\n");
+        let e = resolve(&Args::default(), &f).expect_err("both");
+        assert_eq!(e.field, "tls_self_signed", "{e}");
     }
 
     #[test]
     fn settings_print_as_a_config_file_that_reads_back_the_same() {
-        let f = file("cluster = \"/c d\"\ndatacenter = \"westus\"\ndata = \"/data\"\nretain_log_entries = 7\n");
-        let s = resolve(&Args::default(), &f).expect("valid");
-        let again = resolve(&Args::default(), &file(&s.to_string())).expect("valid");
-        assert_eq!(s, again);
+        for extra in [
+            "",
+            "tls_self_signed = true\n",
+            "tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n",
+        ] {
+            let f = file(&format!("cluster = \"/c d\"\ndatacenter = \"westus\"\ndata = \"/data\"\nretain_log_entries = 7\n{extra}"));
+            let s = resolve(&Args::default(), &f).expect("valid");
+            let again = resolve(&Args::default(), &file(&s.to_string())).expect("valid");
+            assert_eq!(s, again);
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! A server's HTTP side: `/metrics` (Prometheus text) and `/healthz` (the transactional
-//! probe: a real read of every replica this server owns, 200 or 503 with the reason).
+//! A server's HTTP side: `/metrics` (Prometheus text), `/healthz` (the transactional
+//! probe: a real read of every replica this server owns, 200 or 503 with the reason) and
+//! `/livez` (the process answers; nothing is read: the benchmarks' trivial endpoint).
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/livez", get(|| async { "ok\n" }))
         .with_state(node)
 }
 

@@ -9,9 +9,12 @@
 //! - `remote`: `RemoteLog`, a replica on another server as an `engine::replica_log::ReplicaLog`,
 //!   so that the engine's shipping and catch-up work on it unchanged;
 //! - `client`: `Remote`, the directory through the servers (dirctl `--endpoints`);
-//! - `http`: `/metrics` and `/healthz`; `metrics`: what `/metrics` says;
+//! - `http`: `/metrics`, `/healthz` and `/livez`; `metrics`: what `/metrics` says;
 //! - `graph`: the Microsoft Graph–compatible REST API at `/v1.0` (docs/graph.md);
 //! - `status`: engine errors to gRPC statuses and back, their kind kept.
+//! - `gateway`: `geodird --gateway`, one HTTP address sending each request to the nearest
+//!   healthy datacenter's server;
+//! - `tls`: TLS on the HTTP address (the operator's certificate, or a self-signed one).
 //!
 //! **Invariant:** the engine stays free of networking: only this crate imports tonic.
 
@@ -19,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod directory;
 pub mod etcd;
+pub mod gateway;
 pub mod graph;
 pub mod http;
 pub mod lease;
@@ -28,6 +32,7 @@ pub mod remote;
 pub mod replication;
 pub mod serve;
 pub mod status;
+pub mod tls;
 
 /// The largest message a server takes or sends (an import's request, a batch of entries).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

@@ -44,6 +44,21 @@ fn main() -> std::process::ExitCode {
         },
         Err(_) => engine::clock::Clock::system(),
     };
+    let gateway = settings.gateway.then(|| server::gateway::Options {
+        cluster: settings.cluster.clone(),
+        control_plane: settings.control_plane.clone(),
+        near: settings.datacenter.clone(),
+        http: settings.http,
+        tls: settings.tls.clone(),
+        data: settings
+            .data
+            .clone()
+            .unwrap_or_else(|| settings.cluster.clone()),
+        timeout: settings.rpc_timeout,
+        lock_timeout: settings.lock_timeout,
+        probe_interval: settings.probe_interval,
+        max_body_bytes: settings.graph.max_body_bytes,
+    });
     let options = server::serve::Options {
         cluster: settings.cluster,
         control_plane: settings.control_plane,
@@ -56,6 +71,7 @@ fn main() -> std::process::ExitCode {
         lease_ttl: settings.lease_ttl,
         retain_log_entries: settings.retain_log_entries,
         graph: settings.graph,
+        tls: settings.tls,
         clock,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -68,7 +84,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    match runtime.block_on(server::serve::run(options)) {
+    let ran = match gateway {
+        Some(g) => runtime.block_on(server::gateway::run(g)),
+        None => runtime.block_on(server::serve::run(options)),
+    };
+    match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("geodird: {e:#}");

@@ -34,6 +34,8 @@ pub struct Options {
     pub retain_log_entries: u64,
     /// The Graph API's limits.
     pub graph: crate::graph::Limits,
+    /// TLS on the HTTP address.
+    pub tls: crate::tls::Tls,
     pub clock: engine::clock::Clock,
 }
 
@@ -42,10 +44,17 @@ pub struct Options {
 pub async fn run(o: Options) -> anyhow::Result<()> {
     let grpc = TcpListener::bind(o.listen).await?;
     let http = TcpListener::bind(o.http).await?;
+    let data = o.data.clone().unwrap_or_else(|| o.cluster.clone());
+    let tls = crate::tls::load(
+        &o.tls,
+        &data.join(format!("tls-{}", o.datacenter)),
+        &http.local_addr()?,
+    )?;
     let grpc_url = format!("http://{}", grpc.local_addr()?);
-    let http_url = format!("http://{}", http.local_addr()?);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let http_url = format!("{scheme}://{}", http.local_addr()?);
     let config = Config {
-        data: o.data.clone().unwrap_or_else(|| o.cluster.clone()),
+        data,
         cluster: o.cluster.clone(),
         control_plane: o.control_plane.clone(),
         datacenter: o.datacenter.clone(),
@@ -114,27 +123,28 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
                 },
             )
     };
-    let http_server = {
-        let mut rx = stop_rx.clone();
-        let graph = crate::graph::Graph::new(node.clone(), o.graph.clone(), false);
-        let routes = crate::http::router(node.clone()).merge(crate::graph::router(graph));
-        axum::serve(http, routes).with_graceful_shutdown(async move {
-            let _ = rx.changed().await;
-        })
+    let graph = crate::graph::Graph::new(node.clone(), o.graph.clone(), tls.is_some());
+    let routes = crate::http::router(node.clone()).merge(crate::graph::router(graph));
+    let mut rx = stop_rx.clone();
+    let stopped = async move {
+        let _ = rx.changed().await;
     };
+    let cert = tls.as_ref().map(|(_, cert)| cert.clone());
+    let http_server = serve_http(http, routes, tls.map(|t| t.0), stopped);
     tracing::info!(datacenter = %node.datacenter, grpc = %grpc_url, http = %http_url, "serving");
-    println!(
-        "geodird {} grpc={grpc_url} http={http_url}",
-        node.datacenter
-    );
+    match &cert {
+        None => println!(
+            "geodird {} grpc={grpc_url} http={http_url}",
+            node.datacenter
+        ),
+        Some(cert) => println!(
+            "geodird {} grpc={grpc_url} http={http_url} cert={}",
+            node.datacenter,
+            cert.display()
+        ),
+    }
     let signals = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+        stop_signal().await?;
         tracing::info!("stopping: requests in flight finish, replicas close");
         let _ = stop_tx.send(true);
         anyhow::Ok(())
@@ -151,5 +161,48 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         let _ = tokio::task::spawn_blocking(move || k.join()).await;
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves `routes` on `listener` until `stopped`, over TLS with `tls`; requests in flight
+/// finish.
+pub(crate) async fn serve_http(
+    listener: TcpListener,
+    routes: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    match tls {
+        None => Ok(axum::serve(listener, routes)
+            .with_graceful_shutdown(stopped)
+            .await?),
+        Some(config) => {
+            let handle = axum_server::Handle::new();
+            let stopping = handle.clone();
+            tokio::spawn(async move {
+                stopped.await;
+                stopping.graceful_shutdown(Some(Duration::from_secs(30)));
+            });
+            axum_server::from_tcp_rustls(
+                listener.into_std()?,
+                axum_server::tls_rustls::RustlsConfig::from_config(config),
+            )?
+            .handle(handle)
+            .serve(routes.into_make_service())
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+/// Returns at SIGTERM or SIGINT.
+pub(crate) async fn stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
     Ok(())
 }

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 mod backups;
 mod etcd;
 mod failover;
+mod graph;
 mod reads;
 mod scrub;
 mod server;
@@ -164,6 +165,14 @@ fn main() {
         .unwrap_or(100_000 / scale);
     if run("server") {
         all.extend(server_figures(dir.path(), 300 / scale, backlog));
+    }
+    // GEODIR_BENCH_GRAPH_SECS: how long each wrk run of the Graph figures lasts (default 10 s).
+    let graph_secs = std::env::var("GEODIR_BENCH_GRAPH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 3 } else { 10 });
+    if run("graph") {
+        all.extend(graph::graph_figures(dir.path(), graph_secs));
     }
     if run("etcd") {
         all.extend(etcd::etcd_figures(dir.path()));

@@ -18,6 +18,8 @@ use super::{cluster, percentile, raw_db, report, synced, user, Figure};
 pub(super) struct Servers {
     children: Vec<(String, Child)>,
     pub(super) grpc: Vec<(String, String)>,
+    /// Each server's HTTP address (the Graph API).
+    pub(super) http: Vec<(String, String)>,
     root: PathBuf,
     /// Extra geodird arguments (`--control-plane ...`).
     args: Vec<String>,
@@ -32,7 +34,7 @@ impl Drop for Servers {
     }
 }
 
-fn geodird() -> PathBuf {
+pub(super) fn geodird() -> PathBuf {
     std::env::current_exe()
         .unwrap()
         .parent()
@@ -51,6 +53,7 @@ impl Servers {
         let mut s = Servers {
             children: Vec::new(),
             grpc: Vec::new(),
+            http: Vec::new(),
             root: root.to_path_buf(),
             args: args.iter().map(|a| a.to_string()).collect(),
         };
@@ -106,8 +109,15 @@ impl Servers {
             .find_map(|w| w.strip_prefix("grpc="))
             .unwrap_or_else(|| panic!("geodird {dc} did not start: {line}"))
             .to_string();
+        let http = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http="))
+            .unwrap_or_default()
+            .to_string();
         self.grpc.retain(|(d, _)| d != dc);
         self.grpc.push((dc.to_string(), grpc));
+        self.http.retain(|(d, _)| d != dc);
+        self.http.push((dc.to_string(), http));
         self.children.push((dc.to_string(), child));
     }
 

@@ -29,6 +29,8 @@ pub struct Server {
     pub grpc: String,
     /// /metrics and /healthz.
     pub http: String,
+    /// The certificate of its HTTP address, behind TLS.
+    pub cert: Option<PathBuf>,
     pub log: PathBuf,
 }
 
@@ -150,6 +152,10 @@ impl Servers {
         let server = Server {
             grpc: field("grpc="),
             http: field("http="),
+            cert: line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("cert="))
+                .map(PathBuf::from),
             child,
             log,
         };
@@ -210,6 +216,66 @@ impl Drop for Servers {
             let _ = s.child.kill();
             let _ = s.child.wait();
         }
+    }
+}
+
+/// A gateway (`geodird --gateway`) over the cluster at `root`, beside datacenter `near`:
+/// killed with SIGKILL when dropped.
+pub struct Gateway {
+    pub child: Child,
+    /// Its HTTP address.
+    pub http: String,
+    pub log: PathBuf,
+}
+
+impl Gateway {
+    pub fn start(root: &Path, near: &str, args: &[&str]) -> Gateway {
+        let log = root.join("gateway.log");
+        let mut cmd = Command::new(geodird());
+        cmd.arg("--gateway")
+            .arg("--cluster")
+            .arg(root)
+            .args(["--datacenter", near, "--http", "127.0.0.1:0"])
+            .args(args)
+            .env("GEODIR_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let shown = format!("{cmd:?}");
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{shown}: {e}"));
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let Some(http) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http="))
+            .map(str::to_string)
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{shown} did not start ({line:?}); its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        Gateway { child, http, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -13,6 +13,7 @@ pub(crate) const K_TOMBSTONE: u8 = 0x06;
 pub(crate) const K_GRANT: u8 = 0x07;
 pub(crate) const K_AUDIT: u8 = 0x08;
 pub(crate) const K_AUDIT_HEAD: u8 = 0x09;
+pub(crate) const K_APP_ID: u8 = 0x0a;
 
 thread_local! {
     /// The tenant ID parsed last: nearly every key one command builds is in one tenant, and
@@ -62,6 +63,10 @@ pub fn object_key(tenant: &str, id: &Uuid) -> Result<Vec<u8>> {
 
 pub(crate) fn upn_key(tenant: &str, upn: &str) -> Result<Vec<u8>> {
     key(K_UPN, tenant, &[upn.to_lowercase().as_bytes()])
+}
+
+pub(crate) fn app_id_key(tenant: &str, app_id: &str) -> Result<Vec<u8>> {
+    key(K_APP_ID, tenant, &[app_id.to_lowercase().as_bytes()])
 }
 
 pub fn tenant_key(tenant: &str) -> Result<Vec<u8>> {

@@ -13,6 +13,7 @@
 //! 0x07 | tenant(16) | principal(16) | resource -> {action: grant JSON} (access)
 //! 0x08 | seq(8)                           -> audit record JSON    (audit, per partition)
 //! 0x09                                    -> seq(8) | sha256(32)  (audit chain head)
+//! 0x0a | tenant(16) | lowercase appId    -> application id(16)   (appId uniqueness)
 //! ```
 //!
 //! The modules: `store` (what a partition's data is read through), `txn` (changes staged
@@ -65,6 +66,75 @@ mod tests {
             create(&mut t, T, ObjectType::User, user("ADA@contoso.com"), "now"),
             Err(Error::Conflict(_))
         ));
+    }
+
+    fn app(app_id: &str) -> Map<String, Value> {
+        serde_json::json!({"displayName": "payroll", "appId": app_id})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_app_id_is_unique_in_its_tenant_until_its_application_is_deleted() {
+        const OTHER: &str = "6f1d2a4e-0000-4000-8000-000000000002";
+        const A: &str = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+        let mut t = Txn::new(&Empty);
+        let first = create(&mut t, T, ObjectType::Application, app(A), "now").expect("first");
+        let taken = create(
+            &mut t,
+            T,
+            ObjectType::Application,
+            app(&A.to_uppercase()),
+            "now",
+        );
+        assert!(
+            matches!(&taken, Err(Error::Conflict(m)) if m.contains("appId") && m.contains(first["id"].as_str().unwrap_or("?"))),
+            "{taken:?}"
+        );
+        create(&mut t, OTHER, ObjectType::Application, app(A), "now")
+            .expect("the same appId in another tenant");
+        // A service principal names its application's appId: not a claim of its own.
+        let sp = serde_json::json!({"appId": A})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        create(&mut t, T, ObjectType::ServicePrincipal, sp, "now").expect("service principal");
+        // Changing the appId moves the claim; deleting the application frees it.
+        let second = create(
+            &mut t,
+            T,
+            ObjectType::Application,
+            app("3f2504e0-4f89-41d3-9a0c-0305e82c3302"),
+            "now",
+        )
+        .expect("another appId");
+        let id2 = second["id"].as_str().unwrap_or("?").to_string();
+        let mut patch = Map::new();
+        patch.insert("appId".into(), Value::from(A));
+        assert!(matches!(
+            update(&mut t, T, ObjectType::Application, &id2, patch),
+            Err(Error::Conflict(_))
+        ));
+        delete(
+            &mut t,
+            T,
+            ObjectType::Application,
+            first["id"].as_str().unwrap_or("?"),
+            "now",
+        )
+        .expect("delete");
+        let mut patch = Map::new();
+        patch.insert("appId".into(), Value::from(A));
+        update(&mut t, T, ObjectType::Application, &id2, patch).expect("the freed appId");
+        create(
+            &mut t,
+            T,
+            ObjectType::Application,
+            app("3f2504e0-4f89-41d3-9a0c-0305e82c3302"),
+            "now",
+        )
+        .expect("the appId given up by the update");
     }
 
     #[test]

@@ -49,9 +49,7 @@ pub fn restore_from(
             "an object with id {uid} exists live; delete it first or leave it"
         )));
     }
-    if type_of(&obj) == Some(ObjectType::User) {
-        claim_upn(t, tenant, &obj, &uid)?;
-    }
+    claim_unique(t, tenant, &obj, &uid)?;
     t.put(okey, raw)?;
     t.delete(key(K_TOMBSTONE, tenant, &[uid.as_bytes()])?)?;
     let mut skipped = Vec::new();
@@ -126,36 +124,67 @@ pub fn create(
         }
     }
     obj.insert("createdDateTime".into(), Value::from(now));
-    if ty == ObjectType::User {
-        claim_upn(t, tenant, &obj, &id)?;
-    }
+    claim_unique(t, tenant, &obj, &id)?;
     // Absent: checked above for a supplied ID; a fresh random one names no stored object.
     t.put_over(okey, encode(&obj), None);
     Ok(obj)
 }
 
-pub(crate) fn claim_upn(
+/// The index entry that makes a field unique in its tenant: a user's userPrincipalName
+/// (case-insensitive), an application's appId. None for the other types.
+fn unique_key(
+    tenant: &str,
+    obj: &Map<String, Value>,
+    id: &Uuid,
+) -> Result<Option<(Vec<u8>, &'static str, String)>> {
+    let field = match type_of(obj) {
+        Some(ObjectType::User) => "userPrincipalName",
+        Some(ObjectType::Application) => "appId",
+        _ => return Ok(None),
+    };
+    let value = obj
+        .get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::Corrupt(format!("object {id} has no {field}")))?;
+    let k = match field {
+        "appId" => app_id_key(tenant, value)?,
+        _ => upn_key(tenant, value)?,
+    };
+    Ok(Some((k, field, value.to_string())))
+}
+
+/// Claims the object's unique field (`unique_key`) for it: a conflict when another live
+/// object holds it.
+pub(crate) fn claim_unique(
     t: &mut Txn,
     tenant: &str,
     obj: &Map<String, Value>,
     id: &Uuid,
 ) -> Result<()> {
-    let upn = obj
-        .get("userPrincipalName")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::Corrupt(format!("user {id} has no userPrincipalName")))?;
-    let ukey = upn_key(tenant, upn)?;
+    let Some((ukey, field, value)) = unique_key(tenant, obj, id)? else {
+        return Ok(());
+    };
     let prev = t.get(&ukey)?;
     if let Some(owner) = &prev {
         if owner != id.as_bytes() {
-            let owner = Uuid::from_slice(owner)
-                .map_err(|_| Error::Corrupt(format!("UPN index entry for {upn} is not an ID")))?;
+            let owner = Uuid::from_slice(owner).map_err(|_| {
+                Error::Corrupt(format!("{field} index entry for {value} is not an ID"))
+            })?;
+            let noun = type_of(obj).map(|t| t.noun()).unwrap_or("object");
             return Err(Error::Conflict(format!(
-                "userPrincipalName {upn} is already taken by user {owner}"
+                "{field} {value} is already taken by {noun} {owner}"
             )));
         }
     }
     t.put_over(ukey, id.as_bytes().to_vec(), prev);
+    Ok(())
+}
+
+/// Gives up the object's unique field (it is deleted, or the field changes).
+fn release_unique(t: &mut Txn, tenant: &str, obj: &Map<String, Value>, id: &Uuid) -> Result<()> {
+    if let Some((ukey, _, _)) = unique_key(tenant, obj, id)? {
+        t.delete(ukey)?;
+    }
     Ok(())
 }
 
@@ -242,10 +271,7 @@ pub fn update(
     check_fields(ty, &patch, false)?;
     let mut obj = get_typed(t, tenant, ty, id_or_upn)?;
     let id = id_of(&obj)?;
-    let old_upn = obj
-        .get("userPrincipalName")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let before = obj.clone();
     for (k, v) in patch {
         if v.is_null() {
             if ty.requires(&k) {
@@ -259,18 +285,13 @@ pub fn update(
             obj.insert(k, v);
         }
     }
-    if ty == ObjectType::User {
-        let new_upn = obj
-            .get("userPrincipalName")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        if new_upn.as_ref().map(|u| u.to_lowercase()) != old_upn.as_ref().map(|u| u.to_lowercase())
-        {
-            claim_upn(t, tenant, &obj, &id)?;
-            if let Some(old) = old_upn {
-                t.delete(upn_key(tenant, &old)?)?;
-            }
-        }
+    let (old_key, new_key) = (
+        unique_key(tenant, &before, &id)?,
+        unique_key(tenant, &obj, &id)?,
+    );
+    if old_key.as_ref().map(|k| &k.0) != new_key.as_ref().map(|k| &k.0) {
+        claim_unique(t, tenant, &obj, &id)?;
+        release_unique(t, tenant, &before, &id)?;
     }
     t.put(object_key(tenant, &id)?, encode(&obj))?;
     Ok(obj)
@@ -303,9 +324,7 @@ pub fn delete(
     for m in &members {
         delete_membership(t, tenant, &id, m)?;
     }
-    if let Some(upn) = obj.get("userPrincipalName").and_then(Value::as_str) {
-        t.delete(upn_key(tenant, upn)?)?;
-    }
+    release_unique(t, tenant, &obj, &id)?;
     t.delete(object_key(tenant, &id)?)?;
     if ty.soft_deleted() {
         obj.insert("deletedDateTime".into(), Value::from(now));

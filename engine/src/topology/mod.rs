@@ -55,6 +55,11 @@ pub struct Datacenter {
     /// (`http://127.0.0.1:7401`), recorded by the server when it starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The server mode: the HTTP address of the datacenter's `geodird` (the Graph API,
+    /// /healthz; `https://` behind TLS), recorded by the server when it starts. The
+    /// gateway sends requests there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_endpoint: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -463,6 +468,7 @@ pub fn parse_datacenter(s: &str) -> Result<Datacenter> {
         location: parse_location(loc)?,
         drained: false,
         endpoint: None,
+        http_endpoint: None,
     })
 }
 

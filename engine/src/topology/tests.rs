@@ -205,6 +205,7 @@ fn check_refuses_datacenters_named_twice_badly_or_placed_off_the_globe() {
             location: Location { lat: 0.0, lon: 0.0 },
             drained: false,
             endpoint: None,
+            http_endpoint: None,
         })
     });
     assert!(m.starts_with("datacenters[3].name: "), "{m}");

@@ -247,10 +247,11 @@ impl Node {
         }
         let owned: Replicas = Arc::new(RwLock::new(owned));
         // Recorded only once this server holds its replicas.
-        let advertise = config.advertise.clone();
+        let (advertise, http) = (config.advertise.clone(), config.http.clone());
         cluster.update_topology(|t| {
             for d in t.datacenters.iter_mut().filter(|d| d.name == dc) {
                 d.endpoint = Some(advertise.clone());
+                d.http_endpoint = http.clone();
             }
             Ok(())
         })?;
