@@ -71,7 +71,13 @@ pub struct Graph {
     /// The cluster's keys once read, and when the control plane was last asked.
     keys: Mutex<Option<Arc<Keys>>>,
     rate: Mutex<limits::RateLimit>,
+    /// Tokens whose signature was checked, by their exact text: a signature is checked
+    /// once (Ed25519 costs more than the read it guards), the expiry on every request.
+    verified: Mutex<std::collections::HashMap<String, Claims>>,
 }
+
+/// How many verified tokens a server remembers; past it, it starts over.
+const VERIFIED_TOKENS: usize = 10_000;
 
 impl Graph {
     pub fn new(node: Arc<Node>, limits: Limits, tls: bool) -> Arc<Graph> {
@@ -84,6 +90,7 @@ impl Graph {
             limits,
             scheme: if tls { "https" } else { "http" },
             keys: Mutex::new(None),
+            verified: Mutex::new(Default::default()),
         })
     }
 
@@ -120,9 +127,29 @@ impl Graph {
             .ok_or_else(|| {
                 GraphError::unauthenticated("the Authorization header is not `Bearer <token>`")
             })?;
-        self.keys()?
-            .verify(bearer.trim())
-            .map_err(GraphError::unauthenticated)
+        let bearer = bearer.trim();
+        let now = chrono::Utc::now().timestamp();
+        let known = self
+            .verified
+            .lock()
+            .map_err(|_| internal("tokens"))?
+            .get(bearer)
+            .cloned();
+        match known {
+            Some(claims) if token::unexpired(&claims, now) => return Ok(claims),
+            Some(_) => return Err(GraphError::unauthenticated("the token has expired")),
+            None => {}
+        }
+        let claims = self
+            .keys()?
+            .verify(bearer)
+            .map_err(GraphError::unauthenticated)?;
+        let mut verified = self.verified.lock().map_err(|_| internal("tokens"))?;
+        if verified.len() >= VERIFIED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(bearer.to_string(), claims.clone());
+        Ok(claims)
     }
 }
 

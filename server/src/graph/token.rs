@@ -130,7 +130,7 @@ impl Keys {
         v.set_audience(&[&self.cluster]);
         v.set_issuer(&[&self.cluster]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        v.leeway = 5;
+        v.leeway = LEEWAY_SECS;
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
             .map(|d| d.claims)
             .map_err(|e| {
@@ -146,6 +146,15 @@ impl Keys {
                 }
             })
     }
+}
+
+/// Clock skew a token's expiry is allowed, in seconds.
+pub const LEEWAY_SECS: u64 = 5;
+
+/// Whether claims verified before are still good at `now` (unix seconds): their expiry,
+/// with the leeway `verify` allows. What a cache of verified tokens asks again.
+pub fn unexpired(claims: &Claims, now: i64) -> bool {
+    claims.exp.saturating_add(LEEWAY_SECS as i64) >= now
 }
 
 fn sha2_hex(b: &[u8]) -> String {
@@ -170,6 +179,18 @@ mod tests {
     fn b64(b: &[u8]) -> String {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    }
+
+    #[test]
+    fn verified_claims_stay_good_until_their_expiry_and_leeway_only() {
+        let keys = Keys::from_seed(&generate_seed(), "c").unwrap();
+        let jwt = keys
+            .issue("contoso", Role::Reader, "ada", 60, now())
+            .unwrap();
+        let claims = keys.verify(&jwt).unwrap();
+        assert!(unexpired(&claims, claims.exp));
+        assert!(unexpired(&claims, claims.exp + LEEWAY_SECS as i64));
+        assert!(!unexpired(&claims, claims.exp + LEEWAY_SECS as i64 + 1));
     }
 
     #[test]
