@@ -355,6 +355,8 @@ fn a_file_based_cluster_moves_into_etcd_and_keeps_every_object() {
     let etcd = Etcd::start();
     let mut c = Cluster::new();
     let ada = c.create_user("ada@contoso.com");
+    // A Graph token issued before the move: the signing key moves with the topology.
+    let before = util::graph::token(&c, "contoso", "reader", &[]);
     let address = etcd.address("/moved");
     let r = c.run(&["control-plane", "migrate", "--to", &address, "--yes"]);
     assert_eq!(r.code, 0, "{}", r.describe());
@@ -369,6 +371,17 @@ fn a_file_based_cluster_moves_into_etcd_and_keeps_every_object() {
     c.create_user("grace@contoso.com");
     c.ok(&["failover", "--partition", "0", "--to", "eastus", "--yes"]);
     assert_eq!(c.user_get(&ada, &[])["id"], ada);
+    {
+        let servers = Servers::start(&c.root, &["westus"], &["--control-plane", &address]);
+        let api = util::graph::Api::at(&servers.servers["westus"].http);
+        // (The server asks etcd for the key from an async handler: this once panicked.)
+        if let Err(e) = api.try_get(&format!("users/{ada}"), &before) {
+            panic!("{e}\n{}", servers.logs());
+        }
+        let got = api.get(&format!("users/{ada}"), &before);
+        got.expect(200);
+        assert_eq!(got.json()["id"], ada.as_str(), "{}", got.describe());
+    }
     // Another cluster into the same prefix is refused (exit 4), its cluster.json untouched.
     let other = Cluster::new();
     let r = other.fails(&["control-plane", "migrate", "--to", &address, "--yes"], 4);

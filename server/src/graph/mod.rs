@@ -101,12 +101,14 @@ impl Graph {
         if let Some(keys) = k.as_ref() {
             return Ok(keys.clone());
         }
-        let seed = self
-            .node
-            .secret(token::SECRET)
-            .map_err(|e| from_engine(&e))?
-            .ok_or_else(no_key)?;
-        let cluster = self.node.cluster_id().map_err(|e| from_engine(&e))?;
+        // The control plane's calls block (etcd's on this runtime): this worker hands its
+        // other tasks to the others meanwhile.
+        let (seed, cluster) = tokio::task::block_in_place(|| {
+            let seed = self.node.secret(token::SECRET)?;
+            self.node.cluster_id().map(|c| (seed, c))
+        })
+        .map_err(|e| from_engine(&e))?;
+        let seed = seed.ok_or_else(no_key)?;
         let keys = Arc::new(Keys::from_seed(&seed, &cluster).map_err(|e| from_engine(&e))?);
         *k = Some(keys.clone());
         Ok(keys)
