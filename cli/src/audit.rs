@@ -22,8 +22,116 @@ pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
             target,
             op,
         } => list(&mut ctx, out, partitions, since, by, target, op),
-        AuditCmd::Verify => verify(&mut ctx, out, partitions),
+        AuditCmd::Verify => {
+            let seed = signing_seed(g, false)?;
+            verify(&mut ctx, out, partitions, seed.as_deref())
+        }
+        AuditCmd::Anchor => {
+            let seed = signing_seed(g, true)?.unwrap_or_default();
+            anchor(&mut ctx, out, partitions, &seed)
+        }
     }
+}
+
+/// The cluster's key (the token signing key's seed, a control-plane secret); made when
+/// `create` and there is none.
+fn signing_seed(g: &Global, create: bool) -> Result<Option<Vec<u8>>> {
+    use server::graph::token;
+    let root = crate::context::cluster_root(g).unwrap_or_default();
+    let cp = crate::context::control_plane(g, &root)?;
+    Ok(match (cp.secret(token::SECRET)?, create) {
+        (Some(s), _) => Some(s),
+        (None, true) => Some(cp.create_secret(token::SECRET, &token::generate_seed())?),
+        (None, false) => None,
+    })
+}
+
+/// `audit anchor`: each partition's chain head at its primary, checked intact, signed and
+/// kept in the control plane.
+fn anchor(ctx: &mut Ctx, out: Output, partitions: Vec<u32>, seed: &[u8]) -> Result<()> {
+    let now = crate::context::clock()?.now().to_rfc3339();
+    let cluster_id = ctx.cluster_mut()?.topology().cluster_id.clone();
+    let mut rows = Vec::new();
+    for p in partitions {
+        let primary = ctx.cluster_mut()?.topology().partition(p)?.primary.clone();
+        let copies = ctx
+            .cluster_mut()?
+            .at_every_replica(p, |r| Ok((audit::chain(r), audit::head_hex(r))))
+            .with_context(|| format!("read the audit chain of partition {p}"))?;
+        let head = copies
+            .into_iter()
+            .find(|(dc, _)| *dc == primary)
+            .map(|(_, c)| c);
+        let (seq, hash) = match head {
+            Some(Ok((Ok(_), Ok(h)))) => h,
+            Some(Ok((Err(e), _))) | Some(Ok((_, Err(e)))) => {
+                return Err(anyhow::Error::from(e).context(format!(
+                    "partition {p}: the primary's audit chain is not intact; nothing anchored (run `dirctl audit verify`)"
+                )))
+            }
+            Some(Err(e)) => {
+                return Err(anyhow::Error::from(e)
+                    .context(format!("partition {p}: the primary's copy at {primary}")))
+            }
+            None => {
+                return Err(Error::Unavailable(format!(
+                    "partition {p}: the primary's copy at {primary} could not be read; nothing anchored"
+                ))
+                .into())
+            }
+        };
+        let mut a = audit::Anchor {
+            seq,
+            hash,
+            time: now.clone(),
+            signature: String::new(),
+        };
+        a.signature = server::graph::token::sign(seed, a.message(&cluster_id, p).as_bytes())?;
+        let kept = a.clone();
+        ctx.cluster_mut()?.update_topology(|t| {
+            t.audit_anchors.insert(p, kept.clone());
+            Ok(())
+        })?;
+        rows.push(json!({"partition": p, "seq": a.seq, "hash": a.hash, "time": a.time}));
+    }
+    output::emit(out, &json!({"anchors": rows}), || {
+        let t: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r["partition"].to_string(),
+                    r["seq"].to_string(),
+                    r["hash"].as_str().unwrap_or_default().to_string(),
+                    r["time"].as_str().unwrap_or_default().to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["partition", "seq", "hash", "time"], &t)
+    })
+}
+
+/// A partition's anchor against the cluster's key and a copy's chain: Ok with what it was
+/// checked against, or Err how it fails.
+fn check_anchor(
+    anchor: Option<&audit::Anchor>,
+    seed: Option<&[u8]>,
+    cluster_id: &str,
+    partition: u32,
+    hashes: &[[u8; 32]],
+) -> Result<Option<String>, String> {
+    let Some(a) = anchor else { return Ok(None) };
+    let genuine = seed.is_some_and(|s| {
+        server::graph::token::signed(s, a.message(cluster_id, partition).as_bytes(), &a.signature)
+            .unwrap_or(false)
+    });
+    if !genuine {
+        return Err(format!(
+            "the anchor of partition {partition} (record {} at {}) is not signed with the cluster's key",
+            a.seq, a.time
+        ));
+    }
+    a.check(hashes)?;
+    Ok(Some(format!("anchored at record {} ({})", a.seq, a.time)))
 }
 
 /// `audit list`: every partition's records, filtered.
@@ -86,7 +194,7 @@ fn list(
 
 /// `audit verify`: every replica's copy walked and compared with the primary's. It reads
 /// every copy, so it is a cluster-level operation, not a directory request.
-fn verify(ctx: &mut Ctx, out: Output, partitions: Vec<u32>) -> Result<()> {
+fn verify(ctx: &mut Ctx, out: Output, partitions: Vec<u32>, seed: Option<&[u8]>) -> Result<()> {
     // Every replica's copy is walked, and compared with the primary's: a record
     // changed at any one datacenter is found, whichever one a read would reach.
     let mut rows = Vec::new();
@@ -94,6 +202,8 @@ fn verify(ctx: &mut Ctx, out: Output, partitions: Vec<u32>) -> Result<()> {
     let mut unchecked = Vec::new();
     for p in partitions {
         let part = ctx.cluster_mut()?.topology().partition(p)?.clone();
+        let anchor = ctx.cluster_mut()?.topology().audit_anchors.get(&p).cloned();
+        let cluster_id = ctx.cluster_mut()?.topology().cluster_id.clone();
         let copies = ctx
             .cluster_mut()?
             .at_every_replica(p, |r| {
@@ -125,7 +235,13 @@ fn verify(ctx: &mut Ctx, out: Output, partitions: Vec<u32>) -> Result<()> {
                 ),
                 Ok((false, Ok(chain))) => {
                     let n = Some(chain.len());
-                    match compare(&chain, reference.as_deref(), &part.primary) {
+                    let anchored = check_anchor(anchor.as_ref(), seed, &cluster_id, p, &chain);
+                    match anchored.and_then(|a| {
+                        compare(&chain, reference.as_deref(), &part.primary).map(|m| match a {
+                            Some(a) => format!("{m}; {a}"),
+                            None => m,
+                        })
+                    }) {
                         Ok(m) => (n, m),
                         Err(m) => {
                             broken.push(format!("partition {p} at {dc}: {m}"));

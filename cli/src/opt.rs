@@ -256,8 +256,13 @@ pub enum AuditCmd {
         #[arg(long)]
         op: Option<String>,
     },
-    /// Check every partition's hash chain; exit 1 naming a changed, removed or reordered record.
+    /// Check every partition's hash chain; exit 1 naming a changed, removed or reordered record,
+    /// or a chain rewritten since its last anchor.
     Verify,
+    /// Anchor every partition's audit chain: its head, signed with the cluster's key, kept in
+    /// the control plane, so that `verify` catches a chain rewritten end to end since. Run it
+    /// at least hourly (cron) and after every privileged task.
+    Anchor,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -353,3 +353,96 @@ fn audit_list_shows_every_committed_record_even_from_a_lagging_region() {
         r.describe()
     );
 }
+
+/// What an attacker with every datacenter's disks would do: change record 2 of partition
+/// 0's chain, then recompute every later record's `prev` and the chain head, so that the
+/// chain is consistent again.
+fn rewrite_chain(c: &Cluster) {
+    use sha2::Digest as _;
+    tamper(c, 0, |db, _| {
+        let records: Vec<(Vec<u8>, Vec<u8>)> = db
+            .prefix_iterator([0x08u8])
+            .map(|kv| kv.unwrap())
+            .take_while(|(k, _)| k.first() == Some(&0x08))
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        let mut prev = [0u8; 32];
+        for (k, v) in &records {
+            let mut rec: Value = serde_json::from_slice(v).unwrap();
+            if rec["seq"] == 2 {
+                rec["op"] = "user.update".into();
+            }
+            rec["prev"] = prev
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into();
+            let bytes = serde_json::to_vec(&rec).unwrap();
+            prev = sha2::Sha256::digest(&bytes).into();
+            db.put(k, &bytes).unwrap();
+        }
+        let last = records.last().map(|(k, _)| k[1..9].to_vec()).unwrap();
+        let mut head = last;
+        head.extend_from_slice(&prev);
+        db.put([0x09u8], head).unwrap();
+    });
+}
+
+#[test]
+fn audit_verify_catches_a_chain_rewritten_end_to_end_since_its_signed_anchor() {
+    // Without an anchor, a chain rewritten end to end is consistent: verify cannot tell.
+    let bare = Cluster::new();
+    for u in ["a@contoso.com", "b@contoso.com", "c@contoso.com"] {
+        bare.create_user(u);
+    }
+    bare.ok(&["sync"]);
+    rewrite_chain(&bare);
+    bare.ok(&["audit", "verify"]);
+
+    let c = Cluster::new();
+    for u in ["a@contoso.com", "b@contoso.com", "c@contoso.com"] {
+        c.create_user(u);
+    }
+    c.ok(&["sync"]);
+    let anchors = c.ok(&["audit", "anchor"])["anchors"].clone();
+    let p0 = anchors
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["partition"] == 0)
+        .unwrap_or_else(|| panic!("no anchor of partition 0: {anchors}"))
+        .clone();
+    assert!(p0["seq"].as_u64().unwrap() >= 3, "{p0}");
+    let ok = c.ok(&["audit", "verify"]);
+    assert!(
+        ok["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["partition"] == 0
+                && r["result"].as_str().unwrap().contains("anchored at record")),
+        "{ok}"
+    );
+    // The key's signature is in the control plane, never the key.
+    let topology = std::fs::read_to_string(c.root.join("cluster.json")).unwrap();
+    let seed = std::fs::read(c.root.join("secrets/token-signing-key")).unwrap();
+    let seed_hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        topology.contains("auditAnchors") || topology.contains("audit_anchors"),
+        "{topology}"
+    );
+    assert!(!topology.contains(&seed_hex));
+
+    rewrite_chain(&c);
+    let r = c.fails(&["audit", "verify"], 1);
+    assert!(
+        r.stderr.contains("partition 0") && r.stderr.contains("rewritten since"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        r.stdout.contains(&format!("record {}", p0["seq"])),
+        "the anchor checked against is not named\n{}",
+        r.describe()
+    );
+}

@@ -173,6 +173,57 @@ pub fn chain(s: &dyn Store) -> Result<Vec<[u8; 32]>> {
     Ok(hashes)
 }
 
+/// A partition's audit chain head as it was at `time`, signed with the cluster's key and
+/// kept outside the data (in the control plane's topology): a chain rewritten end to end
+/// since, every hash recomputed, no longer holds `hash` at `seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Anchor {
+    pub seq: u64,
+    /// SHA-256 (hex) of record `seq`'s stored bytes.
+    pub hash: String,
+    pub time: String,
+    /// Ed25519 signature (hex) of `message`, by the cluster's key.
+    pub signature: String,
+}
+
+impl Anchor {
+    /// What is signed: the cluster, the partition, and the anchored head.
+    pub fn message(&self, cluster_id: &str, partition: u32) -> String {
+        format!(
+            "geodir-audit-anchor:v1:{cluster_id}:{partition}:{}:{}:{}",
+            self.seq, self.hash, self.time
+        )
+    }
+
+    /// Whether a chain (its records' hashes in sequence order, as `chain` returns them)
+    /// still holds the anchored record: Err says how it does not.
+    pub fn check(&self, hashes: &[[u8; 32]]) -> std::result::Result<(), String> {
+        if self.seq == 0 {
+            return Ok(());
+        }
+        match hashes.get(self.seq as usize - 1) {
+            None => Err(format!(
+                "the chain ends at record {} but was anchored at record {} ({}): records were removed",
+                hashes.len(),
+                self.seq,
+                self.time
+            )),
+            Some(h) if hex(h) != self.hash => Err(format!(
+                "record {} is not the one anchored at {}: the chain was rewritten since",
+                self.seq, self.time
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// The partition's chain head now: its last sequence number and that record's hash (hex).
+pub fn head_hex(s: &dyn Store) -> Result<(u64, String)> {
+    let (seq, h) = head(s)?;
+    Ok((seq, hex(&h)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +242,28 @@ mod tests {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect())
         }
+    }
+
+    #[test]
+    fn an_anchor_holds_until_the_chain_is_rewritten_or_cut_below_it() {
+        let m = chain(3);
+        let hashes = super::chain(&m).unwrap();
+        let (seq, hash) = head_hex(&m).unwrap();
+        let a = Anchor {
+            seq,
+            hash,
+            time: "t".into(),
+            signature: String::new(),
+        };
+        assert_eq!(a.check(&hashes), Ok(()));
+        let mut more = hashes.clone();
+        more.push([7; 32]);
+        assert_eq!(a.check(&more), Ok(()), "records after the anchor");
+        let mut rewritten = hashes.clone();
+        rewritten[2] = [1; 32];
+        assert!(a.check(&rewritten).unwrap_err().contains("rewritten"));
+        assert!(a.check(&hashes[..2]).unwrap_err().contains("removed"));
+        assert_ne!(a.message("c", 0), a.message("c", 1));
     }
 
     fn chain(n: u64) -> Mem {

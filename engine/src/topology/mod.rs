@@ -154,6 +154,9 @@ pub struct Topology {
     pub partitions: Vec<Partition>,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantPlacement>,
+    /// Each partition's last audit anchor (`dirctl audit anchor`): its chain head, signed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub audit_anchors: BTreeMap<u32, crate::audit::Anchor>,
 }
 
 impl Topology {
@@ -224,6 +227,7 @@ impl Topology {
             datacenters,
             partitions: parts,
             tenants: BTreeMap::new(),
+            audit_anchors: BTreeMap::new(),
         })
     }
 

@@ -148,6 +148,47 @@ impl Keys {
     }
 }
 
+/// `message` signed with the cluster's key (its seed, `SECRET`): Ed25519, hex.
+pub fn sign(seed: &[u8], message: &[u8]) -> Result<String> {
+    use ed25519_dalek::Signer as _;
+    let signing = signing_key(seed)?;
+    Ok(hex(&signing.sign(message).to_bytes()))
+}
+
+/// Whether `signature` (hex) is the cluster key's signature of `message`.
+pub fn signed(seed: &[u8], message: &[u8], signature: &str) -> Result<bool> {
+    use ed25519_dalek::Verifier as _;
+    let verifying = signing_key(seed)?.verifying_key();
+    let bytes: Option<[u8; 64]> = (0..signature.len())
+        .step_by(2)
+        .map(|i| {
+            signature
+                .get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .and_then(|v| v.try_into().ok());
+    Ok(bytes.is_some_and(|b| {
+        verifying
+            .verify(message, &ed25519_dalek::Signature::from_bytes(&b))
+            .is_ok()
+    }))
+}
+
+fn signing_key(seed: &[u8]) -> Result<SigningKey> {
+    let seed: [u8; 32] = seed.try_into().map_err(|_| {
+        Error::Corrupt(format!(
+            "the control plane's {SECRET} is {} bytes, not 32",
+            seed.len()
+        ))
+    })?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// Clock skew a token's expiry is allowed, in seconds.
 pub const LEEWAY_SECS: u64 = 5;
 
@@ -179,6 +220,17 @@ mod tests {
     fn b64(b: &[u8]) -> String {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    }
+
+    #[test]
+    fn a_signature_verifies_only_for_its_message_and_key() {
+        let (seed, other) = (generate_seed(), generate_seed());
+        let sig = sign(&seed, b"head 3").unwrap();
+        assert!(signed(&seed, b"head 3", &sig).unwrap());
+        assert!(!signed(&seed, b"head 4", &sig).unwrap());
+        assert!(!signed(&other, b"head 3", &sig).unwrap());
+        assert!(!signed(&seed, b"head 3", "zz").unwrap());
+        assert!(!signed(&seed, b"head 3", &sig[2..]).unwrap());
     }
 
     #[test]
