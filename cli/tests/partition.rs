@@ -205,4 +205,21 @@ fn with_etcd_the_primary_cut_off_stops_acknowledging_the_standby_promotes_itself
             "the unacknowledged write is visible at {dc}"
         );
     }
+    // And the cut tail was reported: audited by westus's server, naming its replica.
+    let reported = wait_for(
+        "the old primary's cut tail in the audit trail",
+        Duration::from_secs(30),
+        || {
+            let r = c.ok(&["audit", "list", "--op", "replica.cut-tail"]);
+            let found = r["records"].as_array().is_some_and(|a| {
+                a.iter().any(|x| {
+                    x["actor"] == "geodird:westus" && x["targets"].to_string().contains("westus")
+                })
+            });
+            (found, r)
+        },
+    );
+    eprintln!("cut tail reported: {reported}");
+    let logs = c.server_logs();
+    assert!(logs.contains("uncommitted entr"), "not logged:\n{logs}");
 }

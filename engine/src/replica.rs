@@ -79,6 +79,10 @@ pub struct Replica {
     seen_term: std::sync::atomic::AtomicU64,
     /// Serializes appends, cuts and term raises: each reads the positions, then writes.
     log_writer: Mutex<()>,
+    /// The positions of entries cut off this replica (`truncate_after`) since the holder
+    /// last took them (`take_cut`): a server reports every cut of a replica it owns,
+    /// whichever process asked for it.
+    cut: Mutex<Vec<Position>>,
     _lock: File,
 }
 
@@ -450,7 +454,22 @@ impl Replica {
         )?;
         *self.positions()? = (new_last, commit);
         self.persisted_commit.store(commit, Ordering::SeqCst);
+        if let Ok(mut noted) = self.cut.lock() {
+            noted.extend(cut.iter().map(|e| Position {
+                term: e.term,
+                lsn: e.lsn,
+            }));
+        }
         Ok(cut)
+    }
+
+    /// The positions of the entries cut off this replica since the last call, oldest cut
+    /// first (each cut newest entry first).
+    pub fn take_cut(&self) -> Vec<Position> {
+        self.cut
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
     }
 
     /// A log entry of this replica that failed its checks (`Corrupt`) makes it damaged.

@@ -302,6 +302,7 @@ impl Replica {
             persisted_commit: std::sync::atomic::AtomicU64::new(commit),
             seen_term: std::sync::atomic::AtomicU64::new(seen_term),
             log_writer: Mutex::new(()),
+            cut: Mutex::new(Vec::new()),
             _lock: lock,
         };
         r.probe().map_err(|e| match e {

@@ -55,7 +55,14 @@ fn append_then_truncate_restores_previous_values() {
     )
     .expect("append 2,3");
     assert_eq!(r.last().expect("last"), Position { term: 1, lsn: 3 });
+    assert!(r.take_cut().is_empty(), "nothing cut yet");
     let cut = r.truncate_after(1, 1).expect("truncate");
+    // The cut is noted for the holder to report (a server: every cut of a replica it owns).
+    assert_eq!(
+        r.take_cut(),
+        [Position { term: 1, lsn: 3 }, Position { term: 1, lsn: 2 }]
+    );
+    assert!(r.take_cut().is_empty(), "taken once");
     assert_eq!(cut.iter().map(|e| e.lsn).collect::<Vec<_>>(), vec![3, 2]);
     assert_eq!(r.get(b"a").expect("get"), Some(b"1".to_vec()));
     assert_eq!(r.get(b"b").expect("get"), None);

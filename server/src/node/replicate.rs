@@ -90,7 +90,6 @@ impl Node {
                 logs.retain(|id, _| now.get(&id.datacenter) == dialled.get(&id.datacenter));
                 dialled = now;
             }
-            let mut cuts = Vec::new();
             for p in t.partitions.iter().filter(|p| p.primary == self.datacenter) {
                 let Some(primary) = self.own(p.id) else {
                     continue;
@@ -111,11 +110,8 @@ impl Node {
                     }
                     let Some(log) = logs.get(&id) else { continue };
                     let measured = match ship_committed(&primary, log, p.term) {
-                        Ok((lag, cut)) => {
+                        Ok(lag) => {
                             self.metrics.note_lag(p.id, &d.name, lag);
-                            if !cut.is_empty() {
-                                cuts.push((id.clone(), p.term, cut));
-                            }
                             Some(lag)
                         }
                         Err(e) => {
@@ -147,21 +143,32 @@ impl Node {
                 }
             }
             drop(_round);
-            for (id, term, cut) in cuts {
-                self.report_cut(&id, term, &cut);
+            // Every cut of a replica this server owns, whoever asked for it (a primary
+            // bringing it level, its own write path or read path, a sync): reported here.
+            let owned: Vec<(u32, Arc<Replica>)> = match self.owned.read() {
+                Ok(o) => o.iter().map(|(p, r)| (*p, r.clone())).collect(),
+                Err(_) => break,
+            };
+            for (p, replica) in owned {
+                let cut = replica.take_cut();
+                if !cut.is_empty() {
+                    let term = t.partition(p).map(|x| x.term).unwrap_or_default();
+                    self.report_cut(&ReplicaId::new(&self.datacenter, p), term, &cut);
+                }
             }
         }
     }
 
-    /// A secondary's uncommitted tail was cut as it was brought level (an old primary that
-    /// returned holding entries nobody acknowledged): logged, counted, and audited in its
-    /// partition (`replica.cut-tail`, the entries' positions), so an operator sees it.
+    /// Entries nobody acknowledged were cut off a replica this server owns (an old primary
+    /// that returned with an uncommitted tail, a write its sync standby never made durable):
+    /// logged, counted, and audited in its partition (`replica.cut-tail`, the entries'
+    /// positions), so an operator sees it.
     fn report_cut(&self, id: &ReplicaId, term: u64, cut: &[engine::log::Position]) {
         let (Some(first), Some(last)) = (cut.iter().min(), cut.iter().max()) else {
             return;
         };
         let outcome = format!(
-            "cut {} uncommitted entr{} (term {} lsn {} to term {} lsn {}) from {id}, brought level with the primary of term {term}",
+            "cut {} uncommitted entr{} (term {} lsn {} to term {} lsn {}) from {id}; the partition is at term {term}",
             cut.len(),
             if cut.len() == 1 { "y" } else { "ies" },
             first.term,
@@ -277,15 +284,11 @@ pub struct Lag {
 }
 
 /// One replication round to `secondary`: its lag before, then the committed entries it misses.
-fn ship_committed(
-    primary: &Replica,
-    secondary: &RemoteLog,
-    term: u64,
-) -> Result<(Lag, Vec<engine::log::Position>)> {
+fn ship_committed(primary: &Replica, secondary: &RemoteLog, term: u64) -> Result<Lag> {
     let commit = primary.commit_lsn()?;
     let last = secondary.last()?;
     if last.lsn > commit && last.term == term {
-        return Ok((Lag::default(), Vec::new()));
+        return Ok(Lag::default());
     }
     let entries = commit.saturating_sub(last.lsn);
     let seconds = match entries {
@@ -299,6 +302,6 @@ fn ship_committed(
                 / 1000.0
         }
     };
-    let done = engine::catch_up::catch_up(primary, secondary, commit, term, &mut |_| {})?;
-    Ok((Lag { entries, seconds }, done.cut))
+    engine::catch_up::catch_up(primary, secondary, commit, term, &mut |_| {})?;
+    Ok(Lag { entries, seconds })
 }
