@@ -111,13 +111,16 @@ fn anchor(ctx: &mut Ctx, out: Output, partitions: Vec<u32>, seed: &[u8]) -> Resu
 }
 
 /// A partition's anchor against the cluster's key and a copy's chain: Ok with what it was
-/// checked against, or Err how it fails.
+/// checked against, or Err how it fails. A secondary's copy that has not reached the
+/// anchored record yet is a lagging one (it is compared with the primary's instead); the
+/// primary's copy must hold it.
 fn check_anchor(
     anchor: Option<&audit::Anchor>,
     seed: Option<&[u8]>,
     cluster_id: &str,
     partition: u32,
     hashes: &[[u8; 32]],
+    primary: bool,
 ) -> Result<Option<String>, String> {
     let Some(a) = anchor else { return Ok(None) };
     let genuine = seed.is_some_and(|s| {
@@ -129,6 +132,12 @@ fn check_anchor(
             "the anchor of partition {partition} (record {} at {}) is not signed with the cluster's key",
             a.seq, a.time
         ));
+    }
+    if !primary && (hashes.len() as u64) < a.seq {
+        return Ok(Some(format!(
+            "behind the anchor at record {} ({}): compared with the primary's copy",
+            a.seq, a.time
+        )));
     }
     a.check(hashes)?;
     Ok(Some(format!("anchored at record {} ({})", a.seq, a.time)))
@@ -235,7 +244,14 @@ fn verify(ctx: &mut Ctx, out: Output, partitions: Vec<u32>, seed: Option<&[u8]>)
                 ),
                 Ok((false, Ok(chain))) => {
                     let n = Some(chain.len());
-                    let anchored = check_anchor(anchor.as_ref(), seed, &cluster_id, p, &chain);
+                    let anchored = check_anchor(
+                        anchor.as_ref(),
+                        seed,
+                        &cluster_id,
+                        p,
+                        &chain,
+                        dc == part.primary,
+                    );
                     match anchored.and_then(|a| {
                         compare(&chain, reference.as_deref(), &part.primary).map(|m| match a {
                             Some(a) => format!("{m}; {a}"),
@@ -326,7 +342,50 @@ fn compare<T: PartialEq>(
 
 #[cfg(test)]
 mod tests {
-    use super::compare;
+    use super::{check_anchor, compare};
+    use engine::audit::Anchor;
+
+    #[test]
+    fn an_anchor_is_checked_on_the_primary_s_copy_and_on_secondaries_that_reached_it() {
+        let seed = server::graph::token::generate_seed();
+        let hashes = [[1u8; 32], [2u8; 32], [3u8; 32]];
+        let hex: String = [2u8; 32].iter().map(|b| format!("{b:02x}")).collect();
+        let mut a = Anchor {
+            seq: 2,
+            hash: hex,
+            time: "t".into(),
+            signature: String::new(),
+        };
+        a.signature = server::graph::token::sign(&seed, a.message("c", 0).as_bytes()).unwrap();
+        let check = |hashes: &[[u8; 32]], primary: bool, seed: &[u8]| {
+            check_anchor(Some(&a), Some(seed), "c", 0, hashes, primary)
+        };
+        assert!(check(&hashes, true, &seed)
+            .unwrap()
+            .unwrap()
+            .starts_with("anchored at record 2"));
+        // A lagging secondary is not wrong; a primary without the anchored record is.
+        assert!(check(&hashes[..1], false, &seed)
+            .unwrap()
+            .unwrap()
+            .starts_with("behind the anchor"));
+        assert!(check(&hashes[..1], true, &seed)
+            .unwrap_err()
+            .contains("removed"));
+        let rewritten = [[1u8; 32], [9u8; 32], [3u8; 32]];
+        assert!(check(&rewritten, false, &seed)
+            .unwrap_err()
+            .contains("rewritten"));
+        // Another key's anchor, or one changed since it was signed, is refused.
+        let other = server::graph::token::generate_seed();
+        assert!(check(&hashes, true, &other)
+            .unwrap_err()
+            .contains("not signed"));
+        assert_eq!(
+            check_anchor(None, Some(&seed), "c", 0, &hashes, true),
+            Ok(None)
+        );
+    }
 
     #[test]
     fn a_copy_is_compared_with_the_primary_s() {
