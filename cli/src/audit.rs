@@ -49,10 +49,38 @@ fn signing_seed(g: &Global, create: bool) -> Result<Option<Vec<u8>>> {
 /// `audit anchor`: each partition's chain head at its primary, checked intact, signed and
 /// kept in the control plane.
 fn anchor(ctx: &mut Ctx, out: Output, partitions: Vec<u32>, seed: &[u8]) -> Result<()> {
+    let rows = anchor_partitions(ctx, partitions, seed)?;
+    output::emit(out, &json!({"anchors": rows}), || {
+        let t: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r["partition"].to_string(),
+                    r["seq"].to_string(),
+                    r["hash"].as_str().unwrap_or_default().to_string(),
+                    r["time"].as_str().unwrap_or_default().to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["partition", "seq", "hash", "time"], &t)
+    })
+}
+
+/// Anchors each of `partitions` (also after every elevation): what was anchored.
+pub fn anchor_partitions(
+    ctx: &mut Ctx,
+    partitions: Vec<u32>,
+    seed: &[u8],
+) -> Result<Vec<serde_json::Value>> {
     let now = crate::context::clock()?.now().to_rfc3339();
     let cluster_id = ctx.cluster_mut()?.topology().cluster_id.clone();
     let mut rows = Vec::new();
     for p in partitions {
+        // Only what is settled is anchored: entries a crashed writer left above the commit
+        // point are committed or cut first (a cut record's sequence number is used again).
+        ctx.cluster_mut()?
+            .settle_primary(p)
+            .with_context(|| format!("partition {p}: settle the primary before anchoring"))?;
         let primary = ctx.cluster_mut()?.topology().partition(p)?.primary.clone();
         let copies = ctx
             .cluster_mut()?
@@ -94,20 +122,7 @@ fn anchor(ctx: &mut Ctx, out: Output, partitions: Vec<u32>, seed: &[u8]) -> Resu
         })?;
         rows.push(json!({"partition": p, "seq": a.seq, "hash": a.hash, "time": a.time}));
     }
-    output::emit(out, &json!({"anchors": rows}), || {
-        let t: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                vec![
-                    r["partition"].to_string(),
-                    r["seq"].to_string(),
-                    r["hash"].as_str().unwrap_or_default().to_string(),
-                    r["time"].as_str().unwrap_or_default().to_string(),
-                ]
-            })
-            .collect();
-        output::table(&["partition", "seq", "hash", "time"], &t)
-    })
+    Ok(rows)
 }
 
 /// A partition's anchor against the cluster's key and a copy's chain: Ok with what it was

@@ -62,7 +62,9 @@ pub fn run(g: &Global, c: BackupCmd) -> Result<()> {
         } => {
             let r = restore(g, &dir, &id, to.clone(), in_place, yes);
             if in_place {
-                audit_after(g, "backup.restore-in-place", vec![id], &r);
+                let mut targets = vec![id];
+                targets.extend(crate::operator::approved_request());
+                audit_after(g, "backup.restore-in-place", targets, &r);
             }
             r
         }
@@ -165,6 +167,10 @@ fn prune(g: &Global, dir: &BackupsDir, keep_daily: usize, keep_weekly: usize) ->
 fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
     let d = dest(g, dir)?;
     let mut ctx = Ctx::open(g)?;
+    ctx.require(
+        &engine::operators::Need::Job(engine::operators::Job::Backup),
+        "backup create",
+    )?;
     let now = context::clock()?.now();
     let bar = if output::stdout_is_terminal() {
         indicatif::ProgressBar::new(0)
@@ -290,8 +296,17 @@ fn restore(
     let limits = ::backup::Limits::default();
     let done = if in_place {
         let mut ctx = Ctx::open(g)?;
+        ctx.require(
+            &engine::operators::Need::Elevated(engine::operators::Role::Operator),
+            "backup restore --in-place",
+        )?;
         if !yes {
             confirm_in_place(ctx.cluster_mut()?.root())?;
+        }
+        if let Some(approval) =
+            crate::operator::two_person(g, &mut ctx, "backup restore --in-place")?
+        {
+            eprintln!("note: {approval}");
         }
         ::backup::restore_in_place(ctx.cluster_mut()?, &archive, limits)
             .with_context(|| format!("restore backup {id} in place; the cluster was left as it was unless the message says otherwise"))?

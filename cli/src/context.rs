@@ -9,6 +9,7 @@ use std::io::{BufRead as _, IsTerminal as _};
 use engine::client::{Directory, Embedded};
 use engine::clock::Clock;
 use engine::cluster::{Cluster, ClusterOptions};
+use engine::operators::Need;
 use engine::request::{Envelope, Note, Progress, Request, Response};
 use engine::session::{Session, Token};
 
@@ -46,6 +47,10 @@ pub struct Ctx {
     pub actor: String,
     /// One per dirctl invocation: ties the audit records of one command together.
     pub correlation_id: String,
+    /// The operator this machine's login proves, on a cluster with operators.
+    pub identity: Option<String>,
+    /// Why no operator is proven (no login, an expired one), for the refusal's message.
+    login_problem: Option<String>,
 }
 
 /// Privileged operations: a prompt on a terminal, `--yes` in scripts (else exit 2).
@@ -85,7 +90,16 @@ pub fn cluster_root(g: &Global) -> Result<PathBuf> {
 }
 
 impl Ctx {
+    /// The cluster opened for a command. On a cluster with operators the caller must be a
+    /// logged-in operator (else "not permitted", exit 6), and the audit trail names them.
     pub fn open(g: &Global) -> Result<Ctx> {
+        let mut ctx = Ctx::open_unchecked(g)?;
+        ctx.require(&Need::Read, "this command")?;
+        Ok(ctx)
+    }
+
+    /// `open` without the login check: login, enrolment and elevation check for themselves.
+    pub fn open_unchecked(g: &Global) -> Result<Ctx> {
         let (dir, dc_names) = match &g.endpoints {
             Some(list) => {
                 let remote = remote(g, list)?;
@@ -113,13 +127,56 @@ impl Ctx {
                 .into());
             }
         }
-        Ok(Ctx {
+        let mut ctx = Ctx {
             dir,
             output: g.output,
             session,
             actor: actor(g)?,
             correlation_id: uuid::Uuid::new_v4().to_string(),
-        })
+            identity: None,
+            login_problem: None,
+        };
+        if !ctx.topology_ref().operators.is_empty() {
+            match crate::operator::proven(g, ctx.topology_ref()) {
+                Ok(name) => {
+                    ctx.actor = name.clone();
+                    ctx.identity = Some(name);
+                }
+                Err(why) => ctx.login_problem = Some(why),
+            }
+        }
+        Ok(ctx)
+    }
+
+    fn topology_ref(&self) -> &engine::topology::Topology {
+        match &self.dir {
+            Dir::Embedded(d) => d.cluster().topology(),
+            Dir::Remote(d) => d.topology(),
+        }
+    }
+
+    /// Whether the caller may do `what`, which needs `need` (engine::operators::decide);
+    /// a refusal is audited and is "not permitted" (exit 6), saying what would grant it.
+    pub fn require(&mut self, need: &Need, what: &str) -> Result<()> {
+        let now = clock()?.now().timestamp();
+        let t = self.topology_ref();
+        let decided = engine::operators::decide(
+            &t.operators,
+            &t.elevations,
+            self.identity.as_deref(),
+            need,
+            what,
+            now,
+        );
+        let Err(why) = decided else {
+            return Ok(());
+        };
+        let why = match (&self.identity, &self.login_problem) {
+            (None, Some(p)) => format!("{why} ({p})"),
+            _ => why,
+        };
+        self.audit_outcome(0, "operator.refused", vec![what.to_string()], &why);
+        Err(engine::Error::NotPermitted(why).into())
     }
 
     /// The embedded directory: the cluster under --cluster, opened in this process.
@@ -269,6 +326,12 @@ impl Ctx {
         req: Request,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Response> {
+        if let Some(need) = engine::operators::need_of(&req) {
+            if need != Need::Read {
+                let what = req.audit_op().unwrap_or_else(|| req.name().to_string());
+                self.require(&need, &what)?;
+            }
+        }
         let partition = match req.tenant() {
             Some(t) => Some(self.dir.get().placement(t)?.partition),
             None => None,

@@ -7,6 +7,7 @@ mod backup;
 mod context;
 mod demo;
 mod object;
+mod operator;
 mod ops;
 mod opt;
 mod output;
@@ -124,11 +125,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Access(c) => access::run(&g, c),
         Command::Audit(c) => audit::run(&g, c),
         Command::Token(c) => token::run(&g, c),
+        Command::Operator(c) => operator::run(&g, c),
+        Command::Login(a) => operator::login(&g, a),
+        Command::Logout => operator::logout(&g),
+        Command::Elevate(a) => operator::elevate(&g, a),
+        Command::Elevation(c) => operator::elevation(&g, c),
+        Command::Approve(a) => operator::approve(&g, a),
         Command::GenerateAssets { out } => assets::generate(&out),
     }
 }
 
-/// DESIGN.md's exit codes: 2 usage, 3 not found, 4 conflict, 5 unavailable, 1 anything else.
+/// DESIGN.md's exit codes: 2 usage, 3 not found, 4 conflict, 5 unavailable, 6 not permitted
+/// (docs/design.md), 1 anything else.
 fn exit_code(e: &anyhow::Error) -> u8 {
     use engine::Error as E;
     for cause in e.chain() {
@@ -154,6 +162,7 @@ fn engine_code(err: &engine::Error) -> u8 {
         E::Conflict(_) => 4,
         E::Unavailable(_) | E::Damaged(_) | E::DiskFull(_) => 5,
         E::OutcomeUnknown(_) | E::Corrupt(_) | E::Fenced(_) | E::Storage(_) => 1,
+        E::NotPermitted(_) => 6,
     }
 }
 

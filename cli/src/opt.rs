@@ -63,9 +63,13 @@ pub struct Global {
     /// Log retention: keep this many entries beyond what every reachable replica holds.
     #[arg(long, global = true, default_value_t = 100_000, value_name = "N")]
     pub retain_log_entries: u64,
-    /// Who is acting, for the audit trail (default: the OS user, from USER).
+    /// Who is acting, for the audit trail (default: the OS user, from USER). On a cluster
+    /// with operators the audit trail names the logged-in operator instead.
     #[arg(long, global = true, env = "DIRCTL_ACTOR", value_name = "NAME")]
     pub actor: Option<String>,
+    /// Where `dirctl login` keeps the login (default: ~/.dirctl/login-CLUSTER_ID.json).
+    #[arg(long, global = true, env = "DIRCTL_LOGIN_FILE", value_name = "FILE")]
+    pub login_file: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +132,20 @@ pub enum Command {
     /// Bearer tokens for the Graph API (`/v1.0` on every geodird's HTTP address).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Operators: the cluster's identities, each with a TOTP authenticator and roles.
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+    /// Prove who you are with a code from your authenticator: later commands act as you.
+    Login(LoginArgs),
+    /// Forget this machine's login.
+    Logout,
+    /// Take a privileged role for a while, for a reason (just-in-time elevation).
+    Elevate(ElevateArgs),
+    /// Elevations: the active ones, and ending one early.
+    #[command(subcommand)]
+    Elevation(ElevationCmd),
+    /// Approve another operator's request under the two-person rule, and carry it out.
+    Approve(ApproveArgs),
     /// Writes the man pages and shell completions made from these definitions into a
     /// folder (scripts/package puts them in the Debian package).
     #[command(hide = true)]
@@ -375,6 +393,10 @@ pub struct InitArgs {
     /// How many partitions (1 to 1024); each is a replica in every datacenter.
     #[arg(long, default_value_t = 4)]
     pub partitions: u32,
+    /// Enrol the cluster's first operator, a security-admin, and show their TOTP secret
+    /// once; from then on every command needs a login (docs/security.md).
+    #[arg(long, value_name = "NAME")]
+    pub admin: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -564,4 +586,87 @@ pub struct DemoArgs {
     /// The fixtures folder holding contoso.jsonl and fabrikam.jsonl.
     #[arg(long, env = "DIRCTL_FIXTURES")]
     pub fixtures: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorCmd {
+    /// Enrol an operator: makes their TOTP secret and shows it once (otpauth URI and QR
+    /// code). Needs an elevated security-admin, except for a cluster's first operator, who
+    /// must be a security-admin.
+    Enroll {
+        name: String,
+        /// reader, tenant-admin:TENANT, operator or security-admin (repeatable).
+        #[arg(long = "role", required = true, value_name = "ROLE")]
+        roles: Vec<String>,
+    },
+    /// Enrol a service identity for scheduled jobs (cron): no codes, no elevation, only its
+    /// jobs and the reads they need. Writes its credential, signed by the cluster, to a file
+    /// (mode 0600) that the job's DIRCTL_LOGIN_FILE names. An elevated security-admin.
+    EnrollService {
+        name: String,
+        /// backup or purge-expired (repeatable).
+        #[arg(long = "job", required = true, value_name = "JOB")]
+        jobs: Vec<String>,
+        /// Where to write the credential.
+        #[arg(long, value_name = "FILE")]
+        credential_file: PathBuf,
+        /// How long the credential lasts (at most 366d); enrol again to renew.
+        #[arg(long = "for", default_value = "90d", value_name = "DURATION")]
+        duration: String,
+    },
+    /// The enrolled operators, their roles and lock-outs (never their secrets).
+    List,
+    /// Remove an operator (an elevated security-admin; never the last security-admin).
+    Remove { name: String },
+    /// Replace an operator's roles (an elevated security-admin).
+    Roles {
+        name: String,
+        #[arg(long = "role", required = true, value_name = "ROLE")]
+        roles: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The operator.
+    pub name: String,
+    /// The 6-digit code the operator's authenticator shows now.
+    #[arg(long, value_name = "CODE")]
+    pub otp: String,
+    /// How long the login lasts (at most 12h).
+    #[arg(long = "for", default_value = "8h", value_name = "DURATION")]
+    pub duration: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ElevateArgs {
+    /// The role to take: operator or security-admin (one the operator has).
+    #[arg(long, value_name = "ROLE")]
+    pub role: String,
+    /// How long (1m to 8h), e.g. 30m.
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: String,
+    /// Why: a ticket or incident, for the audit trail.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// A fresh code from the operator's authenticator (not the one the login used).
+    #[arg(long, value_name = "CODE")]
+    pub otp: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ElevationCmd {
+    /// The active elevations.
+    List,
+    /// End an elevation now (its operator, or an elevated security-admin).
+    Revoke { id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct ApproveArgs {
+    /// The request's id, as its command printed it.
+    pub id: String,
+    /// A fresh code from the approver's authenticator.
+    #[arg(long, value_name = "CODE")]
+    pub otp: String,
 }

@@ -39,6 +39,10 @@ pub enum Error {
     /// An I/O or storage error, with what was being done (exit 1).
     #[error("{0}")]
     Storage(String),
+    /// The caller is not permitted: no proven operator, no role, no active elevation, a
+    /// wrong or replayed code, a lock-out (exit 6). Says what would grant it.
+    #[error("not permitted: {0}")]
+    NotPermitted(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -15,6 +15,7 @@ pub mod failover;
 pub mod layout;
 pub mod log;
 pub mod memlog;
+pub mod operators;
 pub mod protocol;
 pub mod rebuild;
 pub mod recycle;

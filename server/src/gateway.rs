@@ -59,7 +59,8 @@ pub struct Backend {
 
 /// The datacenters to try, in order: the healthy ones by distance from `near`, then the
 /// unhealthy ones by distance (a probe can be wrong; trying them beats refusing). Drained
-/// datacenters and those without a recorded HTTP address are left out.
+/// datacenters, those without a recorded HTTP address, and those serving HTTPS (the
+/// gateway does not speak TLS to servers) are left out.
 pub fn order(
     topology: &Topology,
     near: &Location,
@@ -70,7 +71,11 @@ pub fn order(
         .iter()
         .filter(|d| !d.drained)
         .filter_map(|d| {
-            let url = d.http_endpoint.clone()?;
+            // The gateway reaches servers over plain HTTP only (docs/graph.md).
+            let url = d
+                .http_endpoint
+                .clone()
+                .filter(|u| u.starts_with("http://"))?;
             let healthy = health.get(&d.name).copied().unwrap_or(false);
             Some((
                 !healthy,
@@ -97,7 +102,11 @@ pub fn may_retry(method: &Method, never_reached: bool) -> bool {
 struct Gateway {
     backends: RwLock<Vec<Backend>>,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// How long one request may take at a server: longer than a server's own bounds (its
+    /// lock wait and a forward to the primary), so a slow write is not taken for a lost one.
     timeout: Duration,
+    /// `http` or `https`: how clients reach the gateway.
+    scheme: &'static str,
     max_body_bytes: usize,
 }
 
@@ -112,7 +121,8 @@ fn hop_by_hop(name: &header::HeaderName) -> bool {
             | "te"
             | "trailer"
             | "upgrade"
-            | "host"
+            | "proxy-authorization"
+            | "proxy-authenticate"
             | "content-length"
     )
 }
@@ -148,10 +158,16 @@ impl Gateway {
             let mut out = hyper::Request::builder()
                 .method(parts.method.clone())
                 .uri(format!("{}{path}", b.url));
+            // `Host` passes through, and the scheme the client used: the server's links
+            // (`Location`, `@odata.nextLink`) then point at the gateway.
             for (name, value) in &parts.headers {
-                if !hop_by_hop(name) {
+                if !hop_by_hop(name) && name != "x-forwarded-proto" {
                     out = out.header(name, value);
                 }
+            }
+            out = out.header("x-forwarded-proto", self.scheme);
+            if !parts.headers.contains_key("client-request-id") {
+                out = out.header("client-request-id", &request_id);
             }
             let out = match out.body(Full::new(body.clone())) {
                 Ok(r) => r,
@@ -190,6 +206,7 @@ impl Gateway {
                 }
                 Err(_) => {
                     tracing::warn!(datacenter = %b.datacenter, "request timed out");
+                    self.mark(&b.datacenter);
                     if !may_retry(&parts.method, false) {
                         return unknown_outcome(&b.datacenter, "timed out", &request_id);
                     }
@@ -299,14 +316,17 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     topology.datacenter(&o.near)?;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(o.timeout));
+    // A connect that times out never reached the server (the request may go on to the
+    // next); it ends well within the request's own timeout.
+    connector.set_connect_timeout(Some(o.timeout / 2));
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
     let health = probe(&client, &topology, o.timeout).await;
     let gateway = Arc::new(Gateway {
         backends: RwLock::new(order(&topology, &near, &health)),
         client: client.clone(),
-        timeout: o.timeout,
+        timeout: o.lock_timeout + o.timeout * 3,
+        scheme: if tls.is_some() { "https" } else { "http" },
         max_body_bytes: o.max_body_bytes,
     });
     // The probe rounds: the topology read again (a server moved, a datacenter drained),
@@ -366,11 +386,17 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         let _ = tx.send(true);
         anyhow::Ok(())
     };
-    let (h, s) = tokio::join!(server, signals);
+    // The server ending by itself (its listener failed) ends the gateway too.
+    tokio::pin!(server);
+    let served = tokio::select! {
+        h = &mut server => h,
+        s = signals => match s {
+            Ok(()) => server.await,
+            Err(e) => Err(e),
+        },
+    };
     prober.abort();
-    h?;
-    s?;
-    Ok(())
+    served
 }
 
 #[cfg(test)]
@@ -432,6 +458,10 @@ mod tests {
         let mut t = topology();
         t.datacenters[1].drained = true;
         t.datacenters[2].http_endpoint = None;
+        t.datacenters[0].http_endpoint = Some("https://127.0.0.1:1".into());
+        let near = t.region("westus").expect("region");
+        assert!(order(&t, &near, &BTreeMap::new()).is_empty());
+        t.datacenters[0].http_endpoint = Some("http://127.0.0.1:1".into());
         let near = t.region("westus").expect("region");
         assert_eq!(names(&order(&t, &near, &BTreeMap::new())), ["westus"]);
     }

@@ -25,6 +25,7 @@ pub mod etcd;
 pub mod gateway;
 pub mod graph;
 pub mod http;
+pub mod identity;
 pub mod lease;
 pub mod metrics;
 pub mod node;

@@ -21,6 +21,7 @@ fn kind(e: &Error) -> (&'static str, Code) {
         Error::DiskFull(_) => ("disk-full", Code::ResourceExhausted),
         Error::ImpossibleToken(_) => ("impossible-token", Code::InvalidArgument),
         Error::Storage(_) => ("storage", Code::Internal),
+        Error::NotPermitted(_) => ("not-permitted", Code::PermissionDenied),
     }
 }
 
@@ -37,7 +38,8 @@ fn message(e: &Error) -> String {
         | Error::Damaged(m)
         | Error::DiskFull(m)
         | Error::ImpossibleToken(m)
-        | Error::Storage(m) => m.clone(),
+        | Error::Storage(m)
+        | Error::NotPermitted(m) => m.clone(),
     }
 }
 
@@ -68,6 +70,7 @@ pub fn from_status(s: &Status, peer: &str) -> Error {
         Some("disk-full") => Error::DiskFull(m),
         Some("impossible-token") => Error::ImpossibleToken(m),
         Some("storage") => Error::Storage(m),
+        Some("not-permitted") => Error::NotPermitted(m),
         _ => match s.code() {
             Code::InvalidArgument => Error::Invalid(format!("{peer}: {m}")),
             Code::NotFound => Error::NotFound(format!("{peer}: {m}")),

@@ -37,8 +37,12 @@ pub fn control_plane(g: &Global, c: ControlPlaneCmd) -> Result<()> {
     // aside so that nothing reads a stale copy.
     let moved = root.join(format!("{CLUSTER_FILE}.moved-to-etcd"));
     let t = file.update(&mut |t| etcd.create(t))?;
-    // The cluster's secrets (the token signing key) go along: tokens issued stay valid.
-    for name in [server::graph::token::SECRET] {
+    // The cluster's secrets (the token signing key, the operators' sealing key) go along:
+    // tokens issued and logins stay valid, operators' codes keep working.
+    for name in [
+        server::graph::token::SECRET,
+        server::identity::SEALING_SECRET,
+    ] {
         if let Some(v) = file.secret(name)? {
             etcd.create_secret(name, &v)?;
         }

@@ -7,9 +7,19 @@ use serde_json::json;
 use crate::context::{confirm, Ctx};
 use crate::opt::{DcCmd, Global};
 use crate::output;
+use engine::operators::{Need, Role};
 
 pub fn dc(g: &Global, c: DcCmd) -> Result<()> {
     let mut ctx = Ctx::open(g)?;
+    let privileged = match &c {
+        DcCmd::Drain { name, .. } => Some(format!("dc drain {name}")),
+        DcCmd::Undrain { name, .. } => Some(format!("dc undrain {name}")),
+        DcCmd::Rebuild { name, .. } => Some(format!("dc rebuild {name}")),
+        DcCmd::List => None,
+    };
+    if let Some(what) = privileged {
+        ctx.require(&Need::Elevated(Role::Operator), &what)?;
+    }
     let (name, drained) = match c {
         DcCmd::Drain { name, yes } => {
             confirm(yes, &format!("dc drain {name}"))?;

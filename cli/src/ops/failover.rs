@@ -7,6 +7,7 @@ use serde_json::json;
 use crate::context::{confirm, Ctx};
 use crate::opt::{FailoverArgs, Global};
 use crate::output;
+use engine::operators::{Need, Role};
 
 pub fn failover(g: &Global, a: FailoverArgs) -> Result<()> {
     let what = match (&a.partition, &a.all_from) {
@@ -14,9 +15,22 @@ pub fn failover(g: &Global, a: FailoverArgs) -> Result<()> {
         (None, Some(dc)) => format!("every partition whose primary is in {dc}"),
         (None, None) => String::new(),
     };
-    confirm(a.yes, &format!("failover of {what}"))?;
     let mut ctx = Ctx::open(g)?;
+    ctx.require(
+        &Need::Elevated(Role::Operator),
+        &format!("failover of {what}"),
+    )?;
+    confirm(a.yes, &format!("failover of {what}"))?;
+    let approval = match a.accept_data_loss {
+        true => crate::operator::two_person(
+            g,
+            &mut ctx,
+            &format!("failover --accept-data-loss of {what}"),
+        )?,
+        false => None,
+    };
     let mut losses = Vec::new();
+
     let r = failover_partitions(g, &mut ctx, &a, &mut losses);
     let op = if a.emergency {
         "failover.emergency"
@@ -27,6 +41,7 @@ pub fn failover(g: &Global, a: FailoverArgs) -> Result<()> {
     targets.extend(a.to.iter().map(|to| format!("to {to}")));
     // --accept-data-loss: the audit trail keeps the window that may have been lost.
     targets.extend(losses);
+    targets.extend(approval);
     ctx.audit_result(a.partition.unwrap_or(0), op, targets, &r);
     r
 }

@@ -12,6 +12,9 @@ use crate::output;
 
 pub fn init(g: &Global, a: InitArgs) -> Result<()> {
     let root = cluster_root(g)?;
+    if let Some(name) = &a.admin {
+        engine::operators::check_name(name)?;
+    }
     let dcs = a.datacenters.split(',').collect::<Vec<_>>();
     // NAME@LAT,LON,NAME@LAT,LON: rejoin the pairs split on ','.
     let mut specs = Vec::new();
@@ -38,7 +41,18 @@ pub fn init(g: &Global, a: InitArgs) -> Result<()> {
         }
     }
     .with_context(|| format!("init cluster in {}", root.display()))?;
-    output::emit(g.output, &topology_json(&t), || {
+    let admin = match &a.admin {
+        Some(name) => Some(
+            crate::operator::enrolled(g, name, &["security-admin".to_string()])
+                .with_context(|| format!("cluster {} was created, but enrolling {name} failed; enrol with `dirctl operator enroll {name} --role security-admin`", t.cluster_id))?,
+        ),
+        None => None,
+    };
+    let mut doc = topology_json(&t);
+    if let (Some((admin, _)), Some(map)) = (&admin, doc.as_object_mut()) {
+        map.insert("admin".into(), admin.clone());
+    }
+    output::emit(g.output, &doc, || {
         let headers = ["partition", "primary", "sync standby", "term"];
         let table = output::table_by(&headers, &t.partitions, |p| {
             output::row(&[&p.id, &p.primary, &p.sync_standby, &p.term])
@@ -50,7 +64,10 @@ pub fn init(g: &Global, a: InitArgs) -> Result<()> {
             t.datacenters.len(),
             t.partitions.len(),
             table
-        )
+        ) + admin
+            .as_ref()
+            .map(|(_, text)| text.as_str())
+            .unwrap_or_default()
     })
 }
 

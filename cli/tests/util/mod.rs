@@ -159,7 +159,9 @@ impl Cluster {
             .env_remove("DIRCTL_REGION")
             .env_remove("DIRCTL_SESSION")
             .env_remove("DIRCTL_TENANT")
-            .env_remove("DIRCTL_CONTROL_PLANE");
+            .env_remove("DIRCTL_CONTROL_PLANE")
+            // The login (`dirctl login`) in the test's folder, not the user's home.
+            .env("DIRCTL_LOGIN_FILE", self.path("login.json"));
         let mut shown_cp = String::new();
         if let Some(cp) = &self.control_plane {
             c.env("DIRCTL_CONTROL_PLANE", cp);

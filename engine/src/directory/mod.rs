@@ -135,6 +135,12 @@ mod tests {
             "now",
         )
         .expect("the appId given up by the update");
+        // An appId removed (it is optional) claims nothing; the application stays usable.
+        let mut patch = Map::new();
+        patch.insert("appId".into(), Value::Null);
+        update(&mut t, T, ObjectType::Application, &id2, patch).expect("appId removed");
+        create(&mut t, T, ObjectType::Application, app(A), "now").expect("the appId given up");
+        delete(&mut t, T, ObjectType::Application, &id2, "now").expect("delete without appId");
     }
 
     #[test]

@@ -142,10 +142,12 @@ fn unique_key(
         Some(ObjectType::Application) => "appId",
         _ => return Ok(None),
     };
-    let value = obj
-        .get(field)
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::Corrupt(format!("object {id} has no {field}")))?;
+    // A user without a UPN is corrupt; an application without an appId claims none.
+    let value = match obj.get(field).and_then(Value::as_str) {
+        Some(v) => v,
+        None if field == "appId" => return Ok(None),
+        None => return Err(Error::Corrupt(format!("object {id} has no {field}"))),
+    };
     let k = match field {
         "appId" => app_id_key(tenant, value)?,
         _ => upn_key(tenant, value)?,
@@ -180,10 +182,14 @@ pub(crate) fn claim_unique(
     Ok(())
 }
 
-/// Gives up the object's unique field (it is deleted, or the field changes).
+/// Gives up the object's unique field (it is deleted, or the field changes), if it holds
+/// it: an entry another object holds (an application made before appIds were indexed
+/// shares it) is left alone.
 fn release_unique(t: &mut Txn, tenant: &str, obj: &Map<String, Value>, id: &Uuid) -> Result<()> {
     if let Some((ukey, _, _)) = unique_key(tenant, obj, id)? {
-        t.delete(ukey)?;
+        if t.get(&ukey)?.as_deref() == Some(id.as_bytes().as_slice()) {
+            t.delete(ukey)?;
+        }
     }
     Ok(())
 }

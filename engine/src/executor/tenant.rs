@@ -112,6 +112,7 @@ fn with_context(e: Error, context: &str) -> Error {
         Error::Fenced(s) => Error::Fenced(m(s)),
         Error::Damaged(s) => Error::Damaged(m(s)),
         Error::Storage(s) => Error::Storage(m(s)),
+        Error::NotPermitted(s) => Error::NotPermitted(m(s)),
     }
 }
 

@@ -157,6 +157,15 @@ pub struct Topology {
     /// Each partition's last audit anchor (`dirctl audit anchor`): its chain head, signed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub audit_anchors: BTreeMap<u32, crate::audit::Anchor>,
+    /// The cluster's operators (`dirctl operator enroll`), by name; none: an open cluster.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operators: BTreeMap<String, crate::operators::Operator>,
+    /// Time-bound grants of privileged roles (`dirctl elevate`); ended ones are pruned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elevations: Vec<crate::operators::Elevation>,
+    /// Requests waiting for a second operator (the two-person rule).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<crate::operators::Pending>,
 }
 
 impl Topology {
@@ -228,6 +237,9 @@ impl Topology {
             partitions: parts,
             tenants: BTreeMap::new(),
             audit_anchors: BTreeMap::new(),
+            operators: BTreeMap::new(),
+            elevations: Vec::new(),
+            pending: Vec::new(),
         })
     }
 

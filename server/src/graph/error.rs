@@ -117,6 +117,9 @@ pub fn from_engine(e: &Error) -> GraphError {
                 format!("{m} (nothing was applied)"),
             )
         },
+        Error::NotPermitted(_) => {
+            GraphError::new(StatusCode::FORBIDDEN, "Authorization_RequestDenied", m)
+        }
         Error::OutcomeUnknown(_) | Error::Corrupt(_) | Error::Fenced(_) | Error::Storage(_) => {
             GraphError::new(StatusCode::INTERNAL_SERVER_ERROR, "generalException", m)
         }

@@ -97,8 +97,7 @@ impl Graph {
     /// The cluster's signing keys, read from the control plane once they exist (asked
     /// again on every request while they do not: a file read, or one etcd get).
     fn keys(&self) -> Result<Arc<Keys>, GraphError> {
-        let mut k = self.keys.lock().map_err(|_| internal("keys"))?;
-        if let Some(keys) = k.as_ref() {
+        if let Some(keys) = self.keys.lock().map_err(|_| internal("keys"))?.as_ref() {
             return Ok(keys.clone());
         }
         // The control plane's calls block (etcd's on this runtime): this worker hands its
@@ -110,7 +109,7 @@ impl Graph {
         .map_err(|e| from_engine(&e))?;
         let seed = seed.ok_or_else(no_key)?;
         let keys = Arc::new(Keys::from_seed(&seed, &cluster).map_err(|e| from_engine(&e))?);
-        *k = Some(keys.clone());
+        *self.keys.lock().map_err(|_| internal("keys"))? = Some(keys.clone());
         Ok(keys)
     }
 
@@ -270,7 +269,18 @@ async fn serve(
     let call = Call {
         claims,
         request_id: request_id.to_string(),
-        base: format!("{}://{host}/v1.0", g.scheme),
+        // Behind the gateway, the scheme the client used (its `Host` passes through too).
+        base: format!(
+            "{}://{host}/v1.0",
+            match headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some("https") => "https",
+                Some("http") => "http",
+                _ => g.scheme,
+            }
+        ),
         raw_query: uri.query().unwrap_or_default().to_string(),
         eventual: headers
             .get("consistencylevel")

@@ -149,18 +149,39 @@ impl Node {
                 Ok(o) => o.iter().map(|(p, r)| (*p, r.clone())).collect(),
                 Err(_) => break,
             };
-            for (p, replica) in owned {
-                let cut = replica.take_cut();
-                if !cut.is_empty() {
-                    let term = t.partition(p).map(|x| x.term).unwrap_or_default();
-                    self.report_cut(&ReplicaId::new(&self.datacenter, p), term, &cut);
+            // A primary's own cut is a write that failed (its client was told nothing was
+            // applied), not a tail: not reported, or a report that failed the same way
+            // would be cut, reported, and so on.
+            let cuts: Vec<(u32, Vec<engine::log::Position>)> = owned
+                .into_iter()
+                .map(|(p, r)| (p, r.take_cut()))
+                .filter(|(_, cut)| !cut.is_empty())
+                .collect();
+            if cuts.is_empty() {
+                continue;
+            }
+            // Judged on the newest topology: a cut asked for by a new primary may come
+            // before this server read that it is one no more.
+            let fresh = match self.dir.lock() {
+                Ok(mut dir) => {
+                    let _ = self.refresh(dir.cluster_mut());
+                    dir.cluster().topology().clone()
+                }
+                Err(_) => break,
+            };
+            for (p, cut) in cuts {
+                let Ok(part) = fresh.partition(p) else {
+                    continue;
+                };
+                if part.primary != self.datacenter {
+                    self.report_cut(&ReplicaId::new(&self.datacenter, p), part.term, &cut);
                 }
             }
         }
     }
 
-    /// Entries nobody acknowledged were cut off a replica this server owns (an old primary
-    /// that returned with an uncommitted tail, a write its sync standby never made durable):
+    /// Entries nobody acknowledged were cut off a replica this server owns as a secondary
+    /// (an old primary that returned with an uncommitted tail):
     /// logged, counted, and audited in its partition (`replica.cut-tail`, the entries'
     /// positions), so an operator sees it.
     fn report_cut(&self, id: &ReplicaId, term: u64, cut: &[engine::log::Position]) {
