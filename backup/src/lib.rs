@@ -454,6 +454,13 @@ pub fn restore_to(archive: &Path, to: &Path, limits: Limits) -> Result<Restored>
     let mut topology = x.topology.clone();
     topology.cluster_id = uuid::Uuid::new_v4().to_string();
     topology.generation = 1;
+    // A new cluster: its operators' secrets were sealed for the old one (whose keys a
+    // backup does not hold), and anchors and grants were the old one's. It starts open;
+    // `dirctl operator enroll NAME --role security-admin` closes it.
+    topology.operators.clear();
+    topology.elevations.clear();
+    topology.pending.clear();
+    topology.audit_anchors.clear();
     let built = x.dir.path().join("root");
     build_root(&x, &built, &topology)?;
     std::fs::rename(&built, to).map_err(io(format!("rename into {}", to.display())))?;
@@ -537,8 +544,17 @@ pub fn restore_in_place(cluster: &mut Cluster, archive: &Path, limits: Limits) -
     let new = topology.clone();
     cluster.update_topology(|t| {
         let generation = t.generation;
+        // Who may operate the cluster stays today's, not the backup's: operators (their
+        // roles, last used codes, lock-outs), elevations and two-person requests are kept
+        // as they are now. (The audit anchors are the backup's: they match its chains.)
+        let operators = std::mem::take(&mut t.operators);
+        let elevations = std::mem::take(&mut t.elevations);
+        let pending = std::mem::take(&mut t.pending);
         *t = new.clone();
         t.generation = generation;
+        t.operators = operators;
+        t.elevations = elevations;
+        t.pending = pending;
         Ok(())
     })?;
     drop(locks);

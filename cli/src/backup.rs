@@ -1,6 +1,7 @@
 //! `dirctl backup …`, `dirctl health` and `dirctl metrics`: promise 8 (backups) and the
 //! backup age of promise 10.
 
+use engine::operators::{Job, Need, Role};
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 
@@ -118,7 +119,18 @@ fn verify(g: &Global, dir: &BackupsDir, id: &str) -> Result<()> {
 }
 
 /// `backup prune`: keeps the newest daily and weekly backups and removes the rest.
+/// On a cluster with operators, whether the caller may do `what`. Asked only of a cluster
+/// that opens: restoring a lost cluster from its backups needs none (its files, and the
+/// backups', are the boundary then).
+fn require_if_open(g: &Global, need: Need, what: &str) -> Result<()> {
+    match Ctx::open_unchecked(g) {
+        Ok(mut ctx) => ctx.require(&need, what),
+        Err(_) => Ok(()),
+    }
+}
+
 fn prune(g: &Global, dir: &BackupsDir, keep_daily: usize, keep_weekly: usize) -> Result<()> {
+    require_if_open(g, Need::Job(Job::Backup), "backup prune")?;
     let d = existing_dest(g, dir)?;
     let pruned = ::backup::prune(
         &d,
@@ -167,10 +179,7 @@ fn prune(g: &Global, dir: &BackupsDir, keep_daily: usize, keep_weekly: usize) ->
 fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
     let d = dest(g, dir)?;
     let mut ctx = Ctx::open(g)?;
-    ctx.require(
-        &engine::operators::Need::Job(engine::operators::Job::Backup),
-        "backup create",
-    )?;
+    ctx.require(&Need::Job(Job::Backup), "backup create")?;
     let now = context::clock()?.now();
     let bar = if output::stdout_is_terminal() {
         indicatif::ProgressBar::new(0)
@@ -296,10 +305,7 @@ fn restore(
     let limits = ::backup::Limits::default();
     let done = if in_place {
         let mut ctx = Ctx::open(g)?;
-        ctx.require(
-            &engine::operators::Need::Elevated(engine::operators::Role::Operator),
-            "backup restore --in-place",
-        )?;
+        ctx.require(&Need::Elevated(Role::Operator), "backup restore --in-place")?;
         if !yes {
             confirm_in_place(ctx.cluster_mut()?.root())?;
         }
@@ -312,6 +318,7 @@ fn restore(
             .with_context(|| format!("restore backup {id} in place; the cluster was left as it was unless the message says otherwise"))?
     } else {
         let to = to.ok_or_else(|| anyhow!("restore needs --to NEWDIR or --in-place"))?;
+        require_if_open(g, Need::Elevated(Role::Operator), "backup restore --to")?;
         ::backup::restore_to(&archive, &to, limits).with_context(|| {
             format!(
                 "restore backup {id} into {}; {} was left as it was",

@@ -53,6 +53,21 @@ pub struct Ctx {
     login_problem: Option<String>,
 }
 
+/// This run's command (`user create`, `failover`), for refusals and their audit records.
+static COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this run's command (main, once).
+pub fn set_command_name(words: String) {
+    let _ = COMMAND.set(words);
+}
+
+fn command_name() -> String {
+    COMMAND
+        .get()
+        .map(|c| format!("dirctl {c}"))
+        .unwrap_or_else(|| "this command".into())
+}
+
 /// Privileged operations: a prompt on a terminal, `--yes` in scripts (else exit 2).
 pub fn confirm(yes: bool, what: &str) -> Result<()> {
     if yes {
@@ -94,7 +109,7 @@ impl Ctx {
     /// logged-in operator (else "not permitted", exit 6), and the audit trail names them.
     pub fn open(g: &Global) -> Result<Ctx> {
         let mut ctx = Ctx::open_unchecked(g)?;
-        ctx.require(&Need::Read, "this command")?;
+        ctx.require(&Need::Read, &command_name())?;
         Ok(ctx)
     }
 
@@ -142,7 +157,11 @@ impl Ctx {
                     ctx.actor = name.clone();
                     ctx.identity = Some(name);
                 }
-                Err(why) => ctx.login_problem = Some(why),
+                Err(why) => {
+                    // Nothing proven: the audit trail says the name was only declared.
+                    ctx.actor = format!("unproven:{}", ctx.actor);
+                    ctx.login_problem = Some(why);
+                }
             }
         }
         Ok(ctx)

@@ -66,6 +66,13 @@ fn main() -> ExitCode {
         eprintln!("error: `audit list` filters by author with --by NAME; --actor names who runs a command (for the audit trail)");
         return ExitCode::from(2);
     }
+    let mut words = Vec::new();
+    let mut m = &matches;
+    while let Some((name, sub)) = m.subcommand() {
+        words.push(name.to_string());
+        m = sub;
+    }
+    context::set_command_name(words.join(" "));
     let json = cli.global.output == opt::Output::Json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -94,19 +94,23 @@ pub fn proven(g: &Global, topology: &Topology) -> std::result::Result<String, St
         .map_err(|e| e.to_string())?
         .ok_or("the cluster has no signing key, so no login of it can be valid")?;
     let now = now().map_err(|e| e.to_string())?;
-    identity::verify_login(&seed, &topology.cluster_id, &login, now)
+    let name = identity::verify_login(&seed, &topology.cluster_id, &login, now)?;
+    match topology.operators.get(&name) {
+        Some(o) if login.claims.from <= o.logins_after => Err(format!(
+            "the login of {name} was ended by `dirctl logout`; log in again"
+        )),
+        _ => Ok(name),
+    }
 }
 
 /// Judges `code` as `name`'s and records the attempt in the control plane (replays and
 /// failures are counted there, atomically); audits a refusal as `op` and a lock-out.
-fn prove(
-    g: &Global,
-    ctx: &mut Ctx,
-    cp: &dyn ControlPlane,
-    name: &str,
-    code: &str,
-    op: &str,
-) -> Result<()> {
+fn prove(ctx: &mut Ctx, cp: &dyn ControlPlane, name: &str, code: &str, op: &str) -> Result<()> {
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(
+            Error::Invalid("--otp: the 6 digits the authenticator app shows now".into()).into(),
+        );
+    }
     let t = cp.load()?;
     let now = now()?;
     let Some(stored) = t.operators.get(name) else {
@@ -131,7 +135,6 @@ fn prove(
         judged = Some((attempt, locked));
         Ok(())
     })?;
-    let _ = g;
     let (attempt, locked) = judged.ok_or_else(|| Error::Storage("no attempt judged".into()))?;
     let refusal = match attempt {
         Attempt::Accepted { .. } => return Ok(()),
@@ -181,6 +184,7 @@ pub fn run(g: &Global, c: OperatorCmd) -> Result<()> {
                         "roles": o.roles.iter().map(Role::to_string).collect::<Vec<_>>(),
                         "enrolled": time_text(o.enrolled_at),
                         "lockedUntil": o.locked_until.filter(|u| *u > now).map(time_text),
+                        "service": o.service,
                     })
                 })
                 .collect();
@@ -234,6 +238,21 @@ pub fn run(g: &Global, c: OperatorCmd) -> Result<()> {
                 let Some(o) = t.operators.get_mut(&name) else {
                     return Err(Error::NotFound(format!("no operator {name}")));
                 };
+                let jobs = roles.iter().all(|r| matches!(r, Role::Job(_)));
+                let none = roles.iter().all(|r| !matches!(r, Role::Job(_)));
+                match o.service {
+                    true if !jobs => {
+                        return Err(Error::Invalid(format!(
+                            "{name} is a service identity: it takes job: roles only (job:backup, job:purge-expired)"
+                        )))
+                    }
+                    false if !none => {
+                        return Err(Error::Invalid(format!(
+                            "job: roles are for service identities, and {name} is a person"
+                        )))
+                    }
+                    _ => {}
+                }
                 o.roles = roles.clone();
                 if security_admins(&t.operators) == 0 {
                     return Err(Error::Conflict(format!(
@@ -262,7 +281,7 @@ pub fn run(g: &Global, c: OperatorCmd) -> Result<()> {
 
 fn security_admins(ops: &std::collections::BTreeMap<String, Operator>) -> usize {
     ops.values()
-        .filter(|o| o.roles.contains(&Role::SecurityAdmin))
+        .filter(|o| !o.service && o.roles.contains(&Role::SecurityAdmin))
         .count()
 }
 
@@ -330,6 +349,7 @@ pub fn enrolled(g: &Global, name: &str, roles: &[String]) -> Result<(serde_json:
                 failures: 0,
                 locked_until: None,
                 service: false,
+                logins_after: 0,
             },
         );
         Ok(())
@@ -379,7 +399,7 @@ pub fn login(g: &Global, a: LoginArgs) -> Result<()> {
         .into());
     }
     let cp = cp(g)?;
-    prove(g, &mut ctx, cp.as_ref(), &a.name, &a.otp, "operator.login")?;
+    prove(&mut ctx, cp.as_ref(), &a.name, &a.otp, "operator.login")?;
     let seed = match cp.secret(token::SECRET)? {
         Some(s) => s,
         None => cp.create_secret(token::SECRET, &token::generate_seed())?,
@@ -444,8 +464,44 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
 }
 
 pub fn logout(g: &Global) -> Result<()> {
-    let ctx = Ctx::open_unchecked(g)?;
+    let mut ctx = Ctx::open_unchecked(g)?;
     let path = login_path(g, &ctx.topology().cluster_id)?;
+    if let Some(who) = ctx.identity.clone() {
+        if ctx
+            .topology()
+            .operators
+            .get(&who)
+            .is_some_and(|o| o.service)
+        {
+            return Err(Error::Invalid(format!(
+                "{} is the credential of service identity {who}, not a login: it stays (`dirctl operator remove {who}` ends it)",
+                path.display()
+            ))
+            .into());
+        }
+        // Every copy of this login ends, and so do its operator's elevations.
+        let now = now()?;
+        let mut ended = 0;
+        let r = cp(g)?.update(&mut |t| {
+            if let Some(o) = t.operators.get_mut(&who) {
+                o.logins_after = now;
+            }
+            let before = t.elevations.len();
+            t.elevations.retain(|e| e.operator != who);
+            ended = before - t.elevations.len();
+            Ok(())
+        });
+        ctx.audit_outcome(
+            0,
+            "operator.logout",
+            vec![who.clone()],
+            &match &r {
+                Ok(_) => format!("ok, {ended} elevation(s) ended"),
+                Err(e) => e.to_string(),
+            },
+        );
+        r?;
+    }
     let had = match std::fs::remove_file(&path) {
         Ok(()) => true,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -499,7 +555,7 @@ pub fn elevate(g: &Global, a: ElevateArgs) -> Result<()> {
         return Err(not_permitted(why));
     }
     let cp = cp(g)?;
-    prove(g, &mut ctx, cp.as_ref(), &who, &a.otp, "operator.elevate")?;
+    prove(&mut ctx, cp.as_ref(), &who, &a.otp, "operator.elevate")?;
     let now = now()?;
     let e = Elevation {
         id: uuid::Uuid::new_v4().to_string()[..8].to_string(),
@@ -642,6 +698,13 @@ fn enroll_service(
         ))
         .into());
     }
+    if credential.exists() {
+        return Err(Error::Conflict(format!(
+            "{} exists: give --credential-file a new file (remove the old one yourself)",
+            credential.display()
+        ))
+        .into());
+    }
     let mut ctx = Ctx::open_unchecked(g)?;
     let what = format!("operator enroll-service {name}");
     if ctx.topology().operators.is_empty() {
@@ -674,6 +737,7 @@ fn enroll_service(
                 failures: 0,
                 locked_until: None,
                 service: true,
+                logins_after: 0,
             },
         );
         Ok(())
@@ -805,7 +869,11 @@ pub fn approve(g: &Global, a: ApproveArgs) -> Result<()> {
         .find(|p| p.id == a.id)
         .cloned()
     else {
-        return Err(Error::NotFound(format!("no request {}", a.id)).into());
+        return Err(Error::NotFound(format!(
+            "no request {} (carried out already, expired, or never made)",
+            a.id
+        ))
+        .into());
     };
     if let Err(why) = operators::may_approve(&p, &who, now) {
         ctx.audit_outcome(
@@ -821,7 +889,7 @@ pub fn approve(g: &Global, a: ApproveArgs) -> Result<()> {
         &format!("approving request {}", p.id),
     )?;
     let cp = cp(g)?;
-    prove(g, &mut ctx, cp.as_ref(), &who, &a.otp, "operator.approve")?;
+    prove(&mut ctx, cp.as_ref(), &who, &a.otp, "operator.approve")?;
     let r = cp.update(&mut |t| {
         let Some(q) = t.pending.iter_mut().find(|q| q.id == p.id) else {
             return Err(Error::NotFound(format!("no request {}", p.id)));

@@ -610,7 +610,7 @@ pub enum OperatorCmd {
         /// Where to write the credential.
         #[arg(long, value_name = "FILE")]
         credential_file: PathBuf,
-        /// How long the credential lasts (at most 366d); enrol again to renew.
+        /// How long the credential lasts (at most 366d); remove and enrol again to renew.
         #[arg(long = "for", default_value = "90d", value_name = "DURATION")]
         duration: String,
     },
@@ -621,6 +621,9 @@ pub enum OperatorCmd {
     /// Replace an operator's roles (an elevated security-admin).
     Roles {
         name: String,
+        /// Every role the operator is to have (replaces the ones they have): reader,
+        /// tenant-admin:TENANT, operator, security-admin; job:backup, job:purge-expired for a
+        /// service identity (repeatable).
         #[arg(long = "role", required = true, value_name = "ROLE")]
         roles: Vec<String>,
     },

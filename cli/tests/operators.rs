@@ -194,6 +194,14 @@ fn a_privileged_command_is_refused_without_elevation_allowed_with_it_and_refused
     );
     let refused = with_op(&records, "operator.refused");
     assert!(refused.len() >= 3, "every refusal is audited: {records:#?}");
+    // Refused before any login: the record names the command and says nobody was proven.
+    assert!(
+        refused
+            .iter()
+            .any(|r| r["actor"].as_str().unwrap().starts_with("unproven:")
+                && r["targets"].to_string().contains("dirctl user list")),
+        "{refused:#?}"
+    );
 }
 
 #[test]
@@ -402,6 +410,32 @@ fn roles_bound_what_each_operator_may_do_and_only_an_elevated_security_admin_enr
         &["user", "list", "--tenant", "contoso"],
         6,
         "signature",
+    );
+    let backups = c.path("backups").display().to_string();
+    fails_at(
+        &c,
+        t2 + 5,
+        "rita",
+        &["backup", "prune", "--keep-daily", "1", "--dest", &backups],
+        6,
+        "needs role operator",
+    );
+    fails_at(
+        &c,
+        t2 + 5,
+        "rita",
+        &["backup", "create", "--dest", &backups],
+        6,
+        "needs role operator",
+    );
+    // A malformed code is a usage error, not a failed attempt.
+    fails_at(
+        &c,
+        t2 + 5,
+        "x",
+        &["login", "rita", "--otp", "abc"],
+        2,
+        "6 digits",
     );
     let list = ok_at(&c, t2 + 5, "rita", &["operator", "list"]);
     let names: Vec<&str> = list
@@ -660,6 +694,24 @@ fn the_cron_identity_backs_up_and_purges_expired_objects_but_cannot_fail_over_or
         6,
         "service identity",
     );
+    // It cannot be given a person's role (nor count as the last security-admin).
+    fails_at(
+        &c,
+        t + 4,
+        "ann",
+        &["operator", "roles", "cron", "--role", "security-admin"],
+        2,
+        "service identity",
+    );
+    // Its credential is not a login: logout leaves it.
+    fails_at(
+        &c,
+        t + 4,
+        "cron-credential",
+        &["logout"],
+        2,
+        "service identity",
+    );
     // It has no codes: it cannot log in or elevate.
     fails_at(
         &c,
@@ -747,6 +799,8 @@ fn the_two_person_rule_a_request_alone_does_nothing_its_maker_cannot_approve_it_
             "Late",
         ],
     );
+    // Enrolled after the backup: a restore in place keeps today's operators.
+    enroll(&c, T0 + 64, "ann", "carl", &["reader"]);
     let restore = [
         "backup",
         "restore",
@@ -803,6 +857,36 @@ fn the_two_person_rule_a_request_alone_does_nothing_its_maker_cannot_approve_it_
         "{shown}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let names = ok_at(&c, T0 + 94, "bob", &["operator", "list"]).to_string();
+    assert!(
+        names.contains("carl"),
+        "the restore kept today's operators: {names}"
+    );
+    // A restore into a new cluster starts it without operators (their secrets were sealed
+    // for this one).
+    let copy = c.path("copy");
+    ok_at(
+        &c,
+        T0 + 94,
+        "bob",
+        &[
+            "backup",
+            "restore",
+            &id,
+            "--to",
+            &copy.display().to_string(),
+            "--dest",
+            &backups,
+        ],
+    );
+    let r = util::dirctl()
+        .args(["operator", "list", "--output", "json"])
+        .env("DIRCTL_CLUSTER", &copy)
+        .env("DIRCTL_LOGIN_FILE", c.path("none"))
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "[]");
     let records = audit(&c, T0 + 95, "bob");
     let restored = with_op(&records, "backup.restore-in-place");
     assert!(
@@ -812,5 +896,51 @@ fn the_two_person_rule_a_request_alone_does_nothing_its_maker_cannot_approve_it_
                 .to_string()
                 .contains(&format!("approved request {request}"))),
         "{records:#?}"
+    );
+}
+
+#[test]
+fn logout_ends_every_copy_of_the_login_and_its_elevations() {
+    let c = Cluster::new();
+    let ann = enroll(&c, T0, "ann", "ann", &["security-admin", "operator"]);
+    ok_at(&c, T0, "ann", &["login", "ann", "--otp", &code(&ann, T0)]);
+    let t = T0 + 30;
+    ok_at(
+        &c,
+        t,
+        "ann",
+        &[
+            "elevate",
+            "--role",
+            "operator",
+            "--for",
+            "30m",
+            "--reason",
+            "INC-3",
+            "--otp",
+            &code(&ann, t),
+        ],
+    );
+    std::fs::copy(c.path("ann"), c.path("copy")).unwrap();
+    let out = ok_at(&c, t + 1, "ann", &["logout"]);
+    assert_eq!(out["loggedOut"], true, "{out}");
+    fails_at(
+        &c,
+        t + 2,
+        "copy",
+        &["failover", "--partition", "0", "--to", "eastus", "--yes"],
+        6,
+        "logout",
+    );
+    // Logged in again, the elevation is gone with the logout.
+    let t2 = t + 30;
+    ok_at(&c, t2, "ann", &["login", "ann", "--otp", &code(&ann, t2)]);
+    fails_at(
+        &c,
+        t2 + 1,
+        "ann",
+        &["failover", "--partition", "0", "--to", "eastus", "--yes"],
+        6,
+        "dirctl elevate --role operator",
     );
 }

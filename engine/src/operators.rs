@@ -128,6 +128,29 @@ pub struct Operator {
     /// only its `job:` roles and the reads they need.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub service: bool,
+    /// Logins made at or before this time (unix seconds) prove nothing: `dirctl logout`
+    /// ends every copy of the login it had.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub logins_after: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// The `operator roles` command that grants `role` to `name` and keeps what they have.
+fn grant_hint(name: &str, op: &Operator, role: &Role) -> String {
+    let mut args: Vec<String> = op
+        .roles
+        .iter()
+        .chain(std::iter::once(role))
+        .map(|r| format!("--role {r}"))
+        .collect();
+    args.dedup();
+    format!(
+        "a security-admin grants it with `dirctl operator roles {name} {}`",
+        args.join(" ")
+    )
 }
 
 /// A time-bound grant of a role to an operator, for a reason.
@@ -274,8 +297,7 @@ pub enum Need {
     Write { tenant: String },
     /// A privileged command: an active elevation of this role.
     Elevated(Role),
-    /// A scheduled job: a service identity scoped to it, or a person as the job says
-    /// (`backup`: any operator; `purge-expired`: an elevated operator).
+    /// A scheduled job: a service identity scoped to it, or an elevated operator.
     Job(Job),
 }
 
@@ -341,8 +363,7 @@ pub fn decide(
     }
     match need {
         Need::Read => Ok(()),
-        Need::Job(Job::Backup) => Ok(()),
-        Need::Job(Job::PurgeExpired) => decide(
+        Need::Job(_) => decide(
             operators,
             elevations,
             who,
@@ -354,9 +375,15 @@ pub fn decide(
             if op.roles.contains(&Role::TenantAdmin(tenant.clone())) || elevated(&Role::Operator) {
                 Ok(())
             } else {
+                let role = Role::TenantAdmin(tenant.clone());
+                let elevate = match op.roles.contains(&Role::Operator) {
+                    true => ", or an elevation: `dirctl elevate --role operator --for 30m --reason REASON --otp CODE`".to_string(),
+                    false => String::new(),
+                };
                 Err(format!(
-                    "{what} needs role tenant-admin:{tenant} (operator {name} has {}), or an elevation: `dirctl elevate --role operator --for 30m --reason REASON --otp CODE`",
-                    roles_text(&op.roles)
+                    "{what} needs role {role} (operator {name} has {}){elevate}; {}",
+                    roles_text(&op.roles),
+                    grant_hint(name, op, &role)
                 ))
             }
         }
@@ -369,8 +396,9 @@ pub fn decide(
                 ))
             } else {
                 Err(format!(
-                    "{what} needs role {role}, which operator {name} does not have (has {}); a security-admin grants it with `dirctl operator roles {name} --role {role}`",
-                    roles_text(&op.roles)
+                    "{what} needs role {role}, which operator {name} does not have (has {}); {}",
+                    roles_text(&op.roles),
+                    grant_hint(name, op, role)
                 ))
             }
         }
@@ -437,6 +465,7 @@ mod tests {
             failures: 0,
             locked_until: None,
             service: false,
+            logins_after: 0,
         }
     }
 
@@ -526,6 +555,11 @@ mod tests {
         let bob =
             decide(&all, &[e.clone()], Some("bob"), &need, "failover", 1000).expect_err("refused");
         assert!(bob.contains("does not have"), "{bob}");
+        // The hint keeps the roles bob has.
+        assert!(
+            bob.contains("dirctl operator roles bob --role reader --role operator"),
+            "{bob}"
+        );
         // No login: refused, and told how to log in.
         let none = decide(&all, &[e], None, &need, "failover", 1000).expect_err("refused");
         assert!(none.contains("dirctl login"), "{none}");
@@ -574,9 +608,19 @@ mod tests {
             1
         )
         .is_err());
-        // People: any operator backs up; purge-expired needs an elevated operator.
-        assert!(ok("ann", Need::Job(Job::Backup)));
+        // People run the jobs' commands as elevated operators only.
+        assert!(!ok("ann", Need::Job(Job::Backup)));
         assert!(!ok("ann", Need::Job(Job::PurgeExpired)));
+        let e = Elevation {
+            id: "e".into(),
+            operator: "ann".into(),
+            role: Role::Operator,
+            reason: "r".into(),
+            from: 0,
+            until: 100,
+        };
+        let need = Need::Job(Job::Backup);
+        assert!(decide(&all, &[e], Some("ann"), &need, "x", 1).is_ok());
         assert_eq!(
             Role::parse("job:backup").expect("r").to_string(),
             "job:backup"

@@ -145,7 +145,7 @@ impl EtcdControlPlane {
     ) -> Result<T> {
         let timeout = self.timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        let outcome = self.runtime.block_on(async {
+        let outcome = crate::wait(&self.runtime, async {
             loop {
                 let tried = tokio::time::timeout_at(deadline, f(self.client.clone())).await;
                 match tried {

@@ -167,7 +167,13 @@ pub fn verify_login(
     if c.cluster != cluster {
         return Err("the login is for another cluster".into());
     }
-    if now < c.from || now >= c.until {
+    if now < c.from {
+        return Err(format!(
+            "the login of {} starts in the future (at unix time {}): is this machine's clock right?",
+            c.operator, c.from
+        ));
+    }
+    if now >= c.until {
         return Err(format!(
             "the login of {} has expired; log in again with `dirctl login {} --otp CODE`",
             c.operator, c.operator

@@ -43,3 +43,15 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 pub mod pb {
     tonic::include_proto!("geodir.v1");
 }
+
+/// Waits for `f` on `runtime` from synchronous code: also from a worker of a runtime (an
+/// HTTP handler that answers a read in place), which is let out of the runtime's workers
+/// for the wait (`block_in_place`) instead of panicking.
+pub fn wait<F: std::future::Future>(runtime: &tokio::runtime::Handle, f: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| runtime.block_on(f))
+        }
+        _ => runtime.block_on(f),
+    }
+}

@@ -69,8 +69,7 @@ impl RemoteLog {
     ) -> Result<T> {
         let client = self.client.clone();
         let peer = format!("{} at {}", self.name, self.address);
-        self.runtime
-            .block_on(f(client))
+        crate::wait(&self.runtime, f(client))
             .map(tonic::Response::into_inner)
             .map_err(|s| from_status(&s, &peer))
     }

@@ -97,6 +97,7 @@ mod tests {
             Error::DiskFull("i".into()),
             Error::ImpossibleToken("j".into()),
             Error::Storage("k".into()),
+            Error::NotPermitted("l".into()),
         ];
         for e in all {
             let back = from_status(&to_status(&e), "peer");

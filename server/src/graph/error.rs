@@ -143,6 +143,11 @@ mod tests {
             (Error::Unavailable("x".into()), 503, "serviceNotAvailable"),
             (Error::DiskFull("x".into()), 503, "serviceNotAvailable"),
             (Error::Storage("x".into()), 500, "generalException"),
+            (
+                Error::NotPermitted("x".into()),
+                403,
+                "Authorization_RequestDenied",
+            ),
         ];
         for (e, status, code) in cases {
             let g = from_engine(&e);

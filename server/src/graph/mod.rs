@@ -289,10 +289,23 @@ async fn serve(
         session,
     };
     let node = g.node.clone();
-    tokio::task::spawn_blocking(move || answer(&node, &call, route, &body))
+    // A read of one object without a session token: answered here when the node's cluster
+    // handle is free (a point read takes microseconds), else on the blocking pool.
+    if matches!(route, Route::Get(..) | Route::GetDeleted(_)) && call.session.is_none() {
+        // In place (a read that turns out to need another server waits on it with
+        // `crate::wait`, which lets this worker out of the runtime first).
+        match answer(&node, &call, route.clone(), &body, true) {
+            Err(e) if e.code == BUSY => {}
+            done => return done,
+        }
+    }
+    tokio::task::spawn_blocking(move || answer(&node, &call, route, &body, false))
         .await
         .map_err(|_| internal("request"))?
 }
+
+/// The code of `answer`'s inline read that found the cluster handle busy (never sent).
+const BUSY: &str = "geodir_inlineReadBusy";
 
 /// The request body, at most `max` bytes. A larger one is a 400; the rest of it is read
 /// and dropped (up to 16 times the limit), so that the client, still sending, gets the
@@ -341,7 +354,15 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// Carries out one routed request on the node (blocking).
-fn answer(node: &Node, call: &Call, route: Route, body: &[u8]) -> Result<Response, GraphError> {
+/// `inline`: only reads, each at once or not at all (`Node::read_if_free`); a busy node is
+/// the error `BUSY`, and the caller asks again on the blocking pool.
+fn answer(
+    node: &Node,
+    call: &Call,
+    route: Route,
+    body: &[u8],
+    inline: bool,
+) -> Result<Response, GraphError> {
     let tenant = call.claims.tid.clone();
     // A session token of another partition says nothing about this tenant's.
     let partition = node
@@ -355,9 +376,13 @@ fn answer(node: &Node, call: &Call, route: Route, body: &[u8]) -> Result<Respons
         token: session.clone(),
     };
     let run = |request: Request| -> Result<engine::request::Response, GraphError> {
-        node.execute(&envelope, request, false, &mut |_| {})
-            .map(|(r, _notes)| r)
-            .map_err(|e| from_engine(&e))
+        let got = match inline {
+            true => node
+                .read_if_free(&envelope, &request)
+                .ok_or_else(|| GraphError::new(StatusCode::SERVICE_UNAVAILABLE, BUSY, "busy"))?,
+            false => node.execute(&envelope, request, false, &mut |_| {}),
+        };
+        got.map(|(r, _notes)| r).map_err(|e| from_engine(&e))
     };
     let json_body = || -> Result<Map<String, Value>, GraphError> {
         match serde_json::from_slice::<Value>(body) {
