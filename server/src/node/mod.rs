@@ -106,6 +106,8 @@ pub struct Node {
 
 /// How stale a control plane `read_if_free` may route by, in ms (a read carries no token).
 const READ_RECHECK_MS: u64 = 10;
+/// How often `read_if_free` tries the cluster handle before leaving the read to the pool.
+const READ_TRIES: u32 = 32;
 
 /// A write waiting to be carried out, and where its answer goes.
 struct Waiting {
@@ -355,7 +357,16 @@ impl Node {
                 return Some(Err(e));
             }
         }
-        let mut dir = self.dir.try_lock().ok()?;
+        // Another read holds the handle for microseconds: ask again a few times before
+        // giving up (a batch of writes holds it for a commit's fsyncs and round trips).
+        let mut dir = (0..READ_TRIES).find_map(|i| match self.dir.try_lock() {
+            Ok(d) => Some(d),
+            Err(_) if i + 1 < READ_TRIES => {
+                std::thread::yield_now();
+                None
+            }
+            Err(_) => None,
+        })?;
         if recheck {
             if let Err(e) = self.refresh(dir.cluster_mut()) {
                 return Some(Err(e));
