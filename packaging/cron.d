@@ -12,3 +12,6 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 47 2 * * *   geodir   test -x /usr/lib/geodir/geodir-cron && /usr/lib/geodir/geodir-cron purge-expired
 # Weekly scrub (every replica read end to end; damage marked and named), Sundays 03:47.
 47 3 * * 0   geodir   test -x /usr/lib/geodir/geodir-cron && /usr/lib/geodir/geodir-cron scrub
+# Hourly anchor of the audit chains (each partition's head, signed, in the control plane),
+# at 7 minutes past: `dirctl audit verify` then catches a chain rewritten since.
+7 * * * *    geodir   test -x /usr/lib/geodir/geodir-cron && /usr/lib/geodir/geodir-cron audit-anchor

@@ -274,7 +274,7 @@ fn log_of(s: &CronSetup, job: &str) -> String {
 #[test]
 fn cron_jobs_fail_clearly_on_a_missing_cluster_do_their_job_on_a_real_one_and_never_overlap() {
     let c = Cluster::new();
-    let jobs = ["backup", "purge-expired", "scrub"];
+    let jobs = ["backup", "purge-expired", "scrub", "audit-anchor"];
 
     // A missing cluster: non-zero, and the log says why.
     let missing = cron_setup(&c.path("missing"), &c.path("no-such-cluster"));
@@ -334,6 +334,14 @@ fn cron_jobs_fail_clearly_on_a_missing_cluster_do_their_job_on_a_real_one_and_ne
         .filter_map(|d| d["id"].as_str())
         .collect();
     assert_eq!(ids, vec![recent.as_str()], "after purge-expired: {deleted}");
+    // The hourly anchor: every partition's chain head signed into the control plane.
+    let topology = std::fs::read_to_string(c.root.join("cluster.json")).unwrap();
+    let anchored: serde_json::Value = serde_json::from_str(&topology).unwrap();
+    assert_eq!(
+        anchored["audit_anchors"].as_object().map(|a| a.len()),
+        Some(4),
+        "after audit-anchor, cluster.json: {topology}"
+    );
     let audit = c.ok(&["audit", "list", "--by", "cron:purge-expired"]);
     assert!(
         audit.to_string().contains(&gone),
