@@ -138,6 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Elevate(a) => operator::elevate(&g, a),
         Command::Elevation(c) => operator::elevation(&g, c),
         Command::Approve(a) => operator::approve(&g, a),
+        Command::Requests => operator::requests(&g),
         Command::GenerateAssets { out } => assets::generate(&out),
     }
 }

@@ -930,3 +930,31 @@ fn outcome<T>(r: &engine::Result<T>) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+/// `dirctl requests`: what waits for a second operator, and until when.
+pub fn requests(g: &Global) -> Result<()> {
+    let ctx = Ctx::open(g)?;
+    let now = now()?;
+    let rows: Vec<serde_json::Value> = ctx
+        .topology()
+        .pending
+        .iter()
+        .filter(|p| p.expires > now && p.approved_by.is_none())
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "operator": p.operator,
+                "what": p.what,
+                "expires": time_text(p.expires),
+            })
+        })
+        .collect();
+    output::emit(g.output, &json!(rows), || {
+        output::table_by(&["id", "operator", "what", "expires"], &rows, |r| {
+            ["id", "operator", "what", "expires"]
+                .iter()
+                .map(|k| r[*k].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+    })
+}

@@ -146,6 +146,8 @@ pub enum Command {
     Elevation(ElevationCmd),
     /// Approve another operator's request under the two-person rule, and carry it out.
     Approve(ApproveArgs),
+    /// The requests waiting for a second operator (the two-person rule).
+    Requests,
     /// Writes the man pages and shell completions made from these definitions into a
     /// folder (scripts/package puts them in the Debian package).
     #[command(hide = true)]

@@ -812,6 +812,9 @@ fn the_two_person_rule_a_request_alone_does_nothing_its_maker_cannot_approve_it_
     ];
     let r = fails_at(&c, T0 + 65, "ann", &restore, 6, "two-person rule");
     let request = request_id(&r);
+    let waiting = ok_at(&c, T0 + 65, "bob", &["requests"]);
+    assert_eq!(waiting[0]["id"], request.as_str(), "{waiting}");
+    assert_eq!(waiting[0]["operator"], "ann", "{waiting}");
     // Nothing was restored: the user made after the backup is still there.
     ok_at(
         &c,
@@ -843,6 +846,8 @@ fn the_two_person_rule_a_request_alone_does_nothing_its_maker_cannot_approve_it_
         3,
         "",
     );
+    let waiting = ok_at(&c, T0 + 93, "bob", &["requests"]);
+    assert_eq!(waiting, serde_json::json!([]), "carried out: {waiting}");
     // Once carried out, the approval is spent.
     let (mut again, shown) = c.command(&restore);
     let out = again
