@@ -41,7 +41,7 @@ fn signing_seed(g: &Global, create: bool) -> Result<Option<Vec<u8>>> {
     let cp = crate::context::control_plane(g, &root)?;
     Ok(match (cp.secret(token::SECRET)?, create) {
         (Some(s), _) => Some(s),
-        (None, true) => Some(cp.create_secret(token::SECRET, &token::generate_seed())?),
+        (None, true) => Some(cp.secret_or_create(token::SECRET, &mut token::generate_seed)?),
         (None, false) => None,
     })
 }

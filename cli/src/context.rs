@@ -177,6 +177,10 @@ impl Ctx {
     /// Whether the caller may do `what`, which needs `need` (engine::operators::decide);
     /// a refusal is audited and is "not permitted" (exit 6), saying what would grant it.
     pub fn require(&mut self, need: &Need, what: &str) -> Result<()> {
+        // An open cluster (no operators) permits everything: nothing to read or ask.
+        if self.topology_ref().operators.is_empty() {
+            return Ok(());
+        }
         let now = clock()?.now().timestamp();
         let t = self.topology_ref();
         let decided = engine::operators::decide(

@@ -51,10 +51,7 @@ pub fn run(g: &Global, c: TokenCmd) -> Result<()> {
             &format!("token issue for tenant {tenant}"),
         )?;
     }
-    let seed = match cp.secret(token::SECRET)? {
-        Some(s) => s,
-        None => cp.create_secret(token::SECRET, &token::generate_seed())?,
-    };
+    let seed = cp.secret_or_create(token::SECRET, &mut token::generate_seed)?;
     let keys = Keys::from_seed(&seed, &topology.cluster_id)?;
     let role = match role {
         TokenRole::Reader => Role::Reader,

@@ -6,90 +6,8 @@
 mod util;
 
 use serde_json::Value;
-use util::{Cluster, Run};
-
-const T0: i64 = 1_796_292_000; // 2026-12-03T10:00:00Z
-
-fn rfc3339(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339()
-}
-
-/// Runs `args` at unix time `t` (DIRCTL_NOW) as the login in `login` (a file name in the
-/// test's folder).
-fn at(c: &Cluster, t: i64, login: &str, args: &[&str]) -> Run {
-    let (mut cmd, shown) = c.command(args);
-    cmd.env("DIRCTL_NOW", rfc3339(t))
-        .env("DIRCTL_LOGIN_FILE", c.path(login));
-    let out = cmd.output().unwrap();
-    Run {
-        cmd: format!(
-            "DIRCTL_NOW={} DIRCTL_LOGIN_FILE={login} {shown}",
-            rfc3339(t)
-        ),
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-        logs: String::new(),
-    }
-}
-
-fn ok_at(c: &Cluster, t: i64, login: &str, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.extend(["--output", "json"]);
-    let r = at(c, t, login, &a);
-    assert_eq!(r.code, 0, "{}", r.describe());
-    r.json()
-}
-
-fn fails_at(c: &Cluster, t: i64, login: &str, args: &[&str], code: i32, says: &str) -> Run {
-    let r = at(c, t, login, args);
-    assert_eq!(r.code, code, "{}", r.describe());
-    assert!(
-        r.stderr.contains(says),
-        "stderr should say {says:?}\n{}",
-        r.describe()
-    );
-    r
-}
-
-/// The code an authenticator app shows at `t` for this enrolment's URI.
-fn code(uri: &str, t: i64) -> String {
-    totp_rs::Totp::from_url(uri)
-        .unwrap()
-        .generate(t as u64)
-        .to_string()
-}
-
-/// A code that is not `uri`'s at `t` (nor in the window around it).
-fn wrong_code(uri: &str, t: i64) -> String {
-    let near: Vec<String> = [t - 30, t, t + 30].iter().map(|s| code(uri, *s)).collect();
-    (0..1_000_000)
-        .map(|n| format!("{n:06}"))
-        .find(|c| !near.contains(c))
-        .unwrap()
-}
-
-/// Enrols `name` with `roles` at `t` (as `login`, who must be an elevated security-admin
-/// unless `name` is the first operator); the otpauth URI.
-fn enroll(c: &Cluster, t: i64, login: &str, name: &str, roles: &[&str]) -> String {
-    let mut a = vec!["operator", "enroll", name];
-    for r in roles {
-        a.extend(["--role", r]);
-    }
-    let doc = ok_at(c, t, login, &a);
-    doc["otpauthUri"].as_str().unwrap().to_string()
-}
-
-fn audit(c: &Cluster, t: i64, login: &str) -> Vec<Value> {
-    ok_at(c, t, login, &["audit", "list"])["records"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-fn with_op<'a>(records: &'a [Value], op: &str) -> Vec<&'a Value> {
-    records.iter().filter(|r| r["op"] == op).collect()
-}
+use util::operators::*;
+use util::Cluster;
 
 #[test]
 fn a_privileged_command_is_refused_without_elevation_allowed_with_it_and_refused_after_it_ends() {
@@ -106,7 +24,7 @@ fn a_privileged_command_is_refused_without_elevation_allowed_with_it_and_refused
     );
     let failover = ["failover", "--partition", "0", "--to", "eastus", "--yes"];
     fails_at(&c, T0, "ann", &failover, 6, "dirctl login");
-    ok_at(&c, T0, "ann", &["login", "ann", "--otp", &code(&ann, T0)]);
+    login(&c, T0, "ann", "ann", &ann);
     // Logged in, not elevated: refused, naming the role and the command that grants it.
     fails_at(
         &c,
@@ -136,22 +54,7 @@ fn a_privileged_command_is_refused_without_elevation_allowed_with_it_and_refused
         "already used",
     );
     let t1 = T0 + 30;
-    let e = ok_at(
-        &c,
-        t1,
-        "ann",
-        &[
-            "elevate",
-            "--role",
-            "operator",
-            "--for",
-            "30m",
-            "--reason",
-            "INC-1234",
-            "--otp",
-            &code(&ann, t1),
-        ],
-    );
+    let e = elevate(&c, t1, "ann", &ann, "operator", "30m", "INC-1234");
     assert_eq!(e["role"], "operator", "{e}");
     // The elevation anchored every partition's audit chain in the control plane.
     let topology = std::fs::read_to_string(c.root.join("cluster.json")).unwrap();
@@ -284,7 +187,7 @@ fn roles_bound_what_each_operator_may_do_and_only_an_elevated_security_admin_enr
         6,
         "log in",
     );
-    ok_at(&c, T0, "ann", &["login", "ann", "--otp", &code(&ann, T0)]);
+    login(&c, T0, "ann", "ann", &ann);
     fails_at(
         &c,
         T0 + 1,
@@ -300,22 +203,7 @@ fn roles_bound_what_each_operator_may_do_and_only_an_elevated_security_admin_enr
         "elevate --role security-admin",
     );
     let t = T0 + 30;
-    ok_at(
-        &c,
-        t,
-        "ann",
-        &[
-            "elevate",
-            "--role",
-            "security-admin",
-            "--for",
-            "10m",
-            "--reason",
-            "onboarding",
-            "--otp",
-            &code(&ann, t),
-        ],
-    );
+    elevate(&c, t, "ann", &ann, "security-admin", "10m", "onboarding");
     let ted = enroll(&c, t + 1, "ann", "ted", &["tenant-admin:contoso"]);
     let rita = enroll(&c, t + 2, "ann", "rita", &["reader"]);
     // ann may not write objects: her roles are security-admin only.
@@ -330,12 +218,7 @@ fn roles_bound_what_each_operator_may_do_and_only_an_elevated_security_admin_enr
         "Ada",
     ];
     fails_at(&c, t + 3, "ann", &create, 6, "tenant-admin:contoso");
-    ok_at(
-        &c,
-        t + 3,
-        "ted",
-        &["login", "ted", "--otp", &code(&ted, t + 3)],
-    );
+    login(&c, t + 3, "ted", "ted", &ted);
     ok_at(&c, t + 4, "ted", &create);
     // ted may not fail over, nor take a role he does not have.
     fails_at(
@@ -365,12 +248,7 @@ fn roles_bound_what_each_operator_may_do_and_only_an_elevated_security_admin_enr
         6,
         "does not have role operator",
     );
-    ok_at(
-        &c,
-        t2,
-        "rita",
-        &["login", "rita", "--otp", &code(&rita, t2)],
-    );
+    login(&c, t2, "rita", "rita", &rita);
     let users = ok_at(&c, t2 + 1, "rita", &["user", "list", "--tenant", "contoso"]);
     assert!(users.to_string().contains("ada@contoso.com"), "{users}");
     fails_at(
@@ -599,333 +477,12 @@ fn init_with_admin_enrols_the_first_security_admin_and_an_open_cluster_stays_ope
 }
 
 #[test]
-fn the_cron_identity_backs_up_and_purges_expired_objects_but_cannot_fail_over_or_restore() {
-    let c = Cluster::new();
-    let ann = enroll(&c, T0, "ann", "ann", &["security-admin", "operator"]);
-    ok_at(&c, T0, "ann", &["login", "ann", "--otp", &code(&ann, T0)]);
-    let t = T0 + 30;
-    ok_at(
-        &c,
-        t,
-        "ann",
-        &[
-            "elevate",
-            "--role",
-            "security-admin",
-            "--for",
-            "10m",
-            "--reason",
-            "cron",
-            "--otp",
-            &code(&ann, t),
-        ],
-    );
-    let credential = c.path("cron-credential");
-    let credential_arg = credential.display().to_string();
-    ok_at(
-        &c,
-        t + 1,
-        "ann",
-        &[
-            "operator",
-            "enroll-service",
-            "cron",
-            "--job",
-            "backup",
-            "--job",
-            "purge-expired",
-            "--credential-file",
-            &credential_arg,
-        ],
-    );
-    let backups = c.path("backups").display().to_string();
-    let created = ok_at(
-        &c,
-        t + 2,
-        "cron-credential",
-        &["backup", "create", "--dest", &backups],
-    );
-    assert_eq!(created["created"], true, "{created}");
-    ok_at(
-        &c,
-        t + 3,
-        "cron-credential",
-        &["deleted", "purge-expired", "--yes"],
-    );
-    let id = created["backup"].as_str().unwrap().to_string();
-    fails_at(
-        &c,
-        t + 4,
-        "cron-credential",
-        &["failover", "--partition", "0", "--to", "eastus", "--yes"],
-        6,
-        "service identity",
-    );
-    fails_at(
-        &c,
-        t + 4,
-        "cron-credential",
-        &[
-            "backup",
-            "restore",
-            &id,
-            "--in-place",
-            "--yes",
-            "--dest",
-            &backups,
-        ],
-        6,
-        "service identity",
-    );
-    fails_at(
-        &c,
-        t + 4,
-        "cron-credential",
-        &[
-            "user",
-            "create",
-            "--tenant",
-            "contoso",
-            "--upn",
-            "x@contoso.com",
-            "--display-name",
-            "X",
-        ],
-        6,
-        "service identity",
-    );
-    // It cannot be given a person's role (nor count as the last security-admin).
-    fails_at(
-        &c,
-        t + 4,
-        "ann",
-        &["operator", "roles", "cron", "--role", "security-admin"],
-        2,
-        "service identity",
-    );
-    // Its credential is not a login: logout leaves it.
-    fails_at(
-        &c,
-        t + 4,
-        "cron-credential",
-        &["logout"],
-        2,
-        "service identity",
-    );
-    // It has no codes: it cannot log in or elevate.
-    fails_at(
-        &c,
-        t + 5,
-        "cron-login",
-        &["login", "cron", "--otp", "123456"],
-        6,
-        "service identity",
-    );
-    let records = audit(&c, t + 6, "ann");
-    let by_cron: Vec<&str> = records
-        .iter()
-        .filter(|r| r["actor"] == "cron")
-        .map(|r| r["op"].as_str().unwrap())
-        .collect();
-    assert!(by_cron.contains(&"backup.create"), "{by_cron:?}");
-    assert!(by_cron.contains(&"deleted.purge-expired"), "{by_cron:?}");
-    assert!(by_cron.contains(&"operator.refused"), "{by_cron:?}");
-}
-
-/// The request id a refusal under the two-person rule names.
-fn request_id(r: &Run) -> String {
-    let after = r
-        .stderr
-        .split("request ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no request id\n{}", r.describe()));
-    after.split(' ').next().unwrap().to_string()
-}
-
-#[test]
-fn the_two_person_rule_a_request_alone_does_nothing_its_maker_cannot_approve_it_and_a_second_operator_carries_it_out(
-) {
-    let c = Cluster::new();
-    let ann = enroll(&c, T0, "ann", "ann", &["security-admin", "operator"]);
-    ok_at(&c, T0, "ann", &["login", "ann", "--otp", &code(&ann, T0)]);
-    let elevate = |t: i64, login: &str, uri: &str, role: &str| {
-        ok_at(
-            &c,
-            t,
-            login,
-            &[
-                "elevate",
-                "--role",
-                role,
-                "--for",
-                "30m",
-                "--reason",
-                "INC-7",
-                "--otp",
-                &code(uri, t),
-            ],
-        );
-    };
-    elevate(T0 + 30, "ann", &ann, "security-admin");
-    let bob = enroll(&c, T0 + 31, "ann", "bob", &["operator"]);
-    ok_at(
-        &c,
-        T0 + 32,
-        "bob",
-        &["login", "bob", "--otp", &code(&bob, T0 + 32)],
-    );
-    elevate(T0 + 60, "ann", &ann, "operator");
-    elevate(T0 + 62, "bob", &bob, "operator");
-    let backups = c.path("backups").display().to_string();
-    let made = ok_at(
-        &c,
-        T0 + 63,
-        "ann",
-        &["backup", "create", "--dest", &backups],
-    );
-    let id = made["backup"].as_str().unwrap().to_string();
-    ok_at(
-        &c,
-        T0 + 64,
-        "ann",
-        &[
-            "user",
-            "create",
-            "--tenant",
-            "contoso",
-            "--upn",
-            "late@contoso.com",
-            "--display-name",
-            "Late",
-        ],
-    );
-    // Enrolled after the backup: a restore in place keeps today's operators.
-    enroll(&c, T0 + 64, "ann", "carl", &["reader"]);
-    let restore = [
-        "backup",
-        "restore",
-        id.as_str(),
-        "--in-place",
-        "--yes",
-        "--dest",
-        backups.as_str(),
-    ];
-    let r = fails_at(&c, T0 + 65, "ann", &restore, 6, "two-person rule");
-    let request = request_id(&r);
-    let waiting = ok_at(&c, T0 + 65, "bob", &["requests"]);
-    assert_eq!(waiting[0]["id"], request.as_str(), "{waiting}");
-    assert_eq!(waiting[0]["operator"], "ann", "{waiting}");
-    // Nothing was restored: the user made after the backup is still there.
-    ok_at(
-        &c,
-        T0 + 66,
-        "ann",
-        &["user", "get", "--tenant", "contoso", "late@contoso.com"],
-    );
-    fails_at(
-        &c,
-        T0 + 90,
-        "ann",
-        &["approve", &request, "--otp", &code(&ann, T0 + 90)],
-        6,
-        "second operator",
-    );
-    let approved = at(
-        &c,
-        T0 + 92,
-        "bob",
-        &["approve", &request, "--otp", &code(&bob, T0 + 92)],
-    );
-    assert_eq!(approved.code, 0, "{}", approved.describe());
-    // Carried out: the cluster is as the backup was.
-    fails_at(
-        &c,
-        T0 + 93,
-        "bob",
-        &["user", "get", "--tenant", "contoso", "late@contoso.com"],
-        3,
-        "",
-    );
-    let waiting = ok_at(&c, T0 + 93, "bob", &["requests"]);
-    assert_eq!(waiting, serde_json::json!([]), "carried out: {waiting}");
-    // Once carried out, the approval is spent.
-    let (mut again, shown) = c.command(&restore);
-    let out = again
-        .env("DIRCTL_NOW", rfc3339(T0 + 94))
-        .env("DIRCTL_LOGIN_FILE", c.path("bob"))
-        .env("DIRCTL_APPROVED", &request)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(6),
-        "{shown}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let names = ok_at(&c, T0 + 94, "bob", &["operator", "list"]).to_string();
-    assert!(
-        names.contains("carl"),
-        "the restore kept today's operators: {names}"
-    );
-    // A restore into a new cluster starts it without operators (their secrets were sealed
-    // for this one).
-    let copy = c.path("copy");
-    ok_at(
-        &c,
-        T0 + 94,
-        "bob",
-        &[
-            "backup",
-            "restore",
-            &id,
-            "--to",
-            &copy.display().to_string(),
-            "--dest",
-            &backups,
-        ],
-    );
-    let r = util::dirctl()
-        .args(["operator", "list", "--output", "json"])
-        .env("DIRCTL_CLUSTER", &copy)
-        .env("DIRCTL_LOGIN_FILE", c.path("none"))
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "[]");
-    let records = audit(&c, T0 + 95, "bob");
-    let restored = with_op(&records, "backup.restore-in-place");
-    assert!(
-        restored.iter().any(|r| r["actor"] == "bob"
-            && r["outcome"] == "ok"
-            && r["targets"]
-                .to_string()
-                .contains(&format!("approved request {request}"))),
-        "{records:#?}"
-    );
-}
-
-#[test]
 fn logout_ends_every_copy_of_the_login_and_its_elevations() {
     let c = Cluster::new();
     let ann = enroll(&c, T0, "ann", "ann", &["security-admin", "operator"]);
-    ok_at(&c, T0, "ann", &["login", "ann", "--otp", &code(&ann, T0)]);
+    login(&c, T0, "ann", "ann", &ann);
     let t = T0 + 30;
-    ok_at(
-        &c,
-        t,
-        "ann",
-        &[
-            "elevate",
-            "--role",
-            "operator",
-            "--for",
-            "30m",
-            "--reason",
-            "INC-3",
-            "--otp",
-            &code(&ann, t),
-        ],
-    );
+    elevate(&c, t, "ann", &ann, "operator", "30m", "INC-3");
     std::fs::copy(c.path("ann"), c.path("copy")).unwrap();
     let out = ok_at(&c, t + 1, "ann", &["logout"]);
     assert_eq!(out["loggedOut"], true, "{out}");
@@ -939,7 +496,7 @@ fn logout_ends_every_copy_of_the_login_and_its_elevations() {
     );
     // Logged in again, the elevation is gone with the logout.
     let t2 = t + 30;
-    ok_at(&c, t2, "ann", &["login", "ann", "--otp", &code(&ann, t2)]);
+    login(&c, t2, "ann", "ann", &ann);
     fails_at(
         &c,
         t2 + 1,

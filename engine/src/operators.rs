@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod approval;
+pub use approval::{approved_for, may_approve, Pending, APPROVAL_SECS};
+
 /// Wrong or replayed codes in a row before an operator is locked out.
 pub const LOCKOUT_AFTER: u32 = 5;
 /// How long a lock-out lasts, in seconds.
@@ -169,70 +172,6 @@ impl Elevation {
     pub fn active(&self, now: i64) -> bool {
         self.from <= now && now < self.until
     }
-}
-
-/// How long a request under the two-person rule waits for its approval, in seconds.
-pub const APPROVAL_SECS: i64 = 3600;
-
-/// A command that cannot be undone, requested by one operator, carried out only once a
-/// second approves it (the two-person rule).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
-    pub id: String,
-    /// Who asked.
-    pub operator: String,
-    /// What, in words (`failover --accept-data-loss of partition 1`).
-    pub what: String,
-    /// The dirctl arguments the approval carries out, exactly.
-    pub args: Vec<String>,
-    pub created: i64,
-    pub expires: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approved_by: Option<String>,
-}
-
-/// Whether `approver` may approve `p` at `now`: never the operator who asked, never twice,
-/// never once it expired.
-pub fn may_approve(p: &Pending, approver: &str, now: i64) -> std::result::Result<(), String> {
-    if now >= p.expires {
-        return Err(format!(
-            "request {} expired; ask again with the command itself",
-            p.id
-        ));
-    }
-    if p.approved_by.is_some() {
-        return Err(format!("request {} is approved already", p.id));
-    }
-    if p.operator == approver {
-        return Err(format!(
-            "request {} was made by {approver}: a second operator must approve it (two-person rule)",
-            p.id
-        ));
-    }
-    Ok(())
-}
-
-/// The approved request `id` that a run with `args` carries out at `now`; else why not.
-pub fn approved_for<'a>(
-    pending: &'a [Pending],
-    id: &str,
-    args: &[String],
-    now: i64,
-) -> std::result::Result<&'a Pending, String> {
-    let p = pending
-        .iter()
-        .find(|p| p.id == id)
-        .ok_or_else(|| format!("no request {id} (carried out already, or never made)"))?;
-    if p.approved_by.is_none() {
-        return Err(format!("request {id} is not approved"));
-    }
-    if now >= p.expires {
-        return Err(format!("request {id} expired"));
-    }
-    if p.args != args {
-        return Err(format!("request {id} approved another command"));
-    }
-    Ok(p)
 }
 
 /// How a presented code was judged.
@@ -625,33 +564,6 @@ mod tests {
             Role::parse("job:backup").expect("r").to_string(),
             "job:backup"
         );
-    }
-
-    #[test]
-    fn a_request_needs_a_second_operator_and_runs_only_as_approved() {
-        let args: Vec<String> = vec!["failover".into(), "--partition".into(), "1".into()];
-        let mut p = Pending {
-            id: "r1".into(),
-            operator: "ann".into(),
-            what: "failover".into(),
-            args: args.clone(),
-            created: 0,
-            expires: 100,
-            approved_by: None,
-        };
-        assert!(may_approve(&p, "ann", 1)
-            .expect_err("refused")
-            .contains("second operator"));
-        assert!(may_approve(&p, "bob", 100).is_err());
-        assert!(may_approve(&p, "bob", 1).is_ok());
-        assert!(approved_for(&[p.clone()], "r1", &args, 1).is_err());
-        p.approved_by = Some("bob".into());
-        assert!(may_approve(&p, "carl", 1).is_err());
-        let list = [p];
-        assert!(approved_for(&list, "r1", &args, 1).is_ok());
-        assert!(approved_for(&list, "r1", &args[..2], 1).is_err());
-        assert!(approved_for(&list, "r2", &args, 1).is_err());
-        assert!(approved_for(&list, "r1", &args, 100).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod backups;
 pub mod etcd;
 pub mod graph;
 pub mod netns;
+pub mod operators;
 pub mod servers;
 
 /// Where a test's dirctl commands go: the cluster's folders, or its servers.

@@ -37,6 +37,14 @@ pub trait ControlPlane: Send {
     /// Stores `value` as secret `name` unless one is stored already, and returns the stored
     /// one: of two racing, the first wins and both get its value.
     fn create_secret(&self, name: &str, value: &[u8]) -> Result<Vec<u8>>;
+    /// Secret `name`, made with `make` and stored first if nobody made it yet (of two
+    /// racing, the first stored wins and both get its value).
+    fn secret_or_create(&self, name: &str, make: &mut dyn FnMut() -> Vec<u8>) -> Result<Vec<u8>> {
+        match self.secret(name)? {
+            Some(v) => Ok(v),
+            None => self.create_secret(name, &make()),
+        }
+    }
 }
 
 /// A secret's name: lowercase letters, digits and dashes (it is a file name and a key).
@@ -310,13 +318,40 @@ fn create_private_file(path: &Path, bytes: &[u8]) -> Result<bool> {
 
 /// Replaces `path` atomically: temp file, fsync, rename, fsync the folder.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_replacing(path, bytes, false)
+}
+
+/// `write_atomically` for a file of its owner's only (0600), in a folder made 0700 if it
+/// is missing: a login, a credential.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_replacing(path, bytes, true)
+}
+
+fn write_replacing(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    if private {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    }
     let tmp = path.with_extension("tmp");
-    let mut f =
-        File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+    if private {
+        // A leftover keeps its own mode: never write a secret into one.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o666 })
+        .open(&tmp)
+        .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;

@@ -10,8 +10,8 @@ pub mod conformance;
 mod control;
 
 pub use control::{
-    check_secret_name, decode, encode, write_atomically, ControlPlane, FileControlPlane,
-    DEFAULT_LOCK_TIMEOUT,
+    check_secret_name, decode, encode, write_atomically, write_private, ControlPlane,
+    FileControlPlane, DEFAULT_LOCK_TIMEOUT,
 };
 
 use std::collections::BTreeMap;
