@@ -51,6 +51,9 @@ pub struct Ctx {
     pub identity: Option<String>,
     /// Why no operator is proven (no login, an expired one), for the refusal's message.
     login_problem: Option<String>,
+    /// Through servers without the control plane: this machine cannot check its login, so
+    /// `identity` is what the login names, and the servers decide each call.
+    servers_decide: bool,
 }
 
 /// This run's command (`user create`, `failover`), for refusals and their audit records.
@@ -150,8 +153,30 @@ impl Ctx {
             correlation_id: uuid::Uuid::new_v4().to_string(),
             identity: None,
             login_problem: None,
+            servers_decide: false,
         };
         if !ctx.topology_ref().operators.is_empty() {
+            // Through servers, every call presents this machine's login; they check it.
+            if let Dir::Remote(r) = &mut ctx.dir {
+                let presented = crate::operator::presented(g, r.topology());
+                if let Ok(login) = &presented {
+                    r.set_credential(server::guard::Credential::fixed(login)?);
+                }
+                if g.cluster.is_none() && g.control_plane.is_none() {
+                    ctx.servers_decide = true;
+                    match presented {
+                        Ok(login) => {
+                            ctx.actor = login.claims.operator.clone();
+                            ctx.identity = Some(login.claims.operator);
+                        }
+                        Err(why) => {
+                            ctx.actor = format!("unproven:{}", ctx.actor);
+                            ctx.login_problem = Some(why);
+                        }
+                    }
+                    return Ok(ctx);
+                }
+            }
             match crate::operator::proven(g, ctx.topology_ref()) {
                 Ok(name) => {
                     ctx.actor = name.clone();
@@ -167,6 +192,19 @@ impl Ctx {
         Ok(ctx)
     }
 
+    /// The servers this command runs through, with `--endpoints`.
+    pub fn remote(&self) -> Option<&server::client::Remote> {
+        match &self.dir {
+            Dir::Remote(r) => Some(r),
+            Dir::Embedded(_) => None,
+        }
+    }
+
+    /// Whether the servers decide what this caller may do (`--endpoints` alone).
+    pub fn servers_decide(&self) -> bool {
+        self.servers_decide
+    }
+
     fn topology_ref(&self) -> &engine::topology::Topology {
         match &self.dir {
             Dir::Embedded(d) => d.cluster().topology(),
@@ -177,8 +215,9 @@ impl Ctx {
     /// Whether the caller may do `what`, which needs `need` (engine::operators::decide);
     /// a refusal is audited and is "not permitted" (exit 6), saying what would grant it.
     pub fn require(&mut self, need: &Need, what: &str) -> Result<()> {
-        // An open cluster (no operators) permits everything: nothing to read or ask.
-        if self.topology_ref().operators.is_empty() {
+        // An open cluster (no operators) permits everything: nothing to read or ask. Through
+        // servers only, the servers decide each call (and audit their refusals).
+        if self.topology_ref().operators.is_empty() || self.servers_decide {
             return Ok(());
         }
         let now = clock()?.now().timestamp();

@@ -4,11 +4,13 @@
 
 use std::sync::Arc;
 
+use engine::operators::{Need, Role};
 use engine::request::{Envelope, Request};
 use engine::Error;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Response, Status};
 
+use crate::guard::{self, Call};
 use crate::node::Node;
 use crate::pb::directory_server::Directory;
 use crate::pb::execute_event::Event;
@@ -17,7 +19,9 @@ use crate::pb::{
     FailoverReply, FailoverRequest, MeasuredLag, ProbeReply, ProbeRequest, SetDrainedReply,
     SetDrainedRequest, StatusReply, StatusRequest, TopologyReply, TopologyRequest,
 };
-use crate::pb::{RebuildReply, RebuildRequest};
+use crate::pb::{
+    ElevateReply, ElevateRequest, LoginReply, LoginRequest, RebuildReply, RebuildRequest,
+};
 use crate::status::to_status;
 
 pub struct DirectoryService {
@@ -28,6 +32,27 @@ impl DirectoryService {
     pub fn new(node: Arc<Node>) -> DirectoryService {
         DirectoryService { node }
     }
+
+    /// Whether the caller of `req` may make `call` (`crate::guard`); refused: "not
+    /// permitted", audited.
+    /// Permitted: the operator proven (None on an open cluster, or for a server).
+    async fn permit<T>(
+        &self,
+        req: &tonic::Request<T>,
+        call: Call,
+        what: String,
+    ) -> Result<Option<String>, Status> {
+        let credential = guard::presented(req.metadata()).map(str::to_string);
+        let node = self.node.clone();
+        let correlation = uuid::Uuid::new_v4().to_string();
+        blocking(move || node.permit(credential.as_deref(), &call, &what, "unknown", &correlation))
+            .await
+    }
+}
+
+/// A privileged call: an operator with an active elevation to `operator`.
+fn privileged() -> Call {
+    Call::Need(Need::Elevated(Role::Operator))
 }
 
 /// A request's JSON, decoded; malformed input is refused with nothing applied.
@@ -103,16 +128,41 @@ impl Directory for DirectoryService {
         &self,
         req: tonic::Request<ExecuteRequest>,
     ) -> Result<Response<Self::ExecuteStream>, Status> {
+        let credential = guard::presented(req.metadata()).map(str::to_string);
         let ExecuteRequest {
             envelope,
             request,
             forwarded,
         } = req.into_inner();
-        let envelope: Envelope = decode(&envelope, "envelope")?;
+        let mut envelope: Envelope = decode(&envelope, "envelope")?;
         let request: Request = decode(&request, "request")?;
         let node = self.node.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::task::spawn_blocking(move || {
+            // A write sent on by a server was judged where it came in; a client's call is
+            // judged by what the request needs, and its records name who is proven.
+            let call = match (forwarded, engine::operators::need_of(&request)) {
+                (true, _) => Call::Server,
+                (false, None) => Call::Audit,
+                (false, Some(need)) => Call::Need(need),
+            };
+            let what = request
+                .audit_op()
+                .unwrap_or_else(|| request.name().to_string());
+            match node.permit(
+                credential.as_deref(),
+                &call,
+                &what,
+                &envelope.actor,
+                &envelope.correlation_id,
+            ) {
+                Ok(Some(actor)) => envelope.actor = actor,
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(to_status(&e)));
+                    return;
+                }
+            }
             let events = tx.clone();
             let got = node.execute(&envelope, request, forwarded, &mut |p| {
                 if let Ok(b) = serde_json::to_vec(p) {
@@ -148,6 +198,12 @@ impl Directory for DirectoryService {
         &self,
         req: tonic::Request<CheckpointRequest>,
     ) -> Result<Response<Self::CheckpointStream>, Status> {
+        self.permit(
+            &req,
+            Call::Need(Need::Job(engine::operators::Job::Backup)),
+            "backup create".into(),
+        )
+        .await?;
         let partition = req.into_inner().partition;
         let node = self.node.clone();
         let (tmp, pos, source) = blocking(move || node.checkpoint(partition)).await?;
@@ -178,7 +234,11 @@ impl Directory for DirectoryService {
         _req: tonic::Request<TopologyRequest>,
     ) -> Result<Response<TopologyReply>, Status> {
         let node = self.node.clone();
-        let t = blocking(move || node.topology()).await?;
+        let mut t = blocking(move || node.topology()).await?;
+        // Operators' sealed secrets stay in the control plane.
+        for o in t.operators.values_mut() {
+            o.sealed_secret.clear();
+        }
         let topology = serde_json::to_vec(&t)
             .map_err(|e| Status::internal(format!("encode the topology: {e}")))?;
         Ok(Response::new(TopologyReply { topology }))
@@ -202,6 +262,20 @@ impl Directory for DirectoryService {
         &self,
         req: tonic::Request<FailoverRequest>,
     ) -> Result<Response<FailoverReply>, Status> {
+        let what = format!("failover of partition {}", req.get_ref().partition);
+        let operator = self.permit(&req, privileged(), what.clone()).await?;
+        // What cannot be undone needs a second operator (the two-person rule), approved with
+        // `dirctl approve` on the control plane: not through the servers alone (yet).
+        if let (true, Some(who)) = (req.get_ref().accept_data_loss, operator) {
+            let why = format!(
+                "{what} accepting data loss cannot be undone and needs a second operator (two-person rule); the servers do not take approvals yet: run it with dirctl on the control plane (--cluster DIR or --control-plane etcd://...), where a second operator approves it with `dirctl approve`"
+            );
+            let node = self.node.clone();
+            let refused = blocking(move || -> engine::Result<()> {
+                Err(node.refused(&who, &uuid::Uuid::new_v4().to_string(), &what, why))
+            });
+            refused.await?;
+        }
         let FailoverRequest {
             partition,
             to,
@@ -218,8 +292,10 @@ impl Directory for DirectoryService {
 
     async fn status(
         &self,
-        _req: tonic::Request<StatusRequest>,
+        req: tonic::Request<StatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
+        self.permit(&req, Call::Need(Need::Read), "status".into())
+            .await?;
         let node = self.node.clone();
         let (rows, lags) = blocking(move || node.status()).await?;
         let replicas = serde_json::to_vec(&rows)
@@ -240,6 +316,7 @@ impl Directory for DirectoryService {
         &self,
         req: tonic::Request<RebuildRequest>,
     ) -> Result<Response<RebuildReply>, Status> {
+        self.permit(&req, privileged(), "dc rebuild".into()).await?;
         let reseed = req.into_inner().reseed;
         let node = self.node.clone();
         let reports = blocking(move || node.rebuild(&reseed)).await?;
@@ -252,6 +329,11 @@ impl Directory for DirectoryService {
         &self,
         req: tonic::Request<SetDrainedRequest>,
     ) -> Result<Response<SetDrainedReply>, Status> {
+        let what = match req.get_ref().drained {
+            true => format!("dc drain {}", req.get_ref().datacenter),
+            false => format!("dc undrain {}", req.get_ref().datacenter),
+        };
+        self.permit(&req, privileged(), what).await?;
         let SetDrainedRequest {
             datacenter,
             drained,
@@ -259,5 +341,46 @@ impl Directory for DirectoryService {
         let node = self.node.clone();
         blocking(move || node.set_drained(&datacenter, drained)).await?;
         Ok(Response::new(SetDrainedReply {}))
+    }
+
+    async fn login(
+        &self,
+        req: tonic::Request<LoginRequest>,
+    ) -> Result<Response<LoginReply>, Status> {
+        let LoginRequest {
+            operator,
+            code,
+            seconds,
+            correlation_id,
+        } = req.into_inner();
+        let node = self.node.clone();
+        let login =
+            blocking(move || node.login(&operator, &code, seconds, &correlation_id)).await?;
+        let login = serde_json::to_vec(&login)
+            .map_err(|e| Status::internal(format!("encode the login: {e}")))?;
+        Ok(Response::new(LoginReply { login }))
+    }
+
+    async fn elevate(
+        &self,
+        req: tonic::Request<ElevateRequest>,
+    ) -> Result<Response<ElevateReply>, Status> {
+        let credential = guard::presented(req.metadata()).map(str::to_string);
+        let ElevateRequest {
+            role,
+            seconds,
+            reason,
+            code,
+            correlation_id,
+        } = req.into_inner();
+        let asked = crate::proof::ElevationAsked::new(&role, seconds, &reason)
+            .map_err(|e| to_status(&e))?;
+        let node = self.node.clone();
+        let e =
+            blocking(move || node.elevate(credential.as_deref(), &asked, &code, &correlation_id))
+                .await?;
+        let elevation = serde_json::to_vec(&e)
+            .map_err(|e| Status::internal(format!("encode the elevation: {e}")))?;
+        Ok(Response::new(ElevateReply { elevation }))
     }
 }

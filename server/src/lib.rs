@@ -11,6 +11,9 @@
 //! - `client`: `Remote`, the directory through the servers (dirctl `--endpoints`);
 //! - `http`: `/metrics`, `/healthz` and `/livez`; `metrics`: what `/metrics` says;
 //! - `graph`: the Microsoft Graph–compatible REST API at `/v1.0` (docs/graph.md);
+//! - `guard`: who calls a server (the credential each call carries) and whether they may;
+//! - `proof`: an operator proven with a code, and the login or elevation it grants
+//!   (dirctl's embedded mode and the servers share it);
 //! - `status`: engine errors to gRPC statuses and back, their kind kept.
 //! - `gateway`: `geodird --gateway`, one HTTP address sending each request to the nearest
 //!   healthy datacenter's server;
@@ -24,11 +27,13 @@ pub mod directory;
 pub mod etcd;
 pub mod gateway;
 pub mod graph;
+pub mod guard;
 pub mod http;
 pub mod identity;
 pub mod lease;
 pub mod metrics;
 pub mod node;
+pub mod proof;
 pub mod remote;
 pub mod replication;
 pub mod serve;

@@ -7,8 +7,10 @@ use std::time::Duration;
 use engine::log::{Entry, Position};
 use engine::replica_log::ReplicaLog;
 use engine::{Error, Result};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::guard::Credential;
 use crate::pb::replication_client::ReplicationClient;
 use crate::pb::{
     AppendRequest, CommitRequest, GetRequest, LsnRequest, RangeRequest, ReplicaRef, TermRequest,
@@ -22,7 +24,8 @@ pub struct RemoteLog {
     replica: ReplicaRef,
     name: String,
     address: String,
-    client: ReplicationClient<Channel>,
+    channel: Channel,
+    client: ReplicationClient<InterceptedService<Channel, Credential>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -55,16 +58,23 @@ impl RemoteLog {
             },
             name: engine::layout::replica_dir(datacenter, partition),
             address: address.to_string(),
-            client: ReplicationClient::new(channel),
+            client: ReplicationClient::with_interceptor(channel.clone(), Credential::none()),
+            channel,
             runtime,
         })
+    }
+
+    /// This log's calls present `credential` (a server's own, on a cluster with operators).
+    pub fn with_credential(mut self, credential: Credential) -> RemoteLog {
+        self.client = ReplicationClient::with_interceptor(self.channel.clone(), credential);
+        self
     }
 
     /// Runs one call on this log's runtime; a failure as the engine's error.
     fn call<T>(
         &self,
         f: impl AsyncFnOnce(
-            ReplicationClient<Channel>,
+            ReplicationClient<InterceptedService<Channel, Credential>>,
         ) -> std::result::Result<tonic::Response<T>, tonic::Status>,
     ) -> Result<T> {
         let client = self.client.clone();

@@ -25,10 +25,15 @@ pub type Owned = Arc<dyn ReplicaLog + Send + Sync>;
 /// This server's replica of a partition, if it holds one now (a rebuild replaces it).
 pub type Lookup = Box<dyn Fn(u32) -> Option<Owned> + Send + Sync>;
 
+/// Whether a call's credential (`crate::guard`) is a server's of the cluster: the node's
+/// `permit` of a server-only call.
+pub type Guard = Box<dyn Fn(Option<&str>, &str) -> engine::Result<()> + Send + Sync>;
+
 /// The replicas of one datacenter, by partition.
 pub struct ReplicationService {
     datacenter: String,
     replicas: Lookup,
+    guard: Option<Guard>,
 }
 
 impl ReplicationService {
@@ -36,6 +41,21 @@ impl ReplicationService {
         ReplicationService {
             datacenter: datacenter.to_string(),
             replicas,
+            guard: None,
+        }
+    }
+
+    /// Every call must pass `guard` (on a cluster with operators: the servers' own only).
+    pub fn with_guard(mut self, guard: Guard) -> ReplicationService {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Refused unless the guard lets the call's credential through.
+    fn allowed(&self, meta: &tonic::metadata::MetadataMap, what: &str) -> Result<(), Status> {
+        match &self.guard {
+            Some(g) => g(crate::guard::presented(meta), what).map_err(|e| to_status(&e)),
+            None => Ok(()),
         }
     }
 
@@ -88,6 +108,7 @@ pub fn decode_entries(raw: &[Vec<u8>], from: &str) -> engine::Result<Vec<Entry>>
 #[tonic::async_trait]
 impl Replication for ReplicationService {
     async fn position(&self, req: Request<ReplicaRef>) -> Result<Response<PositionReply>, Status> {
+        self.allowed(req.metadata(), "replication: position")?;
         let r = self.replica(Some(req.get_ref()))?;
         let reply = blocking(move || {
             let last = r.last()?;
@@ -104,6 +125,7 @@ impl Replication for ReplicationService {
     }
 
     async fn term_at(&self, req: Request<LsnRequest>) -> Result<Response<TermAtReply>, Status> {
+        self.allowed(req.metadata(), "replication: term_at")?;
         let r = self.replica(req.get_ref().replica.as_ref())?;
         let lsn = req.get_ref().lsn;
         let term = blocking(move || r.term_at(lsn)).await?;
@@ -114,6 +136,7 @@ impl Replication for ReplicationService {
     }
 
     async fn entries(&self, req: Request<RangeRequest>) -> Result<Response<EntriesReply>, Status> {
+        self.allowed(req.metadata(), "replication: entries")?;
         let r = self.replica(req.get_ref().replica.as_ref())?;
         let (from, to) = (req.get_ref().from, req.get_ref().to);
         let entries = blocking(move || r.entries(from, to)).await?;
@@ -123,6 +146,7 @@ impl Replication for ReplicationService {
     }
 
     async fn append(&self, req: Request<AppendRequest>) -> Result<Response<Empty>, Status> {
+        self.allowed(req.metadata(), "replication: append")?;
         let AppendRequest {
             replica,
             term,
@@ -142,6 +166,7 @@ impl Replication for ReplicationService {
         &self,
         req: Request<TruncateRequest>,
     ) -> Result<Response<EntriesReply>, Status> {
+        self.allowed(req.metadata(), "replication: truncate")?;
         let r = self.replica(req.get_ref().replica.as_ref())?;
         let (after, term) = (req.get_ref().after_lsn, req.get_ref().term);
         let cut = blocking(move || r.truncate_after(after, term)).await?;
@@ -151,6 +176,7 @@ impl Replication for ReplicationService {
     }
 
     async fn observe_term(&self, req: Request<TermRequest>) -> Result<Response<Empty>, Status> {
+        self.allowed(req.metadata(), "replication: observe_term")?;
         let r = self.replica(req.get_ref().replica.as_ref())?;
         let term = req.get_ref().term;
         blocking(move || r.observe_term(term)).await?;
@@ -158,6 +184,7 @@ impl Replication for ReplicationService {
     }
 
     async fn set_commit(&self, req: Request<CommitRequest>) -> Result<Response<Empty>, Status> {
+        self.allowed(req.metadata(), "replication: set_commit")?;
         let r = self.replica(req.get_ref().replica.as_ref())?;
         let lsn = req.get_ref().lsn;
         blocking(move || r.set_commit_lsn(lsn)).await?;
@@ -165,6 +192,7 @@ impl Replication for ReplicationService {
     }
 
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<GetReply>, Status> {
+        self.allowed(req.metadata(), "replication: get")?;
         let r = self.replica(req.get_ref().replica.as_ref())?;
         let key = req.get_ref().key.clone();
         let v = blocking(move || r.get(&key)).await?;

@@ -71,7 +71,15 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let lookup = Box::new(move |p: u32| -> Option<Owned> {
         owned.read().ok()?.get(&p).map(|r| r.clone() as Owned)
     });
-    let replication = ReplicationServer::new(ReplicationService::new(&node.datacenter, lookup))
+    let guard = {
+        let node = node.clone();
+        Box::new(move |credential: Option<&str>, what: &str| {
+            node.permit(credential, &crate::guard::Call::Server, what, "unknown", "")
+                .map(|_| ())
+        })
+    };
+    let replication = ReplicationService::new(&node.datacenter, lookup).with_guard(guard);
+    let replication = ReplicationServer::new(replication)
         .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
     let directory = DirectoryServer::new(DirectoryService::new(node.clone()))

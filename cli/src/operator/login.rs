@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use serde_json::json;
 
-use engine::operators::{self, Attempt, Elevation, Need, Role};
+use engine::operators::{self, Elevation, Need, Role};
 use engine::topology::{ControlPlane, Topology};
 use engine::Error;
 use server::graph::token;
-use server::identity::{self, Login, LoginClaims};
+use server::identity::{self, Login};
+use server::proof;
 
 use super::{cp, not_permitted, now, outcome, time_text};
 use crate::context::Ctx;
@@ -37,20 +38,7 @@ fn login_path(g: &Global, cluster: &str) -> Result<PathBuf> {
 
 /// The operator this machine's login proves for the cluster of `topology`; else why not.
 pub fn proven(g: &Global, topology: &Topology) -> std::result::Result<String, String> {
-    let path = login_path(g, &topology.cluster_id).map_err(|e| e.to_string())?;
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("no login at {}", path.display()))
-        }
-        Err(e) => return Err(format!("read {}: {e}", path.display())),
-    };
-    let login: Login = serde_json::from_slice(&text).map_err(|e| {
-        format!(
-            "the login at {} is damaged ({e}); log in again",
-            path.display()
-        )
-    })?;
+    let login = presented(g, topology)?;
     let cp = cp(g).map_err(|e| format!("the login cannot be checked: {e:#}"))?;
     let seed = cp
         .secret(token::SECRET)
@@ -66,8 +54,27 @@ pub fn proven(g: &Global, topology: &Topology) -> std::result::Result<String, St
     }
 }
 
-/// Judges `code` as `name`'s and records the attempt in the control plane (replays and
-/// failures are counted there, atomically); audits a refusal as `op` and a lock-out.
+/// The login this machine keeps for the cluster of `topology`, unchecked (the servers
+/// check what each call presents); else why there is none.
+pub fn presented(g: &Global, topology: &Topology) -> std::result::Result<Login, String> {
+    let path = login_path(g, &topology.cluster_id).map_err(|e| e.to_string())?;
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("no login at {}", path.display()))
+        }
+        Err(e) => return Err(format!("read {}: {e}", path.display())),
+    };
+    let login: Login = serde_json::from_slice(&text).map_err(|e| {
+        format!(
+            "the login at {} is damaged ({e}); log in again",
+            path.display()
+        )
+    })?;
+    Ok(login)
+}
+
+/// Judges `code` as `name`'s (`server::proof::prove`), auditing as `op`.
 pub(super) fn prove(
     ctx: &mut Ctx,
     cp: &dyn ControlPlane,
@@ -75,60 +82,18 @@ pub(super) fn prove(
     code: &str,
     op: &str,
 ) -> Result<()> {
-    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(
-            Error::Invalid("--otp: the 6 digits the authenticator app shows now".into()).into(),
-        );
-    }
-    let t = cp.load()?;
     let now = now()?;
-    let Some(stored) = t.operators.get(name) else {
-        ctx.audit_outcome(0, op, vec![name.to_string()], "refused: no such operator");
-        return Err(not_permitted(format!("no operator {name} with this code")));
-    };
-    let key = cp.secret(identity::SEALING_SECRET)?.ok_or_else(|| {
-        Error::Corrupt("the control plane has operators but no operator-sealing-key".into())
-    })?;
-    let secret = identity::unseal(&key, &t.cluster_id, name, &stored.sealed_secret)?;
-    let matched = identity::matched_step(&secret, name, code, now)?;
-    let mut judged: Option<(Attempt, bool)> = None;
-    cp.update(&mut |t| {
-        let Some(op) = t.operators.get(name) else {
-            return Err(Error::NotPermitted(format!(
-                "no operator {name} with this code"
-            )));
-        };
-        let attempt = operators::judge(op, matched, now);
-        let (next, locked) = operators::after(op, &attempt, now);
-        t.operators.insert(name.to_string(), next);
-        judged = Some((attempt, locked));
-        Ok(())
-    })?;
-    let (attempt, locked) = judged.ok_or_else(|| Error::Storage("no attempt judged".into()))?;
-    let refusal = match attempt {
-        Attempt::Accepted { .. } => return Ok(()),
-        Attempt::Wrong => "refused: wrong code".to_string(),
-        Attempt::Replayed => "refused: a code already used".to_string(),
-        Attempt::LockedOut { until } => format!("refused: locked out until {}", time_text(until)),
-    };
-    ctx.audit_outcome(0, op, vec![name.to_string()], &refusal);
-    if locked {
-        let until = time_text(now + operators::LOCKOUT_SECS);
-        ctx.audit_outcome(
-            0,
-            "operator.lockout",
-            vec![name.to_string()],
-            &format!(
-                "locked out until {until} after {} failed codes in a row",
-                operators::LOCKOUT_AFTER
-            ),
-        );
-        return Err(not_permitted(format!(
-            "{refusal}; operator {name} is now locked out until {until} after {} failed codes in a row",
-            operators::LOCKOUT_AFTER
-        )));
+    Ok(proof::prove(cp, name, code, op, now, &mut auditing(ctx))?)
+}
+
+/// The audit records of a proof, written as `ctx`'s (or as the operator it proved).
+fn auditing(ctx: &mut Ctx) -> impl FnMut(Option<&str>, &str, Vec<String>, &str) + '_ {
+    move |proven, op, targets, outcome| {
+        if let Some(name) = proven {
+            ctx.actor = name.to_string();
+        }
+        ctx.audit_outcome(0, op, targets, outcome)
     }
-    Err(not_permitted(refusal))
 }
 
 pub fn login(g: &Global, a: LoginArgs) -> Result<()> {
@@ -142,41 +107,25 @@ pub fn login(g: &Global, a: LoginArgs) -> Result<()> {
     }
     let mut ctx = Ctx::open_unchecked(g)?;
     let t = ctx.topology();
-    if t.operators.get(&a.name).is_some_and(|o| o.service) {
-        return Err(not_permitted(format!(
-            "{} is a service identity: it has no codes, and its jobs use its credential file",
-            a.name
-        )));
-    }
-    if t.operators.is_empty() {
-        return Err(Error::Invalid(
-            "this cluster has no operators yet: enrol the first with `dirctl operator enroll NAME --role security-admin`".into(),
-        )
-        .into());
-    }
-    let cp = cp(g)?;
-    prove(&mut ctx, cp.as_ref(), &a.name, &a.otp, "operator.login")?;
-    let seed = cp.secret_or_create(token::SECRET, &mut token::generate_seed)?;
-    let now = now()?;
-    let login = identity::sign_login(
-        &seed,
-        LoginClaims {
-            cluster: t.cluster_id.clone(),
-            operator: a.name.clone(),
-            id: uuid::Uuid::new_v4().to_string(),
-            from: now,
-            until: now + secs,
-        },
-    )?;
+    let login = match ctx.remote() {
+        // The server proves the code and signs the login; this machine holds no key.
+        Some(remote) => remote.login(&a.name, &a.otp, secs, &ctx.correlation_id.clone())?,
+        None => {
+            let cp = cp(g)?;
+            let now = now()?;
+            proof::login(
+                cp.as_ref(),
+                &a.name,
+                &a.otp,
+                secs,
+                now,
+                &mut auditing(&mut ctx),
+            )?
+        }
+    };
+    let now = login.claims.from;
     let path = login_path(g, &t.cluster_id)?;
     engine::topology::write_private(&path, &serde_json::to_vec_pretty(&login)?)?;
-    ctx.actor = a.name.clone();
-    ctx.audit_outcome(
-        0,
-        "operator.login",
-        vec![a.name.clone()],
-        &format!("ok, until {}", time_text(now + secs)),
-    );
     output::emit(
         g.output,
         &json!({"operator": a.name, "until": time_text(now + secs), "loginFile": path}),
@@ -242,78 +191,32 @@ pub fn logout(g: &Global) -> Result<()> {
 }
 
 pub fn elevate(g: &Global, a: ElevateArgs) -> Result<()> {
-    let role = Role::parse(&a.role)?;
-    if !role.needs_elevation() {
-        return Err(Error::Invalid(format!(
-            "--role {role} is held standing, not by elevation: elevate to operator or security-admin"
-        ))
-        .into());
-    }
     let secs = crate::token::parse_duration("--for", &a.duration)?;
-    operators::check_elevation_secs(secs)?;
-    let reason = a.reason.trim().to_string();
-    if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
-        return Err(Error::Invalid(
-            "--reason: 1 to 200 characters (a ticket or incident), no control characters".into(),
-        )
-        .into());
-    }
+    let asked = proof::ElevationAsked::new(&a.role, secs, &a.reason)?;
+    let role = asked.role.clone();
     let mut ctx = Ctx::open_unchecked(g)?;
+    if let Some(remote) = ctx.remote() {
+        // The server checks the login, proves the code and records the elevation.
+        let correlation = ctx.correlation_id.clone();
+        let e = remote.elevate(&asked, &a.otp, &correlation)?;
+        return print_elevation(g, &e);
+    }
     let what = format!("elevate to {role}");
     let Some(who) = ctx.identity.clone() else {
         // decide's refusal: no proven operator (with why, e.g. an expired login).
         ctx.require(&Need::Read, &what)?;
         return Err(not_permitted(format!("{what} needs a login")));
     };
-    let has = ctx
-        .topology()
-        .operators
-        .get(&who)
-        .is_some_and(|o| o.roles.contains(&role));
-    if !has {
-        let why = format!(
-            "{what}: operator {who} does not have role {role}; a security-admin grants it with `dirctl operator roles {who} --role {role}`"
-        );
-        ctx.audit_outcome(
-            0,
-            "operator.elevate",
-            vec![who.clone(), role.to_string()],
-            &format!("refused: {why}"),
-        );
-        return Err(not_permitted(why));
-    }
     let cp = cp(g)?;
-    prove(&mut ctx, cp.as_ref(), &who, &a.otp, "operator.elevate")?;
     let now = now()?;
-    let e = Elevation {
-        id: uuid::Uuid::new_v4().to_string()[..8].to_string(),
-        operator: who.clone(),
-        role: role.clone(),
-        reason: reason.clone(),
-        from: now,
-        until: now + secs,
-    };
-    let r = cp.update(&mut |t| {
-        if !t.operators.contains_key(&who) {
-            return Err(Error::NotPermitted(format!("operator {who} was removed")));
-        }
-        t.elevations = operators::prune(&t.elevations, now);
-        t.elevations.push(e.clone());
-        Ok(())
-    });
-    ctx.audit_outcome(
-        0,
-        "operator.elevate",
-        vec![
-            who.clone(),
-            role.to_string(),
-            format!("until {}", time_text(e.until)),
-            format!("reason {reason}"),
-            format!("elevation {}", e.id),
-        ],
-        &outcome(&r),
-    );
-    r?;
+    let e = proof::elevate(
+        cp.as_ref(),
+        &who,
+        &asked,
+        &a.otp,
+        now,
+        &mut auditing(&mut ctx),
+    )?;
     // Every elevation anchors the audit chains (their heads, signed, in the control plane):
     // what is done with the privilege is checked against a point taken before it.
     let partitions = ctx.partition_ids();
@@ -326,9 +229,15 @@ pub fn elevate(g: &Global, a: ElevateArgs) -> Result<()> {
     {
         eprintln!("warning: the elevation stands, but the audit chains were not anchored: {err:#}");
     }
-    output::emit(g.output, &elevation_json(&e), || {
+    print_elevation(g, &e)
+}
+
+fn print_elevation(g: &Global, e: &Elevation) -> Result<()> {
+    output::emit(g.output, &elevation_json(e), || {
         format!(
-            "{who} is {role} until {} (elevation {}; end it early with `dirctl elevation revoke {}`)\n",
+            "{} is {} until {} (elevation {}; end it early with `dirctl elevation revoke {}`)\n",
+            e.operator,
+            e.role,
             time_text(e.until),
             e.id,
             e.id

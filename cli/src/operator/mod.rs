@@ -21,9 +21,7 @@ pub(crate) fn now() -> Result<i64> {
 }
 
 pub(crate) fn time_text(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_default()
+    server::proof::time_text(t)
 }
 
 pub(crate) fn cp(g: &Global) -> Result<Box<dyn ControlPlane + Sync>> {
@@ -57,7 +55,7 @@ mod login;
 
 pub use approval::{approve, approved_request, requests, two_person};
 use login::prove;
-pub use login::{elevate, elevation, login, logout, proven};
+pub use login::{elevate, elevation, login, logout, presented, proven};
 
 pub fn run(g: &Global, c: OperatorCmd) -> Result<()> {
     match c {

@@ -9,7 +9,10 @@ use engine::request::{Envelope, Note, Progress, Request, Response};
 use engine::topology::Topology;
 use engine::{Error, Result};
 use tokio::runtime::Handle;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::guard::Credential;
 
 use crate::pb::directory_client::DirectoryClient;
 use crate::pb::execute_event::Event;
@@ -27,7 +30,8 @@ pub use servers::Remote;
 #[derive(Clone)]
 pub struct Connection {
     address: String,
-    client: DirectoryClient<Channel>,
+    channel: Channel,
+    client: DirectoryClient<InterceptedService<Channel, Credential>>,
     runtime: Handle,
     timeout: Duration,
 }
@@ -79,12 +83,17 @@ impl Connection {
         };
         Ok(Connection {
             address: address.to_string(),
-            client: DirectoryClient::new(channel)
-                .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(crate::MAX_MESSAGE_BYTES),
+            client: client(channel.clone(), Credential::none()),
+            channel,
             runtime,
             timeout,
         })
+    }
+
+    /// This connection's calls present `credential` (a login, or a server's own).
+    pub fn with_credential(mut self, credential: Credential) -> Connection {
+        self.client = client(self.channel.clone(), credential);
+        self
     }
 
     pub fn address(&self) -> &str {
@@ -165,7 +174,10 @@ impl Connection {
     }
 
     /// One unary call on this server, its status as the engine's error.
-    fn call<T, F>(&self, call: impl FnOnce(DirectoryClient<Channel>) -> F) -> Result<T>
+    fn call<T, F>(
+        &self,
+        call: impl FnOnce(DirectoryClient<InterceptedService<Channel, Credential>>) -> F,
+    ) -> Result<T>
     where
         F: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
@@ -316,6 +328,44 @@ impl Connection {
         self.decoded(&reply.reports, "rebuild reports")
     }
 
+    /// An operator's login, proven by `code` on this server (`proof::login`).
+    pub fn login(
+        &self,
+        operator: &str,
+        code: &str,
+        seconds: i64,
+        correlation_id: &str,
+    ) -> Result<crate::identity::Login> {
+        let t = self.timeout;
+        let req = crate::pb::LoginRequest {
+            operator: operator.to_string(),
+            code: code.to_string(),
+            seconds,
+            correlation_id: correlation_id.to_string(),
+        };
+        let reply = self.call(|mut c| async move { c.login(timed(req, t)).await })?;
+        self.decoded(&reply.login, "login")
+    }
+
+    /// An elevation of the operator this connection's credential proves (`proof::elevate`).
+    pub fn elevate(
+        &self,
+        asked: &crate::proof::ElevationAsked,
+        code: &str,
+        correlation_id: &str,
+    ) -> Result<engine::operators::Elevation> {
+        let t = self.timeout;
+        let req = crate::pb::ElevateRequest {
+            role: asked.role.to_string(),
+            seconds: asked.secs,
+            reason: asked.reason.clone(),
+            code: code.to_string(),
+            correlation_id: correlation_id.to_string(),
+        };
+        let reply = self.call(|mut c| async move { c.elevate(timed(req, t)).await })?;
+        self.decoded(&reply.elevation, "elevation")
+    }
+
     /// Drains or undrains datacenter `dc` (a control-plane change this server stores).
     pub fn set_drained(&self, dc: &str, drained: bool) -> Result<()> {
         let t = self.timeout;
@@ -341,6 +391,15 @@ impl Connection {
         let t = self.timeout;
         self.call(|mut c| async move { c.probe(timed(ProbeRequest {}, t)).await })
     }
+}
+
+fn client(
+    channel: Channel,
+    credential: Credential,
+) -> DirectoryClient<InterceptedService<Channel, Credential>> {
+    DirectoryClient::with_interceptor(channel, credential)
+        .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(crate::MAX_MESSAGE_BYTES)
 }
 
 /// A transport failure before anything was sent (the connection was refused or never made).

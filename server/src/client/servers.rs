@@ -12,6 +12,7 @@ use engine::{Error, Result};
 use tokio::runtime::Handle;
 
 use super::{from_server, kind_of, refused_connection, Connection};
+use crate::guard::Credential;
 use crate::status::from_status;
 
 /// The directory reached through servers: the nearest healthy one answers, the next takes
@@ -23,6 +24,7 @@ pub struct Remote {
     topology: Topology,
     region: Option<String>,
     notes: Vec<Note>,
+    credential: Credential,
 }
 
 impl Remote {
@@ -89,6 +91,7 @@ impl Remote {
             topology,
             region: region.map(str::to_string),
             notes: Vec::new(),
+            credential: Credential::none(),
         };
         if let Some(r) = region {
             remote.topology.region(r)?;
@@ -305,7 +308,41 @@ impl Remote {
             return Ok(c.clone());
         }
         let c = self.connection();
-        Connection::new(c.runtime.clone(), address, c.timeout, None)
+        Ok(
+            Connection::new(c.runtime.clone(), address, c.timeout, None)?
+                .with_credential(self.credential.clone()),
+        )
+    }
+
+    /// `Connection::login` on the server answering now.
+    pub fn login(
+        &self,
+        operator: &str,
+        code: &str,
+        seconds: i64,
+        correlation_id: &str,
+    ) -> Result<crate::identity::Login> {
+        self.connection()
+            .login(operator, code, seconds, correlation_id)
+    }
+
+    /// `Connection::elevate` on the server answering now.
+    pub fn elevate(
+        &self,
+        asked: &crate::proof::ElevationAsked,
+        code: &str,
+        correlation_id: &str,
+    ) -> Result<engine::operators::Elevation> {
+        self.connection().elevate(asked, code, correlation_id)
+    }
+
+    /// Every call from now on presents `credential` (the caller's login).
+    pub fn set_credential(&mut self, credential: Credential) {
+        self.connections = std::mem::take(&mut self.connections)
+            .into_iter()
+            .map(|c| c.with_credential(credential.clone()))
+            .collect();
+        self.credential = credential;
     }
 
     /// The server answering now.

@@ -26,6 +26,7 @@ use engine::topology::{ControlPlane, Topology};
 use engine::{Error, Result};
 use tokio::runtime::Handle;
 
+mod guard;
 mod leader;
 mod read;
 mod rebuild;
@@ -33,6 +34,7 @@ mod replicate;
 
 pub use replicate::Lag;
 
+use crate::guard::{Credential, Minter};
 use crate::metrics::Metrics;
 use crate::remote::RemoteLog;
 
@@ -103,6 +105,10 @@ pub struct Node {
     /// When `read_if_free` last looked for a changed control plane (ms since `started`).
     read_checked_ms: std::sync::atomic::AtomicU64,
     started: Instant,
+    /// This server's own credential, and the cluster key credentials are checked with.
+    pub minter: Arc<Minter>,
+    /// What this server's calls of the others present (`minter`'s credential).
+    credential: Credential,
 }
 
 /// A write waiting to be carried out, and where its answer goes.
@@ -121,6 +127,7 @@ struct ServerOpener {
     endpoints: Endpoints,
     runtime: Handle,
     timeout: Duration,
+    credential: Credential,
 }
 
 impl Opener for ServerOpener {
@@ -139,7 +146,14 @@ impl Opener for ServerOpener {
             });
         }
         Some(
-            remote(&self.endpoints, &self.runtime, id, self.timeout).and_then(|log| {
+            remote(
+                &self.endpoints,
+                &self.runtime,
+                id,
+                self.timeout,
+                &self.credential,
+            )
+            .and_then(|log| {
                 // A real call: a replica whose server is down is not held.
                 log.last()?;
                 Ok(Arc::new(log) as Arc<dyn Held>)
@@ -154,15 +168,17 @@ fn remote(
     runtime: &Handle,
     id: &ReplicaId,
     timeout: Duration,
+    credential: &Credential,
 ) -> Result<RemoteLog> {
     let address = endpoint_of(endpoints, &id.datacenter)?;
-    RemoteLog::new(
+    Ok(RemoteLog::new(
         runtime.clone(),
         &address,
         &id.datacenter,
         id.partition,
         timeout,
-    )
+    )?
+    .with_credential(credential.clone()))
 }
 
 fn endpoint_of(endpoints: &Endpoints, dc: &str) -> Result<String> {
@@ -260,12 +276,15 @@ impl Node {
             Ok(())
         })?;
         let endpoints: Endpoints = Arc::new(RwLock::new(endpoints_in(cluster.topology())));
+        let minter = Arc::new(Minter::new(&dc, control(&config)?, config.clock.clone()));
+        let credential = Credential::minted(minter.clone());
         let opener = ServerOpener {
             datacenter: dc.clone(),
             owned: owned.clone(),
             endpoints: endpoints.clone(),
             runtime: runtime.clone(),
             timeout: config.rpc_timeout,
+            credential: credential.clone(),
         };
         let routing = (control(&config)?, Arc::new(cluster.topology().clone()));
         let cluster = cluster.with_opener(Arc::new(opener));
@@ -291,6 +310,8 @@ impl Node {
             reseeding: Mutex::new(BTreeMap::new()),
             read_checked_ms: std::sync::atomic::AtomicU64::new(0),
             started: Instant::now(),
+            minter,
+            credential,
         }))
     }
 
@@ -654,7 +675,8 @@ impl Node {
             &address,
             self.config.rpc_timeout,
             None,
-        )?;
+        )?
+        .with_credential(self.credential.clone());
         f.insert(address, c.clone());
         Ok(c)
     }

@@ -101,7 +101,13 @@ impl Node {
                 {
                     let id = ReplicaId::new(&d.name, p.id);
                     if !logs.contains_key(&id) {
-                        match remote(&self.endpoints, &self.runtime, &id, self.config.rpc_timeout) {
+                        match remote(
+                            &self.endpoints,
+                            &self.runtime,
+                            &id,
+                            self.config.rpc_timeout,
+                            &self.credential,
+                        ) {
                             Ok(l) => {
                                 logs.insert(id.clone(), l);
                             }
@@ -238,9 +244,13 @@ impl Node {
                     }
                     let id = ReplicaId::new(d, p.id);
                     if !logs.contains_key(&id) {
-                        let Ok(l) =
-                            remote(&self.endpoints, &self.runtime, &id, self.config.rpc_timeout)
-                        else {
+                        let Ok(l) = remote(
+                            &self.endpoints,
+                            &self.runtime,
+                            &id,
+                            self.config.rpc_timeout,
+                            &self.credential,
+                        ) else {
                             continue;
                         };
                         logs.insert(id.clone(), l);

@@ -1,0 +1,172 @@
+//! The node's side of `crate::guard`: a call's credential checked against the control
+//! plane as this server reads it, refusals audited; and the `Login` and `Elevate` calls
+//! (`crate::proof`, as dirctl's embedded mode does them).
+
+use engine::operators::Elevation;
+use engine::request::{Envelope, Request};
+use engine::{Error, Result};
+
+use super::{poisoned, Node};
+use crate::guard::{self, Call, Caller};
+use crate::identity::Login;
+use crate::proof::{self, ElevationAsked};
+
+impl Node {
+    /// Whether the caller presenting `credential` may make `call` (`what` in a refusal):
+    /// the actor its audit records name (None: the one the request declares); else "not
+    /// permitted", audited (but a server-only call refused is only logged).
+    pub fn permit(
+        &self,
+        credential: Option<&str>,
+        call: &Call,
+        what: &str,
+        declared: &str,
+        correlation_id: &str,
+    ) -> Result<Option<String>> {
+        // An open cluster permits everything: judged on the topology last read, no I/O.
+        if self
+            .routing
+            .lock()
+            .map_err(|_| poisoned())?
+            .1
+            .operators
+            .is_empty()
+        {
+            return Ok(None);
+        }
+        let judged =
+            |node: &Node| -> Result<(Caller, std::result::Result<Option<String>, String>)> {
+                let t = node.routing_topology()?;
+                let now = node.config.clock.now().timestamp();
+                let caller = guard::caller_of(node.minter.seed().as_deref(), &t, credential, now);
+                let permitted = guard::permit(&t, &caller, call, what, declared, now);
+                Ok((caller, permitted))
+            };
+        let (mut caller, mut permitted) = judged(self)?;
+        // An elevation or a login of a moment ago: judged again on a fresh control plane.
+        if permitted.is_err() && guard::worth_reloading(&caller) && self.reload_now().is_ok() {
+            (caller, permitted) = judged(self)?;
+        }
+        let why = match permitted {
+            Ok(actor) => return Ok(actor),
+            Err(why) => why,
+        };
+        tracing::warn!(?caller, what, why = %why, "call refused");
+        if *call == Call::Server {
+            return Err(Error::NotPermitted(why));
+        }
+        let actor = match &caller {
+            Caller::Operator(name) | Caller::Server(name) => name.clone(),
+            Caller::Unproven(_) => format!("unproven:{declared}"),
+        };
+        Err(self.refused(&actor, correlation_id, what, why))
+    }
+
+    /// A refusal of `what` to `actor`, audited: "not permitted" (exit 6 in dirctl).
+    pub fn refused(&self, actor: &str, correlation_id: &str, what: &str, why: String) -> Error {
+        self.audit(
+            actor,
+            correlation_id,
+            "operator.refused",
+            vec![what.to_string()],
+            &why,
+        );
+        Error::NotPermitted(why)
+    }
+
+    /// An audit record of this server's own (best effort: a failure is logged).
+    fn audit(
+        &self,
+        actor: &str,
+        correlation_id: &str,
+        op: &str,
+        targets: Vec<String>,
+        outcome: &str,
+    ) {
+        let envelope = Envelope {
+            actor: actor.to_string(),
+            correlation_id: correlation_id.to_string(),
+            datacenter: None,
+            token: None,
+        };
+        let req = Request::RecordAudit {
+            partition: 0,
+            op: op.to_string(),
+            targets,
+            outcome: outcome.to_string(),
+        };
+        if let Err(e) = self.execute(&envelope, req, false, &mut |_| {}) {
+            tracing::warn!(op, error = %e, "audit record not written");
+        }
+    }
+
+    /// The `Login` call: `proof::login` on this server's control plane, each step audited.
+    pub fn login(
+        &self,
+        operator: &str,
+        code: &str,
+        secs: i64,
+        correlation_id: &str,
+    ) -> Result<Login> {
+        let now = self.config.clock.now().timestamp();
+        let declared = format!("unproven:{operator}");
+        let control = self.minter.control();
+        let login = proof::login(
+            control,
+            operator,
+            code,
+            secs,
+            now,
+            &mut |proven, op, targets, outcome| {
+                self.audit(
+                    proven.unwrap_or(&declared),
+                    correlation_id,
+                    op,
+                    targets,
+                    outcome,
+                )
+            },
+        )?;
+        self.minter.key_made();
+        Ok(login)
+    }
+
+    /// The `Elevate` call by the operator `credential` proves: `proof::elevate`, audited.
+    pub fn elevate(
+        &self,
+        credential: Option<&str>,
+        asked: &ElevationAsked,
+        code: &str,
+        correlation_id: &str,
+    ) -> Result<Elevation> {
+        let what = format!("elevate to {}", asked.role);
+        let who = self
+            .permit(
+                credential,
+                &Call::Need(engine::operators::Need::Read),
+                &what,
+                "unknown",
+                correlation_id,
+            )?
+            .ok_or_else(|| {
+                Error::Invalid("this cluster has no operators: there is nothing to elevate".into())
+            })?;
+        if who.starts_with(guard::SERVER_PREFIX) {
+            return Err(Error::NotPermitted(format!(
+                "{what}: a server is not an operator"
+            )));
+        }
+        let now = self.config.clock.now().timestamp();
+        let control = self.minter.control();
+        let e = proof::elevate(
+            control,
+            &who,
+            asked,
+            code,
+            now,
+            &mut |_, op, targets, outcome| self.audit(&who, correlation_id, op, targets, outcome),
+        )?;
+        let _ = self.reload_now();
+        Ok(e)
+    }
+}
