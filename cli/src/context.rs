@@ -200,6 +200,14 @@ impl Ctx {
         }
     }
 
+    /// `remote`, to change (the approval a run carries out).
+    pub fn remote_mut(&mut self) -> Option<&mut server::client::Remote> {
+        match &mut self.dir {
+            Dir::Remote(r) => Some(r),
+            Dir::Embedded(_) => None,
+        }
+    }
+
     /// Whether the servers decide what this caller may do (`--endpoints` alone).
     pub fn servers_decide(&self) -> bool {
         self.servers_decide

@@ -135,6 +135,15 @@ fn wrong_and_replayed_codes_are_refused_and_five_in_a_row_lock_out_each_audited(
         "{}",
         r.describe()
     );
+    // A login made before the lock-out proves nothing during it.
+    fails_at(
+        &c,
+        t + 1,
+        "ann",
+        &["user", "list", "--tenant", "contoso"],
+        6,
+        "locked out",
+    );
     // Fifteen minutes on, the right code works again.
     let t = T0 + 16 * 60;
     assert_eq!(login(t, &code(&ann, t)).code, 0);
@@ -204,6 +213,15 @@ fn roles_bound_what_each_operator_may_do_and_only_an_elevated_security_admin_enr
     );
     let t = T0 + 30;
     elevate(&c, t, "ann", &ann, "security-admin", "10m", "onboarding");
+    // A tenant-admin of a tenant the cluster does not have is refused.
+    fails_at(
+        &c,
+        t + 1,
+        "ann",
+        &["operator", "enroll", "zed", "--role", "tenant-admin:nosuch"],
+        3,
+        "no tenant nosuch",
+    );
     let ted = enroll(&c, t + 1, "ann", "ted", &["tenant-admin:contoso"]);
     let rita = enroll(&c, t + 2, "ann", "rita", &["reader"]);
     // ann may not write objects: her roles are security-admin only.

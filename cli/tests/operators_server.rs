@@ -56,6 +56,7 @@ fn the_servers_enforce_logins_elevations_and_service_scopes() {
         "30m",
         "enrol cron",
     );
+    let bob = enroll(&c, T0 + 31, "ann-here", "bob", &["operator"]);
     let credential = c.path("cron-credential").display().to_string();
     ok_at(
         &c,
@@ -297,14 +298,141 @@ fn the_servers_enforce_logins_elevations_and_service_scopes() {
     );
 
     // 30 minutes on (the servers' clock too), the elevation has ended by itself.
-    serve_at(&mut c, t + 30 * 60 + 31);
+    let t2 = t + 30 * 60 + 31;
+    serve_at(&mut c, t2);
+    fails_at(&c, t2, "ann", &drain, 6, "dirctl elevate --role operator");
+
+    // The two-person rule through the servers: westus (partition 0's primary) is lost; a
+    // failover that accepts data loss is only a request until a second operator approves
+    // it, never by the one who asked, and the approval runs it once.
+    c.take_down("westus");
+    elevate(&c, t2 + 30, "ann", &ann, "operator", "30m", "INC-78");
+    let emergency = [
+        "failover",
+        "--partition",
+        "0",
+        "--emergency",
+        "--accept-data-loss",
+        "--yes",
+    ];
+    let r = fails_at(&c, t2 + 31, "ann", &emergency, 6, "two-person");
+    let id = r
+        .stderr
+        .split("request ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no request id\n{}", with_logs(&c, &r)))
+        .to_string();
+    let waiting = ok_at(&c, t2 + 32, "ann", &["requests"]);
+    assert!(
+        waiting
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["id"] == id.as_str()),
+        "{waiting}"
+    );
+    let role_of = |dc: &str| -> Value {
+        let status = ok_at(&c, t2 + 32, "ann", &["status"]);
+        status["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["partition"] == 0 && r["datacenter"] == dc)
+            .map(|r| r["role"].clone())
+            .unwrap_or_else(|| panic!("no row of partition 0 in {dc}: {status}"))
+    };
+    assert_eq!(
+        role_of("eastus"),
+        "sync-standby",
+        "a request alone changed nothing"
+    );
     fails_at(
         &c,
-        t + 30 * 60 + 31,
+        t2 + 33,
         "ann",
-        &drain,
+        &["approve", &id, "--otp", "123456"],
         6,
-        "dirctl elevate --role operator",
+        "second operator",
+    );
+    // A failover naming a request its caller did not approve is refused by the servers.
+    let grpc = c.servers.as_ref().unwrap().lock().unwrap().servers["eastus"]
+        .grpc
+        .clone();
+    let ann_login: server::identity::Login =
+        serde_json::from_slice(&std::fs::read(c.path("ann")).unwrap()).unwrap();
+    let as_ann =
+        server::client::Connection::new(rt.handle().clone(), &grpc, Duration::from_secs(5), None)
+            .unwrap()
+            .with_credential(server::guard::Credential::fixed(&ann_login).unwrap());
+    let got = as_ann.failover(0, "", true, true, Some(&id));
+    assert!(
+        matches!(&got, Err(engine::Error::NotPermitted(m)) if m.contains("two-person")),
+        "{got:?}"
+    );
+    ok_at(
+        &c,
+        t2,
+        "bob",
+        &["login", "bob", "--otp", &code(&bob, t2 - 30)],
+    );
+    ok_at(
+        &c,
+        t2 + 34,
+        "bob",
+        &[
+            "elevate",
+            "--role",
+            "operator",
+            "--for",
+            "30m",
+            "--reason",
+            "INC-78",
+            "--otp",
+            &code(&bob, t2),
+        ],
+    );
+    let r = at(
+        &c,
+        t2 + 35,
+        "bob",
+        &["approve", &id, "--otp", &code(&bob, t2 + 30)],
+    );
+    assert_eq!(r.code, 0, "{}", with_logs(&c, &r));
+    assert_eq!(role_of("eastus"), "primary", "the approved failover ran");
+    // Spent: its run cannot begin again.
+    let (mut again, shown) = c.command(&emergency);
+    let out = again
+        .env("DIRCTL_NOW", rfc3339(t2 + 36))
+        .env("DIRCTL_LOGIN_FILE", c.path("bob"))
+        .env("DIRCTL_APPROVED", &id)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{shown}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = audit(&c, t2 + 37, "bob");
+    let approvals = with_op(&records, "operator.approve");
+    assert!(
+        approvals
+            .iter()
+            .any(|r| r["actor"] == "ann" && r["outcome"].as_str().unwrap().contains("refused")),
+        "{approvals:#?}"
+    );
+    assert!(
+        approvals
+            .iter()
+            .any(|r| r["actor"] == "bob" && r["outcome"] == "ok"),
+        "{approvals:#?}"
+    );
+    // Two requests: this one, and the one the earlier attempt recorded (never approved).
+    assert_eq!(
+        with_op(&records, "operator.request").len(),
+        2,
+        "{records:#?}"
     );
 
     // No secret in the servers' logs: not the TOTP secret, not a login's signature.

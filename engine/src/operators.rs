@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 mod approval;
-pub use approval::{approved_for, may_approve, Pending, APPROVAL_SECS};
+pub use approval::{
+    approved_for, covers, may_approve, may_carry_out, Pending, APPROVAL_SECS, CARRY_OUT_SECS,
+};
 
 /// Wrong or replayed codes in a row before an operator is locked out.
 pub const LOCKOUT_AFTER: u32 = 5;
@@ -353,6 +355,38 @@ fn roles_text(roles: &[Role]) -> String {
             .collect::<Vec<_>>()
             .join(", "),
     }
+}
+
+/// Whether a login of `name` made at `from` (signed, current) still proves them at `now`:
+/// not once `dirctl logout` ended it, nor while they are locked out; else why not.
+pub fn login_stands(
+    name: &str,
+    op: &Operator,
+    from: i64,
+    now: i64,
+) -> std::result::Result<(), String> {
+    if from <= op.logins_after {
+        return Err(format!(
+            "the login of {name} was ended by `dirctl logout`; log in again"
+        ));
+    }
+    if let Some(until) = op.locked_until.filter(|u| now < *u) {
+        return Err(format!(
+            "operator {name} is locked out after {LOCKOUT_AFTER} failed codes in a row, until unix time {until}: their logins prove nothing until then"
+        ));
+    }
+    Ok(())
+}
+
+/// The tenants `roles` name (`tenant-admin:T`) that `known` does not hold.
+pub fn unknown_tenants<'a>(roles: &'a [Role], known: &dyn Fn(&str) -> bool) -> Vec<&'a str> {
+    roles
+        .iter()
+        .filter_map(|r| match r {
+            Role::TenantAdmin(t) if !known(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// An operator's name: 1 to 64 letters, digits, dots, dashes, underscores or `@`.

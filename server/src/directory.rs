@@ -15,12 +15,13 @@ use crate::node::Node;
 use crate::pb::directory_server::Directory;
 use crate::pb::execute_event::Event;
 use crate::pb::{
+    ApprovalReply, ApprovalRequest, ApproveRequest, CarryOutReply, CarryOutRequest, ElevateReply,
+    ElevateRequest, LoginReply, LoginRequest, RebuildReply, RebuildRequest,
+};
+use crate::pb::{
     CheckpointChunk, CheckpointDone, CheckpointRequest, ExecuteEvent, ExecuteReply, ExecuteRequest,
     FailoverReply, FailoverRequest, MeasuredLag, ProbeReply, ProbeRequest, SetDrainedReply,
     SetDrainedRequest, StatusReply, StatusRequest, TopologyReply, TopologyRequest,
-};
-use crate::pb::{
-    ElevateReply, ElevateRequest, LoginReply, LoginRequest, RebuildReply, RebuildRequest,
 };
 use crate::status::to_status;
 
@@ -263,24 +264,23 @@ impl Directory for DirectoryService {
         req: tonic::Request<FailoverRequest>,
     ) -> Result<Response<FailoverReply>, Status> {
         let what = format!("failover of partition {}", req.get_ref().partition);
-        let operator = self.permit(&req, privileged(), what.clone()).await?;
-        // What cannot be undone needs a second operator (the two-person rule), approved with
-        // `dirctl approve` on the control plane: not through the servers alone (yet).
+        let operator = self.permit(&req, privileged(), what).await?;
+        // What cannot be undone needs a second operator's approval (the two-person rule).
         if let (true, Some(who)) = (req.get_ref().accept_data_loss, operator) {
-            let why = format!(
-                "{what} accepting data loss cannot be undone and needs a second operator (two-person rule); the servers do not take approvals yet: run it with dirctl on the control plane (--cluster DIR or --control-plane etcd://...), where a second operator approves it with `dirctl approve`"
-            );
+            let approval = req.get_ref().approval.clone();
             let node = self.node.clone();
-            let refused = blocking(move || -> engine::Result<()> {
-                Err(node.refused(&who, &uuid::Uuid::new_v4().to_string(), &what, why))
-            });
-            refused.await?;
+            let correlation = uuid::Uuid::new_v4().to_string();
+            blocking(move || {
+                node.two_person(&who, &approval, "failover --accept-data-loss", &correlation)
+            })
+            .await?;
         }
         let FailoverRequest {
             partition,
             to,
             emergency,
             accept_data_loss,
+            approval: _,
         } = req.into_inner();
         let node = self.node.clone();
         let report =
@@ -382,5 +382,58 @@ impl Directory for DirectoryService {
         let elevation = serde_json::to_vec(&e)
             .map_err(|e| Status::internal(format!("encode the elevation: {e}")))?;
         Ok(Response::new(ElevateReply { elevation }))
+    }
+
+    async fn request_approval(
+        &self,
+        req: tonic::Request<ApprovalRequest>,
+    ) -> Result<Response<ApprovalReply>, Status> {
+        let credential = guard::presented(req.metadata()).map(str::to_string);
+        let ApprovalRequest {
+            what,
+            args,
+            correlation_id,
+        } = req.into_inner();
+        let node = self.node.clone();
+        let refusal = blocking(move || {
+            node.request_approval(credential.as_deref(), &what, args, &correlation_id)
+        })
+        .await?;
+        Err(to_status(&refusal))
+    }
+
+    async fn approve(
+        &self,
+        req: tonic::Request<ApproveRequest>,
+    ) -> Result<Response<ApprovalReply>, Status> {
+        let credential = guard::presented(req.metadata()).map(str::to_string);
+        let ApproveRequest {
+            id,
+            code,
+            correlation_id,
+        } = req.into_inner();
+        let node = self.node.clone();
+        let p = blocking(move || node.approve(credential.as_deref(), &id, &code, &correlation_id))
+            .await?;
+        let pending = serde_json::to_vec(&p)
+            .map_err(|e| Status::internal(format!("encode the request: {e}")))?;
+        Ok(Response::new(ApprovalReply { pending }))
+    }
+
+    async fn carry_out(
+        &self,
+        req: tonic::Request<CarryOutRequest>,
+    ) -> Result<Response<CarryOutReply>, Status> {
+        let credential = guard::presented(req.metadata()).map(str::to_string);
+        let CarryOutRequest {
+            id,
+            args,
+            correlation_id,
+        } = req.into_inner();
+        let node = self.node.clone();
+        let done =
+            blocking(move || node.carry_out(credential.as_deref(), &id, &args, &correlation_id))
+                .await?;
+        Ok(Response::new(CarryOutReply { done }))
     }
 }

@@ -55,10 +55,10 @@ pub fn caller_of(seed: Option<&[u8]>, t: &Topology, credential: Option<&str>, no
         Err(why) => Caller::Unproven(why),
         Ok(name) if name.starts_with(SERVER_PREFIX) => Caller::Server(name),
         Ok(name) => match t.operators.get(&name) {
-            Some(o) if login.claims.from <= o.logins_after => Caller::Unproven(format!(
-                "the login of {name} was ended by `dirctl logout`; log in again"
-            )),
-            Some(_) => Caller::Operator(name),
+            Some(o) => match engine::operators::login_stands(&name, o, login.claims.from, now) {
+                Ok(()) => Caller::Operator(name),
+                Err(why) => Caller::Unproven(why),
+            },
             None => Caller::Unproven(format!("operator {name} is not enrolled (any more)")),
         },
     }
@@ -318,6 +318,16 @@ mod tests {
         assert!(matches!(at(Some(&other), 150), Caller::Unproven(_)));
         let old = login(&seed, "c1", "ann", 40);
         assert!(matches!(at(Some(&old), 60), Caller::Unproven(w) if w.contains("logout")));
+        let mut locked = t.clone();
+        if let Some(o) = locked.operators.get_mut("ann") {
+            o.locked_until = Some(200);
+        }
+        let r = caller_of(Some(&seed), &locked, Some(&ann), 150);
+        assert!(matches!(r, Caller::Unproven(w) if w.contains("locked out")));
+        assert_eq!(
+            caller_of(Some(&seed), &locked, Some(&ann), 200),
+            Caller::Operator("ann".into())
+        );
         let eve = login(&seed, "c1", "eve", 100);
         assert!(matches!(at(Some(&eve), 150), Caller::Unproven(w) if w.contains("not enrolled")));
         let forged = ann.replace("\"ann\"", "\"bob\"");

@@ -4,7 +4,7 @@
 //! `engine::operators`'s; each step is handed to `audit` (operation, targets, outcome) for
 //! the caller to record its own way.
 
-use engine::operators::{self, Attempt, Elevation, Role};
+use engine::operators::{self, Attempt, Elevation, Pending, Role};
 use engine::topology::ControlPlane;
 use engine::{Error, Result};
 
@@ -232,4 +232,117 @@ pub fn elevate(
     );
     r?;
     Ok(e)
+}
+
+/// Something that cannot be undone, asked by `who`: recorded as a request that waits for a
+/// second operator (the two-person rule), and audited; the refusal that tells how to
+/// approve it.
+pub fn request(
+    cp: &dyn ControlPlane,
+    who: &str,
+    what: &str,
+    args: Vec<String>,
+    now: i64,
+    audit: Audit,
+) -> Result<Error> {
+    let p = Pending {
+        id: uuid::Uuid::new_v4().to_string()[..8].to_string(),
+        operator: who.to_string(),
+        what: what.to_string(),
+        args,
+        created: now,
+        expires: now + operators::APPROVAL_SECS,
+        approved_by: None,
+        carried_out: None,
+    };
+    cp.update(&mut |t| {
+        t.pending.retain(|p| p.expires > now);
+        t.pending.push(p.clone());
+        Ok(())
+    })?;
+    audit(
+        None,
+        "operator.request",
+        vec![p.id.clone(), what.to_string()],
+        &format!("waits for a second operator until {}", time_text(p.expires)),
+    );
+    Ok(not_permitted(format!(
+        "{what} cannot be undone and needs a second operator (two-person rule): request {} recorded; another elevated operator carries it out with `dirctl approve {} --otp CODE` before {}",
+        p.id,
+        p.id,
+        time_text(p.expires)
+    )))
+}
+
+/// `dirctl approve ID --otp CODE` by `who` (an elevated operator, checked by the caller):
+/// never the one who asked, proven again with a code, recorded and audited. The request.
+pub fn approve(
+    cp: &dyn ControlPlane,
+    who: &str,
+    id: &str,
+    code: &str,
+    now: i64,
+    audit: Audit,
+) -> Result<Pending> {
+    let Some(p) = cp.load()?.pending.iter().find(|p| p.id == id).cloned() else {
+        return Err(Error::NotFound(format!(
+            "no request {id} (carried out already, expired, or never made)"
+        )));
+    };
+    if let Err(why) = operators::may_approve(&p, who, now) {
+        audit(
+            None,
+            "operator.approve",
+            vec![p.id.clone()],
+            &format!("refused: {why}"),
+        );
+        return Err(not_permitted(why));
+    }
+    prove(cp, who, code, "operator.approve", now, audit)?;
+    let r = cp.update(&mut |t| {
+        let Some(q) = t.pending.iter_mut().find(|q| q.id == p.id) else {
+            return Err(Error::NotFound(format!("no request {}", p.id)));
+        };
+        operators::may_approve(q, who, now).map_err(Error::NotPermitted)?;
+        q.approved_by = Some(who.to_string());
+        Ok(())
+    });
+    audit(
+        None,
+        "operator.approve",
+        vec![
+            p.id.clone(),
+            p.what.clone(),
+            format!("requested by {}", p.operator),
+        ],
+        &match &r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        },
+    );
+    r?;
+    Ok(p)
+}
+
+/// The approver's run begins carrying out request `id` (its arguments `args`): marked in
+/// the control plane, once. What to say of it in the run's audit record.
+pub fn carry_out(
+    cp: &dyn ControlPlane,
+    who: &str,
+    id: &str,
+    args: &[String],
+    now: i64,
+) -> Result<String> {
+    let mut done = String::new();
+    cp.update(&mut |t| {
+        let p = operators::may_carry_out(&t.pending, id, args, who, now)
+            .map_err(Error::NotPermitted)?;
+        done = format!("request {id} by {}, approved by {who}", p.operator);
+        for p in t.pending.iter_mut().filter(|p| p.id == id) {
+            p.carried_out = Some(now);
+        }
+        t.pending.retain(|p| p.expires > now);
+        Ok(())
+    })?;
+    Ok(done)
 }

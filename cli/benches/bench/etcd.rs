@@ -166,7 +166,9 @@ pub(super) fn etcd_figures(dir: &Path) -> Vec<Value> {
         s.spawn(write_until_stopped);
         wait("200 writes acknowledged", Box::new(|| acked(&sent) >= 200));
         let started = Instant::now();
-        primary.failover(0, "westeurope", false, false).unwrap();
+        primary
+            .failover(0, "westeurope", false, false, None)
+            .unwrap();
         window = (started, Instant::now());
         let after = acked(&sent);
         wait(

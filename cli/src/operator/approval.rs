@@ -5,10 +5,12 @@
 use anyhow::{Context as _, Result};
 use serde_json::json;
 
-use engine::operators::{self, Need, Pending, Role};
+use engine::operators::{Need, Role};
 use engine::Error;
 
-use super::{cp, not_permitted, now, outcome, prove, time_text};
+use server::proof;
+
+use super::{cp, not_permitted, now, time_text};
 use crate::context::Ctx;
 use crate::opt::{ApproveArgs, Global};
 use crate::output;
@@ -36,58 +38,43 @@ pub fn approved_request() -> Option<String> {
 /// says who asked and who approved, for its audit record; any other run records a request
 /// and is refused until a second operator approves it.
 pub fn two_person(g: &Global, ctx: &mut Ctx, what: &str) -> Result<Option<String>> {
-    // Through servers alone, the servers hold the rule (they refuse what needs it).
-    if ctx.topology().operators.is_empty() || ctx.servers_decide() {
+    if ctx.topology().operators.is_empty() {
         return Ok(None);
     }
     let args = this_run();
     let now = now()?;
-    let cp = cp(g)?;
+    let correlation = ctx.correlation_id.clone();
     if let Ok(id) = std::env::var(APPROVED_VAR) {
-        let mut done = String::new();
-        cp.update(&mut |t| {
-            let p = operators::approved_for(&t.pending, &id, &args, now)
-                .map_err(Error::NotPermitted)?;
-            done = format!(
-                "request {id} by {}, approved by {}",
-                p.operator,
-                p.approved_by.clone().unwrap_or_default()
-            );
-            t.pending.retain(|p| p.id != id && p.expires > now);
-            Ok(())
-        })?;
+        let who = ctx
+            .identity
+            .clone()
+            .ok_or_else(|| not_permitted(format!("carrying out request {id} needs a login")))?;
+        // Through the servers, they take the approval for this run's failovers.
+        let done = match (ctx.servers_decide(), ctx.remote_mut()) {
+            (true, Some(remote)) => remote.carry_out(&id, &args, &correlation)?,
+            _ => proof::carry_out(cp(g)?.as_ref(), &who, &id, &args, now)?,
+        };
         return Ok(Some(done));
     }
     let who = ctx
         .identity
         .clone()
         .ok_or_else(|| not_permitted(format!("{what} needs a login")))?;
-    let p = Pending {
-        id: uuid::Uuid::new_v4().to_string()[..8].to_string(),
-        operator: who,
-        what: what.to_string(),
-        args,
-        created: now,
-        expires: now + operators::APPROVAL_SECS,
-        approved_by: None,
+    let refusal = match ctx.remote() {
+        Some(remote) if ctx.servers_decide() => remote.request_approval(what, &args, &correlation),
+        _ => {
+            let cp = cp(g)?;
+            proof::request(
+                cp.as_ref(),
+                &who,
+                what,
+                args,
+                now,
+                &mut |_, op, targets, outcome| ctx.audit_outcome(0, op, targets, outcome),
+            )?
+        }
     };
-    cp.update(&mut |t| {
-        t.pending.retain(|p| p.expires > now);
-        t.pending.push(p.clone());
-        Ok(())
-    })?;
-    ctx.audit_outcome(
-        0,
-        "operator.request",
-        vec![p.id.clone(), what.to_string()],
-        &format!("waits for a second operator until {}", time_text(p.expires)),
-    );
-    Err(not_permitted(format!(
-        "{what} cannot be undone and needs a second operator (two-person rule): request {} recorded; another elevated operator carries it out with `dirctl approve {} --otp CODE` before {}",
-        p.id,
-        p.id,
-        time_text(p.expires)
-    )))
+    Err(refusal.into())
 }
 
 /// `dirctl approve ID --otp CODE`: a second operator approves a request and carries it out
@@ -100,54 +87,29 @@ pub fn approve(g: &Global, a: ApproveArgs) -> Result<()> {
         )
         .into());
     };
-    let now = now()?;
-    let Some(p) = ctx
-        .topology()
-        .pending
-        .iter()
-        .find(|p| p.id == a.id)
-        .cloned()
-    else {
-        return Err(Error::NotFound(format!(
-            "no request {} (carried out already, expired, or never made)",
-            a.id
-        ))
-        .into());
+    let p = match ctx.remote() {
+        // The server checks the approver's elevation and code, and records the approval.
+        Some(remote) if ctx.servers_decide() => {
+            let correlation = ctx.correlation_id.clone();
+            remote.approve(&a.id, &a.otp, &correlation)?
+        }
+        _ => {
+            ctx.require(
+                &Need::Elevated(Role::Operator),
+                &format!("approving request {}", a.id),
+            )?;
+            let cp = cp(g)?;
+            let now = now()?;
+            proof::approve(
+                cp.as_ref(),
+                &who,
+                &a.id,
+                &a.otp,
+                now,
+                &mut |_, op, targets, outcome| ctx.audit_outcome(0, op, targets, outcome),
+            )?
+        }
     };
-    if let Err(why) = operators::may_approve(&p, &who, now) {
-        ctx.audit_outcome(
-            0,
-            "operator.approve",
-            vec![p.id.clone()],
-            &format!("refused: {why}"),
-        );
-        return Err(not_permitted(why));
-    }
-    ctx.require(
-        &Need::Elevated(Role::Operator),
-        &format!("approving request {}", p.id),
-    )?;
-    let cp = cp(g)?;
-    prove(&mut ctx, cp.as_ref(), &who, &a.otp, "operator.approve")?;
-    let r = cp.update(&mut |t| {
-        let Some(q) = t.pending.iter_mut().find(|q| q.id == p.id) else {
-            return Err(Error::NotFound(format!("no request {}", p.id)));
-        };
-        operators::may_approve(q, &who, now).map_err(Error::NotPermitted)?;
-        q.approved_by = Some(who.clone());
-        Ok(())
-    });
-    ctx.audit_outcome(
-        0,
-        "operator.approve",
-        vec![
-            p.id.clone(),
-            p.what.clone(),
-            format!("requested by {}", p.operator),
-        ],
-        &outcome(&r),
-    );
-    r?;
     eprintln!(
         "approved request {} by {}: {}; carrying it out",
         p.id, p.operator, p.what

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use serde_json::json;
 
 use engine::operators::{self, Elevation, Need, Role};
-use engine::topology::{ControlPlane, Topology};
+use engine::topology::Topology;
 use engine::Error;
 use server::graph::token;
 use server::identity::{self, Login};
@@ -47,10 +47,8 @@ pub fn proven(g: &Global, topology: &Topology) -> std::result::Result<String, St
     let now = now().map_err(|e| e.to_string())?;
     let name = identity::verify_login(&seed, &topology.cluster_id, &login, now)?;
     match topology.operators.get(&name) {
-        Some(o) if login.claims.from <= o.logins_after => Err(format!(
-            "the login of {name} was ended by `dirctl logout`; log in again"
-        )),
-        _ => Ok(name),
+        Some(o) => operators::login_stands(&name, o, login.claims.from, now).map(|()| name),
+        None => Ok(name),
     }
 }
 
@@ -72,18 +70,6 @@ pub fn presented(g: &Global, topology: &Topology) -> std::result::Result<Login, 
         )
     })?;
     Ok(login)
-}
-
-/// Judges `code` as `name`'s (`server::proof::prove`), auditing as `op`.
-pub(super) fn prove(
-    ctx: &mut Ctx,
-    cp: &dyn ControlPlane,
-    name: &str,
-    code: &str,
-    op: &str,
-) -> Result<()> {
-    let now = now()?;
-    Ok(proof::prove(cp, name, code, op, now, &mut auditing(ctx))?)
 }
 
 /// The audit records of a proof, written as `ctx`'s (or as the operator it proved).

@@ -46,6 +46,21 @@ fn parse_roles(roles: &[String]) -> Result<Vec<Role>> {
     Ok(out)
 }
 
+/// Refuses roles that name a tenant the cluster does not have.
+fn known_tenants(roles: &[Role], ctx: &Ctx) -> Result<()> {
+    let t = ctx.topology();
+    let unknown = operators::unknown_tenants(roles, &|name| t.tenant(name).is_ok());
+    match unknown.is_empty() {
+        true => Ok(()),
+        false => Err(Error::NotFound(format!(
+            "no tenant {}: create it first (`dirctl tenant create NAME`), or name one of {}",
+            unknown.join(", "),
+            ctx.tenant_names().join(", ")
+        ))
+        .into()),
+    }
+}
+
 pub(crate) fn not_permitted(why: impl Into<String>) -> anyhow::Error {
     Error::NotPermitted(why.into()).into()
 }
@@ -54,7 +69,6 @@ mod approval;
 mod login;
 
 pub use approval::{approve, approved_request, requests, two_person};
-use login::prove;
 pub use login::{elevate, elevation, login, logout, presented, proven};
 
 pub fn run(g: &Global, c: OperatorCmd) -> Result<()> {
@@ -129,6 +143,7 @@ pub fn run(g: &Global, c: OperatorCmd) -> Result<()> {
             let mut ctx = Ctx::open(g)?;
             let what = format!("operator roles {name}");
             ctx.require(&Need::Elevated(Role::SecurityAdmin), &what)?;
+            known_tenants(&roles, &ctx)?;
             let r = cp(g)?.update(&mut |t| {
                 let Some(o) = t.operators.get_mut(&name) else {
                     return Err(Error::NotFound(format!("no operator {name}")));
@@ -197,6 +212,7 @@ pub fn enrolled(g: &Global, name: &str, roles: &[String]) -> Result<(serde_json:
         .into());
     }
     let mut ctx = Ctx::open_unchecked(g)?;
+    known_tenants(&roles, &ctx)?;
     let first = ctx.topology().operators.is_empty();
     let what = format!("operator enroll {name}");
     if first {

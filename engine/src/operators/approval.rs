@@ -20,6 +20,60 @@ pub struct Pending {
     pub expires: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    /// When the approver's run began carrying it out (through the servers, which then take
+    /// the approval for the calls of that run, for `CARRY_OUT_SECS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried_out: Option<i64>,
+}
+
+/// How long the servers take an approval for the calls of the run carrying it out.
+pub const CARRY_OUT_SECS: i64 = 600;
+
+/// Whether `who`'s run with `args` may begin carrying out request `id` at `now`: approved
+/// by them, for these arguments, not begun before.
+pub fn may_carry_out<'a>(
+    pending: &'a [Pending],
+    id: &str,
+    args: &[String],
+    who: &str,
+    now: i64,
+) -> std::result::Result<&'a Pending, String> {
+    let p = approved_for(pending, id, args, now)?;
+    if p.approved_by.as_deref() != Some(who) {
+        return Err(format!(
+            "request {id} is carried out by the operator who approved it, not {who}"
+        ));
+    }
+    if p.carried_out.is_some() {
+        return Err(format!("request {id} was carried out already"));
+    }
+    Ok(p)
+}
+
+/// Whether approval `id` covers `who`'s call of `what` at `now`: a request for `what`
+/// (its words begin so), approved by `who`, whose run began under `CARRY_OUT_SECS` ago.
+pub fn covers(
+    pending: &[Pending],
+    id: &str,
+    who: &str,
+    what: &str,
+    now: i64,
+) -> std::result::Result<(), String> {
+    let p = pending
+        .iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| format!("no request {id} (expired, or never made)"))?;
+    if p.approved_by.as_deref() != Some(who) {
+        return Err(format!("request {id} was not approved by {who}"));
+    }
+    if !p.what.starts_with(what) {
+        return Err(format!("request {id} approved {:?}, not {what}", p.what));
+    }
+    match p.carried_out {
+        Some(t) if t <= now && now < t + CARRY_OUT_SECS && now < p.expires => Ok(()),
+        Some(_) => Err(format!("request {id}'s approved run has ended")),
+        None => Err(format!("request {id} is not being carried out")),
+    }
 }
 
 /// Whether `approver` may approve `p` at `now`: never the operator who asked, never twice,
@@ -81,6 +135,7 @@ mod tests {
             created: 0,
             expires: 100,
             approved_by: None,
+            carried_out: None,
         };
         assert!(may_approve(&p, "ann", 1)
             .expect_err("refused")
@@ -95,5 +150,19 @@ mod tests {
         assert!(approved_for(&list, "r1", &args[..2], 1).is_err());
         assert!(approved_for(&list, "r2", &args, 1).is_err());
         assert!(approved_for(&list, "r1", &args, 100).is_err());
+        // Through the servers: only the approver's run carries it out, once, and the
+        // approval covers that run's calls of what was asked, for a while.
+        assert!(may_carry_out(&list, "r1", &args, "ann", 1).is_err());
+        assert!(may_carry_out(&list, "r1", &args, "bob", 1).is_ok());
+        assert!(covers(&list, "r1", "bob", "failover", 1).is_err());
+        let mut begun = list[0].clone();
+        begun.carried_out = Some(10);
+        let list = [begun];
+        assert!(may_carry_out(&list, "r1", &args, "bob", 11).is_err());
+        assert!(covers(&list, "r1", "bob", "failover", 11).is_ok());
+        assert!(covers(&list, "r1", "ann", "failover", 11).is_err());
+        assert!(covers(&list, "r1", "bob", "backup restore", 11).is_err());
+        assert!(covers(&list, "r2", "bob", "failover", 11).is_err());
+        assert!(covers(&list, "r1", "bob", "failover", 100).is_err());
     }
 }

@@ -212,12 +212,14 @@ impl Connection {
         to: &str,
         emergency: bool,
         accept_data_loss: bool,
+        approval: Option<&str>,
     ) -> Result<engine::failover::FailoverReport> {
         let req = FailoverRequest {
             partition,
             to: to.to_string(),
             emergency,
             accept_data_loss,
+            approval: approval.unwrap_or_default().to_string(),
         };
         let reply = self.call(|mut c| async move { c.failover(req).await })?;
         self.decoded(&reply.report, "failover report")
@@ -364,6 +366,53 @@ impl Connection {
         };
         let reply = self.call(|mut c| async move { c.elevate(timed(req, t)).await })?;
         self.decoded(&reply.elevation, "elevation")
+    }
+
+    /// The two-person rule's request of `what` (`args`: the dirctl run that carries it
+    /// out): the server records it and refuses; the refusal, naming it.
+    pub fn request_approval(&self, what: &str, args: &[String], correlation_id: &str) -> Error {
+        let t = self.timeout;
+        let req = crate::pb::ApprovalRequest {
+            what: what.to_string(),
+            args: args.to_vec(),
+            correlation_id: correlation_id.to_string(),
+        };
+        match self.call(|mut c| async move { c.request_approval(timed(req, t)).await }) {
+            Ok(_) => {
+                Error::Storage("the server took a request that needs a second operator".into())
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// A second operator's approval of request `id`, proven with `code`: the request.
+    pub fn approve(
+        &self,
+        id: &str,
+        code: &str,
+        correlation_id: &str,
+    ) -> Result<engine::operators::Pending> {
+        let t = self.timeout;
+        let req = crate::pb::ApproveRequest {
+            id: id.to_string(),
+            code: code.to_string(),
+            correlation_id: correlation_id.to_string(),
+        };
+        let reply = self.call(|mut c| async move { c.approve(timed(req, t)).await })?;
+        self.decoded(&reply.pending, "request")
+    }
+
+    /// The approver's run of request `id` begins: what to say of it in its audit record.
+    pub fn carry_out(&self, id: &str, args: &[String], correlation_id: &str) -> Result<String> {
+        let t = self.timeout;
+        let req = crate::pb::CarryOutRequest {
+            id: id.to_string(),
+            args: args.to_vec(),
+            correlation_id: correlation_id.to_string(),
+        };
+        Ok(self
+            .call(|mut c| async move { c.carry_out(timed(req, t)).await })?
+            .done)
     }
 
     /// Drains or undrains datacenter `dc` (a control-plane change this server stores).

@@ -25,6 +25,8 @@ pub struct Remote {
     region: Option<String>,
     notes: Vec<Note>,
     credential: Credential,
+    /// The approved request this run carries out (the two-person rule).
+    approval: Option<String>,
 }
 
 impl Remote {
@@ -92,6 +94,7 @@ impl Remote {
             region: region.map(str::to_string),
             notes: Vec::new(),
             credential: Credential::none(),
+            approval: None,
         };
         if let Some(r) = region {
             remote.topology.region(r)?;
@@ -181,6 +184,7 @@ impl Remote {
                 to.unwrap_or_default(),
                 emergency,
                 accept_data_loss,
+                self.approval.as_deref(),
             ) {
                 Ok(report) => {
                     self.refresh_topology();
@@ -334,6 +338,30 @@ impl Remote {
         correlation_id: &str,
     ) -> Result<engine::operators::Elevation> {
         self.connection().elevate(asked, code, correlation_id)
+    }
+
+    /// `Connection::request_approval` on the server answering now.
+    pub fn request_approval(&self, what: &str, args: &[String], correlation_id: &str) -> Error {
+        self.connection()
+            .request_approval(what, args, correlation_id)
+    }
+
+    /// `Connection::approve` on the server answering now.
+    pub fn approve(
+        &self,
+        id: &str,
+        code: &str,
+        correlation_id: &str,
+    ) -> Result<engine::operators::Pending> {
+        self.connection().approve(id, code, correlation_id)
+    }
+
+    /// `Connection::carry_out` on the server answering now; this run's failovers then
+    /// present the approval.
+    pub fn carry_out(&mut self, id: &str, args: &[String], correlation_id: &str) -> Result<String> {
+        let done = self.connection().carry_out(id, args, correlation_id)?;
+        self.approval = Some(id.to_string());
+        Ok(done)
     }
 
     /// Every call from now on presents `credential` (the caller's login).

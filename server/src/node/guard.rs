@@ -2,7 +2,7 @@
 //! plane as this server reads it, refusals audited; and the `Login` and `Elevate` calls
 //! (`crate::proof`, as dirctl's embedded mode does them).
 
-use engine::operators::Elevation;
+use engine::operators::{Elevation, Need, Pending, Role};
 use engine::request::{Envelope, Request};
 use engine::{Error, Result};
 
@@ -74,6 +74,113 @@ impl Node {
         Error::NotPermitted(why)
     }
 
+    /// The operator `credential` proves, permitted `call`; else "not permitted" (a server,
+    /// or nobody proven), or "invalid" on a cluster without operators.
+    fn operator(
+        &self,
+        credential: Option<&str>,
+        call: &Call,
+        what: &str,
+        correlation_id: &str,
+    ) -> Result<String> {
+        match self.permit(credential, call, what, "unknown", correlation_id)? {
+            Some(who) if !who.starts_with(guard::SERVER_PREFIX) => Ok(who),
+            Some(_) => Err(Error::NotPermitted(format!(
+                "{what}: a server is not an operator"
+            ))),
+            None => Err(Error::Invalid(format!(
+                "{what}: this cluster has no operators"
+            ))),
+        }
+    }
+
+    /// The `RequestApproval` call: the two-person rule's request, recorded and audited; the
+    /// refusal that names it.
+    pub fn request_approval(
+        &self,
+        credential: Option<&str>,
+        what: &str,
+        args: Vec<String>,
+        correlation_id: &str,
+    ) -> Result<Error> {
+        let need = Call::Need(Need::Elevated(Role::Operator));
+        let who = self.operator(credential, &need, what, correlation_id)?;
+        let now = self.config.clock.now().timestamp();
+        let refusal = proof::request(
+            self.minter.control(),
+            &who,
+            what,
+            args,
+            now,
+            &mut |_, op, targets, outcome| self.audit(&who, correlation_id, op, targets, outcome),
+        )?;
+        let _ = self.reload_now();
+        Ok(refusal)
+    }
+
+    /// The `Approve` call: an elevated operator's approval, proven with a code, audited.
+    pub fn approve(
+        &self,
+        credential: Option<&str>,
+        id: &str,
+        code: &str,
+        correlation_id: &str,
+    ) -> Result<Pending> {
+        let what = format!("approving request {id}");
+        let need = Call::Need(Need::Elevated(Role::Operator));
+        let who = self.operator(credential, &need, &what, correlation_id)?;
+        let now = self.config.clock.now().timestamp();
+        let p = proof::approve(
+            self.minter.control(),
+            &who,
+            id,
+            code,
+            now,
+            &mut |_, op, targets, outcome| self.audit(&who, correlation_id, op, targets, outcome),
+        )?;
+        let _ = self.reload_now();
+        Ok(p)
+    }
+
+    /// The `CarryOut` call: the approver's run of request `id` begins (once).
+    pub fn carry_out(
+        &self,
+        credential: Option<&str>,
+        id: &str,
+        args: &[String],
+        correlation_id: &str,
+    ) -> Result<String> {
+        let what = format!("carrying out request {id}");
+        let who = self.operator(credential, &Call::Need(Need::Read), &what, correlation_id)?;
+        let now = self.config.clock.now().timestamp();
+        let done = proof::carry_out(self.minter.control(), &who, id, args, now)?;
+        let _ = self.reload_now();
+        Ok(done)
+    }
+
+    /// Whether `who`'s call of `what` (it cannot be undone) is covered by an approval of a
+    /// second operator; refused (and audited) if not.
+    pub fn two_person(
+        &self,
+        who: &str,
+        approval: &str,
+        what: &str,
+        correlation_id: &str,
+    ) -> Result<()> {
+        let now = self.config.clock.now().timestamp();
+        let t = self.routing_topology()?;
+        let covered = match approval {
+            "" => Err("no approved request was presented".to_string()),
+            id => engine::operators::covers(&t.pending, id, who, what, now),
+        };
+        covered.map_err(|why| {
+            let why = format!(
+                "{what} cannot be undone and needs a second operator (two-person rule): {why}; `dirctl {what}` records a request, which another elevated operator carries out with `dirctl approve ID --otp CODE`"
+            );
+            self.refused(who, correlation_id, what, why)
+        })
+    }
+
     /// An audit record of this server's own (best effort: a failure is logged).
     fn audit(
         &self,
@@ -140,22 +247,7 @@ impl Node {
         correlation_id: &str,
     ) -> Result<Elevation> {
         let what = format!("elevate to {}", asked.role);
-        let who = self
-            .permit(
-                credential,
-                &Call::Need(engine::operators::Need::Read),
-                &what,
-                "unknown",
-                correlation_id,
-            )?
-            .ok_or_else(|| {
-                Error::Invalid("this cluster has no operators: there is nothing to elevate".into())
-            })?;
-        if who.starts_with(guard::SERVER_PREFIX) {
-            return Err(Error::NotPermitted(format!(
-                "{what}: a server is not an operator"
-            )));
-        }
+        let who = self.operator(credential, &Call::Need(Need::Read), &what, correlation_id)?;
         let now = self.config.clock.now().timestamp();
         let control = self.minter.control();
         let e = proof::elevate(

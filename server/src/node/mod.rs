@@ -276,7 +276,7 @@ impl Node {
             Ok(())
         })?;
         let endpoints: Endpoints = Arc::new(RwLock::new(endpoints_in(cluster.topology())));
-        let minter = Arc::new(Minter::new(&dc, control(&config)?, config.clock.clone()));
+        let minter = Arc::new(Minter::new(&dc, control(&config)?, config.clock));
         let credential = Credential::minted(minter.clone());
         let opener = ServerOpener {
             datacenter: dc.clone(),
