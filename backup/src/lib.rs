@@ -58,6 +58,9 @@ pub struct CreateOptions {
     pub dest: PathBuf,
     pub force: bool,
     pub now: DateTime<Utc>,
+    /// Signs with the cluster's key: each partition's audit chain head is then anchored in
+    /// the manifest (`Manifest::audit_anchors`).
+    pub sign: Option<Box<dyn Fn(&[u8]) -> engine::Result<String>>>,
 }
 
 /// Takes a backup: a checkpoint of every partition (each replica held only while its
@@ -90,12 +93,27 @@ pub fn create(
         created_at: opts.now.to_rfc3339_opts(SecondsFormat::Secs, true),
         partitions: Vec::new(),
         files: BTreeMap::new(),
+        audit_anchors: BTreeMap::new(),
     };
     let mut files = Vec::new();
     for p in &topology.partitions {
         let dir = staging.path().join(format!("p{}", p.id));
         let (pos, source) = cluster.checkpoint_partition(p.id, &dir)?;
-        let counts = engine::directory::key_counts(&CheckpointView::open(&dir)?)?;
+        let view = CheckpointView::open(&dir)?;
+        let counts = engine::directory::key_counts(&view)?;
+        // An intact chain's head is anchored; a broken one is not (`audit verify` says so).
+        if let (Some(sign), Ok(_)) = (&opts.sign, engine::audit::chain(&view)) {
+            let (seq, hash) = engine::audit::head_hex(&view)?;
+            let mut a = engine::audit::Anchor {
+                seq,
+                hash,
+                time: manifest.created_at.clone(),
+                signature: String::new(),
+            };
+            a.signature = sign(a.message(&topology.cluster_id, p.id).as_bytes())?;
+            manifest.audit_anchors.insert(p.id, a);
+        }
+        drop(view);
         manifest.partitions.push(PartitionEntry {
             id: p.id,
             term: pos.term,
@@ -146,6 +164,9 @@ pub struct Listed {
     pub partitions: Vec<PartitionEntry>,
     /// The archive's SHA-256 recorded in its sidecar when it was written.
     pub archive_sha256: Option<String>,
+    /// The audit chain heads its manifest anchors, by partition.
+    #[serde(skip)]
+    pub audit_anchors: BTreeMap<u32, engine::audit::Anchor>,
 }
 
 impl Listed {
@@ -182,6 +203,10 @@ pub fn list(dest: &Path) -> Result<Vec<Listed>> {
         let side: std::result::Result<Sidecar, String> = std::fs::read(sidecar_path(&path))
             .map_err(|e| format!("sidecar unreadable: {e}"))
             .and_then(|raw| serde_json::from_slice(&raw).map_err(|e| format!("sidecar: {e}")));
+        let anchors = match &side {
+            Ok(s) => s.manifest.audit_anchors.clone(),
+            Err(_) => BTreeMap::new(),
+        };
         let (good, problem, created_at, partitions, archive_sha256) = match side {
             Ok(s) if s.archive_bytes == bytes && s.manifest.id == id => (
                 true,
@@ -218,6 +243,7 @@ pub fn list(dest: &Path) -> Result<Vec<Listed>> {
             problem,
             partitions,
             archive_sha256,
+            audit_anchors: anchors,
         });
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));

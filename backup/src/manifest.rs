@@ -20,6 +20,11 @@ pub struct Manifest {
     pub partitions: Vec<PartitionEntry>,
     /// Every other file of the archive by its path in the archive.
     pub files: BTreeMap<String, FileEntry>,
+    /// Each partition's audit chain head in its checkpoint, signed with the cluster's key:
+    /// anchors outside the data (`dirctl audit verify --backups DIR` checks the chains
+    /// against them). Absent when the backup could not sign (no key where it ran).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub audit_anchors: BTreeMap<u32, engine::audit::Anchor>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,7 @@
 //! `dirctl audit list|verify`: the audit trail (promise 9), read from every partition.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context as _, Result};
 use engine::audit;
 use engine::request::Request;
@@ -22,9 +24,13 @@ pub fn run(g: &Global, c: AuditCmd) -> Result<()> {
             target,
             op,
         } => list(&mut ctx, out, partitions, since, by, target, op),
-        AuditCmd::Verify => {
+        AuditCmd::Verify { backups } => {
             let seed = signing_seed(g, false)?;
-            verify(&mut ctx, out, partitions, seed.as_deref())
+            let from_backup = match backups {
+                None => None,
+                Some(dir) => Some(newest_anchors(&dir)?),
+            };
+            verify(&mut ctx, out, partitions, seed.as_deref(), from_backup)
         }
         AuditCmd::Anchor => {
             let seed = signing_seed(g, true)?.unwrap_or_default();
@@ -44,6 +50,36 @@ fn signing_seed(g: &Global, create: bool) -> Result<Option<Vec<u8>>> {
         (None, true) => Some(cp.secret_or_create(token::SECRET, &mut token::generate_seed)?),
         (None, false) => None,
     })
+}
+
+/// What signs a backup's anchors (`backup create`): the cluster's key where this command
+/// can read it (the embedded mode, or with the control plane); None through the servers
+/// alone.
+pub fn signer(g: &Global) -> Option<Box<dyn Fn(&[u8]) -> engine::Result<String>>> {
+    if g.cluster.is_none() && g.control_plane.is_none() {
+        return None;
+    }
+    let seed = signing_seed(g, true).ok().flatten()?;
+    Some(Box::new(move |m: &[u8]| {
+        server::graph::token::sign(&seed, m)
+    }))
+}
+
+/// The anchors of the newest good backup in `dir`: its ID and the anchors by partition.
+fn newest_anchors(dir: &std::path::Path) -> Result<(String, BTreeMap<u32, audit::Anchor>)> {
+    let (newest, _) = ::backup::newest_good(dir, false)?;
+    let b = newest.ok_or_else(|| {
+        Error::NotFound(format!("--backups {}: no good backup there", dir.display()))
+    })?;
+    if b.audit_anchors.is_empty() {
+        return Err(Error::NotFound(format!(
+            "--backups {}: backup {} anchors no audit chain (taken without the cluster's key)",
+            dir.display(),
+            b.id
+        ))
+        .into());
+    }
+    Ok((b.id, b.audit_anchors))
 }
 
 /// `audit anchor`: each partition's chain head at its primary, checked intact, signed and
@@ -218,7 +254,13 @@ fn list(
 
 /// `audit verify`: every replica's copy walked and compared with the primary's. It reads
 /// every copy, so it is a cluster-level operation, not a directory request.
-fn verify(ctx: &mut Ctx, out: Output, partitions: Vec<u32>, seed: Option<&[u8]>) -> Result<()> {
+fn verify(
+    ctx: &mut Ctx,
+    out: Output,
+    partitions: Vec<u32>,
+    seed: Option<&[u8]>,
+    from_backup: Option<(String, BTreeMap<u32, audit::Anchor>)>,
+) -> Result<()> {
     // Every replica's copy is walked, and compared with the primary's: a record
     // changed at any one datacenter is found, whichever one a read would reach.
     let mut rows = Vec::new();
@@ -226,7 +268,17 @@ fn verify(ctx: &mut Ctx, out: Output, partitions: Vec<u32>, seed: Option<&[u8]>)
     let mut unchecked = Vec::new();
     for p in partitions {
         let part = ctx.cluster_mut()?.topology().partition(p)?.clone();
-        let anchor = ctx.cluster_mut()?.topology().audit_anchors.get(&p).cloned();
+        // Every anchor of the partition: the control plane's, and the backup's.
+        let mut anchors = Vec::new();
+        if let Some(a) = ctx.cluster_mut()?.topology().audit_anchors.get(&p) {
+            anchors.push(("the control plane's".to_string(), a.clone()));
+        }
+        if let Some(a) = from_backup
+            .as_ref()
+            .and_then(|(id, m)| Some((id, m.get(&p)?)))
+        {
+            anchors.push((format!("backup {}'s", a.0), a.1.clone()));
+        }
         let cluster_id = ctx.cluster_mut()?.topology().cluster_id.clone();
         let copies = ctx
             .cluster_mut()?
@@ -259,14 +311,18 @@ fn verify(ctx: &mut Ctx, out: Output, partitions: Vec<u32>, seed: Option<&[u8]>)
                 ),
                 Ok((false, Ok(chain))) => {
                     let n = Some(chain.len());
-                    let anchored = check_anchor(
-                        anchor.as_ref(),
-                        seed,
-                        &cluster_id,
-                        p,
-                        &chain,
-                        dc == part.primary,
-                    );
+                    let anchored = anchors
+                        .iter()
+                        .map(|(source, a)| {
+                            check_anchor(Some(a), seed, &cluster_id, p, &chain, dc == part.primary)
+                                .map(|m| m.map(|m| format!("{m}, {source}")))
+                                .map_err(|e| format!("{e} (against {source} anchor)"))
+                        })
+                        .collect::<Result<Vec<_>, String>>()
+                        .map(|found| {
+                            let found: Vec<String> = found.into_iter().flatten().collect();
+                            (!found.is_empty()).then(|| found.join("; "))
+                        });
                     match anchored.and_then(|a| {
                         compare(&chain, reference.as_deref(), &part.primary).map(|m| match a {
                             Some(a) => format!("{m}; {a}"),

@@ -198,6 +198,7 @@ fn create(g: &Global, dir: &BackupsDir, force: bool) -> Result<()> {
             dest: d.clone(),
             force,
             now,
+            sign: crate::audit::signer(g),
         },
         &mut |done, total| {
             bar.set_length(total);

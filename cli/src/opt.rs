@@ -277,8 +277,14 @@ pub enum AuditCmd {
         op: Option<String>,
     },
     /// Check every partition's hash chain; exit 1 naming a changed, removed or reordered record,
-    /// or a chain rewritten since its last anchor.
-    Verify,
+    /// or a chain rewritten since its last anchor (the control plane's, and with `--backups`
+    /// the newest backup's).
+    Verify {
+        /// Also check each chain against the anchors in the manifest of the newest good
+        /// backup in this folder (taken outside the control plane).
+        #[arg(long, value_name = "DIR")]
+        backups: Option<PathBuf>,
+    },
     /// Anchor every partition's audit chain: its head, signed with the cluster's key, kept in
     /// the control plane, so that `verify` catches a chain rewritten end to end since. Run it
     /// at least hourly (cron) and after every privileged task.

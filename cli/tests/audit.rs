@@ -458,3 +458,41 @@ fn audit_verify_catches_a_chain_rewritten_end_to_end_since_its_signed_anchor() {
         r.describe()
     );
 }
+
+#[test]
+fn a_backup_anchors_the_audit_chains_outside_the_control_plane() {
+    let c = Cluster::new();
+    for u in ["a@contoso.com", "b@contoso.com", "c@contoso.com"] {
+        c.create_user(u);
+    }
+    c.ok(&["sync"]);
+    let dest = c.path("backups").display().to_string();
+    let made = c.ok(&["backup", "create", "--dest", &dest]);
+    let id = made["backup"].as_str().unwrap().to_string();
+    let sidecar: Value = serde_json::from_slice(
+        &std::fs::read(c.path(&format!("backups/geodir-{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    let p0 = &sidecar["manifest"]["audit_anchors"]["0"];
+    assert!(p0["seq"].as_u64().unwrap_or(0) >= 3, "{sidecar}");
+    assert!(
+        !p0["signature"].as_str().unwrap_or("").is_empty(),
+        "{sidecar}"
+    );
+    // Rewritten end to end, with no anchor in the control plane (never taken, or rolled
+    // back with it): the chain is consistent, and only the backup's anchor tells.
+    rewrite_chain(&c);
+    c.ok(&["audit", "verify"]);
+    let r = c.fails(&["audit", "verify", "--backups", &dest], 1);
+    assert!(
+        r.stderr.contains("partition 0")
+            && r.stderr.contains("rewritten since")
+            && r.stderr.contains(&format!("backup {id}'s")),
+        "{}",
+        r.describe()
+    );
+    // A folder without a backup that anchors anything is said so, not taken as a pass.
+    let empty = c.path("none").display().to_string();
+    let r = c.fails(&["audit", "verify", "--backups", &empty], 3);
+    assert!(r.stderr.contains("no good backup"), "{}", r.describe());
+}

@@ -120,7 +120,8 @@ pub fn worth_reloading(caller: &Caller) -> bool {
 }
 
 /// A credential for the calls a client makes: presented in each call's metadata. Cloned
-/// into every client of a server's or dirctl's.
+/// into every client of a server's or dirctl's. It must not do I/O: it is asked on the
+/// runtime, for every call.
 #[derive(Clone, Default)]
 pub struct Credential(Option<Arc<dyn Fn() -> Option<String> + Send + Sync>>);
 
@@ -171,6 +172,8 @@ pub struct Minter {
     control: Box<dyn ControlPlane + Sync>,
     clock: Clock,
     state: Mutex<MinterState>,
+    /// Whether the cluster had operators at the last `refresh`.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -188,7 +191,14 @@ impl Minter {
             control,
             clock,
             state: Mutex::new(MinterState::default()),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the cluster had operators when last looked at (at most a second ago): an
+    /// open cluster's calls are permitted without a look at the control plane.
+    pub fn closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The control plane this server proves operators and grants elevations on.
@@ -216,45 +226,59 @@ impl Minter {
         s.seed.clone()
     }
 
-    /// This server's credential; None on an open cluster.
+    /// This server's credential, as last made (`refresh`); None on an open cluster. No
+    /// I/O: it is read by every call a server makes of another.
     pub fn credential(&self) -> Option<String> {
+        let s = self.state.lock().ok()?;
+        s.credential.as_ref().map(|(c, _)| c.clone())
+    }
+
+    /// Makes this server's credential anew when the cluster has operators and the last one
+    /// is half spent (the cluster key made if it has none yet); drops it on an open
+    /// cluster; notes whether the cluster has operators (`closed`). Reads the control
+    /// plane: `Node::keep_credential` runs it once a second.
+    pub fn refresh(&self) {
         let now = self.clock.now().timestamp();
-        if let Some((c, until)) = self.state.lock().ok()?.credential.clone() {
-            if until - now > SERVER_CREDENTIAL_SECS / 2 {
-                return Some(c);
-            }
-        }
-        let seed = match self.seed() {
-            Some(s) => s,
-            None => {
-                // A cluster that has operators gets its key now (as `dirctl login` would).
-                let t = self.control.load().ok()?;
-                if t.operators.is_empty() {
-                    return None;
-                }
-                let seed = self
-                    .control
-                    .secret_or_create(token::SECRET, &mut token::generate_seed)
-                    .ok()?;
-                self.state.lock().ok()?.seed = Some(seed.clone());
-                seed
-            }
+        let spent = |s: &MinterState| {
+            s.credential
+                .as_ref()
+                .is_none_or(|(_, until)| until - now <= SERVER_CREDENTIAL_SECS / 2)
         };
-        let cluster = self.control.load().ok()?.cluster_id;
-        let login = identity::sign_login(
+        let Ok(t) = self.control.load() else { return };
+        self.closed
+            .store(!t.operators.is_empty(), std::sync::atomic::Ordering::SeqCst);
+        if !self.state.lock().is_ok_and(|s| spent(&s)) {
+            return;
+        }
+        if t.operators.is_empty() {
+            if let Ok(mut s) = self.state.lock() {
+                s.credential = None;
+            }
+            return;
+        }
+        let Ok(seed) = self
+            .control
+            .secret_or_create(token::SECRET, &mut token::generate_seed)
+        else {
+            return;
+        };
+        let signed = identity::sign_login(
             &seed,
             LoginClaims {
-                cluster,
+                cluster: t.cluster_id,
                 operator: format!("{SERVER_PREFIX}{}", self.datacenter),
                 id: format!("server-{}", self.datacenter),
                 from: now,
                 until: now + SERVER_CREDENTIAL_SECS,
             },
-        )
-        .ok()?;
-        let text = serde_json::to_string(&login).ok()?;
-        self.state.lock().ok()?.credential = Some((text.clone(), now + SERVER_CREDENTIAL_SECS));
-        Some(text)
+        );
+        let Some(text) = signed.ok().and_then(|l| serde_json::to_string(&l).ok()) else {
+            return;
+        };
+        if let Ok(mut s) = self.state.lock() {
+            s.seed = Some(seed);
+            s.credential = Some((text, now + SERVER_CREDENTIAL_SECS));
+        }
     }
 }
 

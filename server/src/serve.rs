@@ -74,8 +74,11 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let guard = {
         let node = node.clone();
         Box::new(move |credential: Option<&str>, what: &str| {
-            node.permit(credential, &crate::guard::Call::Server, what, "unknown", "")
-                .map(|_| ())
+            // It may read the control plane: the runtime's other tasks move off this worker.
+            tokio::task::block_in_place(|| {
+                node.permit(credential, &crate::guard::Call::Server, what, "unknown", "")
+            })
+            .map(|_| ())
         })
     };
     let replication = ReplicationService::new(&node.datacenter, lookup).with_guard(guard);
@@ -85,6 +88,12 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let directory = DirectoryServer::new(DirectoryService::new(node.clone()))
         .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
+    {
+        let node = node.clone();
+        std::thread::Builder::new()
+            .name("credential".into())
+            .spawn(move || node.keep_credential())?;
+    }
     let replicator = {
         let node = node.clone();
         std::thread::Builder::new()

@@ -84,6 +84,7 @@ pub(super) fn backup_throughput(dir: &Path, mb: u64) -> Vec<Value> {
         dest: dest.clone(),
         force: true,
         now: chrono::Utc::now(),
+        sign: None,
     };
     let made = backup::create(&mut c, &opts, &mut |_, _| {}).unwrap();
     let ours = bytes / t.elapsed().as_secs_f64();

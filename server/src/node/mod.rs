@@ -277,6 +277,8 @@ impl Node {
         })?;
         let endpoints: Endpoints = Arc::new(RwLock::new(endpoints_in(cluster.topology())));
         let minter = Arc::new(Minter::new(&dc, control(&config)?, config.clock));
+        // A cluster with operators: this server's credential before its first call.
+        minter.refresh();
         let credential = Credential::minted(minter.clone());
         let opener = ServerOpener {
             datacenter: dc.clone(),
