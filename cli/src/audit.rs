@@ -144,13 +144,7 @@ pub fn anchor_partitions(
                 .into())
             }
         };
-        let mut a = audit::Anchor {
-            seq,
-            hash,
-            time: now.clone(),
-            signature: String::new(),
-        };
-        a.signature = server::graph::token::sign(seed, a.message(&cluster_id, p).as_bytes())?;
+        let a = server::identity::anchor(seed, &cluster_id, p, (seq, hash), &now)?;
         let kept = a.clone();
         ctx.cluster_mut()?.update_topology(|t| {
             t.audit_anchors.insert(p, kept.clone());

@@ -57,6 +57,7 @@ fn the_servers_enforce_logins_elevations_and_service_scopes() {
         "enrol cron",
     );
     let bob = enroll(&c, T0 + 31, "ann-here", "bob", &["operator"]);
+    let carl = enroll(&c, T0 + 31, "ann-here", "carl", &["reader"]);
     let credential = c.path("cron-credential").display().to_string();
     ok_at(
         &c,
@@ -102,6 +103,37 @@ fn the_servers_enforce_logins_elevations_and_service_scopes() {
         6,
         "already used",
     );
+    // Five failures in a row lock carl out, through the servers as on the folders: then
+    // even the right code is refused.
+    for i in 0..4 {
+        let r = at(
+            &c,
+            t + 1,
+            "carl",
+            &["login", "carl", "--otp", &wrong_code(&carl, t)],
+        );
+        assert!(
+            r.code == 6 && r.stderr.contains("wrong code"),
+            "{i}: {}",
+            with_logs(&c, &r)
+        );
+    }
+    fails_at(
+        &c,
+        t + 1,
+        "carl",
+        &["login", "carl", "--otp", &wrong_code(&carl, t)],
+        6,
+        "locked out",
+    );
+    fails_at(
+        &c,
+        t + 1,
+        "carl",
+        &["login", "carl", "--otp", &code(&carl, t)],
+        6,
+        "locked out",
+    );
     // Logged in: reads go; a privileged call waits for an elevation, and names it.
     ok_at(&c, t + 2, "ann", &list);
     let r2 = fails_at(
@@ -134,6 +166,26 @@ fn the_servers_enforce_logins_elevations_and_service_scopes() {
     // Elevated through the server (the next code: the login's is spent), the drain goes.
     let e = elevate(&c, t + 30, "ann", &ann, "operator", "30m", "INC-77");
     assert_eq!(e["operator"], "ann", "{e}");
+    // The elevation anchors the audit chains: the server of partition 0's primary signs its
+    // head, the elevation's own record included, into the control plane.
+    let records = audit(&c, t + 30, "ann");
+    let elevated = with_op(&records, "operator.elevate")
+        .iter()
+        .filter(|r| r["outcome"] == "ok")
+        .filter_map(|r| r["seq"].as_u64())
+        .max()
+        .unwrap_or_else(|| panic!("no elevation record: {records:#?}"));
+    util::servers::wait_for(
+        "partition 0's chain anchored after the elevation",
+        Duration::from_secs(10),
+        || {
+            let t: Value =
+                serde_json::from_slice(&std::fs::read(c.root.join("cluster.json")).unwrap())
+                    .unwrap();
+            let seq = t["audit_anchors"]["0"]["seq"].as_u64().unwrap_or(0);
+            (seq >= elevated, t["audit_anchors"].clone())
+        },
+    );
     ok_at(&c, t + 31, "ann", &drain);
     ok_at(&c, t + 32, "ann", &["dc", "undrain", "westeurope", "--yes"]);
     ok_at(
@@ -230,6 +282,11 @@ fn the_servers_enforce_logins_elevations_and_service_scopes() {
             .iter()
             .any(|r| r["actor"] == "ann" && r["outcome"].as_str().unwrap().starts_with("ok")),
         "{logins:#?}"
+    );
+    let lockouts = with_op(&records, "operator.lockout");
+    assert!(
+        lockouts.len() == 1 && lockouts[0]["targets"][0] == "carl",
+        "{lockouts:#?}"
     );
     let elevations = with_op(&records, "operator.elevate");
     assert!(

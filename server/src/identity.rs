@@ -182,6 +182,25 @@ pub fn verify_login(
     Ok(c.operator.clone())
 }
 
+/// Partition `partition`'s audit chain head (`seq`, `hash`) at `time`, signed with the
+/// cluster key's seed: an anchor (`engine::audit::Anchor`).
+pub fn anchor(
+    seed: &[u8],
+    cluster: &str,
+    partition: u32,
+    (seq, hash): (u64, String),
+    time: &str,
+) -> Result<engine::audit::Anchor> {
+    let mut a = engine::audit::Anchor {
+        seq,
+        hash,
+        time: time.to_string(),
+        signature: String::new(),
+    };
+    a.signature = crate::graph::token::sign(seed, a.message(cluster, partition).as_bytes())?;
+    Ok(a)
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

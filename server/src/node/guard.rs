@@ -60,12 +60,69 @@ impl Node {
 
     /// Keeps this server's own credential current (`Minter::refresh`, once a second) until
     /// the server stops; on a thread of its own, so that no call waits on the control plane
-    /// for it.
+    /// for it. On a cluster with operators it also anchors the audit chains of the primaries
+    /// it owns (`anchor_own`): when it starts, at least hourly, and whenever the control
+    /// plane shows an elevation it has not anchored after.
     pub fn keep_credential(self: &Arc<Self>) {
+        let mut anchored: Option<(std::time::Instant, Vec<String>)> = None;
         while !self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
             self.minter.refresh();
+            if let (true, Some(seed)) = (self.minter.closed(), self.minter.seed()) {
+                let elevations: Vec<String> = self
+                    .routing_topology()
+                    .map(|t| t.elevations.iter().map(|e| e.id.clone()).collect())
+                    .unwrap_or_default();
+                if anchor_due(
+                    anchored.as_ref(),
+                    &elevations,
+                    std::time::Duration::from_secs(3600),
+                ) {
+                    match self.anchor_own(&seed) {
+                        Ok(done) => {
+                            tracing::info!(partitions = ?done, "audit chains anchored");
+                            anchored = Some((std::time::Instant::now(), elevations));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "audit chains not anchored"),
+                    }
+                }
+            }
             std::thread::park_timeout(std::time::Duration::from_secs(1));
         }
+    }
+
+    /// Anchors the audit chain of each partition whose primary this server owns: its head,
+    /// settled (nothing above the commit point) and intact, signed into the control plane.
+    pub fn anchor_own(&self, seed: &[u8]) -> Result<Vec<u32>> {
+        let _no_round = self.replicating.lock().map_err(|_| super::poisoned())?;
+        let mut dir = self.dir.lock().map_err(|_| super::poisoned())?;
+        self.refresh(dir.cluster_mut())?;
+        let t = dir.cluster().topology().clone();
+        let now = self.config.clock.now().to_rfc3339();
+        let mut done = Vec::new();
+        let mut result = Ok(());
+        for p in t.partitions.iter().filter(|p| p.primary == self.datacenter) {
+            let one = (|| -> Result<()> {
+                dir.cluster_mut().settle_primary(p.id)?;
+                let Some(r) = self.own(p.id) else {
+                    return Ok(());
+                };
+                engine::audit::chain(&*r)?;
+                let head = engine::audit::head_hex(&*r)?;
+                let a = crate::identity::anchor(seed, &t.cluster_id, p.id, head, &now)?;
+                dir.cluster_mut().update_topology(|t| {
+                    t.audit_anchors.insert(p.id, a.clone());
+                    Ok(())
+                })?;
+                done.push(p.id);
+                Ok(())
+            })();
+            if let Err(e) = one {
+                tracing::warn!(partition = p.id, error = %e, "audit chain not anchored");
+                result = Err(e);
+            }
+        }
+        dir.cluster_mut().release_all();
+        result.map(|()| done)
     }
 
     /// A refusal of `what` to `actor`, audited: "not permitted" (exit 6 in dirctl).
@@ -266,5 +323,36 @@ impl Node {
         )?;
         let _ = self.reload_now();
         Ok(e)
+    }
+}
+
+/// Whether the audit chains are due an anchor: never anchored, anchored `every` ago, or an
+/// elevation in `elevations` (ids) that was not there at the last anchor.
+fn anchor_due(
+    last: Option<&(std::time::Instant, Vec<String>)>,
+    elevations: &[String],
+    every: std::time::Duration,
+) -> bool {
+    match last {
+        None => true,
+        Some((at, seen)) => at.elapsed() >= every || elevations.iter().any(|e| !seen.contains(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::anchor_due;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_chains_are_anchored_at_start_hourly_and_after_each_new_elevation() {
+        let hour = Duration::from_secs(3600);
+        assert!(anchor_due(None, &[], hour));
+        let last = (Instant::now(), vec!["e1".to_string()]);
+        assert!(!anchor_due(Some(&last), &["e1".into()], hour));
+        // An ended elevation (pruned) is no reason; a new one is.
+        assert!(!anchor_due(Some(&last), &[], hour));
+        assert!(anchor_due(Some(&last), &["e1".into(), "e2".into()], hour));
+        assert!(anchor_due(Some(&last), &[], Duration::ZERO));
     }
 }
