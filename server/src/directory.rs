@@ -234,11 +234,24 @@ impl Directory for DirectoryService {
         &self,
         _req: tonic::Request<TopologyRequest>,
     ) -> Result<Response<TopologyReply>, Status> {
+        let credential = guard::presented(_req.metadata()).map(str::to_string);
         let node = self.node.clone();
-        let mut t = blocking(move || node.topology()).await?;
-        // Operators' sealed secrets stay in the control plane.
+        let (mut t, proven) =
+            blocking(move || Ok((node.topology()?, node.proves(credential.as_deref())))).await?;
+        // Operators' sealed secrets stay in the control plane; a caller nothing proves sees
+        // that there are operators (and who), not their roles, lock-outs, elevations or
+        // requests.
         for o in t.operators.values_mut() {
             o.sealed_secret.clear();
+            if !proven {
+                o.roles.clear();
+                o.locked_until = None;
+                o.failures = 0;
+            }
+        }
+        if !proven {
+            t.elevations.clear();
+            t.pending.clear();
         }
         let topology = serde_json::to_vec(&t)
             .map_err(|e| Status::internal(format!("encode the topology: {e}")))?;
@@ -263,7 +276,8 @@ impl Directory for DirectoryService {
         &self,
         req: tonic::Request<FailoverRequest>,
     ) -> Result<Response<FailoverReply>, Status> {
-        let what = format!("failover of partition {}", req.get_ref().partition);
+        let partition = req.get_ref().partition;
+        let what = format!("failover of partition {partition}");
         let operator = self.permit(&req, privileged(), what).await?;
         // What cannot be undone needs a second operator's approval (the two-person rule).
         if let (true, Some(who)) = (req.get_ref().accept_data_loss, operator) {
@@ -271,7 +285,13 @@ impl Directory for DirectoryService {
             let node = self.node.clone();
             let correlation = uuid::Uuid::new_v4().to_string();
             blocking(move || {
-                node.two_person(&who, &approval, "failover --accept-data-loss", &correlation)
+                node.two_person(
+                    &who,
+                    &approval,
+                    "failover --accept-data-loss",
+                    partition,
+                    &correlation,
+                )
             })
             .await?;
         }
@@ -429,11 +449,13 @@ impl Directory for DirectoryService {
             id,
             args,
             correlation_id,
+            what,
         } = req.into_inner();
         let node = self.node.clone();
-        let done =
-            blocking(move || node.carry_out(credential.as_deref(), &id, &args, &correlation_id))
-                .await?;
+        let done = blocking(move || {
+            node.carry_out(credential.as_deref(), &id, &args, &what, &correlation_id)
+        })
+        .await?;
         Ok(Response::new(CarryOutReply { done }))
     }
 }

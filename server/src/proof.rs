@@ -208,8 +208,10 @@ pub fn elevate(
         until: now + asked.secs,
     };
     let r = cp.update(&mut |t| {
-        if !t.operators.contains_key(who) {
-            return Err(not_permitted(format!("operator {who} was removed")));
+        if !t.operators.get(who).is_some_and(|o| o.roles.contains(role)) {
+            return Err(not_permitted(format!(
+                "operator {who} was removed, or lost role {role}, meanwhile"
+            )));
         }
         t.elevations = operators::prune(&t.elevations, now);
         t.elevations.push(e.clone());
@@ -254,6 +256,7 @@ pub fn request(
         expires: now + operators::APPROVAL_SECS,
         approved_by: None,
         carried_out: None,
+        used: Vec::new(),
     };
     cp.update(&mut |t| {
         t.pending.retain(|p| p.expires > now);
@@ -324,18 +327,19 @@ pub fn approve(
     Ok(p)
 }
 
-/// The approver's run begins carrying out request `id` (its arguments `args`): marked in
-/// the control plane, once. What to say of it in the run's audit record.
+/// The approver's run begins carrying out request `id` (its arguments `args`, doing
+/// `what`): marked in the control plane, once. What to say of it in the run's audit record.
 pub fn carry_out(
     cp: &dyn ControlPlane,
     who: &str,
     id: &str,
     args: &[String],
+    what: &str,
     now: i64,
 ) -> Result<String> {
     let mut done = String::new();
     cp.update(&mut |t| {
-        let p = operators::may_carry_out(&t.pending, id, args, who, now)
+        let p = operators::may_carry_out(&t.pending, id, args, what, who, now)
             .map_err(Error::NotPermitted)?;
         done = format!("request {id} by {}, approved by {who}", p.operator);
         for p in t.pending.iter_mut().filter(|p| p.id == id) {

@@ -15,12 +15,41 @@ use crate::context::Ctx;
 use crate::opt::{ApproveArgs, Global};
 use crate::output;
 
+/// Where a run connects and whose login it presents: never part of a request's arguments
+/// (the approver's run connects as the approver does).
+const CONNECTION_FLAGS: [&str; 5] = [
+    "--endpoints",
+    "--login-file",
+    "--cluster",
+    "--control-plane",
+    "--session",
+];
+
+/// `args` without the connection flags and their values.
+fn without_connection(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in args {
+        if std::mem::take(&mut skip) {
+            continue;
+        }
+        let flag = a.split('=').next().unwrap_or_default();
+        if CONNECTION_FLAGS.contains(&flag) {
+            skip = !a.contains('=');
+            continue;
+        }
+        out.push(a.clone());
+    }
+    out
+}
+
 /// This run's dirctl arguments, as a request under the two-person rule keeps them.
 fn this_run() -> Vec<String> {
-    std::env::args_os()
+    let args: Vec<String> = std::env::args_os()
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
-        .collect()
+        .collect();
+    without_connection(&args)
 }
 
 /// The variable `approve` sets for the run that carries out an approved request.
@@ -51,8 +80,8 @@ pub fn two_person(g: &Global, ctx: &mut Ctx, what: &str) -> Result<Option<String
             .ok_or_else(|| not_permitted(format!("carrying out request {id} needs a login")))?;
         // Through the servers, they take the approval for this run's failovers.
         let done = match (ctx.servers_decide(), ctx.remote_mut()) {
-            (true, Some(remote)) => remote.carry_out(&id, &args, &correlation)?,
-            _ => proof::carry_out(cp(g)?.as_ref(), &who, &id, &args, now)?,
+            (true, Some(remote)) => remote.carry_out(&id, &args, what, &correlation)?,
+            _ => proof::carry_out(cp(g)?.as_ref(), &who, &id, &args, what, now)?,
         };
         return Ok(Some(done));
     }
@@ -110,9 +139,21 @@ pub fn approve(g: &Global, a: ApproveArgs) -> Result<()> {
             )?
         }
     };
+    // A request whose arguments would connect elsewhere (and present the approver's login
+    // there) was not made by dirctl: refused.
+    if without_connection(&p.args) != p.args {
+        return Err(not_permitted(format!(
+            "request {} names where to connect ({}): not carried out",
+            p.id,
+            p.args.join(" ")
+        )));
+    }
     eprintln!(
-        "approved request {} by {}: {}; carrying it out",
-        p.id, p.operator, p.what
+        "approved request {} by {}: {}; carrying it out: dirctl {}",
+        p.id,
+        p.operator,
+        p.what,
+        p.args.join(" ")
     );
     // The replicas this process holds are let go before the run that needs them.
     drop(ctx);
@@ -151,4 +192,27 @@ pub fn requests(g: &Global) -> Result<()> {
                 .collect()
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_connection;
+
+    #[test]
+    fn a_request_keeps_no_connection_flags() {
+        let args: Vec<String> = [
+            "--endpoints",
+            "http://evil:1",
+            "failover",
+            "--login-file=/x",
+            "--partition",
+            "0",
+            "--cluster",
+            "/c",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(without_connection(&args), ["failover", "--partition", "0"]);
+    }
 }

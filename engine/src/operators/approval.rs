@@ -24,21 +24,31 @@ pub struct Pending {
     /// the approval for the calls of that run, for `CARRY_OUT_SECS`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carried_out: Option<i64>,
+    /// The calls the servers took the approval for (`covers`): each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub used: Vec<String>,
 }
 
 /// How long the servers take an approval for the calls of the run carrying it out.
 pub const CARRY_OUT_SECS: i64 = 600;
 
-/// Whether `who`'s run with `args` may begin carrying out request `id` at `now`: approved
-/// by them, for these arguments, not begun before.
+/// Whether `who`'s run with `args`, which does `what`, may begin carrying out request `id`
+/// at `now`: approved by them, for these arguments and this description, not begun before.
 pub fn may_carry_out<'a>(
     pending: &'a [Pending],
     id: &str,
     args: &[String],
+    what: &str,
     who: &str,
     now: i64,
 ) -> std::result::Result<&'a Pending, String> {
     let p = approved_for(pending, id, args, now)?;
+    if p.what != what {
+        return Err(format!(
+            "request {id} approved {:?}, and this run does {what:?}",
+            p.what
+        ));
+    }
     if p.approved_by.as_deref() != Some(who) {
         return Err(format!(
             "request {id} is carried out by the operator who approved it, not {who}"
@@ -50,13 +60,16 @@ pub fn may_carry_out<'a>(
     Ok(p)
 }
 
-/// Whether approval `id` covers `who`'s call of `what` at `now`: a request for `what`
-/// (its words begin so), approved by `who`, whose run began under `CARRY_OUT_SECS` ago.
+/// Whether approval `id` covers `who`'s call of `what` on `partition` at `now`: a request
+/// for `what` (its words begin so; one naming a single partition, that one), approved by
+/// `who`, whose run began under `CARRY_OUT_SECS` ago, not yet used for this partition (the
+/// caller records the use in `used`).
 pub fn covers(
     pending: &[Pending],
     id: &str,
     who: &str,
     what: &str,
+    partition: u32,
     now: i64,
 ) -> std::result::Result<(), String> {
     let p = pending
@@ -68,6 +81,21 @@ pub fn covers(
     }
     if !p.what.starts_with(what) {
         return Err(format!("request {id} approved {:?}, not {what}", p.what));
+    }
+    let named = p
+        .what
+        .rsplit_once(" of partition ")
+        .and_then(|(_, n)| n.parse::<u32>().ok());
+    if named.is_some_and(|n| n != partition) {
+        return Err(format!(
+            "request {id} approved {:?}, not partition {partition}",
+            p.what
+        ));
+    }
+    if p.used.contains(&partition.to_string()) {
+        return Err(format!(
+            "request {id} was used for partition {partition} already"
+        ));
     }
     match p.carried_out {
         Some(t) if t <= now && now < t + CARRY_OUT_SECS && now < p.expires => Ok(()),
@@ -136,6 +164,7 @@ mod tests {
             expires: 100,
             approved_by: None,
             carried_out: None,
+            used: Vec::new(),
         };
         assert!(may_approve(&p, "ann", 1)
             .expect_err("refused")
@@ -152,17 +181,25 @@ mod tests {
         assert!(approved_for(&list, "r1", &args, 100).is_err());
         // Through the servers: only the approver's run carries it out, once, and the
         // approval covers that run's calls of what was asked, for a while.
-        assert!(may_carry_out(&list, "r1", &args, "ann", 1).is_err());
-        assert!(may_carry_out(&list, "r1", &args, "bob", 1).is_ok());
-        assert!(covers(&list, "r1", "bob", "failover", 1).is_err());
+        assert!(may_carry_out(&list, "r1", &args, "failover", "ann", 1).is_err());
+        assert!(may_carry_out(&list, "r1", &args, "failover", "bob", 1).is_ok());
+        assert!(may_carry_out(&list, "r1", &args, "something else", "bob", 1).is_err());
+        assert!(covers(&list, "r1", "bob", "failover", 0, 1).is_err());
         let mut begun = list[0].clone();
         begun.carried_out = Some(10);
-        let list = [begun];
-        assert!(may_carry_out(&list, "r1", &args, "bob", 11).is_err());
-        assert!(covers(&list, "r1", "bob", "failover", 11).is_ok());
-        assert!(covers(&list, "r1", "ann", "failover", 11).is_err());
-        assert!(covers(&list, "r1", "bob", "backup restore", 11).is_err());
-        assert!(covers(&list, "r2", "bob", "failover", 11).is_err());
-        assert!(covers(&list, "r1", "bob", "failover", 100).is_err());
+        let list = [begun.clone()];
+        assert!(may_carry_out(&list, "r1", &args, "failover", "bob", 11).is_err());
+        assert!(covers(&list, "r1", "bob", "failover", 0, 11).is_ok());
+        assert!(covers(&list, "r1", "ann", "failover", 0, 11).is_err());
+        assert!(covers(&list, "r1", "bob", "backup restore", 0, 11).is_err());
+        assert!(covers(&list, "r2", "bob", "failover", 0, 11).is_err());
+        assert!(covers(&list, "r1", "bob", "failover", 0, 100).is_err());
+        // Each partition once; a request naming one partition covers that one only.
+        begun.used = vec!["0".into()];
+        assert!(covers(&[begun.clone()], "r1", "bob", "failover", 0, 11).is_err());
+        assert!(covers(&[begun.clone()], "r1", "bob", "failover", 1, 11).is_ok());
+        begun.what = "failover --accept-data-loss of partition 2".into();
+        assert!(covers(&[begun.clone()], "r1", "bob", "failover", 1, 11).is_err());
+        assert!(covers(&[begun], "r1", "bob", "failover", 2, 11).is_ok());
     }
 }

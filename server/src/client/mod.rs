@@ -403,12 +403,19 @@ impl Connection {
     }
 
     /// The approver's run of request `id` begins: what to say of it in its audit record.
-    pub fn carry_out(&self, id: &str, args: &[String], correlation_id: &str) -> Result<String> {
+    pub fn carry_out(
+        &self,
+        id: &str,
+        args: &[String],
+        what: &str,
+        correlation_id: &str,
+    ) -> Result<String> {
         let t = self.timeout;
         let req = crate::pb::CarryOutRequest {
             id: id.to_string(),
             args: args.to_vec(),
             correlation_id: correlation_id.to_string(),
+            what: what.to_string(),
         };
         Ok(self
             .call(|mut c| async move { c.carry_out(timed(req, t)).await })?

@@ -358,19 +358,31 @@ impl Remote {
 
     /// `Connection::carry_out` on the server answering now; this run's failovers then
     /// present the approval.
-    pub fn carry_out(&mut self, id: &str, args: &[String], correlation_id: &str) -> Result<String> {
-        let done = self.connection().carry_out(id, args, correlation_id)?;
+    pub fn carry_out(
+        &mut self,
+        id: &str,
+        args: &[String],
+        what: &str,
+        correlation_id: &str,
+    ) -> Result<String> {
+        let done = self
+            .connection()
+            .carry_out(id, args, what, correlation_id)?;
         self.approval = Some(id.to_string());
         Ok(done)
     }
 
-    /// Every call from now on presents `credential` (the caller's login).
+    /// Every call from now on presents `credential` (the caller's login); the topology is
+    /// read again with it.
     pub fn set_credential(&mut self, credential: Credential) {
         self.connections = std::mem::take(&mut self.connections)
             .into_iter()
             .map(|c| c.with_credential(credential.clone()))
             .collect();
         self.credential = credential;
+        // Read again as the caller proven: roles, elevations and requests are shown only
+        // to a proven caller.
+        self.refresh_topology();
     }
 
     /// The server answering now.

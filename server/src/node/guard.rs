@@ -82,7 +82,13 @@ impl Node {
                             tracing::info!(partitions = ?done, "audit chains anchored");
                             anchored = Some((std::time::Instant::now(), elevations));
                         }
-                        Err(e) => tracing::warn!(error = %e, "audit chains not anchored"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "audit chains not anchored");
+                            // Tried again in a minute, not every second.
+                            let retry = std::time::Duration::from_secs(3600 - 60);
+                            let at = std::time::Instant::now().checked_sub(retry);
+                            anchored = at.map(|at| (at, elevations));
+                        }
                     }
                 }
             }
@@ -123,6 +129,22 @@ impl Node {
         }
         dir.cluster_mut().release_all();
         result.map(|()| done)
+    }
+
+    /// Whether `credential` proves a caller (an operator, or a server) on a cluster with
+    /// operators; on an open cluster, everyone is.
+    pub fn proves(&self, credential: Option<&str>) -> bool {
+        if !self.minter.closed() {
+            return true;
+        }
+        let Ok(t) = self.routing_topology() else {
+            return false;
+        };
+        let now = self.config.clock.now().timestamp();
+        !matches!(
+            guard::caller_of(self.minter.seed().as_deref(), &t, credential, now),
+            Caller::Unproven(_)
+        )
     }
 
     /// A refusal of `what` to `actor`, audited: "not permitted" (exit 6 in dirctl).
@@ -211,30 +233,56 @@ impl Node {
         credential: Option<&str>,
         id: &str,
         args: &[String],
+        what: &str,
         correlation_id: &str,
     ) -> Result<String> {
-        let what = format!("carrying out request {id}");
-        let who = self.operator(credential, &Call::Need(Need::Read), &what, correlation_id)?;
+        let doing = format!("carrying out request {id}");
+        let who = self.operator(credential, &Call::Need(Need::Read), &doing, correlation_id)?;
         let now = self.config.clock.now().timestamp();
-        let done = proof::carry_out(self.minter.control(), &who, id, args, now)?;
+        let done = proof::carry_out(self.minter.control(), &who, id, args, what, now)?;
         let _ = self.reload_now();
         Ok(done)
     }
 
-    /// Whether `who`'s call of `what` (it cannot be undone) is covered by an approval of a
-    /// second operator; refused (and audited) if not.
+    /// Whether `who`'s call of `what` on `partition` (it cannot be undone) is covered by an
+    /// approval of a second operator, which it then uses (each partition once); refused
+    /// (and audited) if not.
     pub fn two_person(
         &self,
         who: &str,
         approval: &str,
         what: &str,
+        partition: u32,
         correlation_id: &str,
     ) -> Result<()> {
         let now = self.config.clock.now().timestamp();
-        let t = self.routing_topology()?;
         let covered = match approval {
             "" => Err("no approved request was presented".to_string()),
-            id => engine::operators::covers(&t.pending, id, who, what, now),
+            id => {
+                let mut why = None;
+                let used = self
+                    .minter
+                    .control()
+                    .update(&mut |t| match engine::operators::covers(
+                        &t.pending, id, who, what, partition, now,
+                    ) {
+                        Ok(()) => {
+                            for p in t.pending.iter_mut().filter(|p| p.id == id) {
+                                p.used.push(partition.to_string());
+                            }
+                            Ok(())
+                        }
+                        Err(w) => {
+                            why = Some(w.clone());
+                            Err(Error::NotPermitted(w))
+                        }
+                    });
+                match (used, why) {
+                    (Ok(_), _) => Ok(()),
+                    (Err(_), Some(w)) => Err(w),
+                    (Err(e), None) => return Err(e),
+                }
+            }
         };
         covered.map_err(|why| {
             let why = format!(

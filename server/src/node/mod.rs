@@ -277,6 +277,7 @@ impl Node {
         })?;
         let endpoints: Endpoints = Arc::new(RwLock::new(endpoints_in(cluster.topology())));
         let minter = Arc::new(Minter::new(&dc, control(&config)?, config.clock));
+        minter.note_operators(!cluster.topology().operators.is_empty());
         // A cluster with operators: this server's credential before its first call.
         minter.refresh();
         let credential = Credential::minted(minter.clone());

@@ -15,7 +15,7 @@ use super::{endpoints_in, poisoned, remote, Node};
 use crate::remote::RemoteLog;
 
 /// The shortest time between two replication rounds while commits keep coming.
-const COALESCE: Duration = Duration::from_millis(5);
+const COALESCE: Duration = Duration::from_millis(10);
 
 impl Node {
     /// Continuous replication, on a thread of its own until `stop`: after each commit (or
@@ -333,6 +333,6 @@ fn ship_committed(primary: &Replica, secondary: &RemoteLog, term: u64) -> Result
                 / 1000.0
         }
     };
-    engine::catch_up::catch_up(primary, secondary, commit, term, &mut |_| {})?;
+    engine::catch_up::catch_up_from(primary, secondary, last, commit, term, &mut |_| {})?;
     Ok(Lag { entries, seconds })
 }
