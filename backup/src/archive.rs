@@ -310,6 +310,15 @@ pub fn read(archive: &Path, into: Option<&Path>, limits: Limits) -> Result<Check
         seen.insert(name.clone(), got);
         last = name;
     }
+    // The rest of the compressed stream, read to its end: zstd checks the frame's checksum
+    // only there. Without it, a changed byte in what no per-file hash covers (the manifest
+    // itself, the tar trailer) went unnoticed.
+    io::copy(&mut tar.into_inner(), &mut io::sink()).map_err(|e| {
+        corrupt(
+            "(archive)",
+            format!("the compressed stream is damaged: {}", summary(&e)),
+        )
+    })?;
     let raw = manifest_raw.ok_or_else(|| {
         corrupt(
             MANIFEST_FILE,
