@@ -6,6 +6,7 @@ mod audit;
 mod backup;
 mod context;
 mod demo;
+mod health;
 mod object;
 mod operator;
 mod ops;
@@ -126,8 +127,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Failover(a) => ops::failover(&g, a),
         Command::ControlPlane(c) => ops::control_plane(&g, c),
         Command::Backup(c) => backup::run(&g, c),
-        Command::Health(h) => backup::health(&g, &h),
-        Command::Metrics(d) => backup::metrics(&g, &d),
+        Command::Health(h) => health::health(&g, &h),
+        Command::Metrics(d) => health::metrics(&g, &d),
         Command::Deleted(c) => recycle::run(&g, c),
         Command::Access(c) => access::run(&g, c),
         Command::Audit(c) => audit::run(&g, c),

@@ -203,6 +203,25 @@ fn the_servers_enforce_logins_elevations_and_service_scopes() {
             "Y",
         ],
     );
+    // Sent to westeurope's server, the write goes on to the primary's (westus) with the
+    // servers' own credential, and its record names ann too (asserted below).
+    ok_at(
+        &c,
+        t + 33,
+        "ann",
+        &[
+            "--region",
+            "westeurope",
+            "user",
+            "create",
+            "--tenant",
+            "contoso",
+            "--upn",
+            "z@contoso.com",
+            "--display-name",
+            "Z",
+        ],
+    );
     // What cannot be undone needs a second operator: the servers refuse it alone.
     fails_at(
         &c,
@@ -300,7 +319,7 @@ fn the_servers_enforce_logins_elevations_and_service_scopes() {
         .filter(|r| r["op"] == "user.create")
         .collect();
     assert!(
-        !creates.is_empty() && creates.iter().all(|r| r["actor"] == "ann"),
+        creates.len() >= 2 && creates.iter().all(|r| r["actor"] == "ann"),
         "{creates:#?}"
     );
 

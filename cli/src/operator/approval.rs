@@ -90,7 +90,11 @@ pub fn two_person(g: &Global, ctx: &mut Ctx, what: &str) -> Result<Option<String
         .clone()
         .ok_or_else(|| not_permitted(format!("{what} needs a login")))?;
     let refusal = match ctx.remote() {
-        Some(remote) if ctx.servers_decide() => remote.request_approval(what, &args, &correlation),
+        Some(remote) if ctx.servers_decide() => {
+            remote
+                .connection()
+                .request_approval(what, &args, &correlation)
+        }
         _ => {
             let cp = cp(g)?;
             proof::request(
@@ -120,7 +124,7 @@ pub fn approve(g: &Global, a: ApproveArgs) -> Result<()> {
         // The server checks the approver's elevation and code, and records the approval.
         Some(remote) if ctx.servers_decide() => {
             let correlation = ctx.correlation_id.clone();
-            remote.approve(&a.id, &a.otp, &correlation)?
+            remote.connection().approve(&a.id, &a.otp, &correlation)?
         }
         _ => {
             ctx.require(

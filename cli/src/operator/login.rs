@@ -95,7 +95,11 @@ pub fn login(g: &Global, a: LoginArgs) -> Result<()> {
     let t = ctx.topology();
     let login = match ctx.remote() {
         // The server proves the code and signs the login; this machine holds no key.
-        Some(remote) => remote.login(&a.name, &a.otp, secs, &ctx.correlation_id.clone())?,
+        Some(remote) => {
+            remote
+                .connection()
+                .login(&a.name, &a.otp, secs, &ctx.correlation_id.clone())?
+        }
         None => {
             let cp = cp(g)?;
             let now = now()?;
@@ -184,7 +188,7 @@ pub fn elevate(g: &Global, a: ElevateArgs) -> Result<()> {
     if let Some(remote) = ctx.remote() {
         // The server checks the login, proves the code and records the elevation.
         let correlation = ctx.correlation_id.clone();
-        let e = remote.elevate(&asked, &a.otp, &correlation)?;
+        let e = remote.connection().elevate(&asked, &a.otp, &correlation)?;
         return print_elevation(g, &e);
     }
     let what = format!("elevate to {role}");

@@ -318,44 +318,6 @@ impl Remote {
         )
     }
 
-    /// `Connection::login` on the server answering now.
-    pub fn login(
-        &self,
-        operator: &str,
-        code: &str,
-        seconds: i64,
-        correlation_id: &str,
-    ) -> Result<crate::identity::Login> {
-        self.connection()
-            .login(operator, code, seconds, correlation_id)
-    }
-
-    /// `Connection::elevate` on the server answering now.
-    pub fn elevate(
-        &self,
-        asked: &crate::proof::ElevationAsked,
-        code: &str,
-        correlation_id: &str,
-    ) -> Result<engine::operators::Elevation> {
-        self.connection().elevate(asked, code, correlation_id)
-    }
-
-    /// `Connection::request_approval` on the server answering now.
-    pub fn request_approval(&self, what: &str, args: &[String], correlation_id: &str) -> Error {
-        self.connection()
-            .request_approval(what, args, correlation_id)
-    }
-
-    /// `Connection::approve` on the server answering now.
-    pub fn approve(
-        &self,
-        id: &str,
-        code: &str,
-        correlation_id: &str,
-    ) -> Result<engine::operators::Pending> {
-        self.connection().approve(id, code, correlation_id)
-    }
-
     /// `Connection::carry_out` on the server answering now; this run's failovers then
     /// present the approval.
     pub fn carry_out(

@@ -18,9 +18,8 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use engine::client::{Directory as _, Embedded};
-use engine::cluster::{Cluster, ClusterOptions, Held, Opener, ReplicaId, Shared};
+use engine::cluster::{Cluster, ClusterOptions, ReplicaId};
 use engine::replica::{Access, Replica};
-use engine::replica_log::ReplicaLog;
 use engine::request::{Envelope, Note, Progress, Request, Response};
 use engine::topology::{ControlPlane, Topology};
 use engine::{Error, Result};
@@ -28,6 +27,7 @@ use tokio::runtime::Handle;
 
 mod guard;
 mod leader;
+mod opener;
 mod read;
 mod rebuild;
 mod replicate;
@@ -36,7 +36,7 @@ pub use replicate::Lag;
 
 use crate::guard::{Credential, Minter};
 use crate::metrics::Metrics;
-use crate::remote::RemoteLog;
+use opener::{endpoint_of, endpoints_in, ServerOpener};
 
 /// How a server is started (geodird's flags).
 #[derive(Clone, Debug)]
@@ -118,88 +118,8 @@ struct Waiting {
     answer: std::sync::mpsc::Sender<Result<(Response, Vec<Note>)>>,
 }
 
-/// The server mode's way of holding replicas: this server's own, shared; the others', on
-/// their servers. A remote replica whose server does not answer is not held, so the write
-/// path re-designates an unreachable sync standby as it does in the embedded mode.
-struct ServerOpener {
-    datacenter: String,
-    owned: Replicas,
-    endpoints: Endpoints,
-    runtime: Handle,
-    timeout: Duration,
-    credential: Credential,
-}
-
-impl Opener for ServerOpener {
-    fn open(&self, id: &ReplicaId, _access: Access) -> Option<Result<Arc<dyn Held>>> {
-        if id.datacenter == self.datacenter {
-            let mine = self
-                .owned
-                .read()
-                .ok()
-                .and_then(|o| o.get(&id.partition).cloned());
-            return Some(match mine {
-                Some(r) => Ok(Arc::new(Shared(r)) as Arc<dyn Held>),
-                None => Err(Error::Unavailable(format!(
-                    "replica {id} did not open when this server started (see its log)"
-                ))),
-            });
-        }
-        Some(
-            remote(
-                &self.endpoints,
-                &self.runtime,
-                id,
-                self.timeout,
-                &self.credential,
-            )
-            .and_then(|log| {
-                // A real call: a replica whose server is down is not held.
-                log.last()?;
-                Ok(Arc::new(log) as Arc<dyn Held>)
-            }),
-        )
-    }
-}
-
-/// The replica `id` on its datacenter's server.
-fn remote(
-    endpoints: &Endpoints,
-    runtime: &Handle,
-    id: &ReplicaId,
-    timeout: Duration,
-    credential: &Credential,
-) -> Result<RemoteLog> {
-    let address = endpoint_of(endpoints, &id.datacenter)?;
-    Ok(RemoteLog::new(
-        runtime.clone(),
-        &address,
-        &id.datacenter,
-        id.partition,
-        timeout,
-    )?
-    .with_credential(credential.clone()))
-}
-
-fn endpoint_of(endpoints: &Endpoints, dc: &str) -> Result<String> {
-    let known = endpoints.read().map_err(|_| poisoned())?;
-    known.get(dc).cloned().ok_or_else(|| {
-        Error::Unavailable(format!(
-            "no server address is recorded for datacenter {dc}: is its geodird running?"
-        ))
-    })
-}
-
 fn poisoned() -> Error {
     Error::Storage("a server thread panicked".into())
-}
-
-/// The addresses the topology records.
-fn endpoints_in(t: &Topology) -> BTreeMap<String, String> {
-    t.datacenters
-        .iter()
-        .filter_map(|d| d.endpoint.clone().map(|e| (d.name.clone(), e)))
-        .collect()
 }
 
 impl Node {

@@ -11,7 +11,7 @@ use engine::replica::Replica;
 use engine::replica_log::ReplicaLog;
 use engine::Result;
 
-use super::{endpoints_in, poisoned, remote, Node};
+use super::{endpoints_in, poisoned, Node};
 use crate::remote::RemoteLog;
 
 /// The shortest time between two replication rounds while commits keep coming.
@@ -101,13 +101,7 @@ impl Node {
                 {
                     let id = ReplicaId::new(&d.name, p.id);
                     if !logs.contains_key(&id) {
-                        match remote(
-                            &self.endpoints,
-                            &self.runtime,
-                            &id,
-                            self.config.rpc_timeout,
-                            &self.credential,
-                        ) {
+                        match self.remote_log(&id) {
                             Ok(l) => {
                                 logs.insert(id.clone(), l);
                             }
@@ -244,13 +238,7 @@ impl Node {
                     }
                     let id = ReplicaId::new(d, p.id);
                     if !logs.contains_key(&id) {
-                        let Ok(l) = remote(
-                            &self.endpoints,
-                            &self.runtime,
-                            &id,
-                            self.config.rpc_timeout,
-                            &self.credential,
-                        ) else {
+                        let Ok(l) = self.remote_log(&id) else {
                             continue;
                         };
                         logs.insert(id.clone(), l);
