@@ -69,7 +69,7 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> engine::Result<T> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
+    crate::inline(f)
         .await
         .map_err(|e| Status::internal(format!("request task failed: {e}")))?
         .map_err(|e| to_status(&e))
@@ -138,8 +138,8 @@ impl Directory for DirectoryService {
         let mut envelope: Envelope = decode(&envelope, "envelope")?;
         let request: Request = decode(&request, "request")?;
         let node = self.node.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::task::spawn_blocking(move || {
+        let streams = engine::executor::streams_progress(&request);
+        let work = move |emit: &mut dyn FnMut(Result<ExecuteEvent, Status>)| {
             // A write sent on by a server was judged where it came in; a client's call is
             // judged by what the request needs, and its records name who is proven.
             let call = match (forwarded, engine::operators::need_of(&request)) {
@@ -159,15 +159,11 @@ impl Directory for DirectoryService {
             ) {
                 Ok(Some(actor)) => envelope.actor = actor,
                 Ok(None) => {}
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(to_status(&e)));
-                    return;
-                }
+                Err(e) => return emit(Err(to_status(&e))),
             }
-            let events = tx.clone();
             let got = node.execute(&envelope, request, forwarded, &mut |p| {
                 if let Ok(b) = serde_json::to_vec(p) {
-                    let _ = events.blocking_send(Ok(ExecuteEvent {
+                    emit(Ok(ExecuteEvent {
                         event: Some(Event::Progress(b)),
                     }));
                 }
@@ -188,8 +184,31 @@ impl Directory for DirectoryService {
                         })),
                     })
                 });
-            let _ = tx.blocking_send(last);
-        });
+            emit(last);
+        };
+        // A request that reports progress (a bulk load) streams it as it goes; any other is
+        // carried out in place and answered in one go (its headers, reply and trailers
+        // together), with no hand-off to another thread and back.
+        if streams {
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            tokio::task::spawn_blocking(move || {
+                work(&mut |e| {
+                    let _ = tx.blocking_send(e);
+                })
+            });
+            return Ok(Response::new(ReceiverStream::new(rx)));
+        }
+        let events = crate::inline(move || {
+            let mut events = Vec::new();
+            work(&mut |e| events.push(e));
+            events
+        })
+        .await
+        .map_err(|e| Status::internal(format!("request task failed: {e}")))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(events.len().max(1));
+        for e in events {
+            let _ = tx.try_send(e);
+        }
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 

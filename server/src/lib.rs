@@ -49,6 +49,26 @@ pub mod pb {
     tonic::include_proto!("geodir.v1");
 }
 
+/// Runs blocking work from async code. On a multi-threaded runtime it runs in place
+/// (`block_in_place`: the runtime moves its other tasks to another thread), so the request
+/// and its answer stay on one thread: a hand-off to the blocking pool and back costs two
+/// wake-ups, tens of microseconds each on a small virtual machine. On another runtime (a
+/// test's), it goes to the blocking pool.
+/// A panic in `f` is an error, as it is from the blocking pool.
+pub async fn inline<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .map_err(|_| "it panicked".to_string())
+        }),
+        _ => tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
 /// Waits for `f` on `runtime` from synchronous code: also from a worker of a runtime (an
 /// HTTP handler that answers a read in place), which is let out of the runtime's workers
 /// for the wait (`block_in_place`) instead of panicking.

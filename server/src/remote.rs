@@ -188,4 +188,32 @@ impl engine::cluster::Held for RemoteLog {
     fn local(&self) -> Option<&engine::replica::Replica> {
         None
     }
+
+    /// The Append request is sent from this log's runtime, and its answer comes straight to
+    /// the writer: no shipping thread between them (each hand-off between threads costs tens
+    /// of microseconds on a small virtual machine).
+    fn start_append(
+        &self,
+        _entries: &std::sync::Arc<[Entry]>,
+        encoded: &std::sync::Arc<[Vec<u8>]>,
+        term: u64,
+    ) -> Option<std::sync::mpsc::Receiver<Result<()>>> {
+        let req = AppendRequest {
+            replica: self.r(),
+            term,
+            entries: encoded.to_vec(),
+        };
+        let mut client = self.client.clone();
+        let peer = format!("{} at {}", self.name, self.address);
+        let (answer, answered) = std::sync::mpsc::channel();
+        self.runtime.spawn(async move {
+            let got = client
+                .append(req)
+                .await
+                .map(|_| ())
+                .map_err(|s| from_status(&s, &peer));
+            let _ = answer.send(got);
+        });
+        Some(answered)
+    }
 }

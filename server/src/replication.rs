@@ -82,11 +82,12 @@ impl ReplicationService {
     }
 }
 
-/// Runs `f` on the blocking pool (engine calls fsync), its error as a status.
+/// Runs `f`, which may block (engine calls fsync), its error as a status: in place on a
+/// multi-threaded runtime (`crate::inline`).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> engine::Result<T> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
+    crate::inline(f)
         .await
         .map_err(|e| Status::internal(format!("replica task failed: {e}")))?
         .map_err(|e| to_status(&e))

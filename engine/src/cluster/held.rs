@@ -6,10 +6,12 @@
 //! works on both. What only a replica in this process can do (read its data, a checkpoint,
 //! a scrub) goes through `Held::local`.
 
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use super::ReplicaId;
 use crate::error::Result;
+use crate::log::Entry;
 use crate::replica::{Access, Replica};
 use crate::replica_log::ReplicaLog;
 
@@ -31,6 +33,18 @@ pub trait Held: ReplicaLog + Send + Sync + std::any::Any {
     }
     /// Before letting go: background work stops, so that the next holder does not wait.
     fn stop_background_work(&self) {}
+    /// Starts appending `entries` (synced; `encoded[i]` is `entries[i].encode()`) as the
+    /// writer of `term` without a thread of the caller's: the answer comes on the receiver.
+    /// `None` (a replica of this process): the caller ships it on a shipping thread. A
+    /// replica on another server sends it at once, saving that thread's two hand-offs.
+    fn start_append(
+        &self,
+        _entries: &Arc<[Entry]>,
+        _encoded: &Arc<[Vec<u8>]>,
+        _term: u64,
+    ) -> Option<Receiver<Result<()>>> {
+        None
+    }
 }
 
 impl Held for Replica {

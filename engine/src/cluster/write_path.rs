@@ -74,7 +74,7 @@ impl Cluster {
         // the crash while the next write reused its (term, lsn) for another entry.
         let se = match (&on_primary, &w.session) {
             (Ok(()), Some((_, r))) => {
-                Some(self.shippers()[1].ship(r.clone(), entry.clone(), encoded, w.p.term))
+                Some(self.ship(1, r.clone(), entry.clone(), encoded, w.p.term))
             }
             _ => None,
         };
@@ -352,7 +352,23 @@ impl Cluster {
                 return rx;
             }
         }
-        self.shippers()[0].ship(standby, entries, encoded, term)
+        self.ship(0, standby, entries, encoded, term)
+    }
+
+    /// Ships an entry to `replica`: sent at once when it is on another server
+    /// (`Held::start_append`), on shipping thread `shipper` otherwise.
+    fn ship(
+        &mut self,
+        shipper: usize,
+        replica: Arc<dyn Held>,
+        entries: Arc<[Entry]>,
+        encoded: Arc<[Vec<u8>]>,
+        term: u64,
+    ) -> std::sync::mpsc::Receiver<Result<()>> {
+        match replica.start_append(&entries, &encoded, term) {
+            Some(answer) => answer,
+            None => self.shippers()[shipper].ship(replica, entries, encoded, term),
+        }
     }
 
     /// Failpoints `crash-after-primary-append` (abort) and `vanish-after-primary-append`:

@@ -155,6 +155,12 @@ pub fn shares_entries(req: &Request) -> bool {
         )
 }
 
+/// Whether carrying out a request reports progress as it goes (a bulk load's checked and
+/// committed batches), which a server streams to its client before the reply.
+pub fn streams_progress(req: &Request) -> bool {
+    matches!(req, Request::Import { .. })
+}
+
 fn prepare(d: &Embedded, req: Request) -> Result<Prepared> {
     let op = req.audit_op().unwrap_or_default();
     let tenant = req
@@ -546,6 +552,29 @@ mod tests {
 
     fn fields(v: serde_json::Value) -> Object {
         v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn only_a_bulk_load_streams_progress() {
+        let import = Request::Import {
+            tenant: "contoso".into(),
+            file: "users.jsonl".into(),
+            batch_size: 100,
+            lines: Vec::new(),
+        };
+        let create = Request::CreateObject {
+            tenant: "contoso".into(),
+            object_type: ObjectType::User,
+            fields: fields(json!({"displayName": "Ada", "userPrincipalName": "ada@c.com"})),
+        };
+        let read = Request::GetObject {
+            tenant: "contoso".into(),
+            object_type: ObjectType::User,
+            id: "ada@c.com".into(),
+        };
+        assert!(streams_progress(&import));
+        assert!(!streams_progress(&create), "{create:?}");
+        assert!(!streams_progress(&read), "{read:?}");
     }
 
     #[test]

@@ -142,14 +142,19 @@ impl Connection {
             forwarded,
         };
         let mut client = self.client.clone();
-        let mut events = self
-            .runtime
-            .block_on(async move { client.execute(req).await })?
-            .into_inner();
+        // One wait for the call and its first message: a server answers a request without
+        // progress in one go, so the calling thread is woken once, not again for the
+        // reply after the headers. Progress is handed on outside the runtime (a server
+        // sending a bulk load on passes it to a blocking channel).
+        let (mut events, mut next) = self.runtime.block_on(async move {
+            let mut events = client.execute(req).await?.into_inner();
+            let first = events.message().await?;
+            Ok::<_, tonic::Status>((events, first))
+        })?;
         // Read to the stream's end (its trailers), the reply included: a stream dropped
         // before its end is reset, and h2 closes a connection that resets too many.
         let mut reply = None;
-        while let Some(event) = self.runtime.block_on(events.message())? {
+        while let Some(event) = next {
             match event.event {
                 Some(Event::Progress(p)) => {
                     if let Ok(p) = serde_json::from_slice::<Progress>(&p) {
@@ -159,6 +164,7 @@ impl Connection {
                 Some(Event::Reply(r)) => reply = Some(r),
                 None => {}
             }
+            next = self.runtime.block_on(events.message())?;
         }
         let reply = reply
             .ok_or_else(|| tonic::Status::unknown("the server's reply ended without a result"))?;
