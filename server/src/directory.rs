@@ -46,8 +46,10 @@ impl DirectoryService {
         let credential = guard::presented(req.metadata()).map(str::to_string);
         let node = self.node.clone();
         let correlation = uuid::Uuid::new_v4().to_string();
-        blocking(move || node.permit(credential.as_deref(), &call, &what, "unknown", &correlation))
-            .await
+        crate::inline_call(move || {
+            node.permit(credential.as_deref(), &call, &what, "unknown", &correlation)
+        })
+        .await
     }
 }
 
@@ -64,15 +66,6 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
             "malformed {what}, refused (nothing was applied): {e}"
         )))
     })
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> engine::Result<T> + Send + 'static,
-) -> Result<T, Status> {
-    crate::inline(f)
-        .await
-        .map_err(|e| Status::internal(format!("request task failed: {e}")))?
-        .map_err(|e| to_status(&e))
 }
 
 /// The files of a checkpoint folder, each in chunks of at most 1 MiB, in name order.
@@ -226,7 +219,7 @@ impl Directory for DirectoryService {
         .await?;
         let partition = req.into_inner().partition;
         let node = self.node.clone();
-        let (tmp, pos, source) = blocking(move || node.checkpoint(partition)).await?;
+        let (tmp, pos, source) = crate::inline_call(move || node.checkpoint(partition)).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
             let folder = tmp.path().join(format!("p{partition}"));
@@ -256,7 +249,8 @@ impl Directory for DirectoryService {
         let credential = guard::presented(_req.metadata()).map(str::to_string);
         let node = self.node.clone();
         let (mut t, proven) =
-            blocking(move || Ok((node.topology()?, node.proves(credential.as_deref())))).await?;
+            crate::inline_call(move || Ok((node.topology()?, node.proves(credential.as_deref()))))
+                .await?;
         // Operators' sealed secrets stay in the control plane; a caller nothing proves sees
         // that there are operators (and who), not their roles, lock-outs, elevations or
         // requests.
@@ -283,7 +277,7 @@ impl Directory for DirectoryService {
     ) -> Result<Response<ProbeReply>, Status> {
         let node = self.node.clone();
         let datacenter = node.datacenter.clone();
-        let (healthy, replicas) = blocking(move || node.probe()).await?;
+        let (healthy, replicas) = crate::inline_call(move || node.probe()).await?;
         Ok(Response::new(ProbeReply {
             datacenter,
             replicas,
@@ -303,7 +297,7 @@ impl Directory for DirectoryService {
             let approval = req.get_ref().approval.clone();
             let node = self.node.clone();
             let correlation = uuid::Uuid::new_v4().to_string();
-            blocking(move || {
+            crate::inline_call(move || {
                 node.two_person(
                     &who,
                     &approval,
@@ -323,7 +317,8 @@ impl Directory for DirectoryService {
         } = req.into_inner();
         let node = self.node.clone();
         let report =
-            blocking(move || node.failover(partition, &to, emergency, accept_data_loss)).await?;
+            crate::inline_call(move || node.failover(partition, &to, emergency, accept_data_loss))
+                .await?;
         let report = serde_json::to_vec(&report)
             .map_err(|e| Status::internal(format!("encode the report: {e}")))?;
         Ok(Response::new(FailoverReply { report }))
@@ -336,7 +331,7 @@ impl Directory for DirectoryService {
         self.permit(&req, Call::Need(Need::Read), "status".into())
             .await?;
         let node = self.node.clone();
-        let (rows, lags) = blocking(move || node.status()).await?;
+        let (rows, lags) = crate::inline_call(move || node.status()).await?;
         let replicas = serde_json::to_vec(&rows)
             .map_err(|e| Status::internal(format!("encode the status: {e}")))?;
         let lags = lags
@@ -358,7 +353,7 @@ impl Directory for DirectoryService {
         self.permit(&req, privileged(), "dc rebuild".into()).await?;
         let reseed = req.into_inner().reseed;
         let node = self.node.clone();
-        let reports = blocking(move || node.rebuild(&reseed)).await?;
+        let reports = crate::inline_call(move || node.rebuild(&reseed)).await?;
         let reports = serde_json::to_vec(&reports)
             .map_err(|e| Status::internal(format!("encode the reports: {e}")))?;
         Ok(Response::new(RebuildReply { reports }))
@@ -378,7 +373,7 @@ impl Directory for DirectoryService {
             drained,
         } = req.into_inner();
         let node = self.node.clone();
-        blocking(move || node.set_drained(&datacenter, drained)).await?;
+        crate::inline_call(move || node.set_drained(&datacenter, drained)).await?;
         Ok(Response::new(SetDrainedReply {}))
     }
 
@@ -394,7 +389,8 @@ impl Directory for DirectoryService {
         } = req.into_inner();
         let node = self.node.clone();
         let login =
-            blocking(move || node.login(&operator, &code, seconds, &correlation_id)).await?;
+            crate::inline_call(move || node.login(&operator, &code, seconds, &correlation_id))
+                .await?;
         let login = serde_json::to_vec(&login)
             .map_err(|e| Status::internal(format!("encode the login: {e}")))?;
         Ok(Response::new(LoginReply { login }))
@@ -415,9 +411,10 @@ impl Directory for DirectoryService {
         let asked = crate::proof::ElevationAsked::new(&role, seconds, &reason)
             .map_err(|e| to_status(&e))?;
         let node = self.node.clone();
-        let e =
-            blocking(move || node.elevate(credential.as_deref(), &asked, &code, &correlation_id))
-                .await?;
+        let e = crate::inline_call(move || {
+            node.elevate(credential.as_deref(), &asked, &code, &correlation_id)
+        })
+        .await?;
         let elevation = serde_json::to_vec(&e)
             .map_err(|e| Status::internal(format!("encode the elevation: {e}")))?;
         Ok(Response::new(ElevateReply { elevation }))
@@ -434,7 +431,7 @@ impl Directory for DirectoryService {
             correlation_id,
         } = req.into_inner();
         let node = self.node.clone();
-        let refusal = blocking(move || {
+        let refusal = crate::inline_call(move || {
             node.request_approval(credential.as_deref(), &what, args, &correlation_id)
         })
         .await?;
@@ -452,8 +449,10 @@ impl Directory for DirectoryService {
             correlation_id,
         } = req.into_inner();
         let node = self.node.clone();
-        let p = blocking(move || node.approve(credential.as_deref(), &id, &code, &correlation_id))
-            .await?;
+        let p = crate::inline_call(move || {
+            node.approve(credential.as_deref(), &id, &code, &correlation_id)
+        })
+        .await?;
         let pending = serde_json::to_vec(&p)
             .map_err(|e| Status::internal(format!("encode the request: {e}")))?;
         Ok(Response::new(ApprovalReply { pending }))
@@ -471,7 +470,7 @@ impl Directory for DirectoryService {
             what,
         } = req.into_inner();
         let node = self.node.clone();
-        let done = blocking(move || {
+        let done = crate::inline_call(move || {
             node.carry_out(credential.as_deref(), &id, &args, &what, &correlation_id)
         })
         .await?;

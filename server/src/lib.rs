@@ -69,6 +69,16 @@ pub async fn inline<T: Send + 'static>(
     }
 }
 
+/// `inline` for an engine call (which may fsync): its error, or a panic, as a gRPC status.
+pub async fn inline_call<T: Send + 'static>(
+    f: impl FnOnce() -> engine::Result<T> + Send + 'static,
+) -> Result<T, tonic::Status> {
+    inline(f)
+        .await
+        .map_err(|e| tonic::Status::internal(format!("request task failed: {e}")))?
+        .map_err(|e| status::to_status(&e))
+}
+
 /// Waits for `f` on `runtime` from synchronous code: also from a worker of a runtime (an
 /// HTTP handler that answers a read in place), which is let out of the runtime's workers
 /// for the wait (`block_in_place`) instead of panicking.

@@ -78,10 +78,15 @@ impl RemoteLog {
         ) -> std::result::Result<tonic::Response<T>, tonic::Status>,
     ) -> Result<T> {
         let client = self.client.clone();
-        let peer = format!("{} at {}", self.name, self.address);
+        let peer = self.peer();
         crate::wait(&self.runtime, f(client))
             .map(tonic::Response::into_inner)
             .map_err(|s| from_status(&s, &peer))
+    }
+
+    /// Names the replica and its server in errors.
+    fn peer(&self) -> String {
+        format!("{} at {}", self.name, self.address)
     }
 
     fn r(&self) -> Option<ReplicaRef> {
@@ -204,7 +209,7 @@ impl engine::cluster::Held for RemoteLog {
             entries: encoded.to_vec(),
         };
         let mut client = self.client.clone();
-        let peer = format!("{} at {}", self.name, self.address);
+        let peer = self.peer();
         let (answer, answered) = std::sync::mpsc::channel();
         self.runtime.spawn(async move {
             let got = client

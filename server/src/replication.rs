@@ -2,7 +2,7 @@
 //! partitions from other servers. Every request names the replica; a replica this server
 //! does not own is refused (NotFound). Shipped entries are decoded and crc-checked before
 //! anything is written; fencing is the replica's own (`ReplicaLog::append` refuses a writer
-//! below the term it has seen). Engine calls, which fsync, run on tokio's blocking pool.
+//! below the term it has seen). Engine calls, which fsync, run in place (`crate::inline_call`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -82,17 +82,6 @@ impl ReplicationService {
     }
 }
 
-/// Runs `f`, which may block (engine calls fsync), its error as a status: in place on a
-/// multi-threaded runtime (`crate::inline`).
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> engine::Result<T> + Send + 'static,
-) -> Result<T, Status> {
-    crate::inline(f)
-        .await
-        .map_err(|e| Status::internal(format!("replica task failed: {e}")))?
-        .map_err(|e| to_status(&e))
-}
-
 /// Shipped entries, each decoded and checked (crc, format) before anything is written.
 pub fn decode_entries(raw: &[Vec<u8>], from: &str) -> engine::Result<Vec<Entry>> {
     raw.iter()
@@ -111,7 +100,7 @@ impl Replication for ReplicationService {
     async fn position(&self, req: Request<ReplicaRef>) -> Result<Response<PositionReply>, Status> {
         self.allowed(req.metadata(), "replication: position")?;
         let r = self.replica(Some(req.get_ref()))?;
-        let reply = blocking(move || {
+        let reply = crate::inline_call(move || {
             let last = r.last()?;
             Ok(PositionReply {
                 last_term: last.term,
@@ -129,7 +118,7 @@ impl Replication for ReplicationService {
         self.allowed(req.metadata(), "replication: term_at")?;
         let r = self.replica(req.get_ref().replica.as_ref())?;
         let lsn = req.get_ref().lsn;
-        let term = blocking(move || r.term_at(lsn)).await?;
+        let term = crate::inline_call(move || r.term_at(lsn)).await?;
         Ok(Response::new(TermAtReply {
             held: term.is_some(),
             term: term.unwrap_or(0),
@@ -140,7 +129,7 @@ impl Replication for ReplicationService {
         self.allowed(req.metadata(), "replication: entries")?;
         let r = self.replica(req.get_ref().replica.as_ref())?;
         let (from, to) = (req.get_ref().from, req.get_ref().to);
-        let entries = blocking(move || r.entries(from, to)).await?;
+        let entries = crate::inline_call(move || r.entries(from, to)).await?;
         Ok(Response::new(EntriesReply {
             entries: entries.iter().map(Entry::encode).collect(),
         }))
@@ -155,7 +144,7 @@ impl Replication for ReplicationService {
         } = req.into_inner();
         let r = self.replica(replica.as_ref())?;
         let from = format!("an append of term {term}");
-        blocking(move || {
+        crate::inline_call(move || {
             let decoded = decode_entries(&entries, &from)?;
             r.append_encoded(&decoded, &entries, term)
         })
@@ -170,7 +159,7 @@ impl Replication for ReplicationService {
         self.allowed(req.metadata(), "replication: truncate")?;
         let r = self.replica(req.get_ref().replica.as_ref())?;
         let (after, term) = (req.get_ref().after_lsn, req.get_ref().term);
-        let cut = blocking(move || r.truncate_after(after, term)).await?;
+        let cut = crate::inline_call(move || r.truncate_after(after, term)).await?;
         Ok(Response::new(EntriesReply {
             entries: cut.iter().map(Entry::encode).collect(),
         }))
@@ -180,7 +169,7 @@ impl Replication for ReplicationService {
         self.allowed(req.metadata(), "replication: observe_term")?;
         let r = self.replica(req.get_ref().replica.as_ref())?;
         let term = req.get_ref().term;
-        blocking(move || r.observe_term(term)).await?;
+        crate::inline_call(move || r.observe_term(term)).await?;
         Ok(Response::new(Empty {}))
     }
 
@@ -188,7 +177,7 @@ impl Replication for ReplicationService {
         self.allowed(req.metadata(), "replication: set_commit")?;
         let r = self.replica(req.get_ref().replica.as_ref())?;
         let lsn = req.get_ref().lsn;
-        blocking(move || r.set_commit_lsn(lsn)).await?;
+        crate::inline_call(move || r.set_commit_lsn(lsn)).await?;
         Ok(Response::new(Empty {}))
     }
 
@@ -196,7 +185,7 @@ impl Replication for ReplicationService {
         self.allowed(req.metadata(), "replication: get")?;
         let r = self.replica(req.get_ref().replica.as_ref())?;
         let key = req.get_ref().key.clone();
-        let v = blocking(move || r.get(&key)).await?;
+        let v = crate::inline_call(move || r.get(&key)).await?;
         Ok(Response::new(GetReply {
             found: v.is_some(),
             value: v.unwrap_or_default(),

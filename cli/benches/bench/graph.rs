@@ -102,13 +102,7 @@ pub(super) fn graph_figures(dir: &Path, seconds: u64) -> Vec<Value> {
     drop(c);
     let servers = Servers::start_with(&root, &["--graph-rate-per-token", "0"]);
     let token = token(&root);
-    let http = servers
-        .http
-        .iter()
-        .find(|(d, _)| d == "westus")
-        .unwrap()
-        .1
-        .clone();
+    let http = servers.http_of("westus").to_string();
     let auth = format!("Authorization: Bearer {token}");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

@@ -133,13 +133,23 @@ impl Servers {
 
     /// Partition 0's replica on the server of `dc`, as the primary's server reaches it.
     fn log(&self, rt: &tokio::runtime::Runtime, dc: &str) -> server::remote::RemoteLog {
-        let addr = &self.grpc.iter().find(|(d, _)| d == dc).unwrap().1;
+        let addr = self.grpc_of(dc);
         server::remote::RemoteLog::new(rt.handle().clone(), addr, dc, 0, Duration::from_secs(5))
             .unwrap()
     }
 
+    /// The gRPC address of `dc`'s server.
+    pub(super) fn grpc_of(&self, dc: &str) -> &str {
+        &self.grpc.iter().find(|(d, _)| d == dc).unwrap().1
+    }
+
+    /// The HTTP address (the Graph API) of `dc`'s server.
+    pub(super) fn http_of(&self, dc: &str) -> &str {
+        &self.http.iter().find(|(d, _)| d == dc).unwrap().1
+    }
+
     pub(super) fn connect(&self, rt: &tokio::runtime::Runtime, dc: &str) -> Connection {
-        let addr = &self.grpc.iter().find(|(d, _)| d == dc).unwrap().1;
+        let addr = self.grpc_of(dc);
         Connection::new(rt.handle().clone(), addr, Duration::from_secs(5), None).unwrap()
     }
 }
@@ -177,22 +187,12 @@ pub(super) fn server_figures(dir: &Path, n: usize, backlog: usize) -> Vec<Value>
     let mut out = Vec::new();
 
     // Write latency through the servers, against one raw synced put.
-    let mut ours = Vec::with_capacity(n);
-    for i in 0..n {
-        let t = Instant::now();
+    let mut ours = timed(n, |i| {
         primary
             .execute(&env, &create(i), false, &mut |_| {})
             .unwrap();
-        ours.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    let db = raw_db(&dir.join("raw-s"));
-    let mut raw = Vec::with_capacity(n);
-    for i in 0..n {
-        let v = serde_json::to_vec(&user(i)).unwrap();
-        let t = Instant::now();
-        db.put_opt(format!("k{i:08}"), v, &synced()).unwrap();
-        raw.push(t.elapsed().as_secs_f64() * 1e3);
-    }
+    });
+    let mut raw = timed_puts(&raw_db(&dir.join("raw-s")), n);
     out.push(report(&Figure {
         name: "server write latency p50 (loopback)",
         unit: "ms",
@@ -207,13 +207,10 @@ pub(super) fn server_figures(dir: &Path, n: usize, backlog: usize) -> Vec<Value>
     // call it. A geo-durable write is two such round trips, one after the other (client to
     // primary, primary to sync standby), and a synced put.
     let eastus = servers.log(&rt, "eastus");
-    let mut trips = Vec::with_capacity(n);
-    for _ in 0..n {
+    let mut trips = timed(n, |_| {
         use engine::replica_log::ReplicaLog as _;
-        let t = Instant::now();
         eastus.last().unwrap();
-        trips.push(t.elapsed().as_secs_f64() * 1e3);
-    }
+    });
     out.push(report(&Figure {
         name: "server trivial RPC round trip p50 (loopback)",
         unit: "ms",
@@ -227,19 +224,9 @@ pub(super) fn server_figures(dir: &Path, n: usize, backlog: usize) -> Vec<Value>
     // time, but here the three datacenters share one disk. A raw synced put while another
     // RocksDB of the same disk takes synced puts too (two threads, each putting in a loop).
     let (a, b) = (raw_db(&dir.join("raw-a")), raw_db(&dir.join("raw-b")));
-    let put_loop = |db: &rocksdb::DB| {
-        (0..n)
-            .map(|i| {
-                let v = serde_json::to_vec(&user(i)).unwrap();
-                let t = Instant::now();
-                db.put_opt(format!("k{i:08}"), v, &synced()).unwrap();
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .collect::<Vec<f64>>()
-    };
     let mut both = std::thread::scope(|s| {
-        let other = s.spawn(|| put_loop(&a));
-        let mut mine = put_loop(&b);
+        let other = s.spawn(|| timed_puts(&a, n));
+        let mut mine = timed_puts(&b, n);
         mine.extend(other.join().unwrap());
         mine
     });
@@ -468,13 +455,7 @@ fn async_writes(
     clients: usize,
     per: usize,
 ) -> f64 {
-    let addr = servers
-        .grpc
-        .iter()
-        .find(|(d, _)| d == "westus")
-        .unwrap()
-        .1
-        .clone();
+    let addr = servers.grpc_of("westus").to_string();
     rt.block_on(async move {
         let channel = tonic::transport::Endpoint::from_shared(addr)
             .unwrap()
@@ -510,5 +491,27 @@ fn async_writes(
             task.await.unwrap();
         }
         (clients * per) as f64 / t.elapsed().as_secs_f64()
+    })
+}
+
+/// `f(0..n)`, one after the other: each call's time in ms.
+fn timed(n: usize, mut f: impl FnMut(usize)) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let t = Instant::now();
+            f(i);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect()
+}
+
+/// `n` raw synced puts of the bench's users, one after the other: each one's time in ms.
+fn timed_puts(db: &rocksdb::DB, n: usize) -> Vec<f64> {
+    let values: Vec<Vec<u8>> = (0..n)
+        .map(|i| serde_json::to_vec(&user(i)).unwrap())
+        .collect();
+    timed(n, |i| {
+        db.put_opt(format!("k{i:08}"), &values[i], &synced())
+            .unwrap()
     })
 }
